@@ -1,0 +1,84 @@
+"""Regenerate the example frames: `python docs/frames/make.py`.
+
+The JSON files are the fixtures both test suites read; the `hex` of each frame is
+what Python's msgpack (the reference encoder) produces, and the snippet's encoder
+must produce the same bytes.
+"""
+
+import json
+from pathlib import Path
+
+import msgpack
+
+HERE = Path(__file__).parent
+
+PAGE = {
+    "url": "https://shop.example/products/linen-shirt?utm_source=news",
+    "path": "/products/linen-shirt",
+    "title": "Linen shirt — Demo store",
+    "ref": "https://www.example.org/",
+    "prod": {"name": "Linen shirt", "price": 59.9, "cur": "EUR", "sku": "LS-01", "img": "/static/shirt.svg"},
+}
+
+VALID = [
+    ("hello", "c2s", {"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e", "sid": None,
+                      "page": PAGE, "consent": True, "dnt": False, "gpc": False, "sv": "0.1.0",
+                      "tz": 60, "lang": "en-GB", "vp": [1280, 800]}),
+    ("hello_resume", "c2s", {"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e",
+                             "sid": "s_8b1d0c3f55", "page": {"url": "https://shop.example/cart",
+                             "path": "/cart", "title": "Cart", "ref": ""}, "consent": True,
+                             "dnt": False, "gpc": False, "sv": "0.1.0", "tz": -300, "lang": "en-US",
+                             "vp": [390, 844]}),
+    ("events", "c2s", {"v": 1, "t": "events", "seq": 3, "ev": [
+        {"e": "dwell", "ts": 1767225600000, "ms": 5000},
+        {"e": "scroll", "ts": 1767225600400, "pct": 70},
+        {"e": "click", "ts": 1767225601000, "tag": "a", "id": "buy", "k": "add-to-cart", "href": "/cart"},
+        {"e": "idle", "ts": 1767225631000, "ms": 30000},
+        {"e": "cart", "ts": 1767225632000, "value": 119.8, "items": 2, "cur": "EUR"},
+        {"e": "add_to_cart", "ts": 1767225632001, "sku": "LS-01", "name": "Linen shirt", "price": 59.9, "qty": 1},
+        {"e": "checkout", "ts": 1767225640000, "step": "payment"},
+        {"e": "purchase", "ts": 1767225650000, "value": 119.8, "cur": "EUR"},
+        {"e": "page_view", "ts": 1767225651000, "url": "https://shop.example/thanks", "path": "/thanks",
+         "title": "Thank you", "ref": "https://shop.example/checkout"},
+    ]}),
+    ("exit_intent", "c2s", {"v": 1, "t": "events", "seq": 4, "ev": [{"e": "exit_intent", "ts": 1767225700000}]}),
+    ("feedback", "c2s", {"v": 1, "t": "feedback", "oid": "exit-offer.1a2b3c", "act": "dismissed", "ts": 1767225702000}),
+    ("welcome", "s2c", {"v": 1, "t": "welcome", "sid": "s_8b1d0c3f55",
+                        "track": {"batch_ms": 1000, "dwell_ms": 5000, "scroll_step": 10, "idle_ms": 30000, "exit": True},
+                        "max_frame": 16384, "max_events": 50}),
+    ("show", "s2c", {"v": 1, "t": "show", "oid": "exit-offer.1a2b3c", "kind": "offer",
+                     "html": "<div class=\"k-card\"><p>Still thinking about Linen shirt &amp; co?</p>"
+                             "<button data-k-close aria-label=\"Close\">×</button></div>",
+                     "css": ".k-card{padding:24px}", "place": "center", "ttl_ms": 0, "rule": "exit-offer"}),
+    ("hide", "s2c", {"v": 1, "t": "hide", "oid": "exit-offer.1a2b3c"}),
+    ("error", "s2c", {"v": 1, "t": "error", "code": "unknown_event", "msg": "event 0: unknown event type 'teleport'", "seq": 7}),
+]
+
+# Frames the server must refuse: what it answers, and whether it closes.
+INVALID = [
+    ("not_msgpack", "c1", "bad_frame", None),   # 0xc1 is "never used" in the msgpack spec
+    ("not_a_map", msgpack.packb([1, "events"]).hex(), "bad_frame", None),
+    ("no_type", msgpack.packb({"v": 1}).hex(), "bad_frame", None),
+    ("unknown_type", msgpack.packb({"v": 1, "t": "teleport"}).hex(), "unknown_type", None),
+    ("bad_version", msgpack.packb({"v": 2, "t": "events", "seq": 1, "ev": []}).hex(), "bad_version", 4001),
+    ("events_not_a_list", msgpack.packb({"v": 1, "t": "events", "seq": 1, "ev": "x"}).hex(), "bad_field", None),
+    ("unknown_event", msgpack.packb({"v": 1, "t": "events", "seq": 7, "ev": [
+        {"e": "teleport", "ts": 1}, {"e": "scroll", "ts": 2, "pct": 40}]}).hex(), "unknown_event", None),
+    ("bad_event", msgpack.packb({"v": 1, "t": "events", "seq": 8, "ev": [
+        {"e": "scroll", "ts": 1, "pct": "lots"}, {"e": "dwell", "ts": 2, "ms": 1000}]}).hex(), "bad_event", None),
+    ("bad_feedback_act", msgpack.packb({"v": 1, "t": "feedback", "oid": "x", "act": "loved", "ts": 1}).hex(), "bad_field", None),
+]
+
+
+def main() -> None:
+    valid = [
+        {"name": name, "dir": direction, "frame": frame, "hex": msgpack.packb(frame).hex()}
+        for name, direction, frame in VALID
+    ]
+    invalid = [{"name": n, "hex": h, "error": code, "close": close} for n, h, code, close in INVALID]
+    for fname, data in (("valid.json", valid), ("invalid.json", invalid)):
+        (HERE / fname).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The ASGI application: routes and start-up, nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from . import dashboard
+from .runtime import Runtime
+from .settings import Settings
+from .ws import visitor_endpoint
+
+STATIC = Path(__file__).parent / "static"
+
+
+async def snippet(request: Request) -> Response:
+    path = request.app.state.kairos.settings.snippet_path
+    if not path.is_file():
+        return PlainTextResponse(f"the snippet is not built: run `make build` ({path} is missing)\n", status_code=503)
+    # A stable URL stores embed for good: let browsers revalidate every 5 minutes
+    # so a new snippet reaches visitors the same day.
+    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"})
+
+
+async def health(request: Request) -> Response:
+    rt = request.app.state.kairos
+    ok = await rt.engine.ping()
+    return JSONResponse({"ok": ok, "engine": rt.engine.name, "rules": len(rt.rules.rules)}, status_code=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return PlainTextResponse(request.app.state.kairos.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def index(request: Request) -> Response:
+    return RedirectResponse("/demo/" if request.app.state.kairos.settings.demo else "/dashboard")
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
+    """Build the app; `runtime` lets tests bring their own engine."""
+    rt = runtime or Runtime(settings)
+    templates = Jinja2Templates(directory=str(settings.templates_dir))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.close()
+
+    routes = [
+        Route("/", index),
+        Route("/k.js", snippet),
+        Route("/healthz", health),
+        Route("/metrics", metrics),
+        WebSocketRoute("/ws", visitor_endpoint),
+        *dashboard.routes,
+        Mount("/static/dashboard", StaticFiles(directory=STATIC / "dashboard"), name="dashboard-static"),
+    ]
+    if settings.demo:
+        from .demo import demo_routes
+
+        routes += demo_routes(templates)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.kairos = rt
+    app.state.templates = templates
+    return app

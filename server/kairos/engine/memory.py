@@ -1,0 +1,120 @@
+"""The memory engine: sessions in a dict, for trying Kairos and for one-process sites."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..session import Op, SessionState, apply_ops, claim_show, record_feedback
+from .base import LOG_MAX, Engine, parse_log
+
+SWEEP_EVERY_S = 60.0
+
+
+@dataclass(slots=True)
+class _Entry:
+    h: dict[str, str] = field(default_factory=dict)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_MAX))
+    expires_at: float = 0.0  # time.monotonic()
+
+
+class MemoryEngine(Engine):
+    """Single-process engine. Every method runs without awaiting, so a batch is atomic
+    with respect to every other task on the event loop."""
+
+    name = "memory"
+
+    def __init__(self, session_ttl_s: int = 1800) -> None:
+        self.session_ttl_s = session_ttl_s
+        self._sessions: dict[str, _Entry] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def close(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            self.sweep()
+
+    def sweep(self) -> int:
+        """Drop expired sessions; returns how many."""
+        now = time.monotonic()
+        dead = [sid for sid, e in self._sessions.items() if e.expires_at <= now]
+        for sid in dead:
+            del self._sessions[sid]
+        return len(dead)
+
+    def _live(self, sid: str) -> _Entry | None:
+        e = self._sessions.get(sid)
+        if e is not None and e.expires_at <= time.monotonic():
+            del self._sessions[sid]
+            return None
+        return e
+
+    def _touch(self, e: _Entry) -> None:
+        e.expires_at = time.monotonic() + self.session_ttl_s
+
+    async def ping(self) -> bool:
+        return True
+
+    async def visitor_of(self, sid: str) -> str | None:
+        e = self._live(sid)
+        return e.h.get("vid") if e else None
+
+    async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
+        e = self._live(sid)
+        if e is None:
+            e = self._sessions[sid] = _Entry()
+        apply_ops(e.h, ops)
+        e.log.extendleft(log)
+        self._touch(e)
+        return SessionState.from_hash(sid, e.h)
+
+    async def claim_show(
+        self, sid: str, rule: str, oid: str, max_per_session: int, priority: int, log: str, now_ms: int
+    ) -> str:
+        e = self._live(sid)
+        if e is None:
+            return "gone"
+        result = claim_show(e.h, rule, oid, max_per_session, priority)
+        if result == "ok":
+            e.log.appendleft(log)
+        self._touch(e)
+        return result
+
+    async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
+        e = self._live(sid)
+        if e is None or not record_feedback(e.h, oid, act):
+            return False
+        e.log.appendleft(log)
+        self._touch(e)
+        return True
+
+    async def session(self, sid: str) -> SessionState | None:
+        e = self._live(sid)
+        return SessionState.from_hash(sid, e.h) if e else None
+
+    async def log(self, sid: str, limit: int = LOG_MAX) -> list[dict[str, Any]]:
+        e = self._live(sid)
+        return parse_log(list(e.log)[:limit]) if e else []
+
+    async def sessions(self, now_ms: int, limit: int = 100) -> list[SessionState]:
+        self.sweep()
+        states = [SessionState.from_hash(sid, e.h) for sid, e in self._sessions.items()]
+        states.sort(key=lambda s: s.seen_ms, reverse=True)
+        return states[:limit]
+
+    async def ttl_s(self, sid: str) -> dict[str, float]:
+        e = self._live(sid)
+        if e is None:
+            return {}
+        left = e.expires_at - time.monotonic()
+        return {"state": left, "log": left}

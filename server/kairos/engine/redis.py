@@ -1,0 +1,115 @@
+"""The Redis engine: sessions in Redis hashes, one Lua script call per batch."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any, Sequence
+
+import redis.asyncio as aioredis
+
+from ..session import Op, SessionState
+from . import keys
+from .base import LOG_MAX, Engine, parse_log
+
+# How long a task waits for a free pooled connection before failing. Under load,
+# tasks queue for one of the few connections instead of opening more
+# (redis-py issue 2228: large pools degrade under thousands of tasks).
+POOL_WAIT_S = 10.0
+
+
+def _script(name: str) -> str:
+    return files("kairos").joinpath("lua", name).read_text()
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+class RedisEngine(Engine):
+    """Production engine: state in Redis, atomic through Lua, bounded connection pool."""
+
+    name = "redis"
+
+    def __init__(self, url: str, session_ttl_s: int = 1800, pool_size: int = 32) -> None:
+        self.url = url
+        self.session_ttl_s = session_ttl_s
+        self.pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=pool_size, timeout=POOL_WAIT_S, decode_responses=True
+        )
+        self.r = aioredis.Redis(connection_pool=self.pool)
+        self._apply = self.r.register_script(_script("apply.lua"))
+        self._claim = self.r.register_script(_script("claim_show.lua"))
+        self._feedback = self.r.register_script(_script("feedback.lua"))
+
+    async def start(self) -> None:
+        # Load the scripts now, so the first batch is a plain EVALSHA.
+        for script in (self._apply, self._claim, self._feedback):
+            script.sha = await self.r.script_load(script.script)
+
+    async def close(self) -> None:
+        await self.r.aclose()
+        await self.pool.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.r.ping())
+        except aioredis.RedisError:
+            return False
+
+    async def visitor_of(self, sid: str) -> str | None:
+        return await self.r.hget(keys.session(sid), "vid")
+
+    async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
+        args: list[Any] = [self.session_ttl_s, LOG_MAX, len(ops)]
+        for op in ops:
+            args.extend(op)
+        args.extend(log)
+        flat = await self._apply(keys=[keys.session(sid), keys.log(sid)], args=args)
+        return SessionState.from_hash(sid, _pairs(flat))
+
+    async def mark_live(self, sid: str, now_ms: int) -> None:
+        """Index the session for the dashboard (once per page load, not per batch)."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.LIVE, {sid: now_ms})
+            pipe.zremrangebyscore(keys.LIVE, "-inf", now_ms - self.session_ttl_s * 1000)
+            pipe.expire(keys.LIVE, self.session_ttl_s)
+            await pipe.execute()
+
+    async def claim_show(
+        self, sid: str, rule: str, oid: str, max_per_session: int, priority: int, log: str, now_ms: int
+    ) -> str:
+        return await self._claim(
+            keys=[keys.session(sid), keys.log(sid)],
+            args=[rule, oid, max_per_session, priority, self.session_ttl_s, LOG_MAX, log],
+        )
+
+    async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
+        ok = await self._feedback(keys=[keys.session(sid), keys.log(sid)], args=[oid, act, self.session_ttl_s, LOG_MAX, log])
+        return bool(ok)
+
+    async def session(self, sid: str) -> SessionState | None:
+        h = await self.r.hgetall(keys.session(sid))
+        return SessionState.from_hash(sid, h) if h else None
+
+    async def log(self, sid: str, limit: int = LOG_MAX) -> list[dict[str, Any]]:
+        return parse_log(await self.r.lrange(keys.log(sid), 0, limit - 1))
+
+    async def sessions(self, now_ms: int, limit: int = 100) -> list[SessionState]:
+        sids = await self.r.zrevrangebyscore(keys.LIVE, "+inf", now_ms - self.session_ttl_s * 1000, start=0, num=limit)
+        if not sids:
+            return []
+        async with self.r.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hgetall(keys.session(sid))
+            hashes = await pipe.execute()
+        states = [SessionState.from_hash(sid, h) for sid, h in zip(sids, hashes) if h]
+        states.sort(key=lambda s: s.seen_ms, reverse=True)
+        return states
+
+    async def ttl_s(self, sid: str) -> dict[str, float]:
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.pttl(keys.session(sid))
+            pipe.pttl(keys.log(sid))
+            state_ms, log_ms = await pipe.execute()
+        # PTTL: -2 no such key, -1 a key without expiry (which must never happen).
+        return {name: ms / 1000 if ms >= 0 else float(ms) for name, ms in (("state", state_ms), ("log", log_ms)) if ms != -2}

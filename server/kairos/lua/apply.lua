@@ -1,0 +1,35 @@
+-- Apply one event batch to a session, atomically, in one round trip.
+-- Mirrors kairos.session.apply_ops; the contract tests hold the two together.
+-- KEYS[1] session hash, KEYS[2] session log
+-- ARGV[1] ttl_s, ARGV[2] log_max, ARGV[3] number of ops,
+-- then that many (kind, field, value) triples, then log lines (newest last).
+local h, log = KEYS[1], KEYS[2]
+local ttl, log_max, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local i = 4
+for _ = 1, n do
+  local kind, f, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  if kind == 'set' then
+    redis.call('HSET', h, f, v)
+  elseif kind == 'setnx' then
+    redis.call('HSETNX', h, f, v)
+  elseif kind == 'incr' then
+    redis.call('HINCRBY', h, f, v)
+  elseif kind == 'incrf' then
+    redis.call('HINCRBYFLOAT', h, f, v)
+  elseif kind == 'max' then
+    local cur = tonumber(redis.call('HGET', h, f))
+    if cur == nil or tonumber(v) > cur then redis.call('HSET', h, f, v) end
+  elseif kind == 'del' then
+    redis.call('HDEL', h, f)
+  else
+    return redis.error_reply('unknown op ' .. kind)
+  end
+end
+if i <= #ARGV then
+  for j = i, #ARGV do redis.call('LPUSH', log, ARGV[j]) end
+  redis.call('LTRIM', log, 0, log_max - 1)
+end
+redis.call('EXPIRE', h, ttl)
+if redis.call('EXISTS', log) == 1 then redis.call('EXPIRE', log, ttl) end
+return redis.call('HGETALL', h)

@@ -1,0 +1,56 @@
+"""Overlays rendered from Jinja2 templates in templates/overlays/, autoescaped."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from .rules.model import Then
+from .session import SessionState
+
+
+class Renderer:
+    """Turns a rule's `then` and the session into the HTML and CSS of a `show` frame.
+
+    Every value from the session (the product name, the page title) is escaped;
+    only the store's own template markup reaches the page as markup. A template's
+    CSS is the file of the same name ending in .css, if any.
+    """
+
+    def __init__(self, overlays_dir: Path) -> None:
+        self.dir = overlays_dir
+        self.env = Environment(
+            loader=FileSystemLoader(overlays_dir),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            # A typo in a template is a loud error, not a silently empty offer.
+            undefined=StrictUndefined,
+            auto_reload=True,
+        )
+
+    def names(self) -> set[str]:
+        """Template names a rule may use."""
+        return {p.name for p in self.dir.glob("*.html")}
+
+    def render(self, then: Then, state: SessionState) -> tuple[str, str]:
+        html = self.env.get_template(then.template).render(context(then.params, state))
+        return html, self._css(then.template)
+
+    @lru_cache(maxsize=64)
+    def _css(self, template: str) -> str:
+        css = self.dir / (Path(template).stem + ".css")
+        return css.read_text(encoding="utf-8") if css.is_file() else ""
+
+
+def context(params: dict[str, Any], state: SessionState) -> dict[str, Any]:
+    """The personalization tokens a template sees, beside the rule's own params."""
+    return {
+        **params,
+        "params": params,
+        "product": state.product,
+        "page": {"path": state.path, "title": state.title, "type": state.page_type},
+        "cart": {"value": state.cart_value, "items": state.cart_items, "currency": state.currency or ""},
+        "visitor": {"pages": state.pages},
+    }

@@ -1,0 +1,10 @@
+"""Micro-moment rules: the file format, loading, and pure evaluation."""
+
+from .evaluate import Decision, evaluate, matches
+from .model import OTHER, Problem, Rule, RulesError, Ruleset, load_rules, parse_rules
+from .signals import SIGNALS
+
+__all__ = [
+    "OTHER", "SIGNALS", "Decision", "Problem", "Rule", "RulesError", "Ruleset",
+    "evaluate", "load_rules", "matches", "parse_rules",
+]

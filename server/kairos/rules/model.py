@@ -1,0 +1,331 @@
+"""The rules file: its schema, and loading it with errors that name file, line and reason."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from ..wire import EVENT_TYPES
+from .signals import SIGNALS
+
+KINDS = ("overlay", "offer", "chat", "bar")
+PLACES = ("center", "top", "bottom", "corner")
+DEFAULT_PLACE = {"overlay": "center", "offer": "center", "chat": "corner", "bar": "bottom"}
+# The page type of a path no pattern matches.
+OTHER = "other"
+_SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Compare(_Strict):
+    """An operator form of a condition: `{gt: 50}`, `{in: [a, b]}` …"""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=False)
+
+    eq: str | float | bool | None = None
+    ne: str | float | bool | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    in_: list[str | float] | None = Field(default=None, alias="in")
+    not_in: list[str | float] | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> "Compare":
+        if not self.model_fields_set:
+            raise ValueError("expected at least one of eq, ne, gt, gte, lt, lte, in, not_in")
+        return self
+
+    def holds(self, value: Any) -> bool:
+        try:
+            return all(
+                (
+                    self.eq is None or value == self.eq,
+                    self.ne is None or value != self.ne,
+                    self.gt is None or value > self.gt,
+                    self.gte is None or value >= self.gte,
+                    self.lt is None or value < self.lt,
+                    self.lte is None or value <= self.lte,
+                    self.in_ is None or value in self.in_,
+                    self.not_in is None or value not in self.not_in,
+                )
+            )
+        except TypeError:
+            return False
+
+
+Condition = str | float | bool | list[str | float] | Compare
+
+
+def _kind_of(v: Any) -> str:
+    return "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else "text"
+
+
+class Then(_Strict):
+    show: Literal["overlay", "offer", "chat", "bar"]
+    template: str
+    place: Literal["center", "top", "bottom", "corner"] | None = None
+    ttl_s: float = Field(default=0, ge=0, le=3600)
+    params: dict[str, Any] = {}
+
+    @field_validator("template")
+    @classmethod
+    def _template_exists(cls, v: str, info: ValidationInfo) -> str:
+        known = (info.context or {}).get("templates")
+        if known is not None and v not in known:
+            raise ValueError(f"unknown template {v!r}; templates/overlays has {sorted(known)}")
+        return v
+
+    @property
+    def where(self) -> str:
+        return self.place or DEFAULT_PLACE[self.show]
+
+
+class Limit(_Strict):
+    # One show per rule per session unless the store says otherwise: a nudge
+    # repeated on every exit intent is how visitors learn to hate overlays.
+    per_session: int | None = Field(default=1, ge=1)
+
+
+class Rule(_Strict):
+    id: str = Field(pattern=_SLUG)
+    name: str = ""
+    enabled: bool = True
+    when: str
+    if_: dict[str, Any] = Field(default={}, alias="if")
+    then: Then
+    limit: Limit = Limit()
+    priority: int = Field(default=0, ge=-1000, le=1000)
+
+    @field_validator("when")
+    @classmethod
+    def _known_event(cls, v: str) -> str:
+        if v not in EVENT_TYPES:
+            raise ValueError(f"unknown event {v!r}; expected one of {sorted(EVENT_TYPES)}")
+        return v
+
+    @field_validator("if_")
+    @classmethod
+    def _conditions(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Condition]:
+        page_types = (info.context or {}).get("page_types")
+        return {name: _condition(name, raw, page_types) for name, raw in v.items()}
+
+    def limit_per_session(self) -> int:
+        """The session cap as the engines take it: 0 means none."""
+        return self.limit.per_session or 0
+
+
+def _condition(name: str, raw: Any, page_types: set[str] | None) -> Condition:
+    """Parse one `if` entry: a value (equals), a list (one of), or an operator map."""
+    if name not in SIGNALS:
+        raise ValueError(f"unknown signal {name!r}; expected one of {sorted(SIGNALS)}")
+    kind = SIGNALS[name][0]
+    if isinstance(raw, dict):
+        try:
+            cond: Condition = Compare.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]).replace("in_", "in")
+            raise ValueError(f"{name}: {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
+        if kind == "text" and any(x is not None for x in (cond.gt, cond.gte, cond.lt, cond.lte)):
+            raise ValueError(f"{name} is text; gt, gte, lt and lte compare numbers")
+    elif isinstance(raw, list):
+        if not raw or any(isinstance(x, (dict, list)) or x is None for x in raw):
+            raise ValueError(f"{name}: expected a non-empty list of values")
+        cond = list(raw)
+    elif isinstance(raw, (str, int, float, bool)):
+        cond = raw
+    else:
+        raise ValueError(f"{name}: expected a value, a list of values or an operator map like {{gt: 50}}")
+    for value in _condition_values(cond):
+        if _kind_of(value) != kind:
+            raise ValueError(f"{name} is a {kind}, got {value!r}")
+    if name == "page_type" and page_types is not None:
+        for value in _condition_values(cond):
+            if value not in page_types:
+                raise ValueError(f"unknown page type {value!r}; page_types declares {sorted(page_types)}")
+    return cond
+
+
+def _condition_values(cond: Condition) -> list[Any]:
+    if isinstance(cond, list):
+        return list(cond)
+    if isinstance(cond, Compare):
+        vals: list[Any] = [x for x in (cond.eq, cond.ne, cond.gt, cond.gte, cond.lt, cond.lte) if x is not None]
+        return vals + list(cond.in_ or []) + list(cond.not_in or [])
+    return [cond]
+
+
+class RulesFile(_Strict):
+    version: Literal[1]
+    page_types: dict[str, str | list[str]] = {}
+    rules: list[Rule] = []
+
+    @field_validator("page_types")
+    @classmethod
+    def _names(cls, v: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for name in v:
+            if not re.match(_SLUG, name):
+                raise ValueError(f"page type {name!r}: expected lower-case letters, digits, - and _")
+        return v
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_ids(cls, v: list[Rule]) -> list[Rule]:
+        seen: set[str] = set()
+        for rule in v:
+            if rule.id in seen:
+                raise ValueError(f"rule id {rule.id!r} is used twice")
+            seen.add(rule.id)
+        return v
+
+
+# --- page types ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageTypes:
+    """URL path patterns (globs, `*` within and across segments) to page types; first match wins."""
+
+    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+
+    @classmethod
+    def build(cls, declared: dict[str, str | list[str]]) -> "PageTypes":
+        out = []
+        for name, pats in declared.items():
+            for pat in [pats] if isinstance(pats, str) else pats:
+                out.append((name, re.compile(fnmatch.translate(pat))))
+        return cls(tuple(out))
+
+    def classify(self, path: str) -> str:
+        for name, rx in self.patterns:
+            if rx.match(path):
+                return name
+        return OTHER
+
+
+# --- loading ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.reason}" if self.path else f"{where}: {self.reason}"
+
+
+class RulesError(Exception):
+    """A rules document that cannot be used; `problems` says where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """Rules in force: validated, with page types compiled. Immutable; swapped whole."""
+
+    rules: tuple[Rule, ...]
+    page_types: PageTypes
+    source: str
+    by_event: dict[str, tuple[Rule, ...]]
+
+    @classmethod
+    def empty(cls) -> "Ruleset":
+        return cls((), PageTypes(()), "(no rules)", {})
+
+    def classify(self, path: str) -> str:
+        return self.page_types.classify(path)
+
+
+def _loc_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            part = "if" if part == "if_" else "in" if part == "in_" else part
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The YAML line of the deepest node along `loc` (1-based)."""
+    node, line = root, (root.start_mark.line + 1 if root else None)
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            key = {"if_": "if", "in_": "in"}.get(part, part)
+            match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if match is None:
+                # A union member name (e.g. "Compare") or a missing key: stay on the parent.
+                continue
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            continue
+        line = node.start_mark.line + 1
+    return line
+
+
+def parse_rules(text: str, source: str = "<rules>", templates: set[str] | None = None) -> Ruleset:
+    """Validate a rules document fully; raise RulesError naming every problem."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = str(getattr(exc, "problem", None) or exc)
+        raise RulesError([Problem(source, mark.line + 1 if mark else None, "", f"not valid YAML: {reason}")]) from None
+    if not isinstance(data, dict):
+        raise RulesError([Problem(source, 1, "", "expected a mapping with 'version' and 'rules'")])
+    declared = data.get("page_types") if isinstance(data.get("page_types"), dict) else {}
+    context = {"templates": templates, "page_types": set(declared) | {OTHER}}
+    try:
+        doc = RulesFile.model_validate(data, context=context)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper() or "[" in str(p)))
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), msg))
+        # Union types report one error per member; keep the first of each place.
+        seen: set[tuple[Any, ...]] = set()
+        unique = [p for p in problems if not ((p.line, p.path) in seen or seen.add((p.line, p.path)))]
+        raise RulesError(unique) from None
+    enabled = tuple(r for r in doc.rules if r.enabled)
+    by_event: dict[str, list[Rule]] = {}
+    for rule in enabled:
+        by_event.setdefault(rule.when, []).append(rule)
+    return Ruleset(
+        rules=enabled,
+        page_types=PageTypes.build(doc.page_types),
+        source=source,
+        by_event={k: tuple(v) for k, v in by_event.items()},
+    )
+
+
+def load_rules(path: str | Path, templates: set[str] | None = None) -> Ruleset:
+    """Read and validate a rules file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError([Problem(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
+    return parse_rules(text, str(p), templates)

@@ -1,0 +1,271 @@
+"""Session state and how an event batch changes it.
+
+A session is stored as a flat hash of strings (a Redis hash, or a dict in the
+memory engine). An event batch is reduced to a list of *ops* — set, increment,
+running maximum, delete — that an engine applies atomically. Because the ops
+commute where it matters (increments, maxima), two batches of one session that
+race on two server processes lose nothing.
+
+Pure: no I/O, time is a parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl, urlsplit
+
+from .wire import Event, Hello, Page
+
+# An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del.
+Op = tuple[str, str, str]
+
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    rule: str
+    status: str
+    priority: int = 0
+
+
+@dataclass(slots=True)
+class SessionState:
+    """What the rules can see of one session."""
+
+    sid: str
+    vid: str = ""
+    site: str = ""
+    started_ms: int = 0
+    seen_ms: int = 0
+    url: str = ""
+    path: str = ""
+    title: str = ""
+    page_type: str = "other"
+    page_since_ms: int = 0
+    pages: int = 0
+    dwell_ms: int = 0
+    page_dwell_ms: int = 0
+    scroll_pct: int = 0
+    clicks: int = 0
+    exit_intents: int = 0
+    idle_ms: int = 0
+    cart_value: float = 0.0
+    cart_items: int = 0
+    currency: str = ""
+    adds: int = 0
+    checkout_step: str = ""
+    purchases: int = 0
+    product: dict[str, Any] | None = None
+    referrer: str = ""
+    utm: dict[str, str] = field(default_factory=dict)
+    tz: int = 0
+    lang: str = ""
+    connected: int = 0
+    onscreen: str | None = None
+    overlays: dict[str, Overlay] = field(default_factory=dict)
+    fired: dict[str, int] = field(default_factory=dict)
+    dismissed: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_hash(cls, sid: str, h: dict[str, str]) -> "SessionState":
+        """Parse the stored hash (strings) into typed state."""
+        s = cls(sid=sid)
+        for name, conv in _SCALARS.items():
+            if name in h:
+                setattr(s, name, conv(h[name]))
+        if "product" in h:
+            s.product = json.loads(h["product"])
+        if "utm" in h:
+            s.utm = json.loads(h["utm"])
+        s.onscreen = h.get("on") or None
+        for key, value in h.items():
+            prefix, _, name = key.partition(":")
+            if not name:
+                continue
+            if prefix == "o":
+                s.overlays[name] = Overlay(rule=h.get(f"r:{name}", ""), status=value, priority=int(h.get(f"p:{name}", 0)))
+            elif prefix == "f":
+                s.fired[name] = int(value)
+            elif prefix == "d":
+                s.dismissed.add(name)
+        return s
+
+    def to_json(self) -> dict[str, Any]:
+        """The dashboard's view of the session."""
+        out = {name: getattr(self, name) for name in ("sid", *_SCALARS, "product", "utm")}
+        out["overlays"] = {oid: {"rule": o.rule, "status": o.status} for oid, o in self.overlays.items()}
+        out["fired"] = dict(self.fired)
+        out["dismissed"] = sorted(self.dismissed)
+        out["onscreen"] = self.onscreen
+        out["connected"] = self.connected > 0
+        return out
+
+
+def _float(v: str) -> float:
+    return float(v)
+
+
+_SCALARS: dict[str, Callable[[str], Any]] = {
+    "vid": str, "site": str, "started_ms": int, "seen_ms": int, "url": str, "path": str,
+    "title": str, "page_type": str, "page_since_ms": int, "pages": int, "dwell_ms": int,
+    "page_dwell_ms": int, "scroll_pct": int, "clicks": int, "exit_intents": int, "idle_ms": int,
+    "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
+    "purchases": int, "referrer": str, "tz": int, "lang": str, "connected": int,
+}
+
+
+# --- reduction ----------------------------------------------------------------
+
+
+def _num(v: float | int) -> str:
+    # repr keeps full precision and is what HINCRBYFLOAT parses.
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[Op]:
+    """A new page: counters for the page start again, the product is the page's."""
+    p = page if isinstance(page, dict) else {"url": page.url, "path": page.path, "title": page.title, "prod": page.prod}
+    ops: list[Op] = [
+        ("set", "url", p["url"]),
+        ("set", "path", p["path"]),
+        ("set", "title", p.get("title") or ""),
+        ("set", "page_type", page_type),
+        ("set", "page_since_ms", str(now_ms)),
+        ("incr", "pages", "1"),
+        ("set", "page_dwell_ms", "0"),
+        ("set", "scroll_pct", "0"),
+        ("set", "idle_ms", "0"),
+    ]
+    prod = p.get("prod")
+    # The last product looked at stays in the state after leaving its page:
+    # "still thinking about X?" is the point of remembering it.
+    if prod:
+        ops.append(("set", "product", json.dumps(prod, separators=(",", ":"), sort_keys=True)))
+    return ops
+
+
+def hello_ops(hello: Hello, page_type: str, now_ms: int) -> list[Op]:
+    """Ops for a connection's hello: first-visit context once, then the page view."""
+    utm = {k: v[:128] for k, v in parse_qsl(urlsplit(hello.page.url).query) if k in UTM_KEYS}
+    ops: list[Op] = [
+        ("setnx", "vid", hello.vid),
+        ("setnx", "site", hello.site),
+        ("setnx", "started_ms", str(now_ms)),
+        # Where the visit came from is the first page's referrer, not an internal link's.
+        ("setnx", "referrer", hello.page.ref),
+        ("set", "tz", str(hello.tz)),
+        ("set", "lang", hello.lang),
+        ("incr", "connected", "1"),
+        # A page load wipes whatever overlay the previous page had on screen.
+        ("del", "on", ""),
+    ]
+    if utm:
+        ops.append(("setnx", "utm", json.dumps(utm, separators=(",", ":"), sort_keys=True)))
+    return ops + page_ops(hello.page, page_type, now_ms)
+
+
+def event_ops(events: Iterable[Event], classify: Callable[[str], str], now_ms: int) -> list[Op]:
+    """Reduce an event batch to ops, in batch order."""
+    ops: list[Op] = []
+    for ev in events:
+        f = ev.fields
+        match ev.type:
+            case "page_view":
+                ops += page_ops(f, classify(f["path"]), now_ms)
+            case "dwell":
+                ops += [("incr", "dwell_ms", str(f["ms"])), ("incr", "page_dwell_ms", str(f["ms"]))]
+            case "scroll":
+                ops.append(("max", "scroll_pct", str(f["pct"])))
+            case "click":
+                ops.append(("incr", "clicks", "1"))
+            case "exit_intent":
+                ops.append(("incr", "exit_intents", "1"))
+            case "idle":
+                ops.append(("set", "idle_ms", str(f["ms"])))
+            case "cart":
+                ops += [("set", "cart_value", _num(f["value"])), ("set", "cart_items", str(f["items"]))]
+                if "cur" in f:
+                    ops.append(("set", "currency", f["cur"]))
+            case "add_to_cart":
+                ops.append(("incr", "adds", "1"))
+            case "checkout":
+                ops.append(("set", "checkout_step", f["step"]))
+            case "purchase":
+                ops += [("incr", "purchases", "1"), ("set", "cart_value", "0.0"), ("set", "cart_items", "0")]
+    ops.append(("set", "seen_ms", str(now_ms)))
+    return ops
+
+
+def log_entry(kind: str, now_ms: int, **what: Any) -> str:
+    """One line of the session's activity log, as the dashboard shows it."""
+    return json.dumps({"ts": now_ms, "kind": kind, **what}, separators=(",", ":"))
+
+
+def event_log(events: Iterable[Event], now_ms: int) -> list[str]:
+    return [log_entry("event", now_ms, e=ev.type, **ev.fields) for ev in events]
+
+
+# --- op semantics ---------------------------------------------------------------
+# The memory engine runs these; lua/apply.lua does the same inside Redis. The
+# contract tests hold the two to one behaviour.
+
+
+def apply_ops(h: dict[str, str], ops: Iterable[Op]) -> None:
+    """Apply ops to a stored hash in place."""
+    for kind, name, value in ops:
+        if kind == "set":
+            h[name] = value
+        elif kind == "setnx":
+            h.setdefault(name, value)
+        elif kind == "incr":
+            h[name] = str(int(h.get(name, "0")) + int(value))
+        elif kind == "incrf":
+            h[name] = repr(float(h.get(name, "0")) + float(value))
+        elif kind == "max":
+            if name not in h or float(value) > float(h[name]):
+                h[name] = value
+        elif kind == "del":
+            h.pop(name, None)
+        else:
+            raise ValueError(f"unknown op {kind!r}")
+
+
+def claim_show(h: dict[str, str], rule: str, oid: str, max_per_session: int, priority: int) -> str:
+    """Check a rule's session caps and record the show; returns "ok" or why not.
+
+    One overlay at a time: a new one needs a higher priority than the one on
+    screen. A rule the visitor dismissed stays quiet for the session.
+    """
+    if not h:
+        return "gone"
+    if f"d:{rule}" in h:
+        return "dismissed"
+    if max_per_session > 0 and int(h.get(f"f:{rule}", "0")) >= max_per_session:
+        return "capped"
+    on = h.get("on")
+    if on and priority <= int(h.get(f"p:{on}", "0")):
+        return "busy"
+    if on:
+        h[f"o:{on}"] = "replaced"
+    h[f"f:{rule}"] = str(int(h.get(f"f:{rule}", "0")) + 1)
+    h[f"o:{oid}"] = "sent"
+    h[f"r:{oid}"] = rule
+    h[f"p:{oid}"] = str(priority)
+    h["on"] = oid
+    return "ok"
+
+
+def record_feedback(h: dict[str, str], oid: str, act: str) -> bool:
+    """Record what the visitor did with an overlay; False if it was never sent here."""
+    rule = h.get(f"r:{oid}")
+    if rule is None:
+        return False
+    h[f"o:{oid}"] = act
+    if act != "shown" and h.get("on") == oid:
+        del h["on"]
+    if act == "dismissed":
+        h[f"d:{rule}"] = "1"
+    return True

@@ -1,0 +1,65 @@
+"""Configuration: one typed object, read once at start-up (flags, then KAIROS_* env)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import wire
+
+# A source checkout: server/kairos/settings.py -> the repository root.
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    engine: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_pool_size: int = 32
+    rules: Path | None = None
+    templates_dir: Path = ROOT / "templates"
+    snippet_path: Path = ROOT / "client-js" / "dist" / "k.js"
+    # 30 min: the customary web-analytics session timeout (Google Analytics' default).
+    session_ttl_s: int = 1800
+    allowed_origins: tuple[str, ...] = ()
+    max_frame_bytes: int = wire.MAX_FRAME_BYTES
+    max_events: int = wire.MAX_EVENTS
+    frames_burst: int = 20
+    frames_per_s: float = 10.0
+    demo: bool = True
+    log_level: str = "info"
+    track: dict[str, Any] = field(
+        default_factory=lambda: {"batch_ms": 1000, "dwell_ms": 5000, "scroll_step": 10, "idle_ms": 30000, "exit": True}
+    )
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> "Settings":
+        """Defaults, overridden by KAIROS_<NAME> variables, overridden by flags that are not None."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"KAIROS_{f.name.upper()}")
+            if raw is not None and f.name != "track":
+                values[f.name] = _convert(f.name, raw)
+        values.update({k: v for k, v in flags.items() if v is not None})
+        for key in ("rules", "templates_dir", "snippet_path"):
+            if isinstance(values.get(key), str):
+                values[key] = Path(values[key])
+        return replace(cls(), **values)
+
+
+def _convert(name: str, raw: str) -> Any:
+    default = getattr(Settings(), name)
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, tuple):
+        return tuple(x.strip() for x in raw.split(",") if x.strip())
+    return raw

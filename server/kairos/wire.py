@@ -1,0 +1,361 @@
+"""Wire protocol v1: decode and validate client frames, encode server frames.
+
+Sans-I/O: bytes in, dataclasses or a `WireError` out; bytes out. Nothing here
+raises on bad input — a refusal is a value the websocket endpoint turns into an
+error frame or a close code. The protocol is specified in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+VERSION = 1
+MAX_FRAME_BYTES = 16 * 1024
+# The websocket layer drops a connection sending more than this without reading it.
+HARD_MAX_FRAME_BYTES = 64 * 1024
+MAX_EVENTS = 50
+HELLO_TIMEOUT_S = 10.0
+
+# Close codes (docs/protocol.md, "Errors and close codes").
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_LARGE = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+CLOSE_BAD_VERSION = 4001
+CLOSE_NO_HELLO = 4002
+CLOSE_NO_CONSENT = 4004
+CLOSE_FLOOD = 4008
+
+FEEDBACK_ACTS = frozenset({"shown", "clicked", "dismissed", "converted", "expired"})
+_ID = re.compile(r"^[A-Za-z0-9_.-]{8,64}$")
+_SITE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class WireError:
+    """A refused frame or event: the error code, a message, and the close code if fatal."""
+
+    code: str
+    msg: str
+    close: int | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    url: str
+    path: str
+    title: str = ""
+    ref: str = ""
+    prod: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    site: str
+    vid: str
+    sid: str | None
+    page: Page
+    consent: bool
+    dnt: bool
+    gpc: bool
+    sv: str = ""
+    tz: int = 0
+    lang: str = ""
+    vp: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One visitor event: its type, the client's timestamp, and its typed fields."""
+
+    type: str
+    ts: int
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    seq: int
+    events: list[Event]
+    # Events refused inside an otherwise good batch; the rest is still applied.
+    problems: list[WireError] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    oid: str
+    act: str
+    ts: int
+
+
+Frame = Hello | Events | Feedback
+
+
+# --- field checks -------------------------------------------------------------
+
+
+class _Bad(Exception):
+    pass
+
+
+def _str(v: Any, name: str, max_len: int) -> str:
+    if not isinstance(v, str):
+        raise _Bad(f"{name}: expected a string, got {type(v).__name__}")
+    if len(v) > max_len:
+        raise _Bad(f"{name}: longer than {max_len} characters")
+    return v
+
+
+def _int(v: Any, name: str, lo: int, hi: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _Bad(f"{name}: expected an integer, got {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise _Bad(f"{name}: {v} is outside {lo}..{hi}")
+    return v
+
+
+def _num(v: Any, name: str, lo: float, hi: float) -> float:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise _Bad(f"{name}: expected a number, got {type(v).__name__}")
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise _Bad(f"{name}: {v} is outside {lo}..{hi}")
+    return float(v)
+
+
+def _bool(v: Any, name: str) -> bool:
+    if not isinstance(v, bool):
+        raise _Bad(f"{name}: expected true or false, got {type(v).__name__}")
+    return v
+
+
+# Event field specs: name -> (checker, required). Unknown keys are ignored.
+_S = lambda n: (lambda v, f: _str(v, f, n))  # noqa: E731
+_I = lambda lo, hi: (lambda v, f: _int(v, f, lo, hi))  # noqa: E731
+_N = lambda lo, hi: (lambda v, f: _num(v, f, lo, hi))  # noqa: E731
+_MONEY = _N(0, 1e9)
+_DAY_MS = 86_400_000
+
+
+def _prod(v: Any, name: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise _Bad(f"{name}: expected a map, got {type(v).__name__}")
+    return _fields(v, _PROD_FIELDS, name)
+
+
+_PROD_FIELDS = {
+    "name": (_S(256), False),
+    "price": (_MONEY, False),
+    "cur": (_S(3), False),
+    "sku": (_S(64), False),
+    "img": (_S(2048), False),
+    "cat": (_S(128), False),
+}
+
+_PAGE_FIELDS = {
+    "url": (_S(2048), True),
+    "path": (_S(1024), True),
+    "title": (_S(256), False),
+    "ref": (_S(2048), False),
+    "prod": (_prod, False),
+}
+
+EVENT_FIELDS: dict[str, dict[str, tuple[Any, bool]]] = {
+    "page_view": _PAGE_FIELDS,
+    "dwell": {"ms": (_I(0, _DAY_MS), True)},
+    "scroll": {"pct": (_I(0, 100), True)},
+    "click": {
+        "tag": (_S(16), True),
+        "id": (_S(64), False),
+        "k": (_S(64), False),
+        "href": (_S(1024), False),
+    },
+    "exit_intent": {},
+    "idle": {"ms": (_I(0, _DAY_MS), True)},
+    "cart": {"value": (_MONEY, True), "items": (_I(0, 100_000), True), "cur": (_S(3), False)},
+    "add_to_cart": {
+        "sku": (_S(64), False),
+        "name": (_S(256), False),
+        "price": (_MONEY, False),
+        "qty": (_I(1, 100_000), False),
+    },
+    "checkout": {"step": (_S(32), True)},
+    "purchase": {"value": (_MONEY, True), "cur": (_S(3), False)},
+}
+EVENT_TYPES = frozenset(EVENT_FIELDS)
+
+
+def _fields(raw: dict, spec: dict[str, tuple[Any, bool]], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (check, required) in spec.items():
+        if name not in raw or raw[name] is None:
+            if required:
+                raise _Bad(f"{where}.{name}: missing")
+            continue
+        out[name] = check(raw[name], f"{where}.{name}")
+    return out
+
+
+# --- decoding ---------------------------------------------------------------
+
+
+def decode(data: bytes, *, max_bytes: int = MAX_FRAME_BYTES, max_events: int = MAX_EVENTS) -> Frame | WireError:
+    """Decode one client frame; a refusal comes back as a `WireError`, never raised."""
+    if len(data) > max_bytes:
+        return WireError("too_large", f"frame of {len(data)} bytes is over the {max_bytes}-byte limit", CLOSE_TOO_LARGE)
+    try:
+        raw = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        return WireError("bad_frame", f"not a MessagePack frame ({type(exc).__name__})")
+    if not isinstance(raw, dict):
+        return WireError("bad_frame", f"expected a map, got {type(raw).__name__}")
+    if "v" not in raw or "t" not in raw:
+        return WireError("bad_frame", "frame without 'v' and 't'")
+    if raw["v"] != VERSION:
+        return WireError("bad_version", f"protocol version {raw['v']!r} is not supported, expected {VERSION}", CLOSE_BAD_VERSION)
+    kind = raw["t"]
+    decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
+    if decoder is None:
+        return WireError("unknown_type", f"unknown frame type {kind!r}")
+    try:
+        return decoder(raw, max_events)
+    except _Bad as exc:
+        seq = raw.get("seq") if isinstance(raw.get("seq"), int) else None
+        return WireError("bad_field", f"{kind}: {exc}", seq=seq)
+
+
+def _decode_hello(raw: dict, _max_events: int) -> Hello:
+    site = _str(raw.get("site"), "site", 64)
+    if not _SITE.match(site):
+        raise _Bad("site: expected 1-64 characters of [A-Za-z0-9_.-]")
+    vid = _str(raw.get("vid"), "vid", 64)
+    if not _ID.match(vid):
+        raise _Bad("vid: expected 8-64 characters of [A-Za-z0-9_.-]")
+    sid = raw.get("sid")
+    if sid is not None and not (isinstance(sid, str) and _ID.match(sid)):
+        raise _Bad("sid: expected nil or 8-64 characters of [A-Za-z0-9_.-]")
+    page_raw = raw.get("page")
+    if not isinstance(page_raw, dict):
+        raise _Bad("page: expected a map")
+    page = Page(**_fields(page_raw, _PAGE_FIELDS, "page"))
+    vp = raw.get("vp")
+    if vp is not None:
+        if not (isinstance(vp, list) and len(vp) == 2):
+            raise _Bad("vp: expected [width, height]")
+        vp = (_int(vp[0], "vp[0]", 0, 100_000), _int(vp[1], "vp[1]", 0, 100_000))
+    return Hello(
+        site=site,
+        vid=vid,
+        sid=sid,
+        page=page,
+        consent=_bool(raw.get("consent"), "consent"),
+        dnt=_bool(raw.get("dnt", False), "dnt"),
+        gpc=_bool(raw.get("gpc", False), "gpc"),
+        sv=_str(raw.get("sv", ""), "sv", 32),
+        tz=_int(raw.get("tz", 0), "tz", -840, 840),
+        lang=_str(raw.get("lang", ""), "lang", 35),
+        vp=vp,
+    )
+
+
+def _decode_events(raw: dict, max_events: int) -> Events:
+    seq = _int(raw.get("seq"), "seq", 0, 2**53)
+    batch = raw.get("ev")
+    if not isinstance(batch, list):
+        raise _Bad("ev: expected a list of events")
+    problems: list[WireError] = []
+    if len(batch) > max_events:
+        problems.append(WireError("too_many_events", f"{len(batch)} events in one batch, the first {max_events} were applied", seq=seq))
+        batch = batch[:max_events]
+    events: list[Event] = []
+    for i, item in enumerate(batch):
+        decoded = decode_event(item, i)
+        if isinstance(decoded, WireError):
+            problems.append(WireError(decoded.code, decoded.msg, seq=seq))
+        else:
+            events.append(decoded)
+    return Events(seq=seq, events=events, problems=problems)
+
+
+def decode_event(item: Any, index: int = 0) -> Event | WireError:
+    """Validate one event of a batch."""
+    if not isinstance(item, dict):
+        return WireError("bad_event", f"event {index}: expected a map")
+    kind = item.get("e")
+    spec = EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
+    if spec is None:
+        return WireError("unknown_event", f"event {index}: unknown event type {kind!r}")
+    try:
+        ts = _int(item.get("ts"), "ts", 0, 2**53)
+        return Event(kind, ts, _fields(item, spec, kind))
+    except _Bad as exc:
+        return WireError("bad_event", f"event {index}: {exc}")
+
+
+def _decode_feedback(raw: dict, _max_events: int) -> Feedback:
+    act = _str(raw.get("act"), "act", 16)
+    if act not in FEEDBACK_ACTS:
+        raise _Bad(f"act: expected one of {sorted(FEEDBACK_ACTS)}, got {act!r}")
+    return Feedback(oid=_str(raw.get("oid"), "oid", 64), act=act, ts=_int(raw.get("ts"), "ts", 0, 2**53))
+
+
+_DECODERS = {"hello": _decode_hello, "events": _decode_events, "feedback": _decode_feedback}
+
+
+# --- encoding ----------------------------------------------------------------
+
+
+def _pack(t: str, **fields: Any) -> bytes:
+    return msgpack.packb({"v": VERSION, "t": t, **fields})
+
+
+def welcome(sid: str, track: dict[str, Any], *, max_frame: int = MAX_FRAME_BYTES, max_events: int = MAX_EVENTS) -> bytes:
+    return _pack("welcome", sid=sid, track=track, max_frame=max_frame, max_events=max_events)
+
+
+def show(oid: str, kind: str, html: str, css: str, place: str, ttl_ms: int, rule: str) -> bytes:
+    return _pack("show", oid=oid, kind=kind, html=html, css=css, place=place, ttl_ms=ttl_ms, rule=rule)
+
+
+def hide(oid: str) -> bytes:
+    return _pack("hide", oid=oid)
+
+
+def error(err: WireError) -> bytes:
+    fields: dict[str, Any] = {"code": err.code, "msg": err.msg}
+    if err.seq is not None:
+        fields["seq"] = err.seq
+    return _pack("error", **fields)
+
+
+# --- flow control ------------------------------------------------------------
+
+
+class RateLimit:
+    """Token bucket per connection: `burst` frames at once, `per_s` sustained.
+
+    Time is passed in, so the limiter is testable without a clock.
+    """
+
+    __slots__ = ("burst", "per_s", "_tokens", "_at")
+
+    def __init__(self, burst: int = 20, per_s: float = 10.0) -> None:
+        self.burst = burst
+        self.per_s = per_s
+        self._tokens = float(burst)
+        self._at: float | None = None
+
+    def allow(self, now_s: float) -> bool:
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now_s - self._at) * self.per_s)
+        self._at = now_s
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False

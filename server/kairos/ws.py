@@ -1,0 +1,212 @@
+"""The visitor websocket endpoint: frames in, engine and rules, pushes out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Sequence
+
+from starlette.websockets import WebSocket
+
+from . import wire
+from .push import Connection
+from .rules import Ruleset, evaluate
+from .runtime import Runtime, now_ms
+from .session import SessionState, event_log, event_ops, hello_ops, log_entry
+from .wire import Event, Events, Feedback, Hello, WireError
+
+log = logging.getLogger("kairos.ws")
+
+# Refused-for-rate frames in a row before the connection is closed as a flood.
+FLOOD_DROPS = 50
+
+
+def new_sid() -> str:
+    return "s_" + secrets.token_urlsafe(12)
+
+
+async def visitor_endpoint(ws: WebSocket) -> None:
+    rt: Runtime = ws.app.state.kairos
+    origin = ws.headers.get("origin")
+    if rt.settings.allowed_origins and origin not in rt.settings.allowed_origins:
+        log.info("refused handshake from origin %r", origin)
+        await ws.close(code=1008)  # before accept: the server answers HTTP 403
+        return
+    await ws.accept()
+    rt.metrics.inc("kairos_connections_total")
+    await VisitorSocket(ws, rt).run()
+
+
+class VisitorSocket:
+    """One page load's connection."""
+
+    def __init__(self, ws: WebSocket, rt: Runtime) -> None:
+        self.ws = ws
+        self.rt = rt
+        self.conn = Connection(ws)
+        self.sid: str | None = None
+        s = rt.settings
+        self.limit = wire.RateLimit(s.frames_burst, s.frames_per_s)
+        self._dropped = 0
+        self._rate_error_at = float("-inf")
+
+    async def run(self) -> None:
+        try:
+            hello = await self._receive_hello()
+            if hello is not None:
+                await self._open(hello)
+                await self._serve()
+        finally:
+            self.rt.hub.remove(self.conn)
+            await self.conn.finish()
+            if self.sid is not None:
+                await self._mark_disconnected()
+
+    # --- refusals ---------------------------------------------------------------
+
+    def refuse(self, err: WireError) -> None:
+        """Answer bad input with its error frame (and close code), log it, count it."""
+        log.info("refused sid=%s code=%s close=%s: %s", self.sid, err.code, err.close, err.msg)
+        self.rt.metrics.inc("kairos_refused_total", code=err.code)
+        self.conn.send(wire.error(err))
+        if err.close is not None:
+            self.conn.close(err.close)
+
+    # --- hello --------------------------------------------------------------------
+
+    async def _receive_hello(self) -> Hello | None:
+        try:
+            msg = await asyncio.wait_for(self.ws.receive(), wire.HELLO_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self.refuse(WireError("hello_required", f"no hello within {wire.HELLO_TIMEOUT_S:g} s", wire.CLOSE_NO_HELLO))
+            return None
+        if msg["type"] == "websocket.disconnect":
+            return None
+        data = msg.get("bytes")
+        frame = wire.decode(data, max_bytes=self.rt.settings.max_frame_bytes) if data is not None else None
+        self.rt.metrics.inc("kairos_frames_total", type="hello")
+        if isinstance(frame, WireError) and frame.close is not None:
+            self.refuse(frame)
+            return None
+        if not isinstance(frame, Hello):
+            why = frame.msg if isinstance(frame, WireError) else "the first frame must be a binary hello frame"
+            self.refuse(WireError("hello_required", why, wire.CLOSE_NO_HELLO))
+            return None
+        if not frame.consent or frame.dnt or frame.gpc:
+            self.refuse(WireError("no_consent", "no consent, or Do-Not-Track / Global Privacy Control is on", wire.CLOSE_NO_CONSENT))
+            return None
+        return frame
+
+    async def _open(self, hello: Hello) -> None:
+        rt, now = self.rt, now_ms()
+        sid = hello.sid
+        # A session id is only resumed by the visitor it belongs to, and only while it lives.
+        if sid is None or await rt.engine.visitor_of(sid) != hello.vid:
+            sid = new_sid()
+        rules = rt.rules
+        page_type = rules.classify(hello.page.path)
+        page_log = [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
+        state = await rt.engine.apply(sid, hello_ops(hello, page_type, now), page_log, now)
+        await rt.engine.mark_live(sid, now)
+        self.sid = sid
+        rt.hub.add(sid, self.conn)
+        self.conn.send(wire.welcome(sid, rt.settings.track, max_frame=rt.settings.max_frame_bytes, max_events=rt.settings.max_events))
+        p = hello.page
+        page_view = Event("page_view", now, {"url": p.url, "path": p.path, "title": p.title, "ref": p.ref, "prod": p.prod})
+        await self._decide(rules, state, [page_view], now)
+
+    async def _mark_disconnected(self) -> None:
+        try:
+            await self.rt.engine.apply(self.sid, [("incr", "connected", "-1")], [], now_ms())
+        except Exception:
+            log.exception("could not record the disconnect of sid=%s", self.sid)
+
+    # --- frames ---------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        max_bytes = self.rt.settings.max_frame_bytes
+        while not self.conn.closing:
+            msg = await self.ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            if not self._within_rate():
+                continue
+            data = msg.get("bytes")
+            if data is None:
+                self.refuse(WireError("bad_frame", "text messages are not part of the protocol; send binary MessagePack"))
+                continue
+            frame = wire.decode(data, max_bytes=max_bytes, max_events=self.rt.settings.max_events)
+            if isinstance(frame, WireError):
+                self.refuse(frame)
+                continue
+            self.rt.metrics.inc("kairos_frames_total", type=type(frame).__name__.lower())
+            try:
+                await self._handle(frame)
+            except Exception:
+                log.exception("fault handling a %s frame of sid=%s", type(frame).__name__, self.sid)
+                self.refuse(WireError("server_error", "the server failed to handle this frame; it was dropped"))
+
+    def _within_rate(self) -> bool:
+        now = time.monotonic()
+        if self.limit.allow(now):
+            self._dropped = 0
+            return True
+        self._dropped += 1
+        if self._dropped >= FLOOD_DROPS:
+            self.refuse(WireError("flood", f"{FLOOD_DROPS} frames in a row over the rate limit", wire.CLOSE_FLOOD))
+        elif now - self._rate_error_at >= 1.0:
+            self._rate_error_at = now
+            self.refuse(WireError("rate_limited", "too many frames; this one was dropped"))
+        else:
+            self.rt.metrics.inc("kairos_refused_total", code="rate_limited")
+        return False
+
+    async def _handle(self, frame: wire.Frame) -> None:
+        match frame:
+            case Events():
+                await self._events(frame)
+            case Feedback():
+                await self._feedback(frame)
+            case Hello():
+                self.refuse(WireError("unexpected_hello", "hello was already received on this connection"))
+
+    async def _events(self, frame: Events) -> None:
+        for problem in frame.problems:
+            self.refuse(problem)
+        if not frame.events:
+            return
+        rt, now, rules = self.rt, now_ms(), self.rt.rules
+        ops = event_ops(frame.events, rules.classify, now)
+        state = await rt.engine.apply(self.sid, ops, event_log(frame.events, now), now)
+        rt.metrics.inc("kairos_events_total", len(frame.events))
+        await self._decide(rules, state, frame.events, now)
+
+    async def _feedback(self, fb: Feedback) -> None:
+        now = now_ms()
+        line = log_entry("feedback", now, oid=fb.oid, act=fb.act)
+        if await self.rt.engine.record_feedback(self.sid, fb.oid, fb.act, line, now):
+            self.rt.metrics.inc("kairos_feedback_total", act=fb.act)
+        else:
+            self.refuse(WireError("unknown_overlay", f"overlay {fb.oid!r} was not shown in this session"))
+
+    # --- decisions ---------------------------------------------------------------
+
+    async def _decide(self, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> None:
+        """Show the best nudge the batch earned, if the engine's caps allow it."""
+        for decision in evaluate(rules, state, events, now):
+            rule = decision.rule
+            html, css = self.rt.renderer.render(rule.then, state)
+            oid = f"{rule.id}.{secrets.token_hex(4)}"
+            line = log_entry("show", now, oid=oid, rule=rule.id)
+            verdict = await self.rt.engine.claim_show(
+                self.sid, rule.id, oid, rule.limit_per_session(), rule.priority, line, now
+            )
+            if verdict != "ok":
+                log.debug("rule %s not shown to sid=%s: %s", rule.id, self.sid, verdict)
+                continue
+            then = rule.then
+            self.conn.send(wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id))
+            self.rt.metrics.inc("kairos_shows_total", rule=rule.id)
+            return

@@ -1,0 +1,232 @@
+"""One contract, two engines: what every engine promises, run against memory and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis as sync_redis
+
+from kairos.engine import MemoryEngine
+from kairos.engine.base import LOG_MAX
+from kairos.engine.redis import RedisEngine
+from kairos.session import event_ops, hello_ops, log_entry
+from kairos.wire import Event, Hello, Page
+
+TTL_S = 60
+
+
+def make_engine(kind: str, redis_url: str, ttl_s: int = TTL_S, pool_size: int = 8):
+    if kind == "memory":
+        return MemoryEngine(session_ttl_s=ttl_s)
+    return RedisEngine(redis_url, session_ttl_s=ttl_s, pool_size=pool_size)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def engine(request, clean_redis):
+    e = make_engine(request.param, clean_redis)
+    await e.start()
+    yield e
+    await e.close()
+
+
+def hello(sid="s_contract1", vid="v_visitor01", path="/demo/products/linen-shirt") -> Hello:
+    page = Page(url=f"https://shop.example{path}?utm_source=news", path=path, title="Linen shirt",
+                prod={"name": "Linen shirt", "price": 59.9})
+    return Hello(site="demo", vid=vid, sid=sid, page=page, consent=True, dnt=False, gpc=False, tz=60, lang="en")
+
+
+def now() -> int:
+    return int(time.time() * 1000)
+
+
+async def open_session(engine, sid="s_contract1", vid="v_visitor01", path="/demo/products/linen-shirt"):
+    return await engine.apply(sid, hello_ops(hello(sid, vid, path), "product", now()), [log_entry("event", now(), e="page_view")], now())
+
+
+def classify(path: str) -> str:
+    return "product" if path.startswith("/demo/products/") else "other"
+
+
+async def test_a_new_session_holds_its_page_and_visitor(engine):
+    state = await open_session(engine)
+    assert (state.vid, state.site, state.path, state.page_type, state.pages) == ("v_visitor01", "demo", "/demo/products/linen-shirt", "product", 1)
+    assert state.product == {"name": "Linen shirt", "price": 59.9}
+    assert state.utm == {"utm_source": "news"}
+    assert await engine.visitor_of("s_contract1") == "v_visitor01"
+    assert await engine.visitor_of("s_nobody000") is None
+
+
+async def test_state_survives_a_reconnect_with_the_same_session_id(engine):
+    await open_session(engine)
+    events = [Event("dwell", 1, {"ms": 4000}), Event("scroll", 2, {"pct": 55}), Event("click", 3, {"tag": "a"})]
+    await engine.apply("s_contract1", event_ops(events, classify, now()), [], now())
+    await engine.apply("s_contract1", [("incr", "connected", "-1")], [], now())  # the page unloads
+    # The next page load of the same visit says hello with the same session id.
+    state = await open_session(engine, path="/demo/cart")
+    assert state.pages == 2
+    assert state.dwell_ms == 4000 and state.clicks == 1
+    assert state.scroll_pct == 0, "scroll depth is per page"
+    assert state.product == {"name": "Linen shirt", "price": 59.9}, "the product looked at is remembered"
+    assert state.connected == 1
+
+
+async def test_first_visit_context_is_kept_from_the_first_page(engine):
+    await open_session(engine)
+    later = Hello(site="demo", vid="v_visitor01", sid="s_contract1", consent=True, dnt=False, gpc=False,
+                  page=Page(url="https://shop.example/demo/cart", path="/demo/cart", ref="https://shop.example/demo/"))
+    state = await engine.apply("s_contract1", hello_ops(later, "cart", now()), [], now())
+    assert state.utm == {"utm_source": "news"}
+    assert state.referrer == ""
+
+
+async def test_every_stored_item_has_a_ttl(engine):
+    await open_session(engine)
+    ttls = await engine.ttl_s("s_contract1")
+    assert set(ttls) == {"state", "log"}
+    assert all(0 < t <= TTL_S for t in ttls.values()), ttls
+
+
+async def test_sessions_expire_after_their_ttl(clean_redis):
+    for kind in ("memory", "redis"):
+        e = make_engine(kind, clean_redis, ttl_s=1)
+        await e.start()
+        try:
+            await open_session(e)
+            assert await e.session("s_contract1") is not None
+            await asyncio.sleep(1.3)
+            assert await e.session("s_contract1") is None, kind
+            assert await e.visitor_of("s_contract1") is None, kind
+        finally:
+            await e.close()
+
+
+async def test_concurrent_batches_for_one_session_lose_no_update(engine):
+    await open_session(engine)
+    batches = [[Event("click", i, {"tag": "a"}), Event("scroll", i, {"pct": i % 101}), Event("dwell", i, {"ms": 10})]
+               for i in range(200)]
+    await asyncio.gather(*(engine.apply("s_contract1", event_ops(b, classify, now()), [], now()) for b in batches))
+    state = await engine.session("s_contract1")
+    assert state.clicks == 200
+    assert state.dwell_ms == 2000
+    assert state.scroll_pct == 100
+
+
+async def test_two_redis_clients_racing_on_one_session_lose_no_update(clean_redis):
+    # Two server processes are two clients of one Redis.
+    a, b = make_engine("redis", clean_redis), make_engine("redis", clean_redis)
+    await a.start(), await b.start()
+    try:
+        await open_session(a)
+        ops = event_ops([Event("click", 1, {"tag": "a"})], classify, now())
+        await asyncio.gather(*(e.apply("s_contract1", ops, [], now()) for _ in range(150) for e in (a, b)))
+        assert (await b.session("s_contract1")).clicks == 300
+    finally:
+        await a.close(), await b.close()
+
+
+async def test_the_log_keeps_the_newest_entries_newest_first(engine):
+    await open_session(engine)
+    for i in range(LOG_MAX + 10):
+        await engine.apply("s_contract1", [], [log_entry("event", i, e="click", n=i)], now())
+    entries = await engine.log("s_contract1")
+    assert len(entries) == LOG_MAX
+    assert entries[0]["n"] == LOG_MAX + 9 and entries[-1]["n"] == 10
+
+
+async def test_a_rule_capped_at_once_per_session_is_shown_once(engine):
+    await open_session(engine)
+    first = await engine.claim_show("s_contract1", "exit-offer", "exit-offer.1", 1, 10, "{}", now())
+    await engine.record_feedback("s_contract1", "exit-offer.1", "expired", "{}", now())
+    second = await engine.claim_show("s_contract1", "exit-offer", "exit-offer.2", 1, 10, "{}", now())
+    assert (first, second) == ("ok", "capped")
+    state = await engine.session("s_contract1")
+    assert state.fired == {"exit-offer": 1}
+    assert state.overlays["exit-offer.1"].status == "expired"
+
+
+async def test_concurrent_claims_never_exceed_the_cap(engine):
+    await open_session(engine)
+    results = await asyncio.gather(
+        *(engine.claim_show("s_contract1", "r", f"r.{i}", 1, 0, "{}", now()) for i in range(50))
+    )
+    assert results.count("ok") == 1
+    assert set(results) == {"ok", "capped"}
+
+
+async def test_a_dismissed_rule_is_not_shown_again_in_the_session(engine):
+    await open_session(engine)
+    assert await engine.claim_show("s_contract1", "r", "r.1", 0, 0, "{}", now()) == "ok"
+    assert await engine.record_feedback("s_contract1", "r.1", "dismissed", "{}", now())
+    assert await engine.claim_show("s_contract1", "r", "r.2", 0, 0, "{}", now()) == "dismissed"
+    state = await engine.session("s_contract1")
+    assert state.dismissed == {"r"} and state.onscreen is None
+
+
+async def test_one_overlay_at_a_time_and_the_higher_priority_wins(engine):
+    await open_session(engine)
+    assert await engine.claim_show("s_contract1", "low", "low.1", 0, 1, "{}", now()) == "ok"
+    assert await engine.claim_show("s_contract1", "same", "same.1", 0, 1, "{}", now()) == "busy"
+    assert await engine.claim_show("s_contract1", "high", "high.1", 0, 5, "{}", now()) == "ok"
+    state = await engine.session("s_contract1")
+    assert state.onscreen == "high.1"
+    assert state.overlays["low.1"].status == "replaced"
+
+
+async def test_a_page_load_clears_the_overlay_on_screen(engine):
+    await open_session(engine)
+    assert await engine.claim_show("s_contract1", "low", "low.1", 0, 1, "{}", now()) == "ok"
+    state = await open_session(engine, path="/demo/cart")
+    assert state.onscreen is None
+
+
+async def test_feedback_for_an_overlay_never_sent_is_refused(engine):
+    await open_session(engine)
+    assert not await engine.record_feedback("s_contract1", "forged.1", "clicked", "{}", now())
+    assert (await engine.session("s_contract1")).overlays == {}
+
+
+async def test_claims_on_a_missing_session_are_refused(engine):
+    assert await engine.claim_show("s_gone00000", "r", "r.1", 0, 0, "{}", now()) == "gone"
+
+
+async def test_the_dashboard_lists_recent_sessions(engine):
+    for i in range(3):
+        await open_session(engine, sid=f"s_list0000{i}")
+        await engine.mark_live(f"s_list0000{i}", now())
+    listed = await engine.sessions(now())
+    assert {s.sid for s in listed} == {"s_list00000", "s_list00001", "s_list00002"}
+
+
+async def test_redis_keys_are_hash_tagged_and_all_expire(clean_redis):
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    try:
+        await open_session(e)
+        await e.mark_live("s_contract1", now())
+        await e.claim_show("s_contract1", "r", "r.1", 0, 0, "{}", now())
+        r = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
+        keys = r.keys("*")
+        assert keys, "nothing was written"
+        for key in keys:
+            assert r.ttl(key) > 0, f"{key} has no TTL"
+        session_keys = [k for k in keys if "s_contract1" in k]
+        assert session_keys and all(k.startswith("kairos:{s_contract1}:") for k in session_keys)
+    finally:
+        await e.close()
+
+
+async def test_redis_pool_stays_bounded_under_1000_concurrent_sessions(clean_redis):
+    e = make_engine("redis", clean_redis, pool_size=8)
+    await e.start()
+    r = sync_redis.Redis.from_url(clean_redis)
+    before = r.info("clients")["connected_clients"]
+    try:
+        ops = event_ops([Event("dwell", 1, {"ms": 5})], classify, now())
+        states = await asyncio.gather(*(e.apply(f"s_many{i:05d}", ops, [], now()) for i in range(1000)))
+        assert len(states) == 1000 and all(s.dwell_ms == 5 for s in states)
+        during = r.info("clients")["connected_clients"]
+        assert during - before <= 8
+    finally:
+        await e.close()
