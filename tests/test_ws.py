@@ -1,0 +1,216 @@
+"""The websocket endpoint against a real `kairos serve`: sessions, pushes, and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import msgpack
+import pytest
+from websockets.asyncio.client import connect
+
+from wsclient import Visitor, hello_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+INVALID = json.loads((ROOT / "docs" / "frames" / "invalid.json").read_text())
+
+
+async def assert_unaffected(server, visitor: Visitor) -> None:
+    """A healthy session still gets its nudge: exit intent on a product page -> offer."""
+    await visitor.events({"e": "exit_intent"})
+    show = await visitor.expect("show")
+    assert show["rule"] == "exit-offer"
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_exit_intent_on_a_product_page_pushes_the_offer(serve, engine):
+    server = serve(engine)
+    v = await Visitor.arrive(server.ws_url)
+    await v.events({"e": "dwell", "ms": 3000}, {"e": "exit_intent"})
+    show = await v.expect("show")
+    assert (show["kind"], show["place"], show["rule"]) == ("offer", "center", "exit-offer")
+    assert "Still thinking about Linen shirt?" in show["html"]
+    await v.send({"v": 1, "t": "feedback", "oid": show["oid"], "act": "dismissed", "ts": 1})
+    await asyncio.sleep(0.2)
+    state = server.session(v.sid)
+    assert state["overlays"][show["oid"]]["status"] == "dismissed"
+    assert state["dwell_ms"] == 3000 and state["exit_intents"] == 1
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_a_session_resumes_across_page_loads(serve, engine):
+    server = serve(engine)
+    first = await Visitor.arrive(server.ws_url, path="/demo/")
+    await first.events({"e": "click", "tag": "a"})
+    await asyncio.sleep(0.1)
+    await first.leave()
+    second = await Visitor.arrive(server.ws_url, vid=first.vid, sid=first.sid, path="/demo/cart")
+    assert second.sid == first.sid
+    await asyncio.sleep(0.1)
+    state = server.session(second.sid)
+    assert (state["pages"], state["clicks"], state["page_type"]) == (2, 1, "cart")
+
+
+async def test_a_session_id_is_not_handed_to_another_visitor(serve):
+    server = serve("memory")
+    owner = await Visitor.arrive(server.ws_url)
+    stranger = await Visitor.arrive(server.ws_url, sid=owner.sid)
+    assert stranger.sid != owner.sid
+
+
+async def test_the_dismissed_offer_is_not_shown_again_in_the_session(serve):
+    server = serve("memory")
+    v = await Visitor.arrive(server.ws_url)
+    await v.events({"e": "exit_intent"})
+    show = await v.expect("show")
+    await v.send({"v": 1, "t": "feedback", "oid": show["oid"], "act": "dismissed", "ts": 1})
+    await v.events({"e": "exit_intent"})
+    await v.events({"e": "exit_intent"})
+    with pytest.raises(asyncio.TimeoutError):
+        await v.recv(timeout=0.5)
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c["name"] for c in INVALID])
+async def test_each_bad_frame_gets_its_documented_answer(serve, case):
+    server = serve("memory")
+    bystander = await Visitor.arrive(server.ws_url)
+    v = await Visitor.arrive(server.ws_url)
+    await v.send(bytes.fromhex(case["hex"]))
+    err = await v.expect("error")
+    assert err["code"] == case["error"]
+    if case["close"] is not None:
+        assert await v.closed_with() == case["close"]
+    else:
+        # The connection stays usable: the next good frame is applied.
+        await v.events({"e": "click", "tag": "a"})
+        await asyncio.sleep(0.2)
+        expected_clicks = 1
+        assert server.session(v.sid)["clicks"] == expected_clicks
+    await assert_unaffected(server, bystander)
+    assert f'kairos_refused_total{{code="{case["error"]}"}}' in server.metrics()
+    assert f"code={case['error']}" in server.output(), "every refusal is logged"
+
+
+async def test_the_good_events_of_a_batch_with_a_bad_one_are_applied(serve):
+    server = serve("memory")
+    v = await Visitor.arrive(server.ws_url)
+    await v.events({"e": "teleport"}, {"e": "scroll", "pct": 40}, {"e": "scroll", "pct": "x"}, {"e": "click", "tag": "a"})
+    codes = sorted([(await v.expect("error"))["code"] for _ in range(2)])
+    assert codes == ["bad_event", "unknown_event"]
+    await asyncio.sleep(0.1)
+    state = server.session(v.sid)
+    assert (state["scroll_pct"], state["clicks"]) == (40, 1)
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_an_oversize_frame_closes_only_its_own_connection(serve, engine):
+    server = serve(engine)
+    bystander = await Visitor.arrive(server.ws_url)
+    v = await Visitor.arrive(server.ws_url)
+    big = {"v": 1, "t": "events", "seq": 1, "ev": [{"e": "click", "ts": 1, "tag": "a", "id": "x" * 60}] * 400}
+    await v.send(big)
+    assert (await v.expect("error"))["code"] == "too_large"
+    assert await v.closed_with() == 1009
+    await assert_unaffected(server, bystander)
+
+
+async def test_a_frame_over_the_websocket_limit_is_never_read(serve):
+    server = serve("memory")
+    bystander = await Visitor.arrive(server.ws_url)
+    v = await Visitor.arrive(server.ws_url)
+    await v.send(b"\x00" * (70 * 1024))
+    assert await v.closed_with() == 1009
+    await assert_unaffected(server, bystander)
+
+
+async def test_too_many_events_in_a_batch_applies_the_first_fifty(serve):
+    server = serve("memory")
+    v = await Visitor.arrive(server.ws_url)
+    await v.events(*[{"e": "click", "tag": "a"}] * 60)
+    assert (await v.expect("error"))["code"] == "too_many_events"
+    await asyncio.sleep(0.1)
+    assert server.session(v.sid)["clicks"] == 50
+
+
+async def test_a_text_message_is_refused_and_the_connection_kept(serve):
+    server = serve("memory")
+    v = await Visitor.arrive(server.ws_url)
+    await v.send('{"t": "events"}')
+    assert (await v.expect("error"))["code"] == "bad_frame"
+    await assert_unaffected(server, v)
+
+
+@pytest.mark.parametrize(
+    "frame,code,close",
+    [
+        ({"v": 1, "t": "events", "seq": 1, "ev": []}, "hello_required", 4002),
+        ({"v": 2, "t": "hello"}, "bad_version", 4001),
+        (hello_frame("v_short"), "hello_required", 4002),
+        (hello_frame("v_visitor99", consent=False), "no_consent", 4004),
+        (hello_frame("v_visitor99", dnt=True), "no_consent", 4004),
+        (hello_frame("v_visitor99", gpc=True), "no_consent", 4004),
+    ],
+    ids=["events-first", "bad-version", "bad-visitor-id", "no-consent", "dnt", "gpc"],
+)
+async def test_a_connection_without_a_valid_hello_is_closed(serve, frame, code, close):
+    server = serve("memory")
+    async with connect(server.ws_url, compression=None) as ws:
+        await ws.send(msgpack.packb(frame))
+        err = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))
+        assert err["code"] == code
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        assert ws.close_code == close
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_without_consent_nothing_is_stored(serve, engine):
+    server = serve(engine)
+    async with connect(server.ws_url, compression=None) as ws:
+        await ws.send(msgpack.packb(hello_frame("v_private01", gpc=True)))
+        await asyncio.wait_for(ws.wait_closed(), 5)
+    import httpx
+
+    assert httpx.get(f"{server.base}/api/sessions").json() == {"sessions": []}
+
+
+async def test_a_flood_is_cut_off_and_other_sessions_carry_on(serve):
+    server = serve("memory")
+    bystander = await Visitor.arrive(server.ws_url)
+    v = await Visitor.arrive(server.ws_url)
+    for _ in range(200):
+        await v.events({"e": "click", "tag": "a"})
+    codes = []
+    try:
+        while True:
+            codes.append((await v.recv(timeout=5))["code"])
+    except Exception:
+        pass
+    assert "rate_limited" in codes and codes[-1] == "flood"
+    assert v.ws.close_code == 4008
+    await assert_unaffected(server, bystander)
+
+
+async def test_feedback_for_an_unknown_overlay_is_refused(serve):
+    server = serve("memory")
+    v = await Visitor.arrive(server.ws_url)
+    await v.send({"v": 1, "t": "feedback", "oid": "exit-offer.forged", "act": "clicked", "ts": 1})
+    assert (await v.expect("error"))["code"] == "unknown_overlay"
+
+
+async def test_a_second_hello_is_refused(serve):
+    server = serve("memory")
+    v = await Visitor.arrive(server.ws_url)
+    await v.send(hello_frame(v.vid, v.sid))
+    assert (await v.expect("error"))["code"] == "unexpected_hello"
+
+
+async def test_a_disallowed_origin_is_refused_at_the_handshake(serve):
+    server = serve("memory", extra=["--allowed-origin", "https://shop.example"])
+    with pytest.raises(Exception) as info:
+        async with connect(server.ws_url, origin="https://evil.example"):
+            pass
+    assert "403" in str(info.value)
+    async with connect(server.ws_url, origin="https://shop.example", compression=None) as ws:
+        await ws.send(msgpack.packb(hello_frame("v_allowed01")))
+        assert msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))["t"] == "welcome"
