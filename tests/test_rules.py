@@ -1,0 +1,184 @@
+"""Rules: the file format, its refusals, and pure evaluation."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kairos.rules import RulesError, evaluate, load_rules, parse_rules
+from kairos.session import SessionState
+from kairos.wire import Event
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = {"offer.html", "bar.html", "chat.html"}
+
+BASE = """\
+version: 1
+page_types:
+  product: /p/*
+  cart: [/cart, /basket]
+rules:
+"""
+
+
+def rules(body: str):
+    return parse_rules(BASE + textwrap.indent(textwrap.dedent(body), "  "), "test.yaml", TEMPLATES)
+
+
+def refusal(body: str) -> str:
+    with pytest.raises(RulesError) as info:
+        rules(body)
+    return str(info.value)
+
+
+def state(**kw) -> SessionState:
+    return SessionState(sid="s_test0001", **kw)
+
+
+EXIT = Event("exit_intent", 1)
+
+
+def test_the_demo_rules_load():
+    ruleset = load_rules(ROOT / "examples" / "demo.yaml", TEMPLATES)
+    assert [r.id for r in ruleset.rules] == ["exit-offer", "cart-exit-shipping", "deep-scroll-proof"]
+
+
+def test_page_types_come_from_path_patterns_first_match_wins():
+    rs = rules("[]")
+    assert [rs.classify(p) for p in ("/p/shirt", "/cart", "/basket", "/", "/p")] == ["product", "cart", "cart", "other", "other"]
+
+
+def test_exit_intent_on_a_product_page_decides_the_offer():
+    rs = rules("""
+        - id: exit-offer
+          when: exit_intent
+          if: {page_type: product}
+          then: {show: offer, template: offer.html}
+    """)
+    assert [d.rule.id for d in evaluate(rs, state(page_type="product"), [EXIT], 0)] == ["exit-offer"]
+    assert evaluate(rs, state(page_type="cart"), [EXIT], 0) == []
+    assert evaluate(rs, state(page_type="product"), [Event("click", 1, {"tag": "a"})], 0) == []
+
+
+@pytest.mark.parametrize(
+    "cond,value,holds",
+    [
+        ("{gt: 50}", 50.0, False), ("{gt: 50}", 50.01, True), ("{gte: 50}", 50.0, True),
+        ("{lt: 10, gte: 2}", 5.0, True), ("{lt: 10, gte: 2}", 10.0, False),
+        ("[1, 2]", 2.0, True), ("{in: [1, 2]}", 3.0, False), ("{not_in: [1, 2]}", 3.0, True),
+        ("{ne: 0}", 0.0, False), ("7", 7.0, True),
+    ],
+)
+def test_number_conditions(cond, value, holds):
+    rs = rules(f"""
+        - id: r
+          when: exit_intent
+          if: {{cart_value: {cond}}}
+          then: {{show: offer, template: offer.html}}
+    """)
+    assert bool(evaluate(rs, state(cart_value=value), [EXIT], 0)) is holds
+
+
+def test_all_conditions_must_hold():
+    rs = rules("""
+        - id: r
+          when: exit_intent
+          if: {page_type: [cart, product], cart_items: {gte: 1}}
+          then: {show: offer, template: offer.html}
+    """)
+    assert evaluate(rs, state(page_type="cart", cart_items=1), [EXIT], 0)
+    assert not evaluate(rs, state(page_type="cart", cart_items=0), [EXIT], 0)
+    assert not evaluate(rs, state(page_type="other", cart_items=3), [EXIT], 0)
+
+
+def test_the_higher_priority_comes_first_and_each_rule_once():
+    rs = rules("""
+        - id: low
+          when: exit_intent
+          then: {show: bar, template: bar.html}
+          priority: 1
+        - id: high
+          when: exit_intent
+          then: {show: offer, template: offer.html}
+          priority: 9
+    """)
+    assert [d.rule.id for d in evaluate(rs, state(), [EXIT, EXIT], 0)] == ["high", "low"]
+
+
+def test_spent_and_dismissed_rules_are_not_decided():
+    rs = rules("""
+        - id: r
+          when: exit_intent
+          then: {show: offer, template: offer.html}
+          limit: {per_session: 2}
+    """)
+    assert evaluate(rs, state(fired={"r": 1}), [EXIT], 0)
+    assert not evaluate(rs, state(fired={"r": 2}), [EXIT], 0)
+    assert not evaluate(rs, state(dismissed={"r"}), [EXIT], 0)
+
+
+def test_a_disabled_rule_is_not_in_force():
+    rs = rules("""
+        - id: r
+          enabled: false
+          when: exit_intent
+          then: {show: offer, template: offer.html}
+    """)
+    assert rs.rules == ()
+
+
+def test_show_defaults_place_by_kind():
+    rs = rules("""
+        - {id: a, when: exit_intent, then: {show: chat, template: chat.html}}
+        - {id: b, when: exit_intent, then: {show: bar, template: bar.html, place: top}}
+    """)
+    assert [r.then.where for r in rs.rules] == ["corner", "top"]
+
+
+@pytest.mark.parametrize(
+    "body,line,expected",
+    [
+        ("- {id: r, when: exit_intent, then: {show: offer, template: offer.html}, colour: red}", 6, "rules[0].colour: Extra inputs are not permitted"),
+        ("- id: r\n  when: exit\n  then: {show: offer, template: offer.html}", 7, "rules[0].when: unknown event 'exit'"),
+        ("- id: r\n  when: exit_intent\n  then: {show: offer, template: nope.html}", 8, "rules[0].then.template: unknown template 'nope.html'"),
+        ("- id: r\n  when: exit_intent\n  if: {page_type: produce}\n  then: {show: offer, template: offer.html}", 8, "unknown page type 'produce'"),
+        ("- id: r\n  when: exit_intent\n  if: {cart_value: {gt: lots}}\n  then: {show: offer, template: offer.html}", 8, "cart_value: gt: Input should be a valid number"),
+        ("- id: r\n  when: exit_intent\n  if: {page_type: {gt: 3}}\n  then: {show: offer, template: offer.html}", 8, "page_type is text; gt, gte, lt and lte compare numbers"),
+        ("- id: r\n  when: exit_intent\n  if: {moon_phase: full}\n  then: {show: offer, template: offer.html}", 8, "unknown signal 'moon_phase'"),
+        ("- id: r\n  when: exit_intent\n  then: {show: popup, template: offer.html}", 8, "rules[0].then.show: Input should be 'overlay', 'offer', 'chat' or 'bar'"),
+        ("- id: r\n  when: exit_intent\n  then: {show: offer, template: offer.html}\n  priority: high", 9, "rules[0].priority: Input should be a valid integer"),
+        ("- {id: r, when: exit_intent, then: {show: offer, template: offer.html}}\n- {id: r, when: scroll, then: {show: bar, template: bar.html}}", 6, "rule id 'r' is used twice"),
+    ],
+    ids=["unknown-field", "unknown-event", "unknown-template", "unknown-page-type", "bad-type", "text-compared-as-number",
+         "unknown-signal", "unknown-kind", "bad-priority", "duplicate-id"],
+)
+def test_a_bad_rules_file_is_refused_naming_file_line_and_reason(body, line, expected):
+    message = refusal(body)
+    assert message.startswith(f"test.yaml:{line}: "), message
+    assert expected in message
+
+
+def test_every_problem_is_reported_at_once():
+    message = refusal("""
+        - {id: a, when: exit, then: {show: offer, template: offer.html}}
+        - {id: b, when: exit_intent, then: {show: offer, template: gone.html}}
+    """)
+    assert "rules[0].when" in message and "rules[1].then.template" in message
+
+
+def test_broken_yaml_is_refused_with_its_line():
+    with pytest.raises(RulesError) as info:
+        parse_rules("version: 1\nrules:\n  - id: [\n", "broken.yaml", TEMPLATES)
+    assert str(info.value).startswith("broken.yaml:4: not valid YAML")
+
+
+def test_a_missing_file_is_refused_clearly(tmp_path):
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(tmp_path / "nope.yaml", TEMPLATES)
+
+
+def test_an_unknown_version_is_refused():
+    with pytest.raises(RulesError, match="version"):
+        parse_rules("version: 2\nrules: []\n", "v.yaml", TEMPLATES)

@@ -1,0 +1,91 @@
+"""Session ops: what a batch does to the stored session, without an engine."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kairos.session import SessionState, apply_ops, claim_show, event_ops, hello_ops, record_feedback
+from kairos.wire import Event, Hello, Page
+
+
+def classify(path: str) -> str:
+    return {"/cart": "cart"}.get(path, "other")
+
+
+def state_after(*batches, h=None) -> SessionState:
+    h = {} if h is None else h
+    for batch in batches:
+        apply_ops(h, event_ops(batch, classify, 1000))
+    return SessionState.from_hash("s_test0001", h)
+
+
+def test_dwell_adds_up_and_scroll_keeps_the_deepest_point():
+    s = state_after([Event("dwell", 1, {"ms": 500}), Event("scroll", 2, {"pct": 60})],
+                    [Event("dwell", 3, {"ms": 700}), Event("scroll", 4, {"pct": 30})])
+    assert (s.dwell_ms, s.page_dwell_ms, s.scroll_pct) == (1200, 1200, 60)
+
+
+def test_a_page_view_starts_the_page_counters_again_but_not_the_session_ones():
+    s = state_after([Event("dwell", 1, {"ms": 500}), Event("scroll", 2, {"pct": 60}),
+                     Event("page_view", 3, {"url": "http://x/cart", "path": "/cart"}), Event("scroll", 4, {"pct": 10})])
+    assert (s.page_type, s.pages, s.scroll_pct, s.page_dwell_ms, s.dwell_ms) == ("cart", 1, 10, 0, 500)
+
+
+def test_cart_and_purchase():
+    s = state_after([Event("cart", 1, {"value": 119.8, "items": 2, "cur": "EUR"}), Event("checkout", 2, {"step": "payment"})])
+    assert (s.cart_value, s.cart_items, s.currency, s.checkout_step) == (119.8, 2, "EUR", "payment")
+    s = state_after([Event("purchase", 3, {"value": 119.8})])
+    assert (s.purchases, s.cart_value, s.cart_items) == (1, 0.0, 0)
+
+
+def test_hello_records_where_the_visit_came_from_once():
+    page = Page(url="https://s/p?utm_source=mail&utm_campaign=june&q=secret", path="/p", ref="https://news.example/")
+    h: dict[str, str] = {}
+    apply_ops(h, hello_ops(Hello("demo", "v_12345678", None, page, True, False, False), "other", 5))
+    later = Page(url="https://s/cart?utm_source=other", path="/cart", ref="https://s/p")
+    apply_ops(h, hello_ops(Hello("demo", "v_12345678", "s_x", later, True, False, False), "cart", 6))
+    s = SessionState.from_hash("s_x", h)
+    assert s.utm == {"utm_source": "mail", "utm_campaign": "june"}, "only UTM keys, only from the first page"
+    assert (s.referrer, s.pages, s.started_ms, s.connected) == ("https://news.example/", 2, 5, 2)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["dwell", "scroll", "click"]), st.integers(0, 100)), max_size=40), st.randoms())
+def test_commutative_ops_give_the_same_state_in_any_order(items, rnd: random.Random):
+    """Two racing batches may land in either order; counters and maxima must not care."""
+    fields = {"dwell": "ms", "scroll": "pct", "click": "tag"}
+    events = [Event(k, 0, {fields[k]: (n if k != "click" else "a")}) for k, n in items]
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    a, b = state_after(*[[e] for e in events]), state_after(*[[e] for e in shuffled])
+    assert (a.dwell_ms, a.scroll_pct, a.clicks) == (b.dwell_ms, b.scroll_pct, b.clicks)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["claim", "dismiss", "expire"]), st.integers(0, 3), st.integers(0, 5)), max_size=60),
+       st.integers(1, 3))
+def test_caps_hold_whatever_the_sequence(steps, cap):
+    """No rule is shown more than its cap; a dismissed rule is never shown again; one overlay at a time."""
+    h = {"vid": "v_x"}
+    shown: dict[str, int] = {}
+    dismissed: set[str] = set()
+    n = 0
+    for action, rule_no, prio in steps:
+        rule = f"r{rule_no}"
+        if action == "claim":
+            n += 1
+            before_on = h.get("on")
+            verdict = claim_show(h, rule, f"{rule}.{n}", cap, prio)
+            if verdict == "ok":
+                shown[rule] = shown.get(rule, 0) + 1
+                assert rule not in dismissed
+                assert before_on is None or prio > int(h[f"p:{before_on}"])
+                assert h["on"] == f"{rule}.{n}"
+        elif h.get("on"):
+            oid = h["on"]
+            record_feedback(h, oid, "dismissed" if action == "dismiss" else "expired")
+            if action == "dismiss":
+                dismissed.add(h[f"r:{oid}"])
+            assert "on" not in h
+    assert all(count <= cap for count in shown.values())
