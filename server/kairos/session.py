@@ -204,8 +204,13 @@ def log_entry(kind: str, now_ms: int, **what: Any) -> str:
     return json.dumps({"ts": now_ms, "kind": kind, **what}, separators=(",", ":"))
 
 
+# Events that change a counter every few seconds (dwell, scroll, idle) show in the
+# session's state; the log keeps the moments a person reading it cares about.
+QUIET_EVENTS = frozenset({"dwell", "scroll", "idle"})
+
+
 def event_log(events: Iterable[Event], now_ms: int) -> list[str]:
-    return [log_entry("event", now_ms, e=ev.type, **ev.fields) for ev in events]
+    return [log_entry("event", now_ms, e=ev.type, **ev.fields) for ev in events if ev.type not in QUIET_EVENTS]
 
 
 # --- op semantics ---------------------------------------------------------------

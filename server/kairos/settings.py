@@ -19,7 +19,9 @@ class Settings:
     port: int = 8000
     engine: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_pool_size: int = 32
+    # Connections to Redis in all: a few carry visitors' traffic auto-pipelined,
+    # the others the dashboard.
+    redis_pool_size: int = 8
     rules: Path | None = None
     templates_dir: Path = ROOT / "templates"
     snippet_path: Path = ROOT / "client-js" / "dist" / "k.js"

@@ -13,7 +13,7 @@ from .memory import MemoryEngine
 __all__ = ["Engine", "MemoryEngine", "create_engine"]
 
 
-def create_engine(kind: str, *, redis_url: str, session_ttl_s: int, redis_pool_size: int = 32) -> Engine:
+def create_engine(kind: str, *, redis_url: str, session_ttl_s: int, redis_pool_size: int = 8) -> Engine:
     """Build the engine named on the command line."""
     if kind == "memory":
         return MemoryEngine(session_ttl_s=session_ttl_s)

@@ -1,14 +1,14 @@
 -- Apply one event batch to a session, atomically, in one round trip.
 -- Mirrors kairos.session.apply_ops; the contract tests hold the two together.
 -- KEYS[1] session hash, KEYS[2] session log
--- ARGV[1] ttl_s, ARGV[2] log_max, ARGV[3] number of ops,
--- then that many (kind, field, value) triples, then log lines (newest last).
+-- ARGV[1] ttl_s, ARGV[2] log_max, ARGV[3] the ops as one MessagePack array of
+-- kind, field, value, kind, field, value, ... (one argument instead of dozens:
+-- redis-py encodes every argument in Python), then log lines (newest last).
 local h, log = KEYS[1], KEYS[2]
-local ttl, log_max, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local i = 4
-for _ = 1, n do
-  local kind, f, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  i = i + 3
+local ttl, log_max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ops = cmsgpack.unpack(ARGV[3])
+for i = 1, #ops, 3 do
+  local kind, f, v = ops[i], ops[i + 1], ops[i + 2]
   if kind == 'set' then
     redis.call('HSET', h, f, v)
   elseif kind == 'setnx' then
@@ -26,8 +26,8 @@ for _ = 1, n do
     return redis.error_reply('unknown op ' .. kind)
   end
 end
-if i <= #ARGV then
-  for j = i, #ARGV do redis.call('LPUSH', log, ARGV[j]) end
+if #ARGV >= 4 then
+  for j = 4, #ARGV do redis.call('LPUSH', log, ARGV[j]) end
   redis.call('LTRIM', log, 0, log_max - 1)
 end
 redis.call('EXPIRE', h, ttl)

@@ -1,0 +1,219 @@
+"""Load generator: N simulated visitors over real websockets against a real `kairos serve`.
+
+    python benchmarks/load.py --engine redis --sessions 1000
+
+Each visitor says hello, then sends an event batch every `1/--rate` seconds; a
+share of the batches (`--trigger-share`) ends with the click the benchmark rule
+answers with an overlay. The time from sending such a batch to receiving its
+`show` frame is the event->push latency. Throughput is what the server itself
+counted (`kairos_events_total` on /metrics) over the measured window. Memory is
+the server process's RSS growth divided by the sessions it holds.
+
+Client and server share this machine, so the figures include the generator's
+own CPU use; compare runs on the same machine, not against other hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import msgpack
+import psutil
+from websockets.asyncio.client import connect
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RULES = HERE / "bench-rules.yaml"
+PRODUCT = "/demo/products/linen-shirt"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def events_total(base: str) -> int:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    m = re.search(r"^kairos_events_total (\d+)$", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies_ms: list[float] = []
+        self.batches = 0
+        self.errors: dict[str, int] = {}
+        self.measuring = False
+        self.disconnects = 0
+
+
+async def visitor(n: int, ws_url: str, args: argparse.Namespace, stats: Stats, stop: asyncio.Event, ready: list[int]) -> None:
+    vid = f"v_bench{n:07d}"
+    hello = {
+        "v": 1, "t": "hello", "site": "demo", "vid": vid, "sid": None,
+        "page": {"url": f"http://bench{PRODUCT}", "path": PRODUCT, "title": "Linen shirt", "ref": "",
+                 "prod": {"name": "Linen shirt", "price": 49.0}},
+        "consent": True, "dnt": False, "gpc": False, "sv": "bench", "tz": 0, "lang": "en", "vp": [1280, 800],
+    }
+    pending: dict[int, float] = {}
+    try:
+        async with connect(ws_url, compression=None, open_timeout=30, ping_interval=None) as ws:
+            await ws.send(msgpack.packb(hello))
+            welcome = msgpack.unpackb(await ws.recv())
+            assert welcome["t"] == "welcome", welcome
+            ready[0] += 1
+
+            async def reader() -> None:
+                async for raw in ws:
+                    frame = msgpack.unpackb(raw)
+                    if frame["t"] == "show":
+                        if pending:
+                            sent = pending.pop(min(pending))
+                            if stats.measuring:
+                                stats.latencies_ms.append((time.perf_counter() - sent) * 1000)
+                        await ws.send(msgpack.packb({"v": 1, "t": "feedback", "oid": frame["oid"], "act": "clicked",
+                                                     "ts": int(time.time() * 1000)}))
+                    elif frame["t"] == "error":
+                        stats.errors[frame["code"]] = stats.errors.get(frame["code"], 0) + 1
+
+            read_task = asyncio.create_task(reader())
+            period = 1.0 / args.rate
+            # Spread visitors over the period so batches do not arrive in lockstep.
+            await asyncio.sleep(random.random() * period)
+            seq = 0
+            while not stop.is_set():
+                seq += 1
+                ts = int(time.time() * 1000)
+                ev = [{"e": "dwell", "ts": ts, "ms": 1000}, {"e": "scroll", "ts": ts, "pct": random.randint(0, 100)}]
+                ev += [{"e": "click", "ts": ts, "tag": "a", "k": "browse"}] * max(0, args.batch - 3)
+                # One overlay at a time: trigger again only once the last one was answered.
+                trigger = not pending and random.random() < args.trigger_share
+                ev.append({"e": "click", "ts": ts, "tag": "button", "k": "bench" if trigger else "other"})
+                if trigger:
+                    pending[seq] = time.perf_counter()
+                await ws.send(msgpack.packb({"v": 1, "t": "events", "seq": seq, "ev": ev}))
+                stats.batches += stats.measuring
+                try:
+                    await asyncio.wait_for(stop.wait(), period)
+                except asyncio.TimeoutError:
+                    pass
+            read_task.cancel()
+    except Exception as exc:  # a visitor that fails is counted, not fatal to the run
+        stats.disconnects += 1
+        if stats.disconnects <= 3:
+            print(f"visitor {n}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+async def run(args: argparse.Namespace) -> dict:
+    port = free_port()
+    base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws"
+    cmd = [sys.executable, "-m", "kairos", "serve", "--engine", args.engine, "--redis-url", args.redis_url,
+           "--rules", str(RULES), "--port", str(port), "--log-level", "warning", "--no-demo"]
+    env = {**os.environ, "KAIROS_FRAMES_PER_S": "50", "KAIROS_FRAMES_BURST": "50"}
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+        proc = psutil.Process(server.pid)
+        rss_idle = proc.memory_info().rss
+        stats, stop, ready = Stats(), asyncio.Event(), [0]
+        tasks = []
+        for n in range(args.sessions):
+            tasks.append(asyncio.create_task(visitor(n, ws_url, args, stats, stop, ready)))
+            if n % 100 == 99:
+                await asyncio.sleep(0.1)  # ramp up: 1,000 visitors/s, not all at once
+        while ready[0] + stats.disconnects < args.sessions:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(args.warmup)
+        rss_loaded = proc.memory_info().rss
+        events_before, t0 = events_total(base), time.perf_counter()
+        cpu_before, me_before = proc.cpu_times(), psutil.Process().cpu_times()
+        stats.measuring = True
+        await asyncio.sleep(args.duration)
+        stats.measuring = False
+        elapsed = time.perf_counter() - t0
+        events_after = events_total(base)
+        cpu_after, me_after = proc.cpu_times(), psutil.Process().cpu_times()
+        rss_end = proc.memory_info().rss
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        server.terminate()
+        server.wait(10)
+    lat = stats.latencies_ms
+    cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    gen_cpu_s = (me_after.user + me_after.system) - (me_before.user + me_before.system)
+    return {
+        "engine": args.engine,
+        "sessions": args.sessions,
+        "connected": ready[0],
+        "failed_sessions": stats.disconnects,
+        "batch_rate_per_session": args.rate,
+        "events_per_batch": args.batch,
+        "measured_s": round(elapsed, 1),
+        "throughput_events_per_s": round((events_after - events_before) / elapsed),
+        "throughput_batches_per_s": round(stats.batches / elapsed),
+        "pushes_measured": len(lat),
+        "latency_p50_ms": round(percentile(lat, 50), 2),
+        "latency_p99_ms": round(percentile(lat, 99), 2),
+        "latency_max_ms": round(max(lat), 2) if lat else None,
+        "latency_mean_ms": round(statistics.fmean(lat), 2) if lat else None,
+        "server_cpu_share": round(cpu_s / elapsed, 2),
+        "generator_cpu_share": round(gen_cpu_s / elapsed, 2),
+        "server_rss_idle_mib": round(rss_idle / 2**20, 1),
+        "server_rss_loaded_mib": round(rss_loaded / 2**20, 1),
+        "server_rss_end_mib": round(rss_end / 2**20, 1),
+        "rss_per_session_kib": round((rss_loaded - rss_idle) / max(1, ready[0]) / 1024, 1),
+        "errors": stats.errors,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--engine", choices=["memory", "redis"], default="redis")
+    p.add_argument("--redis-url", default=os.environ.get("KAIROS_REDIS_URL", "redis://127.0.0.1:6379/14"))
+    p.add_argument("--sessions", type=int, default=1000)
+    p.add_argument("--rate", type=float, default=1.0, help="event batches per second per session")
+    p.add_argument("--batch", type=int, default=5, help="events per batch")
+    p.add_argument("--trigger-share", type=float, default=0.25, help="share of batches that earn an overlay")
+    p.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--json", type=Path, help="also write the result here")
+    args = p.parse_args()
+    import uvloop
+
+    result = uvloop.run(run(args))
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

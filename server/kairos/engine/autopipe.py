@@ -1,0 +1,101 @@
+"""Auto-pipelining: the commands many tasks issue at once go to Redis as one pipeline.
+
+With a plain pool every command holds a connection for its round trip, and a
+thousand sessions queue for a few dozen connections (redis-py issue 2228: pools
+degrade badly under thousands of waiting tasks). Here a few workers each own one
+connection; a worker takes every command queued since it last looked and sends
+them in one write, one read loop. Idle, a command goes out on the next pass of
+the event loop; busy, the batches grow instead of the queue of waiters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+log = logging.getLogger("kairos.redis")
+
+# Commands sent in one pipeline at most; a larger backlog is split so one
+# reply stream does not hold every caller back.
+MAX_BATCH = 256
+
+
+class AutoPipeline:
+    def __init__(self, r: aioredis.Redis, workers: int = 4) -> None:
+        self.r = r
+        self.workers = workers
+        self._queue: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.batches = 0
+        self.commands = 0
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(), name=f"kairos-redis-{i}") for i in range(self.workers)]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._queue:
+            _, fut = self._queue.popleft()
+            if not fut.done():
+                fut.set_exception(ConnectionError("the Redis engine is closing"))
+
+    async def execute(self, *args: Any) -> Any:
+        """Run one command as part of the next pipeline; its reply, or its error raised."""
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append((args, fut))
+        self._wake.set()
+        return await fut
+
+    async def evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA a registered script, loading it again if Redis forgot it (restart, SCRIPT FLUSH)."""
+        try:
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            script.sha = await self.r.script_load(script.script)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def _work(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._queue:
+                self._wake.clear()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            if not self._queue:
+                self._wake.clear()
+            live = [(args, fut) for args, fut in batch if not fut.done()]  # callers may have gone
+            if not live:
+                continue
+            self.batches += 1
+            self.commands += len(live)
+            try:
+                async with self.r.pipeline(transaction=False) as pipe:
+                    for args, _ in live:
+                        pipe.execute_command(*args)
+                    results = await pipe.execute(raise_on_error=False)
+            except asyncio.CancelledError:
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(ConnectionError("the Redis engine is closing"))
+                raise
+            except Exception as exc:  # connection lost: every caller of the batch hears of it
+                log.warning("redis pipeline of %d commands failed: %s", len(live), exc)
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(live, results):
+                if fut.done():
+                    continue
+                if isinstance(result, Exception):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
