@@ -80,14 +80,23 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self.engine = engine
-        cmd = [sys.executable, "-m", "kairos", "serve", "--engine", engine, "--redis-url", redis_url,
-               "--port", str(self.port), "--log-level", "info", *(extra or [])]
+        self.cmd = [sys.executable, "-m", "kairos", "serve", "--engine", engine, "--redis-url", redis_url,
+                    "--port", str(self.port), "--log-level", "info", *(extra or [])]
         if rules is not None:
-            cmd += ["--rules", str(rules)]
+            self.cmd += ["--rules", str(rules)]
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"kairos-test-{self.port}.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
+
+    def restart(self) -> None:
+        """Stop the process and start it again on the same port (a deploy, a crash)."""
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.start()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 20
@@ -115,6 +124,15 @@ class Server:
     def metrics(self) -> str:
         return httpx.get(f"{self.base}/metrics", timeout=5).text
 
+    def session_when(self, sid: str, check: Callable[[dict], bool], timeout_s: float = 5.0) -> dict:
+        """The session's state once `check` holds (the server records asynchronously)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self.session(sid)
+            if check(state) or time.monotonic() > deadline:
+                return state
+            time.sleep(0.05)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -140,3 +158,33 @@ def serve(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Callable[.
     yield start
     for server in started:
         server.stop()
+
+
+# --- real headless Chromium ------------------------------------------------------
+
+CHROMIUM = os.environ.get("KAIROS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+# Module scope: Playwright's sync API keeps an event loop running while it is open,
+# and the async tests of other modules need the main thread's loop free.
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (Playwright's own download does not work here)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: make test installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    p = context.new_page()
+    yield p
+    context.close()

@@ -214,3 +214,18 @@ async def test_a_disallowed_origin_is_refused_at_the_handshake(serve):
     async with connect(server.ws_url, origin="https://shop.example", compression=None) as ws:
         await ws.send(msgpack.packb(hello_frame("v_allowed01")))
         assert msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))["t"] == "welcome"
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_a_reconnection_within_the_page_load_is_not_another_page_view(serve, engine):
+    server = serve(engine)
+    v = await Visitor.arrive(server.ws_url)
+    await v.events({"e": "scroll", "pct": 60}, {"e": "dwell", "ms": 2000})
+    await asyncio.sleep(0.1)
+    await v.leave()  # the connection drops; the page stays open
+    async with connect(server.ws_url, compression=None) as ws:
+        await ws.send(msgpack.packb(hello_frame(v.vid, v.sid, re=True)))
+        assert msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))["sid"] == v.sid
+        await asyncio.sleep(0.1)
+        state = server.session(v.sid)
+    assert (state["pages"], state["scroll_pct"], state["page_dwell_ms"]) == (1, 60, 2000)

@@ -48,7 +48,7 @@ VALID = [
                         "max_frame": 16384, "max_events": 50}),
     ("show", "s2c", {"v": 1, "t": "show", "oid": "exit-offer.1a2b3c", "kind": "offer",
                      "html": "<div class=\"k-card\"><p>Still thinking about Linen shirt &amp; co?</p>"
-                             "<button data-k-close aria-label=\"Close\">×</button></div>",
+                             "<button data-k-click=\"close\">Keep shopping</button></div>",
                      "css": ".k-card{padding:24px}", "place": "center", "ttl_ms": 0, "rule": "exit-offer"}),
     ("hide", "s2c", {"v": 1, "t": "hide", "oid": "exit-offer.1a2b3c"}),
     ("error", "s2c", {"v": 1, "t": "error", "code": "unknown_event", "msg": "event 0: unknown event type 'teleport'", "seq": 7}),

@@ -148,7 +148,13 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
 
 
 def hello_ops(hello: Hello, page_type: str, now_ms: int) -> list[Op]:
-    """Ops for a connection's hello: first-visit context once, then the page view."""
+    """Ops for a connection's hello: first-visit context once, then the page view.
+
+    A reconnection within the page load (`hello.re`) only counts the connection:
+    the page, its counters and the overlay on screen are still as they were.
+    """
+    if hello.re:
+        return [("incr", "connected", "1")]
     utm = {k: v[:128] for k, v in parse_qsl(urlsplit(hello.page.url).query) if k in UTM_KEYS}
     ops: list[Op] = [
         ("setnx", "vid", hello.vid),

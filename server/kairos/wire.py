@@ -69,6 +69,8 @@ class Hello:
     tz: int = 0
     lang: str = ""
     vp: tuple[int, int] | None = None
+    # A reconnection within the same page load: not another page view.
+    re: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,7 @@ def _decode_hello(raw: dict, _max_events: int) -> Hello:
         tz=_int(raw.get("tz", 0), "tz", -840, 840),
         lang=_str(raw.get("lang", ""), "lang", 35),
         vp=vp,
+        re=_bool(raw.get("re", False), "re"),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -105,14 +106,17 @@ class VisitorSocket:
         # A session id is only resumed by the visitor it belongs to, and only while it lives.
         if sid is None or await rt.engine.visitor_of(sid) != hello.vid:
             sid = new_sid()
+            hello = dataclasses.replace(hello, re=False)  # a new session starts with a page view
         rules = rt.rules
         page_type = rules.classify(hello.page.path)
-        page_log = [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
+        page_log = [] if hello.re else [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
         state = await rt.engine.apply(sid, hello_ops(hello, page_type, now), page_log, now)
         await rt.engine.mark_live(sid, now)
         self.sid = sid
         rt.hub.add(sid, self.conn)
         self.conn.send(wire.welcome(sid, rt.settings.track, max_frame=rt.settings.max_frame_bytes, max_events=rt.settings.max_events))
+        if hello.re:
+            return
         p = hello.page
         page_view = Event("page_view", now, {"url": p.url, "path": p.path, "title": p.title, "ref": p.ref, "prod": p.prod})
         await self._decide(rules, state, [page_view], now)

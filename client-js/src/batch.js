@@ -1,0 +1,54 @@
+// Event batching: events gather for wait() ms or until `max` of them, then go
+// out as one `events` frame {v:1, t:"events", seq, ev}. Some types are flushed
+// at once. While the connection is not ready the queue keeps only the newest
+// `cap` events. Pure: sending, readiness, frame size and timers are injected.
+
+export const IMMEDIATE = ['exit_intent', 'cart', 'add_to_cart', 'checkout', 'purchase']
+
+// opts: send(frame), ready() -> bool, wait() -> ms (default 1000),
+//       fits(frame) -> bool (default: always), max (20), cap (100),
+//       setTimer(fn, ms) / clearTimer(id) (default setTimeout / clearTimeout)
+export function createBatcher (opts) {
+  const setTimer = opts.setTimer || setTimeout
+  const clearTimer = opts.clearTimer || clearTimeout
+  const fits = opts.fits || (() => true)
+  const cap = opts.cap || 100
+  let max = opts.max || 20
+  let q = []
+  let seq = 0
+  let timer = null
+
+  const stopTimer = () => {
+    if (timer !== null) clearTimer(timer)
+    timer = null
+  }
+
+  function flush () {
+    stopTimer()
+    while (q.length && opts.ready()) {
+      let n = Math.min(max, q.length)
+      let frame
+      // halve the batch until it fits in a frame the server accepts
+      while (!fits(frame = { v: 1, t: 'events', seq, ev: q.slice(0, n) }) && n > 1) n = Math.ceil(n / 2)
+      q.splice(0, n)
+      // a single event too large for any frame is dropped, never sent
+      if (n > 1 || fits(frame)) { seq++; opts.send(frame) }
+    }
+  }
+
+  return {
+    add (ev) {
+      q.push(ev)
+      if (q.length > cap) q.splice(0, q.length - cap)
+      if (IMMEDIATE.indexOf(ev.e) >= 0 || q.length >= max) flush()
+      else if (timer === null) timer = setTimer(flush, opts.wait ? opts.wait() : 1000)
+    },
+    flush,
+    // a new connection: seq starts again at 0, the server may ask for smaller batches
+    reset (maxEvents) {
+      seq = 0
+      if (maxEvents > 0) max = Math.min(opts.max || 20, maxEvents)
+    },
+    clear () { stopTimer(); q = [] }
+  }
+}

@@ -1,0 +1,36 @@
+// Configuration from the script tag, and the privacy gate.
+
+export const SITE_RE = /^[A-Za-z0-9_.-]{1,64}$/
+
+// Why the snippet must not connect, or '' when it may.
+// nav and win are navigator- and window-like objects, so this stays pure.
+export function gate (nav, win, consentRequired, consented) {
+  nav = nav || {}
+  if (nav.doNotTrack === '1' || (win && win.doNotTrack === '1')) return 'dnt'
+  if (nav.globalPrivacyControl === true) return 'gpc'
+  if (consentRequired && !consented) return 'consent'
+  return ''
+}
+
+// The websocket URL. An explicit data-endpoint wins (relative ones resolve
+// against the script's URL, http(s) becomes ws(s)); otherwise it is the
+// script's host at /ws, over wss when the page or the script is on https.
+export function endpoint (explicit, src, pageHref) {
+  const u = new URL(explicit || '/ws', new URL(src || pageHref, pageHref))
+  u.protocol = /^(https|wss):/.test(u.protocol) || (!explicit && /^https:/i.test(pageHref)) ? 'wss:' : 'ws:'
+  return u.href
+}
+
+const ep = (a, b, c) => { try { return endpoint(a, b, c) } catch (e) { return '' } }
+
+// Read data-* attributes of the snippet's own <script> tag.
+export function readConfig (doc, loc) {
+  const el = doc.currentScript || doc.querySelector('script[data-site]')
+  const attr = n => (el && el.getAttribute('data-' + n)) || ''
+  const site = attr('site')
+  return {
+    site: SITE_RE.test(site) ? site : '',
+    endpoint: ep(attr('endpoint'), el && el.src, loc.href),
+    consentRequired: attr('consent') === 'required'
+  }
+}

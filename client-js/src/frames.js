@@ -1,0 +1,29 @@
+// Builders for the frames the snippet sends (key order as in docs/frames/).
+
+export const VERSION = '0.1.0'
+
+// nav, win: navigator- and window-like objects; date: a Date (for the UTC offset);
+// re: a reconnection within the same page load, which the server must not count
+// as another page view
+export function helloFrame (site, vid, sid, page, nav, win, date, re) {
+  const f = {
+    v: 1,
+    t: 'hello',
+    site,
+    vid,
+    sid: sid || null,
+    page,
+    // the snippet connects only with consent (or when the store does not ask for it)
+    consent: true,
+    dnt: nav.doNotTrack === '1' || win.doNotTrack === '1',
+    gpc: nav.globalPrivacyControl === true,
+    sv: VERSION,
+    tz: -date.getTimezoneOffset(),
+    lang: (nav.language || '').slice(0, 35),
+    vp: [win.innerWidth | 0, win.innerHeight | 0]
+  }
+  if (re) f.re = true
+  return f
+}
+
+export const feedbackFrame = (oid, act, ts) => ({ v: 1, t: 'feedback', oid, act, ts })

@@ -1,0 +1,142 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createBatcher, IMMEDIATE } from '../src/batch.js'
+import { encode } from '../src/codec.js'
+
+// A batcher on a fake clock: timers only fire on tick().
+function setup (over = {}) {
+  let now = 0
+  let timers = []
+  const sent = []
+  const state = { ready: true }
+  const b = createBatcher(Object.assign({
+    send: f => sent.push(f),
+    ready: () => state.ready,
+    wait: () => state.wait || 1000,
+    setTimer: (fn, ms) => { const t = { fn, at: now + ms }; timers.push(t); return t },
+    clearTimer: t => { timers = timers.filter(x => x !== t) }
+  }, over))
+  const tick = ms => {
+    now += ms
+    for (const t of timers.filter(x => x.at <= now)) {
+      timers = timers.filter(x => x !== t)
+      t.fn()
+    }
+  }
+  const ev = (i, e = 'click') => ({ e, ts: 1000 + i, i })
+  return { b, sent, state, tick, ev, pending: () => timers.length }
+}
+
+test('events gather until batch_ms has passed, then go out as one events frame', () => {
+  const { b, sent, tick, ev, pending } = setup()
+  b.add(ev(0))
+  b.add(ev(1, 'scroll'))
+  b.add(ev(2, 'dwell'))
+  assert.equal(sent.length, 0)
+  assert.equal(pending(), 1, 'one timer for the whole batch')
+  tick(999)
+  assert.equal(sent.length, 0)
+  tick(1)
+  assert.equal(sent.length, 1)
+  assert.deepStrictEqual(sent[0], { v: 1, t: 'events', seq: 0, ev: [ev(0), ev(1, 'scroll'), ev(2, 'dwell')] })
+  assert.equal(pending(), 0)
+})
+
+test('the wait comes from wait() at the time the batch starts (welcome may change batch_ms)', () => {
+  const { b, sent, state, tick, ev } = setup()
+  state.wait = 250
+  b.add(ev(0))
+  tick(249)
+  assert.equal(sent.length, 0)
+  tick(1)
+  assert.equal(sent.length, 1)
+})
+
+test('the 20th event flushes at once, without waiting for the timer', () => {
+  const { b, sent, ev, pending } = setup()
+  for (let i = 0; i < 19; i++) b.add(ev(i))
+  assert.equal(sent.length, 0)
+  b.add(ev(19))
+  assert.equal(sent.length, 1)
+  assert.equal(sent[0].ev.length, 20)
+  assert.deepStrictEqual(sent[0].ev.map(e => e.i), Array.from({ length: 20 }, (_, i) => i))
+  assert.equal(pending(), 0, 'the batch timer is cancelled')
+})
+
+for (const type of ['exit_intent', 'cart', 'add_to_cart', 'checkout', 'purchase']) {
+  test(`${type} flushes at once, with the events gathered before it`, () => {
+    const { b, sent, ev } = setup()
+    b.add(ev(0))
+    b.add(ev(1, type))
+    assert.equal(sent.length, 1)
+    assert.deepStrictEqual(sent[0].ev.map(e => e.e), ['click', type])
+  })
+}
+
+test('the immediate types are exactly the ones the brief names', () => {
+  assert.deepStrictEqual([...IMMEDIATE].sort(), ['add_to_cart', 'cart', 'checkout', 'exit_intent', 'purchase'])
+})
+
+test('seq increments with every frame and starts again at 0 on reset (a new connection)', () => {
+  const { b, sent, ev } = setup()
+  b.add(ev(0, 'cart'))
+  b.add(ev(1, 'cart'))
+  b.add(ev(2, 'cart'))
+  assert.deepStrictEqual(sent.map(f => f.seq), [0, 1, 2])
+  b.reset()
+  b.add(ev(3, 'cart'))
+  assert.equal(sent[3].seq, 0)
+})
+
+test('reset(max_events) lowers the batch size, never above 20', () => {
+  const { b, sent, ev } = setup()
+  b.reset(5)
+  for (let i = 0; i < 5; i++) b.add(ev(i))
+  assert.equal(sent.length, 1)
+  assert.equal(sent[0].ev.length, 5)
+  b.reset(50)
+  for (let i = 0; i < 19; i++) b.add(ev(i))
+  assert.equal(sent.length, 1, '50 from the server does not raise the batch above 20')
+})
+
+test('while not ready nothing is sent and the queue keeps only the newest 100 events', () => {
+  const { b, sent, state, tick, ev } = setup()
+  state.ready = false
+  for (let i = 0; i < 150; i++) b.add(ev(i))
+  b.add(ev(150, 'exit_intent'))
+  tick(5000)
+  assert.equal(sent.length, 0)
+  state.ready = true
+  b.flush()
+  const got = sent.flatMap(f => f.ev.map(e => e.i))
+  assert.deepStrictEqual(got, Array.from({ length: 100 }, (_, i) => 51 + i), 'the newest 100, oldest first')
+  assert.ok(sent.every(f => f.ev.length <= 20))
+  assert.deepStrictEqual(sent.map(f => f.seq), [0, 1, 2, 3, 4])
+})
+
+test('a batch too large for max_frame is split; a single oversized event is dropped', () => {
+  let limit = 200
+  const { b, sent, state, ev } = setup({ fits: f => encode(f).length <= limit })
+  state.ready = false
+  for (let i = 0; i < 8; i++) b.add(Object.assign(ev(i), { pad: 'x'.repeat(30) }))
+  b.add(Object.assign(ev(99), { pad: 'y'.repeat(500) }))
+  b.add(ev(100))
+  state.ready = true
+  b.flush()
+  const got = sent.flatMap(f => f.ev.map(e => e.i))
+  assert.deepStrictEqual(got, [0, 1, 2, 3, 4, 5, 6, 7, 100])
+  assert.ok(sent.length > 1)
+  for (const f of sent) assert.ok(encode(f).length <= limit)
+  assert.deepStrictEqual(sent.map(f => f.seq), sent.map((_, i) => i), 'no gaps in seq')
+  limit = 1e6
+})
+
+test('clear() drops the queue and the pending timer', () => {
+  const { b, sent, tick, ev, pending } = setup()
+  b.add(ev(0))
+  b.clear()
+  assert.equal(pending(), 0)
+  tick(2000)
+  b.flush()
+  assert.equal(sent.length, 0)
+})

@@ -1,0 +1,83 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { gate, endpoint, readConfig } from '../src/config.js'
+
+test('privacy gate: a plain browser may connect', () => {
+  assert.equal(gate({ doNotTrack: null }, {}, false, false), '')
+  assert.equal(gate({ doNotTrack: 'unspecified', globalPrivacyControl: false }, {}), '')
+  assert.equal(gate({ doNotTrack: '0' }, { doNotTrack: '0' }), '')
+})
+
+test('privacy gate: Do Not Track blocks, on navigator or on window', () => {
+  assert.equal(gate({ doNotTrack: '1' }, {}), 'dnt')
+  assert.equal(gate({}, { doNotTrack: '1' }), 'dnt')
+  // even with consent given
+  assert.equal(gate({ doNotTrack: '1' }, {}, true, true), 'dnt')
+})
+
+test('privacy gate: Global Privacy Control blocks', () => {
+  assert.equal(gate({ globalPrivacyControl: true }, {}), 'gpc')
+  assert.equal(gate({ globalPrivacyControl: true }, {}, true, true), 'gpc')
+  assert.equal(gate({ globalPrivacyControl: 'true' }, {}), '', 'only the boolean true counts')
+})
+
+test('privacy gate: data-consent="required" waits for consent', () => {
+  assert.equal(gate({}, {}, true, false), 'consent')
+  assert.equal(gate({}, {}, true, true), '')
+  assert.equal(gate({}, {}, false, false), '', 'no consent needed when not required')
+})
+
+test('endpoint: derived from the script src, ws on an http page, wss on an https page', () => {
+  assert.equal(endpoint('', 'http://kairos.example:8000/k.js', 'http://shop.example/p/1'), 'ws://kairos.example:8000/ws')
+  assert.equal(endpoint('', 'https://kairos.example/static/k.js?v=3#x', 'https://shop.example/'), 'wss://kairos.example/ws')
+  // same host when the tag uses a path-relative src
+  assert.equal(endpoint('', '/k.js', 'https://shop.example/cart'), 'wss://shop.example/ws')
+  assert.equal(endpoint('', '/k.js', 'http://localhost:8000/'), 'ws://localhost:8000/ws')
+  // no src at all (inline): the page's host
+  assert.equal(endpoint('', '', 'http://shop.example/a'), 'ws://shop.example/ws')
+})
+
+test('endpoint: https on either side means wss', () => {
+  // script served over https on an http page: the server speaks TLS
+  assert.equal(endpoint('', 'https://kairos.example/k.js', 'http://shop.example/'), 'wss://kairos.example/ws')
+  // an https page never opens ws:// (mixed content), whatever the tag says
+  assert.equal(endpoint('', 'http://kairos.example/k.js', 'https://shop.example/'), 'wss://kairos.example/ws')
+})
+
+test('endpoint: an explicit data-endpoint wins', () => {
+  assert.equal(endpoint('wss://rt.example/socket', 'https://cdn.example/k.js', 'https://shop.example/'), 'wss://rt.example/socket')
+  assert.equal(endpoint('ws://127.0.0.1:9000/ws', 'https://cdn.example/k.js', 'https://shop.example/'), 'ws://127.0.0.1:9000/ws')
+  assert.equal(endpoint('https://rt.example/ws', '', 'http://shop.example/'), 'wss://rt.example/ws')
+  assert.equal(endpoint('/rt', 'http://kairos.example/k.js', 'http://shop.example/'), 'ws://kairos.example/rt')
+})
+
+// a document-like object holding one <script> element
+function doc (attrs, src, { current = true } = {}) {
+  const el = { src, getAttribute: n => (n in attrs ? attrs[n] : null) }
+  return {
+    currentScript: current ? el : null,
+    querySelector: sel => (sel === 'script[data-site]' && 'data-site' in attrs ? el : null)
+  }
+}
+
+test('readConfig reads data-site, data-endpoint and data-consent', () => {
+  const c = readConfig(doc({ 'data-site': 'demo', 'data-consent': 'required' }, 'https://k.example/k.js'), { href: 'https://shop.example/' })
+  assert.deepStrictEqual(c, { site: 'demo', endpoint: 'wss://k.example/ws', consentRequired: true })
+  const d = readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'ws://localhost:9/x' }, 'https://k.example/k.js'), { href: 'https://shop.example/' })
+  assert.equal(d.endpoint, 'ws://localhost:9/x')
+  assert.equal(d.consentRequired, false)
+})
+
+test('readConfig falls back to script[data-site] when currentScript is gone', () => {
+  const c = readConfig(doc({ 'data-site': 'shop_1' }, 'http://k.example/k.js', { current: false }), { href: 'http://shop.example/' })
+  assert.equal(c.site, 'shop_1')
+  assert.equal(c.endpoint, 'ws://k.example/ws')
+})
+
+test('readConfig refuses a missing or malformed site key (the server would close with 4002)', () => {
+  const loc = { href: 'http://shop.example/' }
+  assert.equal(readConfig(doc({}, ''), loc).site, '')
+  assert.equal(readConfig(doc({ 'data-site': 'my shop' }, ''), loc).site, '')
+  assert.equal(readConfig(doc({ 'data-site': 'x'.repeat(65) }, ''), loc).site, '')
+  assert.equal(readConfig(doc({ 'data-site': 'x'.repeat(64) }, ''), loc).site, 'x'.repeat(64))
+})

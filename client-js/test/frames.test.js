@@ -1,0 +1,97 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { helloFrame, feedbackFrame, VERSION } from '../src/frames.js'
+import { pageInfo, product } from '../src/page.js'
+import { encode } from '../src/codec.js'
+
+const VALID = JSON.parse(readFileSync(new URL('../../docs/frames/valid.json', import.meta.url), 'utf8'))
+const fixture = name => VALID.find(f => f.name === name)
+const hex = b => Buffer.from(b).toString('hex')
+
+// a document-like object with <meta property=... content=...> tags
+function doc ({ title = '', referrer = '', meta = {} } = {}) {
+  return {
+    title,
+    referrer,
+    querySelector (sel) {
+      const m = /^meta\[property="(.+)"\]$/.exec(sel)
+      return m && m[1] in meta ? { getAttribute: a => (a === 'content' ? meta[m[1]] : null) } : null
+    }
+  }
+}
+const OG = {
+  'og:type': 'product',
+  'og:title': 'Linen shirt',
+  'product:price:amount': '59.90',
+  'product:price:currency': 'EUR',
+  'product:retailer_item_id': 'LS-01',
+  'og:image': '/static/shirt.svg'
+}
+
+test('snippet version matches package.json', () => {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+  assert.equal(VERSION, pkg.version)
+  assert.equal(VERSION, '0.1.0')
+})
+
+test('hello built from a browser-like page is byte-identical to the hello fixture', () => {
+  const f = fixture('hello')
+  const page = pageInfo(
+    doc({ title: 'Linen shirt — Demo store', referrer: 'https://www.example.org/', meta: OG }),
+    { href: 'https://shop.example/products/linen-shirt?utm_source=news', pathname: '/products/linen-shirt' }
+  )
+  const nav = { language: 'en-GB', doNotTrack: null, globalPrivacyControl: false }
+  const win = { innerWidth: 1280, innerHeight: 800 }
+  const date = { getTimezoneOffset: () => -60 }
+  const frame = helloFrame('demo', 'v_4f9c2a7d1e', null, page, nav, win, date)
+  assert.deepStrictEqual(frame, f.frame)
+  assert.equal(hex(encode(frame)), f.hex)
+})
+
+test('hello with a stored session id, no product, west of UTC: byte-identical to hello_resume', () => {
+  const f = fixture('hello_resume')
+  const page = pageInfo(doc({ title: 'Cart' }), { href: 'https://shop.example/cart', pathname: '/cart' })
+  const frame = helloFrame('demo', 'v_4f9c2a7d1e', 's_8b1d0c3f55', page,
+    { language: 'en-US' }, { innerWidth: 390, innerHeight: 844 }, { getTimezoneOffset: () => 300 })
+  assert.equal(hex(encode(frame)), f.hex)
+})
+
+test('hello reports dnt and gpc honestly (the server closes with 4004 on them)', () => {
+  const page = pageInfo(doc(), { href: 'https://a.example/', pathname: '/' })
+  const d = { getTimezoneOffset: () => 0 }
+  assert.equal(helloFrame('s', 'v_12345678', null, page, { doNotTrack: '1' }, {}, d).dnt, true)
+  assert.equal(helloFrame('s', 'v_12345678', null, page, {}, { doNotTrack: '1' }, d).dnt, true)
+  assert.equal(helloFrame('s', 'v_12345678', null, page, { globalPrivacyControl: true }, {}, d).gpc, true)
+  assert.equal(helloFrame('s', 'v_12345678', null, page, { language: 'x'.repeat(50) }, {}, d).lang.length, 35)
+})
+
+test('feedback frame is byte-identical to the fixture', () => {
+  const f = fixture('feedback')
+  assert.equal(hex(encode(feedbackFrame('exit-offer.1a2b3c', 'dismissed', 1767225702000))), f.hex)
+})
+
+test('product: read only when og:type is product, absent tags omitted, price a number', () => {
+  assert.equal(product(doc({ meta: { 'og:title': 'X' } })), undefined)
+  assert.equal(product(doc({ meta: Object.assign({}, OG, { 'og:type': 'website' }) })), undefined)
+  assert.deepStrictEqual(product(doc({ meta: OG })), { name: 'Linen shirt', price: 59.9, cur: 'EUR', img: '/static/shirt.svg', sku: 'LS-01' })
+  assert.deepStrictEqual(product(doc({ meta: { 'og:type': 'product', 'og:title': 'Mug', 'product:price:amount': '12,50' } })), { name: 'Mug', price: 12.5 })
+  assert.deepStrictEqual(product(doc({ meta: { 'og:type': 'product', 'product:price:amount': 'call us' } })), undefined)
+})
+
+test('page strings are cut to the protocol limits (an over-long hello would be refused with 4002)', () => {
+  const long = 'https://shop.example/?q=' + 'x'.repeat(5000)
+  const p = pageInfo(doc({ title: 't'.repeat(999), referrer: long }), { href: long, pathname: '/' + 'p'.repeat(2000) })
+  assert.equal(p.url.length, 2048)
+  assert.equal(p.path.length, 1024)
+  assert.equal(p.title.length, 256)
+  assert.equal(p.ref.length, 2048)
+  assert.equal(p.prod, undefined)
+})
+
+test('a reconnection within the page load says so, the first hello does not', () => {
+  const d = new Date(0)
+  const page = { url: 'http://x/', path: '/', title: '', ref: '' }
+  assert.equal('re' in helloFrame('s', 'v_12345678', null, page, {}, {}, d), false)
+  assert.equal(helloFrame('s', 'v_12345678', 's_12345678', page, {}, {}, d, true).re, true)
+})
