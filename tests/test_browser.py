@@ -136,3 +136,20 @@ def test_the_snippet_reconnects_after_a_restart_and_keeps_its_session(serve, pag
     expect(page.locator(OVERLAY)).to_be_visible(timeout=5000)
     state = server.session(sid)
     assert (state["exit_intents"], state["pages"]) == (1, 1), "the reconnection was not counted as a page view"
+
+
+@pytest.mark.browser
+def test_the_dashboard_shows_the_live_session_and_its_log_newest_first(serve, page):
+    server = serve("memory")
+    sid, oid = show_exit_offer(server, page)
+    page.keyboard.press("Escape")
+    server.session_when(sid, lambda s: s["overlays"][oid]["status"] == "dismissed")
+    staff = page.context.new_page()
+    staff.goto(server.base + "/dashboard")
+    row = staff.locator(f'#sessions-body tr[data-sid="{sid}"]')
+    expect(row).to_contain_text("/demo/products/linen-shirt")
+    expect(row).to_contain_text("exit-offer: dismissed")
+    row.click()
+    first = staff.locator("#detail-log tbody tr").first
+    expect(first.locator(".what")).to_have_text("dismissed")
+    expect(staff.locator("#detail-log tbody tr").last.locator(".what")).to_have_text("page_view")

@@ -210,10 +210,18 @@
     ["cart_items", "Cart items", String],
   ];
 
+  // The headline of a log entry: the event type, the feedback act, or the rule shown.
+  var HEADLINE = { event: "e", feedback: "act", show: "rule" };
+
+  function what(entry) {
+    return entry.what || entry[HEADLINE[entry.kind]] || "";
+  }
+
   function extras(entry) {
     var parts = [];
+    var headline = entry.what ? "what" : HEADLINE[entry.kind];
     for (var k in entry) {
-      if (!Object.prototype.hasOwnProperty.call(entry, k) || k === "ts" || k === "kind" || k === "what") continue;
+      if (!Object.prototype.hasOwnProperty.call(entry, k) || k === "ts" || k === "kind" || k === "what" || k === headline) continue;
       var v = entry[k];
       parts.push(k + "=" + (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v)));
     }
@@ -250,14 +258,13 @@
 
     var lbody = $("detail-log").querySelector("tbody");
     clear(lbody);
-    var log = Array.isArray(s.log) ? s.log.slice() : [];
-    log.reverse(); // newest first
+    var log = Array.isArray(s.log) ? s.log : []; // the API sends the newest first
     log.forEach(function (entry) {
       entry = entry || {};
       var tr = el("tr", { "class": "kind-" + (entry.kind || "other") });
       tr.appendChild(el("td", { "class": "ts", title: stamp(entry.ts) }, clock(entry.ts)));
       tr.appendChild(el("td", null)).appendChild(el("span", { "class": "tag kind" }, entry.kind || "?"));
-      tr.appendChild(el("td", { "class": "what" }, entry.what || ""));
+      tr.appendChild(el("td", { "class": "what" }, what(entry)));
       tr.appendChild(el("td", { "class": "extra" }, extras(entry)));
       lbody.appendChild(tr);
     });
