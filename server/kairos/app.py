@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from pathlib import Path
@@ -14,7 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from . import dashboard
+from . import dashboard, reload
 from .runtime import Runtime
 from .settings import Settings
 from .ws import visitor_endpoint
@@ -53,12 +54,21 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await rt.start()
+        # Watch the rules file; each new valid version is put in force (kairos.reload).
+        watch: asyncio.Task[None] | None = None
+        if rt.settings.rules is not None and rt.settings.rules_poll_s > 0:
+            rt.rules_watcher = reload.RulesWatcher(rt, rt.settings.rules, rt.settings.rules_poll_s, rt.rules_file_seen)
+            watch = asyncio.create_task(rt.rules_watcher.run(), name="kairos-rules-watcher")
         # What start-up built lives as long as the process: keep it out of the
         # collector's full passes, which otherwise pause every visitor at once.
         gc.freeze()
         try:
             yield
         finally:
+            if watch is not None:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
             await rt.close()
 
     routes = [
@@ -68,6 +78,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Route("/metrics", metrics),
         WebSocketRoute("/ws", visitor_endpoint),
         *dashboard.routes,
+        *reload.admin_routes,
         Mount("/static/dashboard", StaticFiles(directory=STATIC / "dashboard"), name="dashboard-static"),
     ]
     if settings.demo:

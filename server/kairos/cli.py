@@ -17,13 +17,19 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--engine", choices=["memory", "redis"], help="session store (default: memory)")
     serve.add_argument("--redis-url", help="Redis URL for --engine redis (default: redis://127.0.0.1:6379/0)")
-    serve.add_argument("--rules", help="rules file (YAML)")
+    serve.add_argument("--rules", help="rules file (YAML); watched, and reloaded when it changes")
+    serve.add_argument("--admin-token", help="bearer token for /admin/* (better: KAIROS_ADMIN_TOKEN; "
+                       "default: /admin/* answers loopback clients only)")
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: 8000)")
     serve.add_argument("--allowed-origin", action="append", dest="allowed_origins",
                        help="accept websockets only from this origin (repeatable; default: any)")
     serve.add_argument("--no-demo", action="store_false", dest="demo", default=None, help="do not serve the demo store")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--no-timers", action="store_false", dest="timers", default=None,
+                       help="leave delayed rules' timers to other processes on the same Redis")
+    serve.add_argument("--delay-scale", type=float,
+                       help="multiply rule delays and the idle threshold (tests, demos; default 1)")
 
     check = sub.add_parser("check", help="validate a rules file")
     check.add_argument("file")
@@ -41,15 +47,19 @@ def _check(path: str) -> int:
     from .render import Renderer
     from .rules import RulesError, load_rules
 
+    from .rules.describe import describe
+
     settings = Settings.load()
     try:
         rules = load_rules(path, Renderer(settings.templates_dir / "overlays").names())
     except RulesError as exc:
+        # One line per problem: file:line: place: reason.
         print(exc, file=sys.stderr)
         return 1
-    print(f"{path}: {len(rules.rules)} rule(s) OK")
+    n = len(rules.rules)
+    print(f"{path}: {n} {'rule' if n == 1 else 'rules'} OK")
     for rule in rules.rules:
-        print(f"  {rule.id}: when {rule.when}, show {rule.then.show} {rule.then.template!r}")
+        print(f"  {rule.id}: {describe(rule, rules.page_types)}")
     return 0
 
 

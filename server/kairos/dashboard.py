@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .rules.describe import describe
 from .runtime import Runtime, now_ms
 
 
@@ -15,7 +16,7 @@ def _rt(request: Request) -> Runtime:
 
 async def dashboard_page(request: Request) -> Response:
     rt = _rt(request)
-    rules = [{"id": r.id, "summary": r.name or f"when {r.when}, show {r.then.show} {r.then.template!r}"} for r in rt.rules.rules]
+    rules = [{"id": r.id, "summary": describe(r, rt.rules.page_types)} for r in rt.rules.rules]
     return request.app.state.templates.TemplateResponse(
         request, "dashboard/index.html", {"engine": rt.engine.name, "rules": rules}
     )

@@ -83,7 +83,13 @@ class Connection:
                 return  # disconnected: the reader sees it too and cleans up
 
     async def finish(self, timeout_s: float = 2.0) -> None:
-        """Let queued frames (and a requested close) go out, then stop the writer."""
+        """Let queued frames and a requested close go out, then stop the writer.
+
+        When the browser went away first there is nobody to write to: stop at once.
+        """
+        if not self.closing:
+            self._writer.cancel()
+            return
         try:
             await asyncio.wait_for(asyncio.shield(self._writer), timeout_s)
         except (asyncio.TimeoutError, asyncio.CancelledError):

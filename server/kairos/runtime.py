@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
+from dataclasses import dataclass
 
 from .engine import Engine, create_engine
 from .metrics import Metrics
 from .push import Hub
 from .render import Renderer
-from .rules import Ruleset, load_rules
+from .rules import RulesError, Ruleset, load_rules
 from .settings import Settings
 
 log = logging.getLogger("kairos")
@@ -17,6 +19,15 @@ log = logging.getLogger("kairos")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A rules document that was not put in force: where it came from, when, and why."""
+
+    source: str
+    at_ms: int
+    message: str
 
 
 class Runtime:
@@ -30,16 +41,58 @@ class Runtime:
         )
         self.renderer = Renderer(settings.templates_dir / "overlays")
         self.hub = Hub()
+        track = dict(settings.track)
+        track["idle_ms"] = max(100, int(track["idle_ms"] * settings.delay_scale))
+        self.track = track
+        # This process among those sharing one Redis: where nudges for its sockets are sent.
+        self.node_id = secrets.token_hex(4)
         self.metrics = Metrics()
         self.metrics.gauges["kairos_connections"] = lambda: len(self.hub)
+        # Rules replacement (kairos.reload): a version number that only grows, and
+        # the last document refused. The watcher's baseline is taken before the
+        # file is read, so an edit made while it is read is seen as a change.
+        self.rules_version = 0
+        self.last_refusal: Refusal | None = None
+        self.rules_file_seen = None
+        self.rules_watcher = None  # a reload.RulesWatcher while the app runs with --rules
+        if settings.rules is not None:
+            from .reload import FileSignature
+
+            self.rules_file_seen = FileSignature.of(settings.rules)
         self.rules = Ruleset.empty()
         if settings.rules is not None:
             # A bad file at start-up stops the server: there are no old rules to keep.
             self.rules = load_rules(settings.rules, self.renderer.names())
             log.info("rules: %d loaded from %s", len(self.rules.rules), settings.rules)
+            self.rules_version = 1
+
+        from .timers import TimerService  # it needs the runtime's module loaded first
+
+        self.timers = TimerService(self)
 
     async def start(self) -> None:
         await self.engine.start()
+        self.timers.start()
 
     async def close(self) -> None:
+        await self.timers.close()
         await self.engine.close()
+
+    def replace_rules(self, ruleset: Ruleset) -> int:
+        """Put a validated ruleset in force, whole; its version number.
+
+        One assignment on the event loop: a batch reads `rules` once, so it sees
+        either the old rules or the new ones, never a mix.
+        """
+        self.rules = ruleset
+        self.rules_version += 1
+        log.info("rules: %d loaded from %s (version %d)", len(ruleset.rules), ruleset.source, self.rules_version)
+        return self.rules_version
+
+    def refuse_rules(self, source: str, error: RulesError | str) -> Refusal:
+        """Record (and log) a rules document that was not put in force; the rules in force stay."""
+        message = str(error)
+        self.last_refusal = Refusal(source, now_ms(), message)
+        for line in message.splitlines() or [""]:
+            log.warning("rules: refused %s, version %d stays in force: %s", source, self.rules_version, line)
+        return self.last_refusal

@@ -68,6 +68,13 @@ class SessionState:
     overlays: dict[str, Overlay] = field(default_factory=dict)
     fired: dict[str, int] = field(default_factory=dict)
     dismissed: set[str] = field(default_factory=set)
+    # Events of each type this session: delayed rules compare them with the
+    # counts at arming time to see whether a cancelling event happened since.
+    counts: dict[str, int] = field(default_factory=dict)
+    node: str = ""
+    # Nudges that came due while the visitor was away, to show on the next page view.
+    pending: list[str] = field(default_factory=list)
+    timer_fires: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, sid: str, h: dict[str, str]) -> "SessionState":
@@ -91,6 +98,13 @@ class SessionState:
                 s.fired[name] = int(value)
             elif prefix == "d":
                 s.dismissed.add(name)
+            elif prefix == "n":
+                s.counts[name] = int(value)
+            elif prefix == "q":
+                s.pending.append(name)
+            elif prefix == "x":
+                s.timer_fires[name] = int(value)
+        s.pending.sort()
         return s
 
     def to_json(self) -> dict[str, Any]:
@@ -101,6 +115,9 @@ class SessionState:
         out["dismissed"] = sorted(self.dismissed)
         out["onscreen"] = self.onscreen
         out["connected"] = self.connected > 0
+        out["counts"] = dict(self.counts)
+        out["pending"] = list(self.pending)
+        out["timer_fires"] = dict(self.timer_fires)
         return out
 
 
@@ -113,7 +130,7 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     "title": str, "page_type": str, "page_since_ms": int, "pages": int, "dwell_ms": int,
     "page_dwell_ms": int, "scroll_pct": int, "clicks": int, "exit_intents": int, "idle_ms": int,
     "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
-    "purchases": int, "referrer": str, "tz": int, "lang": str, "connected": int,
+    "purchases": int, "referrer": str, "tz": int, "lang": str, "connected": int, "node": str,
 }
 
 
@@ -138,6 +155,7 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
         ("set", "page_dwell_ms", "0"),
         ("set", "scroll_pct", "0"),
         ("set", "idle_ms", "0"),
+        ("incr", "n:page_view", "1"),
     ]
     prod = p.get("prod")
     # The last product looked at stays in the state after leaving its page:
@@ -147,14 +165,14 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
     return ops
 
 
-def hello_ops(hello: Hello, page_type: str, now_ms: int) -> list[Op]:
+def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "") -> list[Op]:
     """Ops for a connection's hello: first-visit context once, then the page view.
 
     A reconnection within the page load (`hello.re`) only counts the connection:
     the page, its counters and the overlay on screen are still as they were.
     """
     if hello.re:
-        return [("incr", "connected", "1")]
+        return [("incr", "connected", "1"), ("set", "node", node)]
     utm = {k: v[:128] for k, v in parse_qsl(urlsplit(hello.page.url).query) if k in UTM_KEYS}
     ops: list[Op] = [
         ("setnx", "vid", hello.vid),
@@ -165,6 +183,8 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int) -> list[Op]:
         ("set", "tz", str(hello.tz)),
         ("set", "lang", hello.lang),
         ("incr", "connected", "1"),
+        # The process holding the socket: where a timer that fires elsewhere sends its nudge.
+        ("set", "node", node),
         # A page load wipes whatever overlay the previous page had on screen.
         ("del", "on", ""),
     ]
@@ -178,6 +198,8 @@ def event_ops(events: Iterable[Event], classify: Callable[[str], str], now_ms: i
     ops: list[Op] = []
     for ev in events:
         f = ev.fields
+        if ev.type != "page_view":  # page_ops counts page views, hello's included
+            ops.append(("incr", f"n:{ev.type}", "1"))
         match ev.type:
             case "page_view":
                 ops += page_ops(f, classify(f["path"]), now_ms)

@@ -23,6 +23,10 @@ class Settings:
     # the others the dashboard.
     redis_pool_size: int = 8
     rules: Path | None = None
+    # Seconds between looks at the rules file for changes (kairos.reload); 0 turns watching off.
+    rules_poll_s: float = 1.0
+    # Bearer token for /admin/*. Unset (or empty): /admin/* answers loopback clients only.
+    admin_token: str | None = None
     templates_dir: Path = ROOT / "templates"
     snippet_path: Path = ROOT / "client-js" / "dist" / "k.js"
     # 30 min: the customary web-analytics session timeout (Google Analytics' default).
@@ -33,6 +37,12 @@ class Settings:
     frames_burst: int = 20
     frames_per_s: float = 10.0
     demo: bool = True
+    # Multiplies every rule delay and the snippet's idle threshold: a controllable
+    # clock for tests and demos (0.005 turns 3 minutes into 0.9 s). 1 in production.
+    delay_scale: float = 1.0
+    # Run the timer loop here. Off: this process serves sockets and hears nudges
+    # from the processes that do (their loops claim the timers).
+    timers: bool = True
     log_level: str = "info"
     track: dict[str, Any] = field(
         default_factory=lambda: {"batch_ms": 1000, "dwell_ms": 5000, "scroll_step": 10, "idle_ms": 30000, "exit": True}

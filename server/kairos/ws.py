@@ -13,7 +13,8 @@ from starlette.websockets import WebSocket
 
 from . import wire
 from .push import Connection
-from .rules import Ruleset, evaluate
+from .nudge import claim_nudge
+from .rules import Rule, Ruleset, evaluate, timers_to_arm
 from .runtime import Runtime, now_ms
 from .session import SessionState, event_log, event_ops, hello_ops, log_entry
 from .wire import Event, Events, Feedback, Hello, WireError
@@ -110,16 +111,16 @@ class VisitorSocket:
         rules = rt.rules
         page_type = rules.classify(hello.page.path)
         page_log = [] if hello.re else [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
-        state = await rt.engine.apply(sid, hello_ops(hello, page_type, now), page_log, now)
+        state = await rt.engine.apply(sid, hello_ops(hello, page_type, now, rt.node_id), page_log, now)
         await rt.engine.mark_live(sid, now)
         self.sid = sid
         rt.hub.add(sid, self.conn)
-        self.conn.send(wire.welcome(sid, rt.settings.track, max_frame=rt.settings.max_frame_bytes, max_events=rt.settings.max_events))
+        self.conn.send(wire.welcome(sid, rt.track, max_frame=rt.settings.max_frame_bytes, max_events=rt.settings.max_events))
         if hello.re:
             return
         p = hello.page
         page_view = Event("page_view", now, {"url": p.url, "path": p.path, "title": p.title, "ref": p.ref, "prod": p.prod})
-        await self._decide(rules, state, [page_view], now)
+        await self._decide(rules, state, [page_view], now, await self._take_pending(rules, state, now))
 
     async def _mark_disconnected(self) -> None:
         try:
@@ -197,20 +198,23 @@ class VisitorSocket:
 
     # --- decisions ---------------------------------------------------------------
 
-    async def _decide(self, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> None:
-        """Show the best nudge the batch earned, if the engine's caps allow it."""
-        for decision in evaluate(rules, state, events, now):
-            rule = decision.rule
-            html, css = self.rt.renderer.render(rule.then, state)
-            oid = f"{rule.id}.{secrets.token_hex(4)}"
-            line = log_entry("show", now, oid=oid, rule=rule.id)
-            verdict = await self.rt.engine.claim_show(
-                self.sid, rule.id, oid, rule.limit_per_session(), rule.priority, line, now
-            )
-            if verdict != "ok":
-                log.debug("rule %s not shown to sid=%s: %s", rule.id, self.sid, verdict)
-                continue
-            then = rule.then
-            self.conn.send(wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id))
-            self.rt.metrics.inc("kairos_shows_total", rule=rule.id)
-            return
+    async def _decide(
+        self, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int, extra: Sequence[Rule] = ()
+    ) -> None:
+        """Arm the delayed rules the batch armed; show the best nudge it earned, caps allowing."""
+        timers = timers_to_arm(rules, state, events, now, self.rt.settings.delay_scale)
+        if timers:
+            self.rt.timers.arm(await self.rt.engine.arm_timers(timers))
+        for rule in [d.rule for d in evaluate(rules, state, events, now)] + list(extra):
+            frame = await claim_nudge(self.rt, rule, state, now)
+            if frame is not None:
+                self.conn.send(frame)
+                return
+
+    async def _take_pending(self, rules: Ruleset, state: SessionState, now: int) -> list[Rule]:
+        """Delayed nudges kept for this page view (`offline: next_page`), best first; taken once."""
+        if not state.pending:
+            return []
+        await self.rt.engine.apply(state.sid, [("del", f"q:{rule_id}", "") for rule_id in state.pending], [], now)
+        found = [r for r in (rules.rule(rule_id) for rule_id in state.pending) if r is not None]
+        return sorted(found, key=lambda r: -r.priority)

@@ -6,6 +6,7 @@ import json
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
+from ..rules.delayed import Timer
 from ..session import Op, SessionState
 
 # The activity log the dashboard shows is the newest entries of a session only.
@@ -64,6 +65,44 @@ class Engine(ABC):
     @abstractmethod
     async def ttl_s(self, sid: str) -> dict[str, float]:
         """Remaining time to live of every stored item of a session, by item name."""
+
+    # --- delayed rules ---------------------------------------------------------
+
+    @abstractmethod
+    async def arm_timers(self, timers: Sequence[Timer]) -> int | None:
+        """Add or replace timers (one per session and rule); the earliest due time now queued."""
+
+    @abstractmethod
+    async def claim_due(self, now_ms: int, limit: int = 200) -> list[Timer]:
+        """Remove and return due timers, earliest first; each goes to exactly one caller."""
+
+    @abstractmethod
+    async def next_due_ms(self) -> int | None:
+        """When the earliest queued timer is due, or None."""
+
+    @abstractmethod
+    async def pending_timers(self) -> int:
+        """How many timers are queued."""
+
+    # --- between processes -------------------------------------------------------
+
+    async def publish(self, node: str, sid: str, frame: bytes) -> None:
+        """Hand a frame to the process `node`, which holds the session's socket."""
+
+    async def node_alive(self, node: str) -> bool:
+        """Whether the process `node` is listening (a killed one leaves its sessions looking connected)."""
+        return False
+
+    async def listen(self, node: str, bus: Bus) -> None:
+        """Hear pushes and wake-ups from other processes until cancelled (one process: nothing to hear)."""
+
+
+class Bus:
+    """What a process hears from the others: pushes for its sockets, and wake-ups."""
+
+    async def on_push(self, sid: str, frame: bytes) -> None: ...
+
+    def on_wake(self, due_ms: int) -> None: ...
 
 
 def parse_log(lines: Sequence[str]) -> list[dict[str, Any]]:

@@ -9,6 +9,19 @@ PREFIX = "kairos"
 LIVE = f"{PREFIX}:live"
 
 
+# The timer queue: due times and payloads, one hash tag so one Lua script may
+# claim from both. (One slot for all timers; shard by tag if it ever runs hot.)
+TIMERS_DUE = f"{PREFIX}:{{timers}}:due"
+TIMERS_DATA = f"{PREFIX}:{{timers}}:data"
+# Pub/sub: a due timer armed sooner than the timer loops expect wakes them.
+TIMERS_WAKE = f"{PREFIX}:timers:wake"
+
+
+def node_channel(node: str) -> str:
+    """Where a process hears of nudges for the sockets it holds."""
+    return f"{PREFIX}:node:{node}"
+
+
 def session(sid: str) -> str:
     return f"{PREFIX}:{{{sid}}}:s"
 

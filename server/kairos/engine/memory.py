@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..rules.delayed import Timer
 from ..session import Op, SessionState, apply_ops, claim_show, record_feedback
 from .base import LOG_MAX, Engine, parse_log
 
@@ -31,6 +33,10 @@ class MemoryEngine(Engine):
         self.session_ttl_s = session_ttl_s
         self._sessions: dict[str, _Entry] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        # Timers: the live one per key, and a heap of (due, key) in which a
+        # re-armed timer's old entry stays until it surfaces and is skipped.
+        self._timers: dict[str, Timer] = {}
+        self._heap: list[tuple[int, str]] = []
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever())
@@ -118,3 +124,31 @@ class MemoryEngine(Engine):
             return {}
         left = e.expires_at - time.monotonic()
         return {"state": left, "log": left}
+
+    async def arm_timers(self, timers) -> int | None:
+        for t in timers:
+            self._timers[t.key] = t
+            heapq.heappush(self._heap, (t.due_ms, t.key))
+        return await self.next_due_ms()
+
+    async def claim_due(self, now_ms: int, limit: int = 200) -> list[Timer]:
+        out: list[Timer] = []
+        while self._heap and self._heap[0][0] <= now_ms and len(out) < limit:
+            due, key = heapq.heappop(self._heap)
+            t = self._timers.get(key)
+            if t is not None and t.due_ms == due:
+                del self._timers[key]
+                out.append(t)
+        return out
+
+    async def next_due_ms(self) -> int | None:
+        while self._heap:
+            due, key = self._heap[0]
+            t = self._timers.get(key)
+            if t is not None and t.due_ms == due:
+                return due
+            heapq.heappop(self._heap)  # superseded by a re-arm, or claimed
+        return None
+
+    async def pending_timers(self) -> int:
+        return len(self._timers)

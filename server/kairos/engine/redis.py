@@ -8,10 +8,19 @@ from typing import Any, Sequence
 import msgpack
 import redis.asyncio as aioredis
 
+import asyncio
+import logging
+
+from ..rules.delayed import Timer
+from ..rules.model import MAX_DELAY_S
 from ..session import Op, SessionState
 from . import keys
 from .autopipe import AutoPipeline
-from .base import LOG_MAX, Engine, parse_log
+from .base import LOG_MAX, Bus, Engine, parse_log
+
+log = logging.getLogger("kairos.redis")
+# The timer queue outlives its longest delay by an hour, then expires if unused.
+TIMERS_TTL_S = int(MAX_DELAY_S) + 3600
 
 # How long a dashboard query waits for a free pooled connection before failing.
 POOL_WAIT_S = 10.0
@@ -43,11 +52,13 @@ class RedisEngine(Engine):
         self._apply = self.r.register_script(_script("apply.lua"))
         self._claim = self.r.register_script(_script("claim_show.lua"))
         self._feedback = self.r.register_script(_script("feedback.lua"))
+        self._arm = self.r.register_script(_script("arm_timers.lua"))
+        self._claim_timers = self.r.register_script(_script("claim_timers.lua"))
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)))
 
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
-        for script in (self._apply, self._claim, self._feedback):
+        for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers):
             script.sha = await self.r.script_load(script.script)
         self.pipe.start()
 
@@ -119,3 +130,60 @@ class RedisEngine(Engine):
             state_ms, log_ms = await pipe.execute()
         # PTTL: -2 no such key, -1 a key without expiry (which must never happen).
         return {name: ms / 1000 if ms >= 0 else float(ms) for name, ms in (("state", state_ms), ("log", log_ms)) if ms != -2}
+
+    async def arm_timers(self, timers) -> int | None:
+        if not timers:
+            return await self.next_due_ms()
+        args: list[object] = [TIMERS_TTL_S]
+        for t in timers:
+            args += [t.key, t.due_ms, t.payload()]
+        first = await self.pipe.evalsha(self._arm, [keys.TIMERS_DUE, keys.TIMERS_DATA], args)
+        first_ms = int(float(first)) if first is not None else None
+        if first_ms is not None and any(t.due_ms == first_ms for t in timers):
+            # A new earliest timer: the other processes' loops sleep past it otherwise.
+            await self.pipe.execute("PUBLISH", keys.TIMERS_WAKE, first_ms)
+        return first_ms
+
+    async def claim_due(self, now_ms: int, limit: int = 200) -> list[Timer]:
+        flat = await self.pipe.evalsha(self._claim_timers, [keys.TIMERS_DUE, keys.TIMERS_DATA], [now_ms, limit])
+        return sorted((Timer.from_payload(k, p) for k, p in _pairs(flat).items()), key=lambda t: t.due_ms)
+
+    async def next_due_ms(self) -> int | None:
+        first = await self.pipe.execute("ZRANGE", keys.TIMERS_DUE, 0, 0, "WITHSCORES")
+        if not first:
+            return None
+        score = first[0][1] if isinstance(first[0], (list, tuple)) else first[1]
+        return int(float(score))
+
+    async def pending_timers(self) -> int:
+        return int(await self.pipe.execute("ZCARD", keys.TIMERS_DUE))
+
+    async def publish(self, node: str, sid: str, frame: bytes) -> None:
+        # Frames are bytes and the client decodes replies as text: carry them as hex.
+        await self.pipe.execute("PUBLISH", keys.node_channel(node), f"{sid} {frame.hex()}")
+
+    async def node_alive(self, node: str) -> bool:
+        reply = await self.pipe.execute("PUBSUB", "NUMSUB", keys.node_channel(node))
+        counts = dict(reply) if isinstance(reply, list) and reply and isinstance(reply[0], (list, tuple)) else dict(zip(reply[::2], reply[1::2]))
+        return int(counts.get(keys.node_channel(node), 0)) > 0
+
+    async def listen(self, node: str, bus: Bus) -> None:
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(keys.node_channel(node), keys.TIMERS_WAKE)
+        try:
+            while True:
+                try:
+                    msg = await pubsub.get_message(timeout=5.0)
+                except aioredis.ConnectionError as exc:
+                    log.warning("pub/sub connection lost (%s); reconnecting", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if msg is None:
+                    continue
+                if msg["channel"] == keys.TIMERS_WAKE:
+                    bus.on_wake(int(float(msg["data"])))
+                else:
+                    sid, _, hexframe = msg["data"].partition(" ")
+                    await bus.on_push(sid, bytes.fromhex(hexframe))
+        finally:
+            await pubsub.aclose()

@@ -54,6 +54,8 @@ def evaluate(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now
     decisions: dict[str, Decision] = {}
     for event in events:
         for rule in ruleset.by_event.get(event.type, ()):
+            if rule.after is not None:
+                continue  # delayed: its event arms a timer (rules.delayed), it does not show now
             if rule.id not in decisions and allowed(rule, state) and matches(rule, state, event):
                 decisions[rule.id] = Decision(rule, event)
     return sorted(decisions.values(), key=lambda d: -d.rule.priority)

@@ -97,15 +97,78 @@ class Limit(_Strict):
     per_session: int | None = Field(default=1, ge=1)
 
 
+_DURATION = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+MAX_DELAY_S = 24 * 3600
+
+
+def parse_duration(v: Any) -> float:
+    """Seconds from `90`, `"90s"`, `"3m"`, `"1h30m"` or `"2m30s"`."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        seconds = float(v)
+    elif isinstance(v, str) and (m := _DURATION.match(v)) and any(m.groups()):
+        h, mins, s = m.groups()
+        seconds = int(h or 0) * 3600 + int(mins or 0) * 60 + float(s or 0)
+    else:
+        raise ValueError(f"expected a duration such as 90s, 3m or 1h30m, got {v!r}")
+    if not 0 < seconds <= MAX_DELAY_S:
+        raise ValueError(f"a delay must be over 0 s and at most 24 h, got {v!r}")
+    return seconds
+
+
 class Rule(_Strict):
     id: str = Field(pattern=_SLUG)
     name: str = ""
     enabled: bool = True
     when: str
     if_: dict[str, Any] = Field(default={}, alias="if")
+    # A delayed rule: `when` (and `if`) arm a timer; the nudge comes `after` this
+    # long unless one of `unless` happened in between. Arming again restarts it.
+    after: float | None = None
+    unless: list[Any] = []
+    # When the timer fires and the visitor has no page open: forget the nudge,
+    # or show it on their next page view.
+    offline: Literal["drop", "next_page"] = "drop"
     then: Then
     limit: Limit = Limit()
     priority: int = Field(default=0, ge=-1000, le=1000)
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("unless")
+    @classmethod
+    def _cancels(cls, v: list[Any], info: ValidationInfo) -> list[Any]:
+        """Each item is an event that cancels, or a condition over the session at firing time."""
+        page_types = (info.context or {}).get("page_types")
+        out: list[Any] = []
+        for item in v:
+            if isinstance(item, str):
+                if item not in EVENT_TYPES:
+                    raise ValueError(f"unknown event {item!r}; expected one of {sorted(EVENT_TYPES)}")
+                out.append(item)
+            elif isinstance(item, dict) and item:
+                out.append({name: _condition(name, raw, page_types) for name, raw in item.items()})
+            else:
+                raise ValueError(f"expected an event name or a map of conditions, got {item!r}")
+        return out
+
+    @model_validator(mode="after")
+    def _delay_needs_after(self) -> "Rule":
+        if self.unless and self.after is None:
+            raise ValueError("'unless' cancels a delayed rule: add 'after'")
+        if self.offline != "drop" and self.after is None:
+            raise ValueError("'offline' applies to a delayed rule: add 'after'")
+        return self
+
+    @property
+    def cancel_events(self) -> tuple[str, ...]:
+        return tuple(x for x in self.unless if isinstance(x, str))
+
+    @property
+    def cancel_conditions(self) -> tuple[dict[str, Any], ...]:
+        return tuple(x for x in self.unless if isinstance(x, dict))
 
     @field_validator("when")
     @classmethod
@@ -249,6 +312,9 @@ class Ruleset:
     @classmethod
     def empty(cls) -> "Ruleset":
         return cls((), PageTypes(()), "(no rules)", {})
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
 
     def classify(self, path: str) -> str:
         return self.page_types.classify(path)

@@ -1,0 +1,31 @@
+"""Showing a rule's nudge to a session: render, check the caps atomically, build the frame."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from . import wire
+from .rules import Rule
+from .runtime import Runtime
+from .session import SessionState, log_entry
+
+log = logging.getLogger("kairos.nudge")
+
+
+async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int) -> bytes | None:
+    """The `show` frame for a rule's nudge if the engine's caps let it through, else None.
+
+    The caps are checked and the show recorded in one atomic engine call, so
+    two processes deciding at once cannot both show a capped nudge.
+    """
+    html, css = rt.renderer.render(rule.then, state)
+    oid = f"{rule.id}.{secrets.token_hex(4)}"
+    line = log_entry("show", now_ms, oid=oid, rule=rule.id)
+    verdict = await rt.engine.claim_show(state.sid, rule.id, oid, rule.limit_per_session(), rule.priority, line, now_ms)
+    if verdict != "ok":
+        log.debug("rule %s not shown to sid=%s: %s", rule.id, state.sid, verdict)
+        return None
+    then = rule.then
+    rt.metrics.inc("kairos_shows_total", rule=rule.id)
+    return wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id)

@@ -1,0 +1,129 @@
+"""The timer loop of one process: delayed nudges come due, are claimed once, and are delivered.
+
+Every process runs one. It sleeps until the earliest queued timer is due (at
+most MAX_SLEEP_S, in case a wake-up was missed), or until a sooner timer is
+armed — here (`arm`) or in another process (a wake-up on the engine's bus;
+BullMQ's design, not a 0.5-5 s poll). It claims due timers atomically, so
+each fires in exactly one process, re-checks the rule's cancel conditions
+against the session as it is now, and delivers the nudge: to the socket here,
+to the process holding the socket, to the next page view, or nowhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .engine.base import Bus
+from .nudge import claim_nudge
+from .rules.delayed import Timer, cancelled_by
+from .runtime import Runtime, now_ms
+from .session import log_entry
+
+log = logging.getLogger("kairos.timers")
+
+MAX_SLEEP_S = 1.0
+CLAIM_BATCH = 200
+
+
+class TimerService(Bus):
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._wake = asyncio.Event()
+        self._next_ms: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self.rt.engine.listen(self.rt.node_id, self), name="kairos-bus")]
+        if self.rt.settings.timers:
+            self._tasks.append(asyncio.create_task(self._run(), name="kairos-timers"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- wake-ups ---------------------------------------------------------------
+
+    def arm(self, earliest_ms: int | None) -> None:
+        """A timer was armed here; wake the loop if it is due sooner than the loop planned."""
+        if earliest_ms is not None and (self._next_ms is None or earliest_ms < self._next_ms):
+            self._wake.set()
+
+    def on_wake(self, due_ms: int) -> None:
+        self.arm(due_ms)
+
+    async def on_push(self, sid: str, frame: bytes) -> None:
+        if not self.rt.hub.push(sid, frame):
+            log.info("a nudge for sid=%s arrived after its socket closed here", sid)
+
+    # --- the loop -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("timer loop fault; retrying in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def tick(self) -> None:
+        """Fire what is due, then sleep until the next timer (or a wake-up)."""
+        self._wake.clear()  # before looking: an arm from now on wakes the sleep below
+        due = await self.rt.engine.claim_due(now_ms(), CLAIM_BATCH)
+        if due:
+            results = await asyncio.gather(*(self.fire(t) for t in due), return_exceptions=True)
+            for t, result in zip(due, results):
+                if isinstance(result, Exception):
+                    log.error("timer %s failed: %r", t.key, result)
+            if len(due) == CLAIM_BATCH:
+                return  # more may be due already
+        self._next_ms = await self.rt.engine.next_due_ms()
+        delay_s = MAX_SLEEP_S if self._next_ms is None else (self._next_ms - now_ms()) / 1000
+        if delay_s > 0:
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(delay_s, MAX_SLEEP_S))
+            except asyncio.TimeoutError:
+                pass
+
+    async def fire(self, t: Timer) -> str:
+        """Deliver one claimed timer; returns what became of it (for logs, metrics and tests)."""
+        rt, now = self.rt, now_ms()
+        outcome = await self._fire(t, now)
+        rt.metrics.inc("kairos_timers_total", outcome=outcome)
+        log.debug("timer %s due %d fired %d ms late: %s", t.key, t.due_ms, now - t.due_ms, outcome)
+        return outcome
+
+    async def _fire(self, t: Timer, now: int) -> str:
+        rt = self.rt
+        rule = rt.rules.rule(t.rule)
+        if rule is None or rule.after is None:
+            return "rule_gone"
+        if await rt.engine.visitor_of(t.sid) is None:
+            return "session_gone"
+        line = log_entry("timer", now, rule=rule.id, late_ms=now - t.due_ms)
+        state = await rt.engine.apply(t.sid, [("incr", f"x:{rule.id}", "1")], [line], now)
+        if cancelled_by(rule, t, state) is not None:
+            return "cancelled"
+        here = rt.hub.connected(t.sid)
+        elsewhere = (
+            not here
+            and state.connected > 0
+            and state.node not in ("", rt.node_id)
+            and await rt.engine.node_alive(state.node)
+        )
+        if not (here or elsewhere):
+            if rule.offline == "next_page":
+                await rt.engine.apply(t.sid, [("set", f"q:{rule.id}", str(now))], [], now)
+                return "kept"
+            return "dropped"
+        frame = await claim_nudge(rt, rule, state, now)
+        if frame is None:
+            return "capped"
+        if elsewhere:
+            await rt.engine.publish(state.node, t.sid, frame)
+            return "forwarded"
+        # The socket may have closed while the show was claimed: rare, and logged.
+        return "shown" if rt.hub.push(t.sid, frame) else "no_socket"

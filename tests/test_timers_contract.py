@@ -1,0 +1,102 @@
+"""The timer queue, one contract for both engines (Redis: the real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kairos.engine import MemoryEngine
+from kairos.rules.delayed import Timer
+
+from test_engine_contract import engine, make_engine  # noqa: F401  (the two-engine fixture)
+
+
+def timer(n: int, due: int, rule: str = "r") -> Timer:
+    return Timer(f"s_timer{n:05d}", rule, due, due - 1000, {"add_to_cart": n % 3})
+
+
+async def test_due_timers_come_out_earliest_first_and_only_once(engine):
+    await engine.arm_timers([timer(1, 3000), timer(2, 1000), timer(3, 2000), timer(4, 9000)])
+    assert await engine.next_due_ms() == 1000
+    first = await engine.claim_due(2500)
+    assert [t.sid for t in first] == ["s_timer00002", "s_timer00003"]
+    assert first[0] == timer(2, 1000), "the payload survives the queue"
+    assert await engine.claim_due(2500) == []
+    assert [t.sid for t in await engine.claim_due(10_000)] == ["s_timer00001", "s_timer00004"]
+    assert await engine.next_due_ms() is None and await engine.pending_timers() == 0
+
+
+async def test_arming_again_replaces_the_pending_timer(engine):
+    await engine.arm_timers([timer(1, 1000)])
+    await engine.arm_timers([timer(1, 5000)])
+    assert await engine.pending_timers() == 1
+    assert await engine.claim_due(2000) == []
+    assert [t.due_ms for t in await engine.claim_due(5000)] == [5000]
+
+
+async def test_one_timer_per_session_and_rule(engine):
+    await engine.arm_timers([timer(1, 1000, "a"), timer(1, 1000, "b"), timer(2, 1000, "a")])
+    assert sorted((t.sid, t.rule) for t in await engine.claim_due(1000)) == [
+        ("s_timer00001", "a"), ("s_timer00001", "b"), ("s_timer00002", "a")]
+
+
+async def test_concurrent_claimers_share_the_due_timers_without_overlap(engine):
+    await engine.arm_timers([timer(n, 1000 + n % 7) for n in range(1000)])
+    batches = await asyncio.gather(*(engine.claim_due(5000, limit=50) for _ in range(40)))
+    claimed = [t.key for batch in batches for t in batch]
+    assert len(claimed) == len(set(claimed)) == 1000
+
+
+async def test_two_redis_clients_claiming_at_once_never_get_the_same_timer(clean_redis):
+    a, b = make_engine("redis", clean_redis), make_engine("redis", clean_redis)
+    await a.start(), await b.start()
+    try:
+        await a.arm_timers([timer(n, 1000) for n in range(1000)])
+        results = await asyncio.gather(*(e.claim_due(5000, limit=25) for _ in range(30) for e in (a, b)))
+        claimed = [t.key for batch in results for t in batch]
+        assert len(claimed) == len(set(claimed)) == 1000
+    finally:
+        await a.close(), await b.close()
+
+
+async def test_the_timer_queue_expires_in_redis(clean_redis):
+    import redis as sync_redis
+
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    try:
+        await e.arm_timers([timer(1, 1000)])
+        r = sync_redis.Redis.from_url(clean_redis)
+        for key in r.keys("kairos:{timers}:*"):
+            assert r.ttl(key) > 0, key
+    finally:
+        await e.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["arm", "claim"]), st.integers(0, 5), st.integers(0, 50)), max_size=60))
+def test_memory_queue_order_and_once_whatever_the_sequence(steps):
+    """Claims come out in due order, never before they are due, each armed due time at most once,
+    and what is left pending is exactly the latest arming of each unclaimed key."""
+    async def run() -> None:
+        q = MemoryEngine()
+        latest: dict[str, int] = {}
+        clock = 0
+        for action, n, x in steps:
+            if action == "arm":
+                t = timer(n, clock + x)
+                await q.arm_timers([t])
+                latest[t.key] = t.due_ms
+            else:
+                clock += x
+                out = await q.claim_due(clock, limit=random.randint(1, 4))
+                assert [t.due_ms for t in out] == sorted(t.due_ms for t in out)
+                for t in out:
+                    assert t.due_ms <= clock
+                    assert latest.pop(t.key) == t.due_ms, "only the latest arming fires"
+        assert await q.pending_timers() == len(latest)
+
+    asyncio.run(run())
