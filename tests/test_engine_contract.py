@@ -8,6 +8,7 @@ import time
 import pytest
 import redis as sync_redis
 
+from kairos.caps import Caps, Window
 from kairos.engine import MemoryEngine
 from kairos.engine.base import LOG_MAX
 from kairos.engine.redis import RedisEngine
@@ -137,9 +138,9 @@ async def test_the_log_keeps_the_newest_entries_newest_first(engine):
 
 async def test_a_rule_capped_at_once_per_session_is_shown_once(engine):
     await open_session(engine)
-    first = await engine.claim_show("s_contract1", "exit-offer", "exit-offer.1", 1, 10, "{}", now())
+    first = await engine.claim_show("s_contract1", "v_visitor01", "exit-offer", "exit-offer.1", Caps(1, 10), "{}", now())
     await engine.record_feedback("s_contract1", "exit-offer.1", "expired", "{}", now())
-    second = await engine.claim_show("s_contract1", "exit-offer", "exit-offer.2", 1, 10, "{}", now())
+    second = await engine.claim_show("s_contract1", "v_visitor01", "exit-offer", "exit-offer.2", Caps(1, 10), "{}", now())
     assert (first, second) == ("ok", "capped")
     state = await engine.session("s_contract1")
     assert state.fired == {"exit-offer": 1}
@@ -149,7 +150,7 @@ async def test_a_rule_capped_at_once_per_session_is_shown_once(engine):
 async def test_concurrent_claims_never_exceed_the_cap(engine):
     await open_session(engine)
     results = await asyncio.gather(
-        *(engine.claim_show("s_contract1", "r", f"r.{i}", 1, 0, "{}", now()) for i in range(50))
+        *(engine.claim_show("s_contract1", "v_visitor01", "r", f"r.{i}", Caps(1, 0), "{}", now()) for i in range(50))
     )
     assert results.count("ok") == 1
     assert set(results) == {"ok", "capped"}
@@ -157,18 +158,18 @@ async def test_concurrent_claims_never_exceed_the_cap(engine):
 
 async def test_a_dismissed_rule_is_not_shown_again_in_the_session(engine):
     await open_session(engine)
-    assert await engine.claim_show("s_contract1", "r", "r.1", 0, 0, "{}", now()) == "ok"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.1", Caps(0, 0), "{}", now()) == "ok"
     assert await engine.record_feedback("s_contract1", "r.1", "dismissed", "{}", now())
-    assert await engine.claim_show("s_contract1", "r", "r.2", 0, 0, "{}", now()) == "dismissed"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.2", Caps(0, 0), "{}", now()) == "dismissed"
     state = await engine.session("s_contract1")
     assert state.dismissed == {"r"} and state.onscreen is None
 
 
 async def test_one_overlay_at_a_time_and_the_higher_priority_wins(engine):
     await open_session(engine)
-    assert await engine.claim_show("s_contract1", "low", "low.1", 0, 1, "{}", now()) == "ok"
-    assert await engine.claim_show("s_contract1", "same", "same.1", 0, 1, "{}", now()) == "busy"
-    assert await engine.claim_show("s_contract1", "high", "high.1", 0, 5, "{}", now()) == "ok"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "low", "low.1", Caps(0, 1), "{}", now()) == "ok"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "same", "same.1", Caps(0, 1), "{}", now()) == "busy"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "high", "high.1", Caps(0, 5), "{}", now()) == "ok"
     state = await engine.session("s_contract1")
     assert state.onscreen == "high.1"
     assert state.overlays["low.1"].status == "replaced"
@@ -176,7 +177,7 @@ async def test_one_overlay_at_a_time_and_the_higher_priority_wins(engine):
 
 async def test_a_page_load_clears_the_overlay_on_screen(engine):
     await open_session(engine)
-    assert await engine.claim_show("s_contract1", "low", "low.1", 0, 1, "{}", now()) == "ok"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "low", "low.1", Caps(0, 1), "{}", now()) == "ok"
     state = await open_session(engine, path="/demo/cart")
     assert state.onscreen is None
 
@@ -188,7 +189,7 @@ async def test_feedback_for_an_overlay_never_sent_is_refused(engine):
 
 
 async def test_claims_on_a_missing_session_are_refused(engine):
-    assert await engine.claim_show("s_gone00000", "r", "r.1", 0, 0, "{}", now()) == "gone"
+    assert await engine.claim_show("s_gone00000", "v_visitor01", "r", "r.1", Caps(0, 0), "{}", now()) == "gone"
 
 
 async def test_the_dashboard_lists_recent_sessions(engine):
@@ -205,7 +206,7 @@ async def test_redis_keys_are_hash_tagged_and_all_expire(clean_redis):
     try:
         await open_session(e)
         await e.mark_live("s_contract1", now())
-        await e.claim_show("s_contract1", "r", "r.1", 0, 0, "{}", now())
+        await e.claim_show("s_contract1", "v_visitor01", "r", "r.1", Caps(0, 0), "{}", now())
         r = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
         keys = r.keys("*")
         assert keys, "nothing was written"
@@ -228,5 +229,104 @@ async def test_redis_pool_stays_bounded_under_1000_concurrent_sessions(clean_red
         assert len(states) == 1000 and all(s.dwell_ms == 5 for s in states)
         during = r.info("clients")["connected_clients"]
         assert during - before <= 8
+    finally:
+        await e.close()
+
+
+# --- across sessions: the visitor's caps and history ---------------------------------
+
+HOUR_MS = 3600 * 1000
+
+
+async def test_a_visitor_cap_holds_across_sessions(engine):
+    caps = Caps(per_session=0, per_visitor=Window(2, HOUR_MS))
+    results = []
+    for n in range(3):
+        sid = f"s_visit000{n}"
+        await open_session(engine, sid=sid)
+        results.append(await engine.claim_show(sid, "v_visitor01", "r", f"r.{n}", caps, "{}", now()))
+    assert results == ["ok", "ok", "visitor_capped"]
+    await open_session(engine, sid="s_other0000", vid="v_someone2")
+    assert await engine.claim_show("s_other0000", "v_someone2", "r", "r.9", caps, "{}", now()) == "ok", "another visitor"
+
+
+async def test_the_global_cap_counts_every_rule_together(engine):
+    caps = Caps(per_session=0, all_per_visitor=Window(2, HOUR_MS))
+    await open_session(engine)
+    got = []
+    for rule in ("a", "b", "c"):
+        got.append(await engine.claim_show("s_contract1", "v_visitor01", rule, f"{rule}.1", caps, "{}", now()))
+        await engine.record_feedback("s_contract1", f"{rule}.1", "expired", "{}", now())
+    assert got == ["ok", "ok", "globally_capped"]
+
+
+async def test_the_visitor_window_rolls(engine):
+    caps = Caps(per_session=0, per_visitor=Window(1, HOUR_MS))
+    await open_session(engine)
+    t0 = now()
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.1", caps, "{}", t0 - HOUR_MS - 1) == "ok"
+    await engine.record_feedback("s_contract1", "r.1", "expired", "{}", now())
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.2", caps, "{}", t0) == "ok", "an hour later"
+    await engine.record_feedback("s_contract1", "r.2", "expired", "{}", now())
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.3", caps, "{}", t0 + 1000) == "visitor_capped"
+
+
+async def test_a_cooldown_spaces_the_shows_of_a_rule(engine):
+    caps = Caps(per_session=0, cooldown_ms=60_000)
+    await open_session(engine)
+    t0 = now()
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.1", caps, "{}", t0) == "ok"
+    await engine.record_feedback("s_contract1", "r.1", "expired", "{}", t0)
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.2", caps, "{}", t0 + 30_000) == "cooldown"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.3", caps, "{}", t0 + 61_000) == "ok"
+
+
+async def test_a_rule_wide_cap_counts_every_visitor(engine):
+    caps = Caps(per_session=0, per_rule=Window(3, HOUR_MS))
+    got = []
+    for n in range(5):
+        await open_session(engine, sid=f"s_crowd000{n}", vid=f"v_crowd000{n}")
+        got.append(await engine.claim_show(f"s_crowd000{n}", f"v_crowd000{n}", "launch", f"l.{n}", caps, "{}", now()))
+    assert got == ["ok", "ok", "ok", "rule_capped", "rule_capped"]
+
+
+async def test_concurrent_claims_never_pass_the_global_cap(engine):
+    caps = Caps(per_session=0, all_per_visitor=Window(2, HOUR_MS))
+    for n in range(20):
+        await open_session(engine, sid=f"s_race0000{n:02d}")
+    results = await asyncio.gather(*(
+        engine.claim_show(f"s_race0000{n:02d}", "v_visitor01", f"rule{n}", f"x.{n}", caps, "{}", now()) for n in range(20)))
+    assert results.count("ok") == 2
+
+
+async def test_page_views_are_counted_under_the_visitor_for_a_day(engine):
+    t0 = now()
+    info = None
+    for n, (sid, path, ptype) in enumerate([("s_day00001", "/c/shirts", "category"), ("s_day00001", "/c/shoes", "category"),
+                                            ("s_day00002", "/c/shirts", "category"), ("s_day00002", "/p/x", "product")]):
+        info = await engine.visit("v_visitor01", sid, path, ptype, True, t0 + n)
+    assert (info.sessions, info.page_views_24h, info.type_views_24h, info.returning) == (2, 1, 1, True)
+    info = await engine.visit("v_visitor01", "s_day00002", "/c/shirts", "category", True, t0 + 10)
+    assert (info.page_views_24h, info.type_views_24h) == (3, 4)
+    later = await engine.visit("v_visitor01", "s_day00003", "/c/shirts", "category", False, t0 + 24 * HOUR_MS + 11)
+    assert (later.page_views_24h, later.sessions) == (0, 3), "a day later the window is empty; the visits remain"
+    new = await engine.visit("v_newcomer1", "s_day00009", "/", "home", True, t0)
+    assert (new.sessions, new.returning, new.page_views_24h) == (1, False, 1)
+
+
+async def test_visitor_keys_expire_in_redis(clean_redis):
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    try:
+        await open_session(e)
+        await e.visit("v_visitor01", "s_contract1", "/p", "product", True, now())
+        caps = Caps(per_session=0, per_visitor=Window(2, HOUR_MS), per_rule=Window(5, HOUR_MS))
+        assert await e.claim_show("s_contract1", "v_visitor01", "r", "r.1", caps, "{}", now()) == "ok"
+        r = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
+        keys = r.keys("*")
+        assert any(k.startswith("kairos:{v:v_visitor01}:") for k in keys)
+        assert any(k.startswith("kairos:rule:r:") for k in keys)
+        for key in keys:
+            assert r.ttl(key) > 0, f"{key} has no TTL"
     finally:
         await e.close()

@@ -22,7 +22,8 @@ async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int)
     html, css = rt.renderer.render(rule.then, state)
     oid = f"{rule.id}.{secrets.token_hex(4)}"
     line = log_entry("show", now_ms, oid=oid, rule=rule.id)
-    verdict = await rt.engine.claim_show(state.sid, rule.id, oid, rule.limit_per_session(), rule.priority, line, now_ms)
+    caps = rule.caps(rt.rules.caps)
+    verdict = await rt.engine.claim_show(state.sid, state.vid, rule.id, oid, caps, line, now_ms)
     if verdict != "ok":
         log.debug("rule %s not shown to sid=%s: %s", rule.id, state.sid, verdict)
         return None

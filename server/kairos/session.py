@@ -31,6 +31,20 @@ class Overlay:
     priority: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class VisitorInfo:
+    """What a rule can know of the visitor beyond this session (kept under the visitor, with a TTL)."""
+
+    sessions: int = 1
+    first_ms: int = 0
+    page_views_24h: int = 0  # of the page they are on
+    type_views_24h: int = 0  # of pages of its type
+
+    @property
+    def returning(self) -> bool:
+        return self.sessions > 1
+
+
 @dataclass(slots=True)
 class SessionState:
     """What the rules can see of one session."""
@@ -75,6 +89,8 @@ class SessionState:
     # Nudges that came due while the visitor was away, to show on the next page view.
     pending: list[str] = field(default_factory=list)
     timer_fires: dict[str, int] = field(default_factory=dict)
+    # Not stored in the session: read from the visitor's keys at page views.
+    visitor: VisitorInfo = field(default_factory=VisitorInfo)
 
     @classmethod
     def from_hash(cls, sid: str, h: dict[str, str]) -> "SessionState":
@@ -266,8 +282,8 @@ def apply_ops(h: dict[str, str], ops: Iterable[Op]) -> None:
             raise ValueError(f"unknown op {kind!r}")
 
 
-def claim_show(h: dict[str, str], rule: str, oid: str, max_per_session: int, priority: int) -> str:
-    """Check a rule's session caps and record the show; returns "ok" or why not.
+def session_verdict(h: dict[str, str], rule: str, max_per_session: int, priority: int) -> str:
+    """The session's own checks for a show: "ok" or why not.
 
     One overlay at a time: a new one needs a higher priority than the one on
     screen. A rule the visitor dismissed stays quiet for the session.
@@ -281,6 +297,12 @@ def claim_show(h: dict[str, str], rule: str, oid: str, max_per_session: int, pri
     on = h.get("on")
     if on and priority <= int(h.get(f"p:{on}", "0")):
         return "busy"
+    return "ok"
+
+
+def record_show(h: dict[str, str], rule: str, oid: str, priority: int) -> None:
+    """Record a show that passed every cap: counted, on screen, replacing what was."""
+    on = h.get("on")
     if on:
         h[f"o:{on}"] = "replaced"
     h[f"f:{rule}"] = str(int(h.get(f"f:{rule}", "0")) + 1)
@@ -288,7 +310,14 @@ def claim_show(h: dict[str, str], rule: str, oid: str, max_per_session: int, pri
     h[f"r:{oid}"] = rule
     h[f"p:{oid}"] = str(priority)
     h["on"] = oid
-    return "ok"
+
+
+def claim_show(h: dict[str, str], rule: str, oid: str, max_per_session: int, priority: int) -> str:
+    """Check the session caps and record the show; returns "ok" or why not."""
+    verdict = session_verdict(h, rule, max_per_session, priority)
+    if verdict == "ok":
+        record_show(h, rule, oid, priority)
+    return verdict
 
 
 def record_feedback(h: dict[str, str], oid: str, act: str) -> bool:

@@ -16,7 +16,7 @@ from .push import Connection
 from .nudge import claim_nudge
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
 from .runtime import Runtime, now_ms
-from .session import SessionState, event_log, event_ops, hello_ops, log_entry
+from .session import SessionState, VisitorInfo, event_log, event_ops, hello_ops, log_entry
 from .wire import Event, Events, Feedback, Hello, WireError
 
 log = logging.getLogger("kairos.ws")
@@ -49,6 +49,9 @@ class VisitorSocket:
         self.rt = rt
         self.conn = Connection(ws)
         self.sid: str | None = None
+        self.vid = ""
+        # What is known of the visitor beyond the session, read at each page view.
+        self.visitor = VisitorInfo()
         s = rt.settings
         self.limit = wire.RateLimit(s.frames_burst, s.frames_per_s)
         self._dropped = 0
@@ -111,7 +114,13 @@ class VisitorSocket:
         rules = rt.rules
         page_type = rules.classify(hello.page.path)
         page_log = [] if hello.re else [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
-        state = await rt.engine.apply(sid, hello_ops(hello, page_type, now, rt.node_id), page_log, now)
+        # Both go out in one auto-pipelined round trip.
+        state, self.visitor = await asyncio.gather(
+            rt.engine.apply(sid, hello_ops(hello, page_type, now, rt.node_id), page_log, now),
+            rt.engine.visit(hello.vid, sid, hello.page.path, page_type, not hello.re, now),
+        )
+        state.visitor = self.visitor
+        self.vid = hello.vid
         await rt.engine.mark_live(sid, now)
         self.sid = sid
         rt.hub.add(sid, self.conn)
@@ -184,7 +193,16 @@ class VisitorSocket:
             return
         rt, now, rules = self.rt, now_ms(), self.rt.rules
         ops = event_ops(frame.events, rules.classify, now)
-        state = await rt.engine.apply(self.sid, ops, event_log(frame.events, now), now)
+        views = [e for e in frame.events if e.type == "page_view"]
+        if views:  # a single-page store navigated
+            path = views[-1].fields["path"]
+            state, self.visitor = await asyncio.gather(
+                rt.engine.apply(self.sid, ops, event_log(frame.events, now), now),
+                rt.engine.visit(self.vid, self.sid, path, rules.classify(path), True, now),
+            )
+        else:
+            state = await rt.engine.apply(self.sid, ops, event_log(frame.events, now), now)
+        state.visitor = self.visitor
         rt.metrics.inc("kairos_events_total", len(frame.events))
         await self._decide(rules, state, frame.events, now)
 

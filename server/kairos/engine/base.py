@@ -6,11 +6,18 @@ import json
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
+from ..caps import Caps
 from ..rules.delayed import Timer
-from ..session import Op, SessionState
+from ..session import Op, SessionState, VisitorInfo
 
 # The activity log the dashboard shows is the newest entries of a session only.
 LOG_MAX = 50
+# Visitor history: page views of the last 24 h (the longest window a signal
+# looks at), at most this many kept.
+VIEWS_WINDOW_MS = 24 * 3600 * 1000
+VIEWS_KEEP = 500
+# Shows are kept for the longest cap window a rules file may declare.
+SHOWS_TTL_S = 7 * 24 * 3600
 
 
 class Engine(ABC):
@@ -41,10 +48,13 @@ class Engine(ABC):
         """Index the session for the dashboard's list; called once per page load."""
 
     @abstractmethod
-    async def claim_show(
-        self, sid: str, rule: str, oid: str, max_per_session: int, priority: int, log: str, now_ms: int
-    ) -> str:
-        """Check the session caps of a rule and record (and log) the show atomically: "ok" or why not."""
+    async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int) -> str:
+        """Check every cap of a rule (session, visitor, rule-wide) and record and log the show,
+        atomically: "ok" or which cap stopped it."""
+
+    @abstractmethod
+    async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
+        """Record a page view under the visitor (if `record`) and return what is known of them."""
 
     @abstractmethod
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:

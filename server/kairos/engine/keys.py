@@ -22,6 +22,16 @@ def node_channel(node: str) -> str:
     return f"{PREFIX}:node:{node}"
 
 
+def visitor(vid: str, part: str) -> str:
+    """A visitor's keys (info, views, shows), hash-tagged by visitor."""
+    return f"{PREFIX}:{{v:{vid}}}:{part}"
+
+
+def rule_window(rule: str, bucket: int) -> str:
+    """Shows of a rule to anyone in one fixed window."""
+    return f"{PREFIX}:rule:{rule}:{bucket}"
+
+
 def session(sid: str) -> str:
     return f"{PREFIX}:{{{sid}}}:s"
 

@@ -9,9 +9,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from ..caps import Caps, bucket, visitor_verdict
 from ..rules.delayed import Timer
-from ..session import Op, SessionState, apply_ops, claim_show, record_feedback
-from .base import LOG_MAX, Engine, parse_log
+from ..session import Op, SessionState, VisitorInfo, apply_ops, record_feedback, record_show, session_verdict
+from .base import LOG_MAX, SHOWS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, parse_log
 
 SWEEP_EVERY_S = 60.0
 
@@ -23,14 +24,27 @@ class _Entry:
     expires_at: float = 0.0  # time.monotonic()
 
 
+@dataclass(slots=True)
+class _Visitor:
+    first_ms: int
+    sid: str = ""
+    sessions: int = 0
+    views: deque[tuple[int, str, str]] = field(default_factory=lambda: deque(maxlen=VIEWS_KEEP))
+    shows: dict[str, list[int]] = field(default_factory=dict)  # by rule; "" for every rule
+    expires_at: float = 0.0
+
+
 class MemoryEngine(Engine):
     """Single-process engine. Every method runs without awaiting, so a batch is atomic
     with respect to every other task on the event loop."""
 
     name = "memory"
 
-    def __init__(self, session_ttl_s: int = 1800) -> None:
+    def __init__(self, session_ttl_s: int = 1800, visitor_ttl_s: int = 30 * 24 * 3600) -> None:
         self.session_ttl_s = session_ttl_s
+        self.visitor_ttl_s = visitor_ttl_s
+        self._visitors: dict[str, _Visitor] = {}
+        self._rule_counts: dict[tuple[str, int], int] = {}
         self._sessions: dict[str, _Entry] = {}
         self._sweeper: asyncio.Task[None] | None = None
         # Timers: the live one per key, and a heap of (due, key) in which a
@@ -56,6 +70,8 @@ class MemoryEngine(Engine):
         dead = [sid for sid, e in self._sessions.items() if e.expires_at <= now]
         for sid in dead:
             del self._sessions[sid]
+        for vid in [vid for vid, v in self._visitors.items() if v.expires_at <= now]:
+            del self._visitors[vid]
         return len(dead)
 
     def _live(self, sid: str) -> _Entry | None:
@@ -84,17 +100,50 @@ class MemoryEngine(Engine):
         self._touch(e)
         return SessionState.from_hash(sid, e.h)
 
-    async def claim_show(
-        self, sid: str, rule: str, oid: str, max_per_session: int, priority: int, log: str, now_ms: int
-    ) -> str:
+    async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int) -> str:
         e = self._live(sid)
         if e is None:
             return "gone"
-        result = claim_show(e.h, rule, oid, max_per_session, priority)
-        if result == "ok":
-            e.log.appendleft(log)
+        verdict = session_verdict(e.h, rule, caps.per_session, caps.priority)
+        if verdict != "ok":
+            return verdict
+        v = self._visitor(vid, now_ms)
+        rule_times, all_times = v.shows.setdefault(rule, []), v.shows.setdefault("", [])
+        window = (rule, bucket(caps.per_rule, now_ms)) if caps.per_rule else None
+        verdict = visitor_verdict(caps, rule_times, all_times, self._rule_counts.get(window, 0), now_ms)
+        if verdict != "ok":
+            return verdict
+        record_show(e.h, rule, oid, caps.priority)
+        e.log.appendleft(log)
         self._touch(e)
-        return result
+        for times in (rule_times, all_times):
+            times.append(now_ms)
+            times[:] = [t for t in times if t > now_ms - SHOWS_TTL_S * 1000]
+        if window:
+            self._rule_counts = {k: n for k, n in self._rule_counts.items() if k[1] >= window[1] or k[0] != rule}
+            self._rule_counts[window] = self._rule_counts.get(window, 0) + 1
+        return "ok"
+
+    def _visitor(self, vid: str, now_ms: int) -> _Visitor:
+        v = self._visitors.get(vid)
+        if v is None or v.expires_at <= time.monotonic():
+            v = self._visitors[vid] = _Visitor(first_ms=now_ms)
+        v.expires_at = time.monotonic() + self.visitor_ttl_s
+        return v
+
+    async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
+        v = self._visitor(vid, now_ms)
+        if v.sid != sid:
+            v.sid, v.sessions = sid, v.sessions + 1
+        if record:
+            v.views.append((now_ms, page_type, path))
+        recent = [(t, p) for ms, t, p in v.views if ms > now_ms - VIEWS_WINDOW_MS]
+        return VisitorInfo(
+            sessions=v.sessions,
+            first_ms=v.first_ms,
+            page_views_24h=sum(1 for _, p in recent if p == path),
+            type_views_24h=sum(1 for t, _ in recent if t == page_type),
+        )
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         e = self._live(sid)

@@ -11,12 +11,13 @@ import redis.asyncio as aioredis
 import asyncio
 import logging
 
+from ..caps import Caps, bucket
 from ..rules.delayed import Timer
 from ..rules.model import MAX_DELAY_S
-from ..session import Op, SessionState
+from ..session import Op, SessionState, VisitorInfo
 from . import keys
 from .autopipe import AutoPipeline
-from .base import LOG_MAX, Bus, Engine, parse_log
+from .base import LOG_MAX, SHOWS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, parse_log
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
@@ -42,9 +43,10 @@ class RedisEngine(Engine):
 
     name = "redis"
 
-    def __init__(self, url: str, session_ttl_s: int = 1800, pool_size: int = 8) -> None:
+    def __init__(self, url: str, session_ttl_s: int = 1800, pool_size: int = 8, visitor_ttl_s: int = 30 * 24 * 3600) -> None:
         self.url = url
         self.session_ttl_s = session_ttl_s
+        self.visitor_ttl_s = visitor_ttl_s
         self.pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=pool_size, timeout=POOL_WAIT_S, decode_responses=True
         )
@@ -54,11 +56,12 @@ class RedisEngine(Engine):
         self._feedback = self.r.register_script(_script("feedback.lua"))
         self._arm = self.r.register_script(_script("arm_timers.lua"))
         self._claim_timers = self.r.register_script(_script("claim_timers.lua"))
+        self._visit = self.r.register_script(_script("visit.lua"))
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)))
 
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
-        for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers):
+        for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers, self._visit):
             script.sha = await self.r.script_load(script.script)
         self.pipe.start()
 
@@ -89,14 +92,23 @@ class RedisEngine(Engine):
             pipe.expire(keys.LIVE, self.session_ttl_s)
             await pipe.execute()
 
-    async def claim_show(
-        self, sid: str, rule: str, oid: str, max_per_session: int, priority: int, log: str, now_ms: int
-    ) -> str:
+    async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int) -> str:
+        w = lambda window: (window.max, window.per_ms) if window else (0, 0)  # noqa: E731
+        window_key = keys.rule_window(rule, bucket(caps.per_rule, now_ms) if caps.per_rule else 0)
         return await self.pipe.evalsha(
             self._claim,
-            [keys.session(sid), keys.log(sid)],
-            [rule, oid, max_per_session, priority, self.session_ttl_s, LOG_MAX, log],
+            [keys.session(sid), keys.log(sid), keys.visitor(vid, f"shows:{rule}"), keys.visitor(vid, "shows"), window_key],
+            [rule, oid, caps.per_session, caps.priority, self.session_ttl_s, LOG_MAX, log, now_ms,
+             *w(caps.per_visitor), *w(caps.all_per_visitor), *w(caps.per_rule), caps.cooldown_ms, SHOWS_TTL_S],
         )
+
+    async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
+        sessions, first, same_path, same_type = await self.pipe.evalsha(
+            self._visit,
+            [keys.visitor(vid, "info"), keys.visitor(vid, "views")],
+            [now_ms, sid, path, page_type, "1" if record else "0", self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP],
+        )
+        return VisitorInfo(int(sessions), int(first), int(same_path), int(same_type))
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         ok = await self.pipe.evalsha(

@@ -1,23 +1,51 @@
--- Check a rule's session caps and record the show, atomically.
--- Mirrors kairos.session.claim_show.
--- KEYS[1] session hash, KEYS[2] session log; ARGV[1] rule, ARGV[2] oid,
--- ARGV[3] max per session (0: no cap), ARGV[4] priority, ARGV[5] ttl_s, ARGV[6] log_max, ARGV[7] log line
-local h, log = KEYS[1], KEYS[2]
+-- Check every cap of a rule and record the show, atomically.
+-- Mirrors kairos.session.session_verdict/record_show and kairos.caps.visitor_verdict.
+-- KEYS[1] session hash, KEYS[2] session log,
+-- KEYS[3] this visitor's shows of this rule (sorted set, ms), KEYS[4] this visitor's
+-- shows of every rule, KEYS[5] this rule's count in the current fixed window.
+-- ARGV[1] rule, ARGV[2] oid, ARGV[3] max per session (0: none), ARGV[4] priority,
+-- ARGV[5] session ttl_s, ARGV[6] log_max, ARGV[7] log line, ARGV[8] now_ms,
+-- ARGV[9]/[10] per visitor max/window_ms, ARGV[11]/[12] all rules per visitor max/window_ms,
+-- ARGV[13]/[14] per rule max/window_ms, ARGV[15] cooldown_ms, ARGV[16] shows ttl_s
+-- (a max of 0 means no such cap)
+local h, log, vrule, vall, rcount = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local rule, oid = ARGV[1], ARGV[2]
 local max_per_session, priority, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = tonumber(ARGV[8])
+local vr_max, vr_per = tonumber(ARGV[9]), tonumber(ARGV[10])
+local va_max, va_per = tonumber(ARGV[11]), tonumber(ARGV[12])
+local rr_max, rr_per = tonumber(ARGV[13]), tonumber(ARGV[14])
+local cooldown, shows_ttl = tonumber(ARGV[15]), tonumber(ARGV[16])
+
 if redis.call('EXISTS', h) == 0 then return 'gone' end
 if redis.call('HEXISTS', h, 'd:' .. rule) == 1 then return 'dismissed' end
 local fired = tonumber(redis.call('HGET', h, 'f:' .. rule) or '0')
 if max_per_session > 0 and fired >= max_per_session then return 'capped' end
 local on = redis.call('HGET', h, 'on')
-if on then
-  if priority <= tonumber(redis.call('HGET', h, 'p:' .. on) or '0') then return 'busy' end
-  redis.call('HSET', h, 'o:' .. on, 'replaced')
+if on and priority <= tonumber(redis.call('HGET', h, 'p:' .. on) or '0') then return 'busy' end
+
+if cooldown > 0 then
+  local last = redis.call('ZRANGE', vrule, -1, -1, 'WITHSCORES')
+  if last[2] and tonumber(last[2]) > now - cooldown then return 'cooldown' end
 end
+if vr_max > 0 and redis.call('ZCOUNT', vrule, '(' .. (now - vr_per), '+inf') >= vr_max then return 'visitor_capped' end
+if va_max > 0 and redis.call('ZCOUNT', vall, '(' .. (now - va_per), '+inf') >= va_max then return 'globally_capped' end
+if rr_max > 0 and tonumber(redis.call('GET', rcount) or '0') >= rr_max then return 'rule_capped' end
+
+if on then redis.call('HSET', h, 'o:' .. on, 'replaced') end
 redis.call('HINCRBY', h, 'f:' .. rule, 1)
 redis.call('HSET', h, 'o:' .. oid, 'sent', 'r:' .. oid, rule, 'p:' .. oid, priority, 'on', oid)
 redis.call('LPUSH', log, ARGV[7])
 redis.call('LTRIM', log, 0, tonumber(ARGV[6]) - 1)
 redis.call('EXPIRE', h, ttl)
 redis.call('EXPIRE', log, ttl)
+for _, key in ipairs({vrule, vall}) do
+  redis.call('ZADD', key, now, oid)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - shows_ttl * 1000)
+  redis.call('EXPIRE', key, shows_ttl)
+end
+if rr_max > 0 then
+  redis.call('INCR', rcount)
+  redis.call('PEXPIRE', rcount, rr_per)
+end
 return 'ok'

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from ..caps import Caps, Window
 from ..wire import EVENT_TYPES
 from .signals import SIGNALS
 
@@ -91,27 +92,60 @@ class Then(_Strict):
         return self.place or DEFAULT_PLACE[self.show]
 
 
+MAX_CAP_WINDOW_S = 7 * 24 * 3600
+
+
+class Per(_Strict):
+    """At most `max` shows in any `per` (a duration, up to 7 days)."""
+
+    max: int = Field(ge=1)
+    per: float
+
+    @field_validator("per", mode="before")
+    @classmethod
+    def _window(cls, v: Any) -> float:
+        seconds = parse_duration(v, MAX_CAP_WINDOW_S)
+        return seconds
+
+    def window(self) -> Window:
+        return Window(self.max, int(self.per * 1000))
+
+
 class Limit(_Strict):
     # One show per rule per session unless the store says otherwise: a nudge
     # repeated on every exit intent is how visitors learn to hate overlays.
     per_session: int | None = Field(default=1, ge=1)
+    per_visitor: Per | None = None  # this rule, one visitor, across sessions
+    per_rule: Per | None = None  # this rule, all visitors together
+    cooldown: float | None = None  # between two shows of this rule to one visitor
+
+    @field_validator("cooldown", mode="before")
+    @classmethod
+    def _cooldown(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v, MAX_CAP_WINDOW_S)
 
 
-_DURATION = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+class GlobalCaps(_Strict):
+    """Caps over every rule together."""
+
+    per_visitor: Per | None = None
+
+
+_DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
 MAX_DELAY_S = 24 * 3600
 
 
-def parse_duration(v: Any) -> float:
-    """Seconds from `90`, `"90s"`, `"3m"`, `"1h30m"` or `"2m30s"`."""
+def parse_duration(v: Any, max_s: float = MAX_DELAY_S) -> float:
+    """Seconds from `90`, `"90s"`, `"3m"`, `"1h30m"`, `"2m30s"` or `"7d"`."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         seconds = float(v)
     elif isinstance(v, str) and (m := _DURATION.match(v)) and any(m.groups()):
-        h, mins, s = m.groups()
-        seconds = int(h or 0) * 3600 + int(mins or 0) * 60 + float(s or 0)
+        d, h, mins, s = m.groups()
+        seconds = int(d or 0) * 86400 + int(h or 0) * 3600 + int(mins or 0) * 60 + float(s or 0)
     else:
         raise ValueError(f"expected a duration such as 90s, 3m or 1h30m, got {v!r}")
-    if not 0 < seconds <= MAX_DELAY_S:
-        raise ValueError(f"a delay must be over 0 s and at most 24 h, got {v!r}")
+    if not 0 < seconds <= max_s:
+        raise ValueError(f"expected a duration over 0 s and at most {max_s / 3600:g} h, got {v!r}")
     return seconds
 
 
@@ -187,6 +221,18 @@ class Rule(_Strict):
         """The session cap as the engines take it: 0 means none."""
         return self.limit.per_session or 0
 
+    def caps(self, global_caps: "GlobalCaps") -> Caps:
+        """Every limit on this rule's show, as the engines check them."""
+        lim = self.limit
+        return Caps(
+            per_session=lim.per_session or 0,
+            priority=self.priority,
+            per_visitor=lim.per_visitor.window() if lim.per_visitor else None,
+            all_per_visitor=global_caps.per_visitor.window() if global_caps.per_visitor else None,
+            per_rule=lim.per_rule.window() if lim.per_rule else None,
+            cooldown_ms=int((lim.cooldown or 0) * 1000),
+        )
+
 
 def _condition(name: str, raw: Any, page_types: set[str] | None) -> Condition:
     """Parse one `if` entry: a value (equals), a list (one of), or an operator map."""
@@ -232,6 +278,7 @@ def _condition_values(cond: Condition) -> list[Any]:
 class RulesFile(_Strict):
     version: Literal[1]
     page_types: dict[str, str | list[str]] = {}
+    caps: GlobalCaps = GlobalCaps()
     rules: list[Rule] = []
 
     @field_validator("page_types")
@@ -308,6 +355,7 @@ class Ruleset:
     page_types: PageTypes
     source: str
     by_event: dict[str, tuple[Rule, ...]]
+    caps: GlobalCaps = GlobalCaps()
 
     @classmethod
     def empty(cls) -> "Ruleset":
@@ -384,6 +432,7 @@ def parse_rules(text: str, source: str = "<rules>", templates: set[str] | None =
         page_types=PageTypes.build(doc.page_types),
         source=source,
         by_event={k: tuple(v) for k, v in by_event.items()},
+        caps=doc.caps,
     )
 
 

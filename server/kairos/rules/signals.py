@@ -35,6 +35,12 @@ SIGNALS: dict[str, tuple[str, Getter, str]] = {
     "utm_campaign": ("text", lambda s, e: s.utm.get("utm_campaign", ""), "the UTM campaign"),
     "lang": ("text", lambda s, e: s.lang, "the browser language"),
     "product": ("text", lambda s, e: (s.product or {}).get("name", ""), "the product last looked at"),
+    "page_views_24h": ("number", lambda s, e: s.visitor.page_views_24h,
+                       "views of this page by the visitor in the last 24 h, this one included"),
+    "type_views_24h": ("number", lambda s, e: s.visitor.type_views_24h,
+                       "views of pages of this type by the visitor in the last 24 h, this one included"),
+    "visits": ("number", lambda s, e: s.visitor.sessions, "the visitor's sessions, this one included"),
+    "visitor": ("text", lambda s, e: "returning" if s.visitor.returning else "new", "new or returning visitor"),
     "click_target": ("text", lambda s, e: (e.fields.get("k") or e.fields.get("id") or "") if e and e.type == "click" else "",
                      "the clicked element's data-kairos or id"),
 }

@@ -1,0 +1,29 @@
+-- Record a page view under the visitor and count the views of the last 24 h.
+-- Mirrors the memory engine's visit(). KEYS[1] visitor info hash, KEYS[2] page views
+-- (sorted set by ms; members "n|page_type|path", n making each view unique).
+-- ARGV[1] now_ms, ARGV[2] session id, ARGV[3] path, ARGV[4] page type,
+-- ARGV[5] '1' to record this view, ARGV[6] info ttl_s, ARGV[7] window_ms, ARGV[8] most views kept
+-- Returns {sessions, first_ms, views of this path, views of this page type}.
+local info, views = KEYS[1], KEYS[2]
+local now, sid, path, ptype = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local window, keep = tonumber(ARGV[7]), tonumber(ARGV[8])
+redis.call('HSETNX', info, 'first', now)
+if redis.call('HGET', info, 'sid') ~= sid then
+  redis.call('HSET', info, 'sid', sid)
+  redis.call('HINCRBY', info, 'sessions', 1)
+end
+if ARGV[5] == '1' then
+  local n = redis.call('HINCRBY', info, 'n', 1)
+  redis.call('ZADD', views, now, n .. '|' .. ptype .. '|' .. path)
+  redis.call('ZREMRANGEBYSCORE', views, '-inf', now - window)
+  redis.call('ZREMRANGEBYRANK', views, 0, -keep - 1)
+  redis.call('PEXPIRE', views, window)
+end
+local same_path, same_type = 0, 0
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', views, '(' .. (now - window), '+inf')) do
+  local _, _, t, p = string.find(m, '^[^|]*|([^|]*)|(.*)$')
+  if p == path then same_path = same_path + 1 end
+  if t == ptype then same_type = same_type + 1 end
+end
+redis.call('EXPIRE', info, tonumber(ARGV[6]))
+return {tonumber(redis.call('HGET', info, 'sessions')), tonumber(redis.call('HGET', info, 'first')), same_path, same_type}
