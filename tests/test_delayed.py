@@ -71,10 +71,10 @@ def test_a_due_timer_is_cancelled_by_an_event_since_arming_or_a_condition_now():
     rs = parse_rules(REMINDER, "r.yaml", TEMPLATES)
     rule = rs.rule("reminder")
     [t] = timers_to_arm(rs, state(page_type="product", counts={"add_to_cart": 1}), [VIEW], 0)
-    assert cancelled_by(rule, t, state(page_type="category", counts={"add_to_cart": 1})) is None
-    assert cancelled_by(rule, t, state(page_type="category", counts={"add_to_cart": 2})) == "add_to_cart since it was armed"
-    assert cancelled_by(rule, t, state(page_type="checkout", counts={"add_to_cart": 1})) == "its unless conditions hold"
-    assert cancelled_by(rule, t, state(dismissed={"reminder"})) is not None
+    assert cancelled_by(rule, t, state(page_type="category", counts={"add_to_cart": 1}), 0) is None
+    assert cancelled_by(rule, t, state(page_type="category", counts={"add_to_cart": 2}), 0) == "add_to_cart since it was armed"
+    assert cancelled_by(rule, t, state(page_type="checkout", counts={"add_to_cart": 1}), 0) == "its unless conditions hold"
+    assert cancelled_by(rule, t, state(dismissed={"reminder"}), 0) is not None
 
 
 @pytest.mark.parametrize(

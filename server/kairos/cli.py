@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
+import re
 import sys
 
 from . import wire
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="accept websockets only from this origin (repeatable; default: any)")
     serve.add_argument("--no-demo", action="store_false", dest="demo", default=None, help="do not serve the demo store")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--geoip-db", help="MaxMind GeoIP2/GeoLite2 City or Country database (.mmdb)")
     serve.add_argument("--no-timers", action="store_false", dest="timers", default=None,
                        help="leave delayed rules' timers to other processes on the same Redis")
     serve.add_argument("--delay-scale", type=float,
@@ -47,7 +50,7 @@ def _check(path: str) -> int:
     from .render import Renderer
     from .rules import RulesError, load_rules
 
-    from .rules.describe import describe
+    from .rules.describe import describe, window_words
 
     settings = Settings.load()
     try:
@@ -58,9 +61,37 @@ def _check(path: str) -> int:
         return 1
     n = len(rules.rules)
     print(f"{path}: {n} {'rule' if n == 1 else 'rules'} OK")
+    if rules.caps.per_visitor:
+        print(f"  every rule together: {window_words(rules.caps.per_visitor, 'to one visitor')}")
     for rule in rules.rules:
         print(f"  {rule.id}: {describe(rule, rules.page_types)}")
     return 0
+
+
+_CLIENT_ADDRESS = re.compile(r"^\[?[0-9a-fA-F.:]+\]?:\d+$")
+
+
+class NoClientAddress(logging.Filter):
+    """Redact visitors' addresses from uvicorn's lines.
+
+    With the access log off, uvicorn still logs every websocket it accepts as
+    '<ip>:<port> - "WebSocket /ws" [accepted]'; Kairos promises not to keep IPs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple("-" if isinstance(a, str) and _CLIENT_ADDRESS.match(a) else a for a in record.args)
+        return True
+
+
+def _log_config() -> dict:
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["no_client_address"] = {"()": NoClientAddress}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("no_client_address")
+    return config
 
 
 def _serve(settings: Settings) -> int:
@@ -94,6 +125,7 @@ def _serve(settings: Settings) -> int:
         ws_max_size=wire.HARD_MAX_FRAME_BYTES,
         # The access log would write every visitor's IP address to disk.
         access_log=False,
+        log_config=_log_config(),
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
     )

@@ -7,6 +7,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from .context import GeoLookup
 from .engine import Engine, create_engine
 from .metrics import Metrics
 from .push import Hub
@@ -40,6 +41,7 @@ class Runtime:
             redis_pool_size=settings.redis_pool_size,
         )
         self.renderer = Renderer(settings.templates_dir / "overlays")
+        self.geo = GeoLookup(settings.geoip_db)
         self.hub = Hub()
         track = dict(settings.track)
         track["idle_ms"] = max(100, int(track["idle_ms"] * settings.delay_scale))
@@ -77,6 +79,7 @@ class Runtime:
     async def close(self) -> None:
         await self.timers.close()
         await self.engine.close()
+        self.geo.close()
 
     def replace_rules(self, ruleset: Ruleset) -> int:
         """Put a validated ruleset in force, whole; its version number.

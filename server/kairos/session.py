@@ -77,6 +77,13 @@ class SessionState:
     utm: dict[str, str] = field(default_factory=dict)
     tz: int = 0
     lang: str = ""
+    # From the User-Agent and a GeoIP lookup at the session's first page; the IP
+    # address itself is never stored.
+    device: str = ""
+    browser: str = ""
+    os: str = ""
+    country: str = ""
+    region: str = ""
     connected: int = 0
     onscreen: str | None = None
     overlays: dict[str, Overlay] = field(default_factory=dict)
@@ -147,6 +154,7 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     "page_dwell_ms": int, "scroll_pct": int, "clicks": int, "exit_intents": int, "idle_ms": int,
     "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
     "purchases": int, "referrer": str, "tz": int, "lang": str, "connected": int, "node": str,
+    "device": str, "browser": str, "os": str, "country": str, "region": str,
 }
 
 
@@ -181,7 +189,7 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
     return ops
 
 
-def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "") -> list[Op]:
+def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context: dict[str, str] | None = None) -> list[Op]:
     """Ops for a connection's hello: first-visit context once, then the page view.
 
     A reconnection within the page load (`hello.re`) only counts the connection:
@@ -206,6 +214,7 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "") -> list
     ]
     if utm:
         ops.append(("setnx", "utm", json.dumps(utm, separators=(",", ":"), sort_keys=True)))
+    ops += [("setnx", name, value) for name, value in (context or {}).items()]
     return ops + page_ops(hello.page, page_type, now_ms)
 
 

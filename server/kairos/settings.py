@@ -40,6 +40,9 @@ class Settings:
     # Multiplies every rule delay and the snippet's idle threshold: a controllable
     # clock for tests and demos (0.005 turns 3 minutes into 0.9 s). 1 in production.
     delay_scale: float = 1.0
+    # A MaxMind GeoIP2/GeoLite2 City or Country database, for the country and
+    # region conditions. Without one they are empty.
+    geoip_db: Path | None = None
     # Run the timer loop here. Off: this process serves sockets and hears nudges
     # from the processes that do (their loops claim the timers).
     timers: bool = True
@@ -58,7 +61,7 @@ class Settings:
             if raw is not None and f.name != "track":
                 values[f.name] = _convert(f.name, raw)
         values.update({k: v for k, v in flags.items() if v is not None})
-        for key in ("rules", "templates_dir", "snippet_path"):
+        for key in ("rules", "templates_dir", "snippet_path", "geoip_db"):
             if isinstance(values.get(key), str):
                 values[key] = Path(values[key])
         return replace(cls(), **values)

@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 
 from . import wire
 from .push import Connection
+from .context import request_context
 from .nudge import claim_nudge
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
 from .runtime import Runtime, now_ms
@@ -116,7 +117,7 @@ class VisitorSocket:
         page_log = [] if hello.re else [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
         # Both go out in one auto-pipelined round trip.
         state, self.visitor = await asyncio.gather(
-            rt.engine.apply(sid, hello_ops(hello, page_type, now, rt.node_id), page_log, now),
+            rt.engine.apply(sid, hello_ops(hello, page_type, now, rt.node_id, self._context()), page_log, now),
             rt.engine.visit(hello.vid, sid, hello.page.path, page_type, not hello.re, now),
         )
         state.visitor = self.visitor
@@ -130,6 +131,12 @@ class VisitorSocket:
         p = hello.page
         page_view = Event("page_view", now, {"url": p.url, "path": p.path, "title": p.title, "ref": p.ref, "prod": p.prod})
         await self._decide(rules, state, [page_view], now, await self._take_pending(rules, state, now))
+
+    def _context(self) -> dict[str, str]:
+        # uvicorn puts the client's address here, from X-Forwarded-For when the
+        # proxy is trusted (--forwarded-allow-ips). It is read once and not kept.
+        ip = self.ws.client.host if self.ws.client else None
+        return request_context(self.ws.headers.get("user-agent", ""), ip, self.rt.geo)
 
     async def _mark_disconnected(self) -> None:
         try:

@@ -59,7 +59,7 @@ def timers_to_arm(
             continue
         last_arming = None
         for i, event in enumerate(events):
-            if event.type == rule.when and matches(rule, state, event):
+            if event.type == rule.when and matches(rule, state, event, now_ms):
                 last_arming = i
         if last_arming is None or not allowed(rule, state):
             continue
@@ -70,13 +70,13 @@ def timers_to_arm(
     return out
 
 
-def cancelled_by(rule: Rule, timer: Timer, state: SessionState) -> str | None:
+def cancelled_by(rule: Rule, timer: Timer, state: SessionState, now_ms: int) -> str | None:
     """Why a due timer must not fire any more, or None if it fires."""
     for name in rule.cancel_events:
         if state.counts.get(name, 0) > timer.counts.get(name, 0):
             return f"{name} since it was armed"
     for conditions in rule.cancel_conditions:
-        if all(condition_holds(cond, SIGNALS[n][1](state, None)) for n, cond in conditions.items()):
+        if all(condition_holds(cond, SIGNALS[n][1](state, None, now_ms)) for n, cond in conditions.items()):
             return "its unless conditions hold"
     if not allowed(rule, state):
         return "the session cap is spent or the visitor dismissed it"

@@ -229,13 +229,24 @@ def _limits(limit: Any) -> list[str]:
     out = []
     per_session = getattr(limit, "per_session", None)
     out.append(f"at most {_times(per_session)} per session" if per_session else "with no session cap")
+    whom = {"per_visitor": "to one visitor", "per_rule": "to all visitors together"}
     fields = getattr(type(limit), "model_fields", None) or {}
     for name in fields:
         if name.startswith("per_") and name != "per_session":
             cap = getattr(limit, name, None)
             if cap:
-                out.append(f"at most {_times(cap)} per {name[4:].replace('_', ' ')}")
+                out.append(window_words(cap, whom.get(name, name[4:].replace("_", " "))))
+    cooldown = getattr(limit, "cooldown", None)
+    if cooldown:
+        out.append(f"at least {_duration(cooldown)} apart for one visitor")
     return out
+
+
+def window_words(cap: Any, whom: str) -> str:
+    """`at most twice per 1 h to one visitor` from a {max, per} cap."""
+    if hasattr(cap, "max") and hasattr(cap, "per"):
+        return f"at most {_times(cap.max)} per {_duration(cap.per)} {whom}"
+    return f"at most {_times(cap)} {whom}"
 
 
 def _times(n: Any) -> str:

@@ -27,9 +27,9 @@ def condition_holds(cond: Condition, value: Any) -> bool:
     return value == cond
 
 
-def matches(rule: Rule, state: SessionState, event: Event | None) -> bool:
+def matches(rule: Rule, state: SessionState, event: Event | None, now_ms: int) -> bool:
     """True when every condition of the rule's `if` holds."""
-    return all(condition_holds(cond, SIGNALS[name][1](state, event)) for name, cond in rule.if_.items())
+    return all(condition_holds(cond, SIGNALS[name][1](state, event, now_ms)) for name, cond in rule.if_.items())
 
 
 def allowed(rule: Rule, state: SessionState) -> bool:
@@ -47,15 +47,14 @@ def allowed(rule: Rule, state: SessionState) -> bool:
 def evaluate(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now_ms: int) -> list[Decision]:
     """Decisions for a batch, highest priority first, one per rule.
 
-    `state` is the session after the batch was applied. `now_ms` is unused by the
-    event rules of this version and kept so delayed rules can join without a
-    signature change.
+    `state` is the session after the batch was applied; `now_ms` is the time
+    the visitor's clock conditions (local_hour, local_weekday) are read at.
     """
     decisions: dict[str, Decision] = {}
     for event in events:
         for rule in ruleset.by_event.get(event.type, ()):
             if rule.after is not None:
                 continue  # delayed: its event arms a timer (rules.delayed), it does not show now
-            if rule.id not in decisions and allowed(rule, state) and matches(rule, state, event):
+            if rule.id not in decisions and allowed(rule, state) and matches(rule, state, event, now_ms):
                 decisions[rule.id] = Decision(rule, event)
     return sorted(decisions.values(), key=lambda d: -d.rule.priority)

@@ -6,41 +6,63 @@ text with a number is refused when it is loaded, not silently false at run time.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from ..session import SessionState
 from ..wire import Event
 
-Getter = Callable[[SessionState, Event | None], Any]
+Getter = Callable[[SessionState, Event | None, int], Any]
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _local(s: SessionState, now_ms: int) -> time.struct_time:
+    """The visitor's wall clock, from the UTC offset their browser reported."""
+    return time.gmtime(now_ms / 1000 + s.tz * 60)
+
+
+def _host(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    return host.removeprefix("www.")
 
 SIGNALS: dict[str, tuple[str, Getter, str]] = {
     # name: (kind, getter, what it means — shown by `kairos check`)
-    "page_type": ("text", lambda s, e: s.page_type, "the page type"),
-    "path": ("text", lambda s, e: s.path, "the page path"),
-    "pages": ("number", lambda s, e: s.pages, "pages viewed in the session"),
-    "dwell_s": ("number", lambda s, e: s.page_dwell_ms / 1000, "seconds on this page (visible)"),
-    "session_dwell_s": ("number", lambda s, e: s.dwell_ms / 1000, "seconds on the site this session (visible)"),
-    "scroll_pct": ("number", lambda s, e: s.scroll_pct, "deepest scroll on this page, in %"),
-    "clicks": ("number", lambda s, e: s.clicks, "clicks this session"),
-    "exit_intents": ("number", lambda s, e: s.exit_intents, "exit intents this session"),
-    "idle_s": ("number", lambda s, e: s.idle_ms / 1000, "seconds idle"),
-    "cart_value": ("number", lambda s, e: s.cart_value, "cart value"),
-    "cart_items": ("number", lambda s, e: s.cart_items, "items in the cart"),
-    "adds_to_cart": ("number", lambda s, e: s.adds, "adds to cart this session"),
-    "checkout_step": ("text", lambda s, e: s.checkout_step, "the checkout step"),
-    "purchases": ("number", lambda s, e: s.purchases, "orders this session"),
-    "referrer": ("text", lambda s, e: s.referrer, "the referrer of the visit"),
-    "utm_source": ("text", lambda s, e: s.utm.get("utm_source", ""), "the UTM source"),
-    "utm_medium": ("text", lambda s, e: s.utm.get("utm_medium", ""), "the UTM medium"),
-    "utm_campaign": ("text", lambda s, e: s.utm.get("utm_campaign", ""), "the UTM campaign"),
-    "lang": ("text", lambda s, e: s.lang, "the browser language"),
-    "product": ("text", lambda s, e: (s.product or {}).get("name", ""), "the product last looked at"),
-    "page_views_24h": ("number", lambda s, e: s.visitor.page_views_24h,
-                       "views of this page by the visitor in the last 24 h, this one included"),
-    "type_views_24h": ("number", lambda s, e: s.visitor.type_views_24h,
-                       "views of pages of this type by the visitor in the last 24 h, this one included"),
-    "visits": ("number", lambda s, e: s.visitor.sessions, "the visitor's sessions, this one included"),
-    "visitor": ("text", lambda s, e: "returning" if s.visitor.returning else "new", "new or returning visitor"),
-    "click_target": ("text", lambda s, e: (e.fields.get("k") or e.fields.get("id") or "") if e and e.type == "click" else "",
+    "page_type": ("text", lambda s, e, now: s.page_type, "the page type"),
+    "path": ("text", lambda s, e, now: s.path, "the page path"),
+    "pages": ("number", lambda s, e, now: s.pages, "pages viewed in the session"),
+    "dwell_s": ("number", lambda s, e, now: s.page_dwell_ms / 1000, "seconds on this page (visible)"),
+    "session_dwell_s": ("number", lambda s, e, now: s.dwell_ms / 1000, "seconds on the site this session (visible)"),
+    "scroll_pct": ("number", lambda s, e, now: s.scroll_pct, "deepest scroll on this page, in %"),
+    "clicks": ("number", lambda s, e, now: s.clicks, "clicks this session"),
+    "exit_intents": ("number", lambda s, e, now: s.exit_intents, "exit intents this session"),
+    "idle_s": ("number", lambda s, e, now: s.idle_ms / 1000, "seconds idle"),
+    "cart_value": ("number", lambda s, e, now: s.cart_value, "cart value"),
+    "cart_items": ("number", lambda s, e, now: s.cart_items, "items in the cart"),
+    "adds_to_cart": ("number", lambda s, e, now: s.adds, "adds to cart this session"),
+    "checkout_step": ("text", lambda s, e, now: s.checkout_step, "the checkout step"),
+    "purchases": ("number", lambda s, e, now: s.purchases, "orders this session"),
+    "referrer": ("text", lambda s, e, now: s.referrer, "the referrer of the visit"),
+    "utm_source": ("text", lambda s, e, now: s.utm.get("utm_source", ""), "the UTM source"),
+    "utm_medium": ("text", lambda s, e, now: s.utm.get("utm_medium", ""), "the UTM medium"),
+    "utm_campaign": ("text", lambda s, e, now: s.utm.get("utm_campaign", ""), "the UTM campaign"),
+    "lang": ("text", lambda s, e, now: s.lang, "the browser language"),
+    "referrer_host": ("text", lambda s, e, now: _host(s.referrer), "the site they came from"),
+    "device": ("text", lambda s, e, now: s.device, "their device"),
+    "browser": ("text", lambda s, e, now: s.browser, "their browser"),
+    "os": ("text", lambda s, e, now: s.os, "their operating system"),
+    "country": ("text", lambda s, e, now: s.country, "their country"),
+    "region": ("text", lambda s, e, now: s.region, "their region"),
+    "local_hour": ("number", lambda s, e, now: _local(s, now).tm_hour, "the hour on their clock"),
+    "local_weekday": ("text", lambda s, e, now: WEEKDAYS[_local(s, now).tm_wday], "the day on their clock"),
+    "product": ("text", lambda s, e, now: (s.product or {}).get("name", ""), "the product last looked at"),
+    "page_views_24h": ("number", lambda s, e, now: s.visitor.page_views_24h,
+                       "their views of this page in the last 24 h (this one included)"),
+    "type_views_24h": ("number", lambda s, e, now: s.visitor.type_views_24h,
+                       "their views of pages of this type in the last 24 h (this one included)"),
+    "visits": ("number", lambda s, e, now: s.visitor.sessions, "their visits (sessions, this one included)"),
+    "visitor": ("text", lambda s, e, now: "returning" if s.visitor.returning else "new", "the visitor"),
+    "click_target": ("text", lambda s, e, now: (e.fields.get("k") or e.fields.get("id") or "") if e and e.type == "click" else "",
                      "the clicked element's data-kairos or id"),
 }
