@@ -35,7 +35,7 @@ rules:
   - id: first
     when: exit_intent
     if: {page_type: product}
-    then: {show: offer, template: offer.html}
+    then: {show: offer, template: offer.html, params: {body: Welcome.}}
 """
 
 # A second rule, appended to V1 (lines 9-12); the bad versions below spoil it.
@@ -43,7 +43,7 @@ SECOND = """\
   - id: second
     when: scroll
     if: {page_type: %s}
-    then: {show: bar, template: %s}
+    then: {show: bar, template: %s, params: {message: Read on.}}
 """
 V2 = V1 + SECOND % ("product", "bar.html")
 

@@ -182,3 +182,20 @@ def test_a_missing_file_is_refused_clearly(tmp_path):
 def test_an_unknown_version_is_refused():
     with pytest.raises(RulesError, match="version"):
         parse_rules("version: 2\nrules: []\n", "v.yaml", TEMPLATES)
+
+
+def test_a_rule_whose_template_lacks_a_parameter_is_refused_before_it_runs():
+    from kairos.render import Renderer
+
+    renderer = Renderer(ROOT / "templates" / "overlays")
+    text = BASE + "  - id: r\n    when: exit_intent\n    then:\n      show: offer\n      template: offer.html\n      params: {headline: Hi}\n"
+    with pytest.raises(RulesError) as info:
+        parse_rules(text, "test.yaml", renderer.names(), renderer.problem)
+    assert str(info.value) == "test.yaml:9: rules[0].then: template 'offer.html' cannot be rendered: 'body' is undefined"
+    ok = text.replace("{headline: Hi}", "{headline: Hi, body: There}")
+    assert parse_rules(ok, "test.yaml", renderer.names(), renderer.problem).rules[0].id == "r"
+
+
+def test_yaml_nested_too_deeply_is_refused_not_crashed():
+    with pytest.raises(RulesError, match="nested too deeply"):
+        parse_rules("version: 1\nrules: " + "[" * 3000 + "]" * 3000 + "\n", "deep.yaml", TEMPLATES)

@@ -54,7 +54,8 @@ def _check(path: str) -> int:
 
     settings = Settings.load()
     try:
-        rules = load_rules(path, Renderer(settings.templates_dir / "overlays").names())
+        renderer = Renderer(settings.templates_dir / "overlays")
+        rules = load_rules(path, renderer.names(), renderer.problem)
     except RulesError as exc:
         # One line per problem: file:line: place: reason.
         print(exc, file=sys.stderr)

@@ -67,7 +67,7 @@ class FileSignature:
 def parse(rt: "Runtime", text: str, source: str) -> Ruleset:
     """Validate a rules document against the templates that exist now; RulesError if invalid."""
     try:
-        return parse_rules(text, source, rt.renderer.names())
+        return parse_rules(text, source, rt.renderer.names(), rt.renderer.problem)
     except RecursionError:  # PyYAML recurses once per level of nesting: `[[[[…`
         raise RulesError([Problem(source, None, "", "nested too deeply to be a rules document")]) from None
 

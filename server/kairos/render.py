@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 
 from .rules.model import Then
 from .session import SessionState
@@ -33,6 +33,19 @@ class Renderer:
     def names(self) -> set[str]:
         """Template names a rule may use."""
         return {p.name for p in self.dir.glob("*.html")}
+
+    def problem(self, then: Then) -> str | None:
+        """Why a rule's nudge could not be rendered, found before it is put in force.
+
+        A trial render for a session that knows nothing yet (no product, empty
+        cart): a parameter the template needs and the rule does not give fails
+        here, not in front of a visitor.
+        """
+        try:
+            self.render(then, SessionState(sid="s_trial"))
+        except TemplateError as exc:
+            return f"template {then.template!r} cannot be rendered: {exc}"
+        return None
 
     def render(self, then: Then, state: SessionState) -> tuple[str, str]:
         html = self.env.get_template(then.template).render(context(then.params, state))

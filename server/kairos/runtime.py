@@ -64,7 +64,7 @@ class Runtime:
         self.rules = Ruleset.empty()
         if settings.rules is not None:
             # A bad file at start-up stops the server: there are no old rules to keep.
-            self.rules = load_rules(settings.rules, self.renderer.names())
+            self.rules = load_rules(settings.rules, self.renderer.names(), self.renderer.problem)
             log.info("rules: %d loaded from %s", len(self.rules.rules), settings.rules)
             self.rules_version = 1
 

@@ -6,7 +6,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -398,7 +398,14 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def parse_rules(text: str, source: str = "<rules>", templates: set[str] | None = None) -> Ruleset:
+# Checks a rule's `then` beyond the schema (the renderer trial-renders its
+# template): a reason it cannot be shown, or None.
+ThenCheck = Callable[[Then], "str | None"]
+
+
+def parse_rules(
+    text: str, source: str = "<rules>", templates: set[str] | None = None, check_then: ThenCheck | None = None
+) -> Ruleset:
     """Validate a rules document fully; raise RulesError naming every problem."""
     try:
         root = yaml.compose(text)
@@ -407,6 +414,8 @@ def parse_rules(text: str, source: str = "<rules>", templates: set[str] | None =
         mark = getattr(exc, "problem_mark", None)
         reason = str(getattr(exc, "problem", None) or exc)
         raise RulesError([Problem(source, mark.line + 1 if mark else None, "", f"not valid YAML: {reason}")]) from None
+    except RecursionError:
+        raise RulesError([Problem(source, None, "", "not valid YAML: nested too deeply")]) from None
     if not isinstance(data, dict):
         raise RulesError([Problem(source, 1, "", "expected a mapping with 'version' and 'rules'")])
     declared = data.get("page_types") if isinstance(data.get("page_types"), dict) else {}
@@ -423,6 +432,15 @@ def parse_rules(text: str, source: str = "<rules>", templates: set[str] | None =
         seen: set[tuple[Any, ...]] = set()
         unique = [p for p in problems if not ((p.line, p.path) in seen or seen.add((p.line, p.path)))]
         raise RulesError(unique) from None
+    if check_then is not None:
+        problems = []
+        for i, rule in enumerate(doc.rules):
+            reason = check_then(rule.then)
+            if reason:
+                loc = ("rules", i, "then")
+                problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), reason))
+        if problems:
+            raise RulesError(problems)
     enabled = tuple(r for r in doc.rules if r.enabled)
     by_event: dict[str, list[Rule]] = {}
     for rule in enabled:
@@ -436,11 +454,11 @@ def parse_rules(text: str, source: str = "<rules>", templates: set[str] | None =
     )
 
 
-def load_rules(path: str | Path, templates: set[str] | None = None) -> Ruleset:
+def load_rules(path: str | Path, templates: set[str] | None = None, check_then: ThenCheck | None = None) -> Ruleset:
     """Read and validate a rules file."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError([Problem(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
-    return parse_rules(text, str(p), templates)
+    return parse_rules(text, str(p), templates, check_then)
