@@ -153,3 +153,26 @@ def test_the_dashboard_shows_the_live_session_and_its_log_newest_first(serve, pa
     first = staff.locator("#detail-log tbody tr").first
     expect(first.locator(".what")).to_have_text("dismissed")
     expect(staff.locator("#detail-log tbody tr").last.locator(".what")).to_have_text("page_view")
+
+
+@pytest.mark.browser
+def test_a_cart_from_an_earlier_visit_is_known_to_the_new_session(serve, browser):
+    server = serve("memory")
+    context = browser.new_context()
+    try:
+        first = context.new_page()
+        first.goto(server.base + PRODUCT)
+        connected(first)
+        first.locator("#add-to-cart").click()
+        first.close()
+        later = context.new_page()  # a new tab: a new session, the same visitor and cart
+        later.goto(server.base + "/demo/")
+        sid = connected(later)
+        state = server.session_when(sid, lambda s: s["cart_items"] == 1)
+        assert (state["cart_items"], state["cart_value"]) == (1, 49.0)
+        later.goto(server.base + "/demo/category/shirts")
+        assert connected(later) == sid
+        server.session_when(sid, lambda s: s["pages"] == 2)
+        assert server.session(sid)["counts"].get("cart") == 1, "reported once a session, not on every page"
+    finally:
+        context.close()

@@ -405,7 +405,9 @@ const localStorage = {
   setItem: (k, v) => { storage[k] = String(v); },
   removeItem: (k) => { delete storage[k]; },
 };
-const session = {};
+// Most scenarios are a page later in the visit: the kept cart was reported already.
+// "new_tab" is the first page of a new session.
+const session = process.argv[3] === "new_tab" ? {} : { "demo.cartReported": "1" };
 const sessionStorage = {
   getItem: (k) => (k in session ? session[k] : null),
   setItem: (k, v) => { session[k] = String(v); },
@@ -444,7 +446,14 @@ function flushTimers() { while (timers.length) timers.shift().fn(); }
 const cart = () => JSON.parse(storage["demo.cart"] || "null");
 
 const out = {};
-if (scenario === "product_before_snippet") {
+if (scenario === "new_tab") {
+  storage["demo.cart"] = JSON.stringify([{ sku: "KS-SO-002", slug: "leather-boot", name: "Leather Boot", price: 129, qty: 2 }]);
+  window.kairos = { track: (type, fields) => direct.push([type, fields]) };
+  run();
+  out.direct = direct.slice();
+  run();  // the next page of the same session
+  out.directAfterSecondPage = direct.slice();
+} else if (scenario === "product_before_snippet") {
   add(makeEl("button", "add-to-cart", {
     "data-sku": "KS-SO-001", "data-slug": "canvas-sneaker", "data-name": "Canvas Sneaker",
     "data-price": "59.00", "data-image": "/demo/static/img/canvas-sneaker.svg", "data-kairos": "add-to-cart",
@@ -699,3 +708,10 @@ def test_dashboard_js_uses_the_api_and_never_injects_html():
         "scroll_pct", "clicks", "exit_intents", "cart_value", "cart_items", "connected", "overlays", "log",
     ):
         assert re.search(rf"\b{field}\b", js), field
+
+
+@needs_node
+def test_a_new_tab_reports_the_kept_cart_once(tmp_path):
+    out = run_store_js(tmp_path, "new_tab")
+    assert out["direct"] == [["cart", {"value": 258, "items": 2, "cur": "EUR"}]]
+    assert out["directAfterSecondPage"] == out["direct"], "not again on the next page of the session"

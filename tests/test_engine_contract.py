@@ -16,6 +16,7 @@ from kairos.session import event_ops, hello_ops, log_entry
 from kairos.wire import Event, Hello, Page
 
 TTL_S = 60
+PRODUCT = {"name": "Linen shirt", "price": 59.9, "url": "https://shop.example/demo/products/linen-shirt?utm_source=news"}
 
 
 def make_engine(kind: str, redis_url: str, ttl_s: int = TTL_S, pool_size: int = 8):
@@ -34,7 +35,7 @@ async def engine(request, clean_redis):
 
 def hello(sid="s_contract1", vid="v_visitor01", path="/demo/products/linen-shirt") -> Hello:
     page = Page(url=f"https://shop.example{path}?utm_source=news", path=path, title="Linen shirt",
-                prod={"name": "Linen shirt", "price": 59.9})
+                prod={"name": "Linen shirt", "price": 59.9} if "/products/" in path else None)
     return Hello(site="demo", vid=vid, sid=sid, page=page, consent=True, dnt=False, gpc=False, tz=60, lang="en")
 
 
@@ -43,7 +44,7 @@ def now() -> int:
 
 
 async def open_session(engine, sid="s_contract1", vid="v_visitor01", path="/demo/products/linen-shirt"):
-    return await engine.apply(sid, hello_ops(hello(sid, vid, path), "product", now()), [log_entry("event", now(), e="page_view")], now())
+    return await engine.apply(sid, hello_ops(hello(sid, vid, path), classify(path), now()), [log_entry("event", now(), e="page_view")], now())
 
 
 def classify(path: str) -> str:
@@ -53,7 +54,7 @@ def classify(path: str) -> str:
 async def test_a_new_session_holds_its_page_and_visitor(engine):
     state = await open_session(engine)
     assert (state.vid, state.site, state.path, state.page_type, state.pages) == ("v_visitor01", "demo", "/demo/products/linen-shirt", "product", 1)
-    assert state.product == {"name": "Linen shirt", "price": 59.9}
+    assert state.product == PRODUCT
     assert state.utm == {"utm_source": "news"}
     assert await engine.visitor_of("s_contract1") == "v_visitor01"
     assert await engine.visitor_of("s_nobody000") is None
@@ -69,7 +70,7 @@ async def test_state_survives_a_reconnect_with_the_same_session_id(engine):
     assert state.pages == 2
     assert state.dwell_ms == 4000 and state.clicks == 1
     assert state.scroll_pct == 0, "scroll depth is per page"
-    assert state.product == {"name": "Linen shirt", "price": 59.9}, "the product looked at is remembered"
+    assert state.product == PRODUCT, "the product looked at is remembered"
     assert state.connected == 1
 
 
@@ -330,3 +331,23 @@ async def test_visitor_keys_expire_in_redis(clean_redis):
             assert r.ttl(key) > 0, f"{key} has no TTL"
     finally:
         await e.close()
+
+
+async def test_a_page_view_remembers_the_page_it_left_and_its_adds_to_cart(engine):
+    await open_session(engine)  # a product page
+    await engine.apply("s_contract1", event_ops([Event("add_to_cart", 1, {})], classify, now()), [], now())
+    state = await open_session(engine, path="/demo/cart")
+    assert (state.prev_page_type, state.prev_page_adds, state.page_adds) == ("product", 1, 0)
+    state = await open_session(engine, path="/demo/")
+    assert (state.prev_page_type, state.prev_page_adds) == ("other", 0)
+
+
+async def test_a_nudge_kept_for_the_next_page_is_taken_once_by_any_session(engine):
+    await engine.keep_for_next_page("v_visitor01", "cart-recovery", now())
+    assert await engine.pending_for("v_visitor01") == ["cart-recovery"]
+    looked = await engine.visit("v_visitor01", "s_newtab001", "/", "home", False, now())
+    assert looked.pending == (), "a reconnection is not a page view"
+    taken = await engine.visit("v_visitor01", "s_newtab001", "/", "home", True, now())
+    assert taken.pending == ("cart-recovery",)
+    again = await engine.visit("v_visitor01", "s_newtab002", "/", "home", True, now())
+    assert again.pending == () and await engine.pending_for("v_visitor01") == []

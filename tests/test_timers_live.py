@@ -27,6 +27,17 @@ def timers_metric(server, outcome: str) -> int:
     return 0
 
 
+async def test_leaving_a_product_page_with_its_product_in_the_cart_arms_no_reminder(serve):
+    server = serve("memory", rules=REMINDER, extra=SCALE)
+    v = await Visitor.arrive(server.ws_url)
+    await v.events({"e": "add_to_cart", "sku": "X"})
+    await asyncio.sleep(0.1)
+    await v.leave()
+    await Visitor.arrive(server.ws_url, vid=v.vid, sid=v.sid, path="/demo/category/shirts")
+    await asyncio.sleep(0.1)
+    assert "kairos_timers_pending 0" in server.metrics()
+
+
 @pytest.mark.parametrize("engine", ["memory", "redis"])
 async def test_a_reminder_comes_after_the_delay_when_nothing_cancels_it(serve, engine):
     server = serve(engine, rules=REMINDER, extra=SCALE)
@@ -41,12 +52,12 @@ async def test_a_reminder_comes_after_the_delay_when_nothing_cancels_it(serve, e
 
 
 @pytest.mark.parametrize("engine", ["memory", "redis"])
-async def test_adding_to_cart_cancels_the_reminder(serve, engine):
+async def test_adding_to_cart_after_leaving_cancels_the_reminder(serve, engine):
     server = serve(engine, rules=REMINDER, extra=SCALE)
     v = await Visitor.arrive(server.ws_url)
-    await v.events({"e": "add_to_cart", "sku": "X"})
     await v.leave()
-    v = await Visitor.arrive(server.ws_url, vid=v.vid, sid=v.sid, path="/demo/category/shirts")
+    v = await Visitor.arrive(server.ws_url, vid=v.vid, sid=v.sid, path="/demo/category/shirts")  # arms it
+    await v.events({"e": "add_to_cart", "sku": "X"})  # a quick-add from the category page
     state = await asyncio.to_thread(server.session_when, v.sid, lambda s: s["timer_fires"], 10)
     assert state["timer_fires"] == {"product-reminder": 1}, "the timer came due"
     assert timers_metric(server, "cancelled") == 1
@@ -56,7 +67,11 @@ async def test_adding_to_cart_cancels_the_reminder(serve, engine):
 
 async def test_a_cancelling_condition_at_firing_time_holds_the_reminder_back(serve):
     server = serve("memory", rules=REMINDER, extra=SCALE)
-    v = await Visitor.arrive(server.ws_url)  # and stays on the product page
+    v = await Visitor.arrive(server.ws_url)
+    await v.leave()
+    v = await Visitor.arrive(server.ws_url, vid=v.vid, sid=v.sid, path="/demo/category/shirts")  # arms it
+    await v.leave()
+    v = await Visitor.arrive(server.ws_url, vid=v.vid, sid=v.sid)  # back on a product page when it comes due
     await asyncio.to_thread(server.session_when, v.sid, lambda s: s["timer_fires"], 10)
     assert timers_metric(server, "cancelled") == 1
     with pytest.raises(asyncio.TimeoutError):

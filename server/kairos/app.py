@@ -39,7 +39,10 @@ async def health(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return PlainTextResponse(request.app.state.kairos.metrics.render(), media_type="text/plain; version=0.0.4")
+    rt = request.app.state.kairos
+    pending = await rt.engine.pending_timers()
+    text = rt.metrics.render() + f"# HELP kairos_timers_pending Delayed nudges waiting in the queue.\n# TYPE kairos_timers_pending gauge\nkairos_timers_pending {pending}\n"
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
 async def index(request: Request) -> Response:

@@ -34,7 +34,8 @@ async def get_session(request: Request) -> Response:
     state = await rt.engine.session(sid)
     if state is None:
         return JSONResponse({"error": "no such session", "sid": sid}, status_code=404)
-    return JSONResponse({**state.to_json(), "log": await rt.engine.log(sid)})
+    pending = await rt.engine.pending_for(state.vid) if state.vid else []
+    return JSONResponse({**state.to_json(), "pending": pending, "log": await rt.engine.log(sid)})
 
 
 routes = [

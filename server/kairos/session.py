@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .wire import Event, Hello, Page
 
-# An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del.
+# An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del, and
+# copy (the field takes the value of the field named by `value`).
 Op = tuple[str, str, str]
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -39,6 +40,9 @@ class VisitorInfo:
     first_ms: int = 0
     page_views_24h: int = 0  # of the page they are on
     type_views_24h: int = 0  # of pages of its type
+    # Delayed nudges that came due while they were away (`offline: next_page`),
+    # taken by this page view.
+    pending: tuple[str, ...] = ()
 
     @property
     def returning(self) -> bool:
@@ -58,6 +62,9 @@ class SessionState:
     path: str = ""
     title: str = ""
     page_type: str = "other"
+    prev_page_type: str = ""
+    prev_page_adds: int = 0
+    page_adds: int = 0
     page_since_ms: int = 0
     pages: int = 0
     dwell_ms: int = 0
@@ -93,8 +100,6 @@ class SessionState:
     # counts at arming time to see whether a cancelling event happened since.
     counts: dict[str, int] = field(default_factory=dict)
     node: str = ""
-    # Nudges that came due while the visitor was away, to show on the next page view.
-    pending: list[str] = field(default_factory=list)
     timer_fires: dict[str, int] = field(default_factory=dict)
     # Not stored in the session: read from the visitor's keys at page views.
     visitor: VisitorInfo = field(default_factory=VisitorInfo)
@@ -123,11 +128,8 @@ class SessionState:
                 s.dismissed.add(name)
             elif prefix == "n":
                 s.counts[name] = int(value)
-            elif prefix == "q":
-                s.pending.append(name)
             elif prefix == "x":
                 s.timer_fires[name] = int(value)
-        s.pending.sort()
         return s
 
     def to_json(self) -> dict[str, Any]:
@@ -139,7 +141,6 @@ class SessionState:
         out["onscreen"] = self.onscreen
         out["connected"] = self.connected > 0
         out["counts"] = dict(self.counts)
-        out["pending"] = list(self.pending)
         out["timer_fires"] = dict(self.timer_fires)
         return out
 
@@ -150,7 +151,7 @@ def _float(v: str) -> float:
 
 _SCALARS: dict[str, Callable[[str], Any]] = {
     "vid": str, "site": str, "started_ms": int, "seen_ms": int, "url": str, "path": str,
-    "title": str, "page_type": str, "page_since_ms": int, "pages": int, "dwell_ms": int,
+    "title": str, "page_type": str, "prev_page_type": str, "prev_page_adds": int, "page_adds": int, "page_since_ms": int, "pages": int, "dwell_ms": int,
     "page_dwell_ms": int, "scroll_pct": int, "clicks": int, "exit_intents": int, "idle_ms": int,
     "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
     "purchases": int, "referrer": str, "tz": int, "lang": str, "connected": int, "node": str,
@@ -170,6 +171,10 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
     """A new page: counters for the page start again, the product is the page's."""
     p = page if isinstance(page, dict) else {"url": page.url, "path": page.path, "title": page.title, "prod": page.prod}
     ops: list[Op] = [
+        # What the page being left was, and whether its product went into the cart.
+        ("copy", "prev_page_type", "page_type"),
+        ("copy", "prev_page_adds", "page_adds"),
+        ("set", "page_adds", "0"),
         ("set", "url", p["url"]),
         ("set", "path", p["path"]),
         ("set", "title", p.get("title") or ""),
@@ -185,6 +190,7 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
     # The last product looked at stays in the state after leaving its page:
     # "still thinking about X?" is the point of remembering it.
     if prod:
+        prod = {**prod, "url": p["url"]}  # so a reminder can link back to it
         ops.append(("set", "product", json.dumps(prod, separators=(",", ":"), sort_keys=True)))
     return ops
 
@@ -243,7 +249,7 @@ def event_ops(events: Iterable[Event], classify: Callable[[str], str], now_ms: i
                 if "cur" in f:
                     ops.append(("set", "currency", f["cur"]))
             case "add_to_cart":
-                ops.append(("incr", "adds", "1"))
+                ops += [("incr", "adds", "1"), ("incr", "page_adds", "1")]
             case "checkout":
                 ops.append(("set", "checkout_step", f["step"]))
             case "purchase":
@@ -287,6 +293,11 @@ def apply_ops(h: dict[str, str], ops: Iterable[Op]) -> None:
                 h[name] = value
         elif kind == "del":
             h.pop(name, None)
+        elif kind == "copy":
+            if value in h:
+                h[name] = h[value]
+            else:
+                h.pop(name, None)
         else:
             raise ValueError(f"unknown op {kind!r}")
 

@@ -116,7 +116,8 @@ class TimerService(Bus):
         )
         if not (here or elsewhere):
             if rule.offline == "next_page":
-                await rt.engine.apply(t.sid, [("set", f"q:{rule.id}", str(now))], [], now)
+                # Kept for the visitor, not the session: closing the tab ends the session.
+                await rt.engine.keep_for_next_page(state.vid, rule.id, now)
                 return "kept"
             return "dropped"
         frame = await claim_nudge(rt, rule, state, now)

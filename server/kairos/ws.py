@@ -130,7 +130,7 @@ class VisitorSocket:
             return
         p = hello.page
         page_view = Event("page_view", now, {"url": p.url, "path": p.path, "title": p.title, "ref": p.ref, "prod": p.prod})
-        await self._decide(rules, state, [page_view], now, await self._take_pending(rules, state, now))
+        await self._decide(rules, state, [page_view], now, self._pending(rules))
 
     def _context(self) -> dict[str, str]:
         # uvicorn puts the client's address here, from X-Forwarded-For when the
@@ -236,10 +236,11 @@ class VisitorSocket:
                 self.conn.send(frame)
                 return
 
-    async def _take_pending(self, rules: Ruleset, state: SessionState, now: int) -> list[Rule]:
-        """Delayed nudges kept for this page view (`offline: next_page`), best first; taken once."""
-        if not state.pending:
-            return []
-        await self.rt.engine.apply(state.sid, [("del", f"q:{rule_id}", "") for rule_id in state.pending], [], now)
-        found = [r for r in (rules.rule(rule_id) for rule_id in state.pending) if r is not None]
+    def _pending(self, rules: Ruleset) -> list[Rule]:
+        """Delayed nudges kept for the visitor's next page view (`offline: next_page`), best first.
+
+        The engine took them from the visitor's keys with this page view, so two
+        tabs opening at once do not both get them.
+        """
+        found = [r for r in (rules.rule(rule_id) for rule_id in self.visitor.pending) if r is not None]
         return sorted(found, key=lambda r: -r.priority)

@@ -54,7 +54,18 @@ class Engine(ABC):
 
     @abstractmethod
     async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
-        """Record a page view under the visitor (if `record`) and return what is known of them."""
+        """Record a page view under the visitor (if `record`) and return what is known of them.
+
+        A recorded page view also takes the nudges kept for the visitor's next page view.
+        """
+
+    @abstractmethod
+    async def keep_for_next_page(self, vid: str, rule: str, now_ms: int) -> None:
+        """Keep a rule's nudge for the visitor's next page view, in whichever session."""
+
+    @abstractmethod
+    async def pending_for(self, vid: str) -> list[str]:
+        """Rules whose nudges wait for the visitor's next page view."""
 
     @abstractmethod
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:

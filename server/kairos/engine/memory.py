@@ -31,6 +31,7 @@ class _Visitor:
     sessions: int = 0
     views: deque[tuple[int, str, str]] = field(default_factory=lambda: deque(maxlen=VIEWS_KEEP))
     shows: dict[str, list[int]] = field(default_factory=dict)  # by rule; "" for every rule
+    pending: dict[str, int] = field(default_factory=dict)  # rule -> when it was kept
     expires_at: float = 0.0
 
 
@@ -135,15 +136,25 @@ class MemoryEngine(Engine):
         v = self._visitor(vid, now_ms)
         if v.sid != sid:
             v.sid, v.sessions = sid, v.sessions + 1
+        pending: tuple[str, ...] = ()
         if record:
             v.views.append((now_ms, page_type, path))
+            pending, v.pending = tuple(sorted(v.pending)), {}
         recent = [(t, p) for ms, t, p in v.views if ms > now_ms - VIEWS_WINDOW_MS]
         return VisitorInfo(
             sessions=v.sessions,
             first_ms=v.first_ms,
             page_views_24h=sum(1 for _, p in recent if p == path),
             type_views_24h=sum(1 for t, _ in recent if t == page_type),
+            pending=pending,
         )
+
+    async def keep_for_next_page(self, vid: str, rule: str, now_ms: int) -> None:
+        self._visitor(vid, now_ms).pending[rule] = now_ms
+
+    async def pending_for(self, vid: str) -> list[str]:
+        v = self._visitors.get(vid)
+        return sorted(v.pending) if v else []
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         e = self._live(sid)

@@ -103,12 +103,20 @@ class RedisEngine(Engine):
         )
 
     async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
-        sessions, first, same_path, same_type = await self.pipe.evalsha(
+        sessions, first, same_path, same_type, pending = await self.pipe.evalsha(
             self._visit,
             [keys.visitor(vid, "info"), keys.visitor(vid, "views")],
             [now_ms, sid, path, page_type, "1" if record else "0", self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP],
         )
-        return VisitorInfo(int(sessions), int(first), int(same_path), int(same_type))
+        return VisitorInfo(int(sessions), int(first), int(same_path), int(same_type), tuple(sorted(pending)))
+
+    async def keep_for_next_page(self, vid: str, rule: str, now_ms: int) -> None:
+        await self.pipe.execute("HSET", keys.visitor(vid, "info"), f"q:{rule}", now_ms)
+        await self.pipe.execute("EXPIRE", keys.visitor(vid, "info"), self.visitor_ttl_s)
+
+    async def pending_for(self, vid: str) -> list[str]:
+        fields = await self.pipe.execute("HKEYS", keys.visitor(vid, "info"))
+        return sorted(f[2:] for f in fields if f.startswith("q:"))
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         ok = await self.pipe.evalsha(

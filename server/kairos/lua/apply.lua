@@ -22,6 +22,9 @@ for i = 1, #ops, 3 do
     if cur == nil or tonumber(v) > cur then redis.call('HSET', h, f, v) end
   elseif kind == 'del' then
     redis.call('HDEL', h, f)
+  elseif kind == 'copy' then
+    local cur = redis.call('HGET', h, v)
+    if cur then redis.call('HSET', h, f, cur) else redis.call('HDEL', h, f) end
   else
     return redis.error_reply('unknown op ' .. kind)
   end

@@ -3,7 +3,8 @@
 -- (sorted set by ms; members "n|page_type|path", n making each view unique).
 -- ARGV[1] now_ms, ARGV[2] session id, ARGV[3] path, ARGV[4] page type,
 -- ARGV[5] '1' to record this view, ARGV[6] info ttl_s, ARGV[7] window_ms, ARGV[8] most views kept
--- Returns {sessions, first_ms, views of this path, views of this page type}.
+-- Returns {sessions, first_ms, views of this path, views of this page type, pending rules};
+-- a recorded view takes the nudges kept for the next page view (fields q:<rule>).
 local info, views = KEYS[1], KEYS[2]
 local now, sid, path, ptype = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local window, keep = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -12,7 +13,14 @@ if redis.call('HGET', info, 'sid') ~= sid then
   redis.call('HSET', info, 'sid', sid)
   redis.call('HINCRBY', info, 'sessions', 1)
 end
+local pending = {}
 if ARGV[5] == '1' then
+  for _, f in ipairs(redis.call('HKEYS', info)) do
+    if string.sub(f, 1, 2) == 'q:' then
+      pending[#pending + 1] = string.sub(f, 3)
+      redis.call('HDEL', info, f)
+    end
+  end
   local n = redis.call('HINCRBY', info, 'n', 1)
   redis.call('ZADD', views, now, n .. '|' .. ptype .. '|' .. path)
   redis.call('ZREMRANGEBYSCORE', views, '-inf', now - window)
@@ -26,4 +34,4 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', views, '(' .. (now - window), '+i
   if t == ptype then same_type = same_type + 1 end
 end
 redis.call('EXPIRE', info, tonumber(ARGV[6]))
-return {tonumber(redis.call('HGET', info, 'sessions')), tonumber(redis.call('HGET', info, 'first')), same_path, same_type}
+return {tonumber(redis.call('HGET', info, 'sessions')), tonumber(redis.call('HGET', info, 'first')), same_path, same_type, pending}

@@ -259,7 +259,7 @@ def _condition(name: str, raw: Any, page_types: set[str] | None) -> Condition:
     for value in _condition_values(cond):
         if _kind_of(value) != kind:
             raise ValueError(f"{name} is a {kind}, got {value!r}")
-    if name == "page_type" and page_types is not None:
+    if name in ("page_type", "previous_page_type") and page_types is not None:
         for value in _condition_values(cond):
             if value not in page_types:
                 raise ValueError(f"unknown page type {value!r}; page_types declares {sorted(page_types)}")

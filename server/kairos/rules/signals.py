@@ -31,6 +31,8 @@ SIGNALS: dict[str, tuple[str, Getter, str]] = {
     # name: (kind, getter, what it means — shown by `kairos check`)
     "page_type": ("text", lambda s, e, now: s.page_type, "the page type"),
     "path": ("text", lambda s, e, now: s.path, "the page path"),
+    "previous_page_type": ("text", lambda s, e, now: s.prev_page_type, "the page type they came from"),
+    "previous_page_adds": ("number", lambda s, e, now: s.prev_page_adds, "their adds to cart on the page they came from"),
     "pages": ("number", lambda s, e, now: s.pages, "pages viewed in the session"),
     "dwell_s": ("number", lambda s, e, now: s.page_dwell_ms / 1000, "seconds on this page (visible)"),
     "session_dwell_s": ("number", lambda s, e, now: s.dwell_ms / 1000, "seconds on the site this session (visible)"),

@@ -78,9 +78,22 @@
     return { total: round2(total), count: count };
   }
 
+  var REPORTED = "demo.cartReported";
+
   function reportCart(items) {
     var t = totals(items);
     kTrack("cart", { value: t.total, items: t.count, cur: CUR });
+    try { sessionStorage.setItem(REPORTED, "1"); } catch (e) { /* private mode */ }
+  }
+
+  // A cart kept from an earlier visit is news to a new session (a new tab):
+  // report it once, not on every page, so "cart untouched for 10 minutes"
+  // is not restarted by browsing.
+  function reportCartOncePerSession() {
+    var items = readCart();
+    var reported = null;
+    try { reported = sessionStorage.getItem(REPORTED); } catch (e) { /* private mode */ }
+    if (!reported && totals(items).count > 0) reportCart(items);
   }
 
   function addItem(product, qty) {
@@ -303,6 +316,7 @@
   }
 
   function init() {
+    reportCartOncePerSession();
     updateCount();
     initProduct();
     renderCart();
