@@ -21,7 +21,6 @@ import json
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,23 +32,11 @@ import msgpack
 import psutil
 from websockets.asyncio.client import connect
 
+from common import free_port, hello, percentile
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RULES = HERE / "bench-rules.yaml"
-PRODUCT = "/demo/products/linen-shirt"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
 def events_total(base: str) -> int:
@@ -69,16 +56,10 @@ class Stats:
 
 async def visitor(n: int, ws_url: str, args: argparse.Namespace, stats: Stats, stop: asyncio.Event, ready: list[int]) -> None:
     vid = f"v_bench{n:07d}"
-    hello = {
-        "v": 1, "t": "hello", "site": "demo", "vid": vid, "sid": None,
-        "page": {"url": f"http://bench{PRODUCT}", "path": PRODUCT, "title": "Linen shirt", "ref": "",
-                 "prod": {"name": "Linen shirt", "price": 49.0}},
-        "consent": True, "dnt": False, "gpc": False, "sv": "bench", "tz": 0, "lang": "en", "vp": [1280, 800],
-    }
     pending: dict[int, float] = {}
     try:
         async with connect(ws_url, compression=None, open_timeout=30, ping_interval=None) as ws:
-            await ws.send(msgpack.packb(hello))
+            await ws.send(hello(vid))
             welcome = msgpack.unpackb(await ws.recv())
             assert welcome["t"] == "welcome", welcome
             ready[0] += 1
