@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
+from typing import Any
 
 import msgpack
 
@@ -31,3 +34,13 @@ def hello(vid: str, path: str = PRODUCT) -> bytes:
                  "prod": {"name": "Linen shirt", "price": 49.0}},
         "consent": True, "dnt": False, "gpc": False, "sv": "bench", "tz": 0, "lang": "en", "vp": [1280, 800],
     })
+
+
+def report(result: dict[str, Any], json_path: Path | None) -> None:
+    """Print a result as aligned lines (quoted in issue notes), and write it as JSON if asked."""
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1) + "\n")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import re
@@ -54,7 +53,7 @@ import psutil
 import yaml
 from websockets.asyncio.client import connect
 
-from common import free_port, hello, percentile
+from common import free_port, hello, percentile, report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -425,13 +424,7 @@ def main() -> None:
         args.inject = "engine" if args.engine == "redis" else "visitors"
     import uvloop
 
-    result = uvloop.run(run(args))
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    report(uvloop.run(run(args)), args.json)
 
 
 if __name__ == "__main__":
