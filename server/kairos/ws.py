@@ -115,14 +115,14 @@ class VisitorSocket:
         rules = rt.rules
         page_type = rules.classify(hello.page.path)
         page_log = [] if hello.re else [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
-        # Both go out in one auto-pipelined round trip.
-        state, self.visitor = await asyncio.gather(
+        # Concurrent, so they share the engine's round trip.
+        state, self.visitor, _ = await asyncio.gather(
             rt.engine.apply(sid, hello_ops(hello, page_type, now, rt.node_id, self._context()), page_log, now),
             rt.engine.visit(hello.vid, sid, hello.page.path, page_type, not hello.re, now),
+            rt.engine.mark_live(sid, now),
         )
         state.visitor = self.visitor
         self.vid = hello.vid
-        await rt.engine.mark_live(sid, now)
         self.sid = sid
         rt.hub.add(sid, self.conn)
         self.conn.send(wire.welcome(sid, rt.track, max_frame=rt.settings.max_frame_bytes, max_events=rt.settings.max_events))
@@ -134,7 +134,7 @@ class VisitorSocket:
 
     def _context(self) -> dict[str, str]:
         # uvicorn puts the client's address here, from X-Forwarded-For when the
-        # proxy is trusted (--forwarded-allow-ips). It is read once and not kept.
+        # proxy is trusted (FORWARDED_ALLOW_IPS). It is read once and not kept.
         ip = self.ws.client.host if self.ws.client else None
         return request_context(self.ws.headers.get("user-agent", ""), ip, self.rt.geo)
 
