@@ -1,9 +1,11 @@
 // Event batching: events gather for wait() ms or until `max` of them, then go
-// out as one `events` frame {v:1, t:"events", seq, ev}. Some types are flushed
-// at once. While the connection is not ready the queue keeps only the newest
-// `cap` events. Pure: sending, readiness, frame size and timers are injected.
+// out as one `events` frame {v:1, t:"events", seq, ev, lost?}. Some types are
+// flushed at once. While the connection is not ready the queue is the offline
+// buffer: it keeps the newest `cap` events, and the ones it had to drop are
+// counted and reported as `lost` with the next frame. Pure: sending,
+// readiness, frame size and timers are injected.
 
-export const IMMEDIATE = ['exit_intent', 'cart', 'add_to_cart', 'checkout', 'purchase']
+export const IMMEDIATE = ['exit_intent', 'cart', 'add_to_cart', 'checkout', 'purchase', 'rage_click']
 
 // opts: send(frame), ready() -> bool, wait() -> ms (default 1000),
 //       fits(frame) -> bool (default: always), max (20), cap (100),
@@ -16,6 +18,7 @@ export function createBatcher (opts) {
   let max = opts.max || 20
   let q = []
   let seq = 0
+  let lost = 0
   let timer = null
 
   const stopTimer = () => {
@@ -23,25 +26,36 @@ export function createBatcher (opts) {
     timer = null
   }
 
-  function flush () {
+  // Send what is queued, through `via` (the page-hide beacon) if given, else
+  // through opts.send while the connection is ready.
+  function flush (via) {
     stopTimer()
-    while (q.length && opts.ready()) {
+    while (q.length && (via || opts.ready())) {
       let n = Math.min(max, q.length)
+      const make = () => {
+        const f = { v: 1, t: 'events', seq, ev: q.slice(0, n) }
+        if (lost) f.lost = lost
+        return f
+      }
       let frame
       // halve the batch until it fits in a frame the server accepts
-      while (!fits(frame = { v: 1, t: 'events', seq, ev: q.slice(0, n) }) && n > 1) n = Math.ceil(n / 2)
+      while (!fits(frame = make()) && n > 1) n = Math.ceil(n / 2)
       q.splice(0, n)
       // a single event too large for any frame is dropped, never sent
-      if (n > 1 || fits(frame)) { seq++; opts.send(frame) }
+      if (fits(frame)) {
+        seq++
+        lost = 0
+        ;(via || opts.send)(frame)
+      } else lost++
     }
   }
 
   return {
     add (ev) {
       q.push(ev)
-      if (q.length > cap) q.splice(0, q.length - cap)
+      if (q.length > cap) lost += q.splice(0, q.length - cap).length
       if (IMMEDIATE.indexOf(ev.e) >= 0 || q.length >= max) flush()
-      else if (timer === null) timer = setTimer(flush, opts.wait ? opts.wait() : 1000)
+      else if (timer === null) timer = setTimer(() => flush(), opts.wait ? opts.wait() : 1000)
     },
     flush,
     // a new connection: seq starts again at 0, the server may ask for smaller batches
@@ -49,6 +63,8 @@ export function createBatcher (opts) {
       seq = 0
       if (maxEvents > 0) max = Math.min(opts.max || 20, maxEvents)
     },
-    clear () { stopTimer(); q = [] }
+    clear () { stopTimer(); q = []; lost = 0 },
+    get lost () { return lost },
+    get size () { return q.length }
   }
 }

@@ -23,14 +23,22 @@ export function endpoint (explicit, src, pageHref) {
 
 const ep = (a, b, c) => { try { return endpoint(a, b, c) } catch (e) { return '' } }
 
+// The beacon URL for a websocket URL: same host over http(s), path .../b
+// beside .../ws (wss://k.example/ws -> https://k.example/b).
+export const beaconUrl = ws => ws && new URL('b', 'http' + ws.slice(2)).href
+
 // Read data-* attributes of the snippet's own <script> tag.
 export function readConfig (doc, loc) {
   const el = doc.currentScript || doc.querySelector('script[data-site]')
   const attr = n => (el && el.getAttribute('data-' + n)) || ''
   const site = attr('site')
+  const ws = ep(attr('endpoint'), el && el.src, loc.href)
   return {
     site: SITE_RE.test(site) ? site : '',
-    endpoint: ep(attr('endpoint'), el && el.src, loc.href),
-    consentRequired: attr('consent') === 'required'
+    endpoint: ws,
+    beacon: beaconUrl(ws),
+    consentRequired: attr('consent') === 'required',
+    // where the visitor id lives: localStorage (default) or a first-party cookie
+    cookie: attr('vid-store') === 'cookie'
   }
 }

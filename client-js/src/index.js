@@ -6,14 +6,22 @@ import { readConfig, gate } from './config.js'
 import { createIds } from './ids.js'
 import { connect } from './connection.js'
 import { createBatcher } from './batch.js'
-import { startTracking } from './track.js'
+import { startTracking, watchRoutes } from './track.js'
 import { createOverlay } from './overlay.js'
 import { pageInfo } from './page.js'
 import { VERSION, helloFrame, feedbackFrame } from './frames.js'
 import { replay } from './stub.js'
 
-// until the server's welcome says otherwise
-const DEFAULTS = { batch_ms: 1000, dwell_ms: 5000, scroll_step: 10, idle_ms: 30000, exit: true }
+// until the server's welcome says otherwise (docs/protocol.md, welcome `track`)
+const DEFAULTS = {
+  batch_ms: 1000, dwell_ms: 5000, scroll_step: 10, idle_ms: 30000,
+  exit: true, exit_min_ms: 3000, exit_gap_ms: 10000, exit_scroll: true, exit_back: false, exit_hidden: true,
+  clicks: true, click_text: true, rage_n: 3, rage_ms: 1000, hes_ms: 15000, copy: false, spa: true
+}
+// events the store reports with kairos.track(); any other name goes as `custom`
+const STORE = ['cart', 'add_to_cart', 'checkout', 'purchase']
+// a route change is announced after this long, unless kairos.page() comes first
+const ROUTE_MS = 100
 
 function main (w, d) {
   const prev = w.kairos
@@ -26,10 +34,11 @@ function main (w, d) {
   const cfg = readConfig(d, w.location)
   if (!cfg.site) warn('config', 'data-site missing or invalid')
   const nav = w.navigator
+  const loc = w.location
   // DNT / GPC: no connection, no tracking, nothing kept, for the whole page load
   const privacy = gate(nav, w)
-  const settings = Object.assign({}, DEFAULTS)
-  const ids = createIds(w)
+  const s = Object.assign({}, DEFAULTS)
+  const ids = createIds(w, d, cfg.cookie)
   let consented = !cfg.consentRequired
   let conn = null
   let tracker = null
@@ -38,42 +47,73 @@ function main (w, d) {
   let hellos = 0 // hellos sent for this page view; the first one is the page view
   let maxFrame = 16384
   let fb = [] // feedback waiting for the (re)connection
+  let props = {} // what kairos.page() said about the current page
+  const here = () => loc.pathname + loc.search
+  let announced = here() // the URL of the last page view (hash changes are not page views)
+  let routeTimer = 0
 
+  const isOpen = () => !!conn && conn.state === 'open'
   const batcher = createBatcher({
     send: f => conn.send(f),
-    ready: () => !!conn && conn.state === 'open',
-    wait: () => settings.batch_ms,
+    ready: isOpen,
+    wait: () => s.batch_ms,
     fits: f => encode(f).length <= maxFrame
   })
   // e and ts first, and never overwritten by the fields
-  const emit = (e, fields, ts) => batcher.add(Object.assign({ e, ts: ts = Date.now() }, fields, { e, ts }))
-  const flush = () => batcher.flush()
+  const emit = (e, fields) => {
+    const ts = Date.now()
+    batcher.add(Object.assign({ e, ts }, fields, { e, ts }))
+  }
+  const beacon = f => cfg.beacon && nav.sendBeacon && nav.sendBeacon(cfg.beacon, encode(f))
+  // the page is hidden or going away: what the socket cannot take now goes by
+  // beacon to the session it belongs to (or waits, when there is none yet)
+  const leave = () => {
+    const s = ids.sid()
+    if (isOpen()) batcher.flush()
+    else if (s) batcher.flush(f => beacon(Object.assign(f, { site: cfg.site, vid: ids.vid(), sid: s })))
+  }
 
   const overlay = createOverlay(d, w, (oid, act) => {
     const f = feedbackFrame(oid, act, Date.now())
     if (!conn || !conn.send(f)) fb = fb.concat(f).slice(-10)
   })
 
+  const announce = () => {
+    clearTimeout(routeTimer)
+    announced = here()
+    if (tracker) tracker.newPage()
+    emit('page_view', pageInfo(d, loc, props))
+  }
+  // a single-page app changed its URL (pushState, replaceState, back/forward)
+  const routed = () => {
+    if (!tracker || !s.spa || here() === announced) return
+    props = {}
+    clearTimeout(routeTimer)
+    routeTimer = setTimeout(safe(announce), ROUTE_MS)
+  }
+
   function onFrame (f) {
     if (f.t === 'welcome') {
       ids.setSid(f.sid)
       sid = ids.sid()
-      Object.assign(settings, f.track)
+      Object.assign(s, f.track)
       if (f.max_frame > 0) maxFrame = f.max_frame
       batcher.reset(f.max_events) // seq counts the batches of one connection
       fb.splice(0).forEach(conn.send)
-      flush()
+      batcher.flush()
     } else if (f.t === 'show') overlay.show(f)
     else if (f.t === 'hide') overlay.hide(f.oid)
     else if (f.t === 'error') warn(f.code, f.msg)
   }
 
+  let watching = false
   function start () {
     if (conn || !cfg.site || privacy || !consented) return
-    tracker = startTracking(w, d, settings, emit, flush)
+    if (!watching) watching = !watchRoutes(w, safe(routed))
+    tracker = startTracking(w, d, s, emit, leave, 0, api.track)
     conn = connect(
       cfg.endpoint,
-      () => helloFrame(cfg.site, ids.vid(), ids.sid(), pageInfo(d, w.location), nav, w, new Date(), hellos++ > 0),
+      () => helloFrame(cfg.site, ids.vid(), ids.sid(), pageInfo(d, loc, props), nav, w, new Date(), hellos++ > 0),
       safe(onFrame)
     )
     conn.open()
@@ -85,7 +125,7 @@ function main (w, d) {
   on('pagehide', () => {
     if (!conn) return
     tracker.dwell()
-    flush()
+    leave()
     if (conn.state !== 'closed') { suspended = true; conn.close(1000) }
   })
   on('pageshow', e => {
@@ -93,25 +133,36 @@ function main (w, d) {
     if (e.persisted && suspended && conn) { suspended = false; hellos = 0; conn.open() }
   })
 
-  w.kairos = {
+  const api = w.kairos = {
     version: VERSION,
-    // a store-reported event: kairos.track("cart", { value: 42.5, items: 2, cur: "EUR" });
-    // before consent it waits in memory (newest 100), under DNT/GPC it is dropped
-    track: safe((type, fields) => {
+    // a store-reported event: kairos.track('add_to_cart', { sku, price, qty });
+    // a name that is not one of STORE goes as { e: 'custom', name, props }.
+    // Before consent it waits in memory (newest 100); under DNT/GPC it is dropped.
+    track: safe((name, fields) => {
       if (privacy) return
-      if (typeof type !== 'string') return warn('track', 'bad type')
-      encode(fields || 0) // throws (and the event is dropped) on values msgpack cannot carry
-      emit(type, fields)
+      fields = fields || {}
+      encode(fields) // throws (and the event is dropped) on values msgpack cannot carry
+      if (STORE.indexOf(name) >= 0) emit(name, fields)
+      else if (/^[\w.:-]{1,64}$/.test(name)) emit('custom', { name, props: fields })
+      else warn('track', 'bad event name')
     }),
-    // a single-page navigation
-    page: safe(() => {
+    // the store's own id for the visitor (the server keeps only a hash of it)
+    identify: safe(id => {
+      if (!privacy && id != null && id !== '') emit('identify', { uid: String(id).slice(0, 128) })
+    }),
+    // this page's type and product: kairos.page({ type: 'product', product: { sku, name, price, cur } });
+    // before the connection's hello it rides in the hello, after it is a page view
+    page: safe(p => {
       if (privacy) return
-      if (tracker) tracker.newPage()
-      emit('page_view', pageInfo(d, w.location))
+      props = p && typeof p === 'object' ? p : {}
+      if (hellos) announce()
     }),
     consent: safe(ok => {
       consented = !!ok
       if (ok) return start()
+      // ask the server to erase what it keeps about this visitor
+      const vid = ids.vid(true)
+      if (vid && cfg.site) beacon({ v: 1, t: 'forget', site: cfg.site, vid, sid: ids.sid() })
       if (tracker) tracker.stop()
       if (conn) conn.close()
       tracker = conn = sid = null
@@ -125,7 +176,7 @@ function main (w, d) {
   }
 
   start()
-  replay(prev, w.kairos)
+  replay(prev, api)
 }
 
 if (typeof window !== 'undefined') {

@@ -1,40 +1,25 @@
 // Renders `show` frames in an open shadow root, one overlay at a time.
 //
-// <div id="kairos-host" style="all:initial!important">
-//   #shadow-root (open)
-//     <style>base CSS + frame css</style>
-//     <div class="k-backdrop" data-k-close></div>            (place center only)
-//     <div class="k-overlay k-place-P k-kind-K" role="dialog" aria-label=".." [aria-modal="true"] tabindex="-1" data-oid="..">
-//       <button class="k-close" data-k-close aria-label="Close">×</button>
-//       ...frame html...
-//     </div>
+// <div id="kairos-host">                    (all: initial, set through the CSSOM)
+//   #shadow-root (open)                     the frame's css as a constructed stylesheet
+//     ...the frame's html: the server's frame around the template, e.g.
+//     <div class="k-backdrop" data-k-close></div>
+//     <div class="k-overlay k-place-center k-kind-offer" role="dialog" aria-labelledby="k-title"
+//          aria-modal="true" tabindex="-1"> <button data-k-close aria-label="Close">×</button> … </div>
+//
+// The server owns the markup and the styles (templates/overlays/); this file
+// owns the behaviour: focus, keyboard, clicks, expiry and the feedback. A
+// constructed stylesheet is not inline style, so a page with a strict
+// Content-Security-Policy (no 'unsafe-inline') shows the overlay styled.
 
 export const HOST_ID = 'kairos-host'
-const PLACES = ['center', 'top', 'bottom', 'corner']
-const KINDS = ['overlay', 'offer', 'chat', 'bar']
-const LABELS = ['Message', 'Offer', 'Chat', 'Notice'] // aria-label per kind
-
-const CSS =
-  '.k-overlay{position:fixed;z-index:2147483647;box-sizing:border-box;max-height:90vh;overflow:auto;padding:22px;' +
-  'background:#fff;color:#222;border-radius:14px;box-shadow:0 16px 48px #0004;outline:0;font:15px/1.5 system-ui,sans-serif}' +
-  '.k-close{position:absolute;top:6px;right:8px;border:0;background:none;color:inherit;font:24px/1 sans-serif;cursor:pointer;opacity:.6}' +
-  '.k-close:hover,.k-close:focus{opacity:1}.k-close+*{margin-top:0}:last-child{margin-bottom:0}button{font:inherit}' +
-  '.k-backdrop{position:fixed;inset:0;z-index:2147483646;background:#0006;animation:k-f .2s}' +
-  '.k-place-center{top:50%;left:50%;width:min(440px,92vw);transform:translate(-50%,-50%);animation:k-f .2s}' +
-  '.k-place-top,.k-place-bottom{left:0;right:0;border-radius:0;padding:14px 48px 14px 20px;text-align:center}' +
-  '.k-place-top{top:0;animation:k-d .3s}' +
-  '.k-place-bottom,.k-place-corner{bottom:0;animation:k-u .3s}' +
-  '.k-place-corner{right:16px;bottom:16px;width:min(340px,92vw)}' +
-  '@keyframes k-f{from{opacity:0}}' +
-  '@keyframes k-d{from{transform:translateY(-100%)}}' +
-  '@keyframes k-u{from{transform:translateY(100%);opacity:0}}' +
-  '@media (prefers-reduced-motion:reduce){*{animation:none!important}}'
+const FOCUSABLE = 'a[href],button,input,select,textarea,[tabindex="0"]'
 
 // feedback(oid, act) sends a feedback frame
 export function createOverlay (doc, win, feedback) {
   let host = null
   let root = null
-  let cur = null // { oid, timer, prev }
+  let cur = null // { oid, el, timer, prev }
 
   function remove (act) {
     const c = cur
@@ -56,7 +41,7 @@ export function createOverlay (doc, win, feedback) {
     if (!host) {
       host = doc.createElement('div')
       host.id = HOST_ID
-      host.setAttribute('style', 'all:initial!important')
+      host.style.setProperty('all', 'initial', 'important')
       root = host.attachShadow({ mode: 'open' })
       root.addEventListener('click', guard(e => {
         const t = e.target.closest('[data-k-click],[data-k-close]')
@@ -66,28 +51,37 @@ export function createOverlay (doc, win, feedback) {
         feedback(cur.oid, 'clicked')
         if (v === 'close') remove()
       }))
+      root.addEventListener('keydown', guard(e => {
+        // Tab goes round inside a modal dialog
+        if (e.key !== 'Tab' || !cur.el.getAttribute('aria-modal')) return
+        const all = root.querySelectorAll(FOCUSABLE)
+        const first = all[0]
+        const last = all[all.length - 1]
+        const a = root.activeElement
+        if (e.shiftKey ? a === first || a === cur.el : a === last) {
+          e.preventDefault()
+          ;(e.shiftKey ? last : first).focus()
+        }
+      }))
       doc.addEventListener('keydown', guard(e => {
         if (e.key === 'Escape') remove('dismissed')
       }), true)
     }
     if (!host.isConnected) (doc.body || doc.documentElement).appendChild(host)
 
-    const place = PLACES.indexOf(f.place) >= 0 ? f.place : 'center'
-    const k = Math.max(0, KINDS.indexOf(f.kind)) // unknown kinds render as 'overlay'
-    const modal = place === 'center'
-    root.innerHTML = '<style></style>' +
-      (modal ? '<div class="k-backdrop" data-k-close></div>' : '') +
-      '<div class="k-overlay k-place-' + place + ' k-kind-' + KINDS[k] + '" role="dialog" aria-label="' + LABELS[k] + '"' +
-      (modal ? ' aria-modal="true"' : '') + ' tabindex="-1">' +
-      '<button type="button" class="k-close" data-k-close aria-label="Close">\u00d7</button>' + f.html + '</div>'
-    root.firstChild.textContent = CSS + (typeof f.css === 'string' ? f.css : '')
-    const el = root.querySelector('.k-overlay')
-    el.setAttribute('data-oid', f.oid)
+    root.innerHTML = f.html
+    try {
+      const sheet = new win.CSSStyleSheet()
+      sheet.replaceSync(f.css || '')
+      root.adoptedStyleSheets = [sheet]
+    } catch (e) {}
+    const el = root.querySelector('[tabindex="-1"]') || root
+    if (el.setAttribute) el.setAttribute('data-oid', f.oid)
 
     const prev = doc.activeElement
-    cur = { oid: f.oid, prev }
-    // a bar or bubble does not take the keyboard from someone typing in a form
-    if (modal || !prev || !(/^(INPUT|TEXTAREA|SELECT)$/.test(prev.tagName) || prev.isContentEditable)) {
+    cur = { oid: f.oid, el, prev }
+    // only a dialog takes the keyboard, and not from someone typing in a form
+    if (el.getAttribute('aria-modal') || (el.getAttribute('role') === 'dialog' && !(prev && /^(INPUT|TEXTAREA|SELECT)$/.test(prev.tagName)))) {
       el.focus({ preventScroll: true })
     }
     feedback(f.oid, 'shown')

@@ -1,40 +1,52 @@
-// The `page` map of hello and page_view, with the product from Open Graph tags.
+// The `page` map of hello and page_view: the URL, the page type and product
+// the store declared with kairos.page(), else the product from Open Graph tags.
 // The server refuses over-long strings (it never truncates), so they are cut
 // here to the protocol's limits: a shortened URL beats a refused hello.
 
-const cut = (s, n) => String(s || '').slice(0, n)
+const cut = (s, n) => String(s == null ? '' : s).trim().slice(0, n)
+
+// product fields: [Open Graph property, length limit] (price is a number)
+const OG = {
+  name: ['og:title', 256],
+  price: ['product:price:amount'],
+  cur: ['product:price:currency', 3],
+  sku: ['product:retailer_item_id', 64],
+  img: ['og:image', 2048],
+  cat: ['product:category', 128]
+}
+
+// The `prod` map from get(field) -> string, or undefined when it is empty.
+export function product (get) {
+  const p = {}
+  for (const k in OG) {
+    const v = cut(get(k, OG[k][0]), 2048)
+    if (OG[k][1]) { if (v) p[k] = v.slice(0, OG[k][1]) } else {
+      const n = parseFloat(v.replace(',', '.'))
+      if (n >= 0 && isFinite(n)) p[k] = n
+    }
+  }
+  for (const k in p) return p
+}
 
 function meta (doc, prop) {
   const el = doc.querySelector('meta[property="' + prop + '"]')
-  const v = el && el.getAttribute('content')
-  return v ? v.trim() : ''
+  return el && el.getAttribute('content')
 }
 
-// key order as in docs/frames/valid.json
-export function product (doc) {
-  if (meta(doc, 'og:type').toLowerCase() !== 'product') return undefined
-  const p = {}
-  const name = meta(doc, 'og:title')
-  const price = parseFloat(meta(doc, 'product:price:amount').replace(',', '.'))
-  const cur = meta(doc, 'product:price:currency')
-  const sku = meta(doc, 'product:retailer_item_id')
-  const img = meta(doc, 'og:image')
-  if (name) p.name = cut(name, 256)
-  if (price >= 0 && isFinite(price)) p.price = price
-  if (cur) p.cur = cut(cur, 3)
-  if (sku) p.sku = cut(sku, 64)
-  if (img) p.img = cut(img, 2048)
-  return Object.keys(p).length ? p : undefined
-}
-
-export function pageInfo (doc, loc) {
+// props: what the store passed to kairos.page(): { type, product: { name, price, cur, sku, img, cat } }
+export function pageInfo (doc, loc, props) {
+  props = props || {}
   const page = {
     url: cut(loc.href, 2048),
     path: cut(loc.pathname, 1024),
     title: cut(doc.title, 256),
     ref: cut(doc.referrer, 2048)
   }
-  const prod = product(doc)
+  if (props.type) page.type = cut(props.type, 32)
+  const given = props.product
+  const prod = given && typeof given === 'object'
+    ? product(k => given[k])
+    : cut(meta(doc, 'og:type'), 16).toLowerCase() === 'product' ? product((k, og) => meta(doc, og)) : undefined
   if (prod) page.prod = prod
   return page
 }

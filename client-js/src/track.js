@@ -1,52 +1,98 @@
-// Collectors: dwell, scroll depth, clicks, exit intent, idle.
-// Listeners are passive; nothing here reads form values or text content.
+// Collectors: page views of single-page apps, dwell, scroll depth, clicks, rage
+// clicks, exit intent (desktop and touch), idle, form hesitation, copy.
+// Every listener is passive and cheap (a timestamp, or one measure a frame);
+// nothing here reads a form field's value.
 
 import { HOST_ID } from './overlay.js'
+import { scrollPct, rage, flick, exitOk } from './signals.js'
 
 const PASSIVE = { passive: true, capture: true }
-const EXIT_GAP = 10000
 const TICK = 1000
+const FIELD = /^(INPUT|SELECT|TEXTAREA)$/
+// what a click is "on": the nearest element a visitor means to press
+const ACTION = 'a,button,summary,label,[role=button],[data-kairos],[data-kairos-track],input,select,textarea'
+// elements whose own text names them (a button or link cannot contain form fields)
+const NAMED = /^(A|BUTTON|SUMMARY)$/
 
-// The `click` event's fields for a click on `target` (an Element).
-// Only the tag name, id, data-kairos and a link's path: never a form field's
-// value nor any text of the page.
-export function clickPayload (target) {
-  if (!target || !target.tagName) return null
-  const p = { tag: target.tagName.toLowerCase().slice(0, 16) }
-  const id = target.id
-  if (id && id.length <= 64) p.id = id
-  const kEl = target.closest('[data-kairos]')
+// The element's data-kairos-* attributes as { name: value } (8 at most), or undefined.
+export function kattrs (el) {
+  let out
+  let n = 0
+  for (const a of el.attributes || []) {
+    const k = a.name.slice(12)
+    if (a.name.slice(0, 12) === 'data-kairos-' && k.length <= 32 && n++ < 8) (out = out || {})[k] = a.value.slice(0, 64)
+  }
+  return out
+}
+
+// The `click` fields for a click on `target`: the nearest element a visitor
+// means to press, its tag, id, data-kairos and data-kairos-* attributes, a
+// link's path and (with `text`) a short excerpt of a link's or button's own
+// text. Never a form field's value. Fields over the protocol's limits are left
+// out rather than getting the event refused.
+export function clickPayload (target, text) {
+  if (!target || !target.closest) return null
+  const el = target.closest(ACTION) || target
+  const p = { tag: el.tagName.toLowerCase().slice(0, 16) }
+  if (el.id && el.id.length <= 64) p.id = el.id
+  const kEl = el.closest('[data-kairos]')
   const k = kEl && kEl.getAttribute('data-kairos')
   if (k && k.length <= 64) p.k = k
-  const a = target.closest('a[href]')
+  const ka = kattrs(el)
+  if (ka) p.ka = ka
+  const a = el.closest('a[href]')
   const path = a && a.pathname // HTMLAnchorElement only (an SVG <a> has none)
   if (path && path.length <= 1024) p.href = path
+  const t = text && NAMED.test(el.tagName) && (el.textContent || '').replace(/\s+/g, ' ').trim().slice(0, 64)
+  if (t) p.text = t
   return p
 }
 
-// Deepest scroll of the page, int percent 0..100.
-export function scrollPct (scrollY, viewH, pageH) {
-  if (!(pageH > 0)) return 0
-  return Math.max(0, Math.min(100, Math.round((scrollY + viewH) / pageH * 100)))
+// The fields of a `data-kairos-track` element's event: its other data-kairos-*
+// attributes, numbers as numbers (data-kairos-price="59.90" -> price: 59.9).
+export function trackProps (el) {
+  const p = kattrs(el) || {}
+  delete p.track
+  for (const k in p) if (/^-?\d+(\.\d+)?$/.test(p[k])) p[k] = +p[k]
+  return p
+}
+
+// Calls fn after every history.pushState / replaceState and on popstate: the
+// moments a single-page app changes its URL.
+export function watchRoutes (win, fn) {
+  const h = win.history
+  for (const m of ['pushState', 'replaceState']) {
+    const orig = h[m]
+    h[m] = function () {
+      const r = orig.apply(this, arguments)
+      fn()
+      return r
+    }
+  }
+  win.addEventListener('popstate', fn)
 }
 
 // win, doc: window and document (or look-alikes in tests)
-// settings: live object with dwell_ms, scroll_step, idle_ms, exit (updated by welcome)
-// emit(type, fields), flush(): hand events to the batcher
-// now: clock, Date.now by default
-export function startTracking (win, doc, settings, emit, flush, now) {
+// s: the live settings (DEFAULTS, then welcome.track: docs/protocol.md)
+// emit(type, fields): hand an event to the batcher; leave(): the page is hidden,
+// send what is queued now; now: clock (Date.now); onTrack(name, fields): a
+// click on a [data-kairos-track] element
+export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   now = now || Date.now
   const visible = () => doc.visibilityState !== 'hidden'
+  // no fine pointer: a phone or tablet, whose exits look different
+  const touch = !win.matchMedia('(pointer: fine)').matches
   let live = true
   // handlers never throw into the page, and do nothing once stopped
   const safe = fn => e => { try { if (live) fn(e) } catch (err) {} }
   const on = (target, type, fn) => target.addEventListener(type, safe(fn), PASSIVE)
 
-  // dwell: visible time since the last dwell event
-  let acc = 0 // visible ms before `since`, not yet reported
+  // dwell: time with the tab visible and the visitor not idle, since the last dwell event
+  let acc = 0 // counted ms before `since`, not yet reported
   let since = now()
-  let shown = visible()
-  const pending = () => acc + (shown ? now() - since : 0)
+  let counting = visible()
+  const pending = () => acc + (counting ? now() - since : 0)
+  const pause = () => { acc = pending(); counting = false }
   const dwell = () => {
     const ms = Math.round(pending())
     acc = 0
@@ -54,15 +100,17 @@ export function startTracking (win, doc, settings, emit, flush, now) {
     if (ms > 0) emit('dwell', { ms })
   }
 
-  // scroll: report when the maximum grew by scroll_step points
-  let maxPct = 0
-  let sentPct = 0
+  // per page (a single-page app starts these again on each route)
+  let pageAt, maxPct, sentPct, hesitated
+  const newPage = () => { pageAt = now(); maxPct = sentPct = 0; hesitated = {} }
+  newPage()
+
   let raf = 0
   const measure = () => {
     raf = 0
     const pct = scrollPct(win.scrollY, win.innerHeight, doc.documentElement.scrollHeight)
     if (pct > maxPct) maxPct = pct
-    if (maxPct - sentPct >= (settings.scroll_step || 1)) {
+    if (maxPct - sentPct >= (s.scroll_step || 1)) {
       sentPct = maxPct
       emit('scroll', { pct: maxPct })
     }
@@ -70,62 +118,112 @@ export function startTracking (win, doc, settings, emit, flush, now) {
 
   // idle: no pointer, key, scroll or touch input for idle_ms (once per idle period)
   let lastInput = now()
-  let idleSent = false
-  const input = () => { lastInput = now(); idleSent = false }
+  let idle = false
+  const input = () => {
+    const t = now()
+    if (idle) emit('idle_end', { ms: Math.round(t - lastInput) })
+    idle = false
+    lastInput = t
+    if (!counting && visible()) { since = t; counting = true }
+  }
 
-  let lastExit = -Infinity
+  let lastExit = -1e15
+  const exit = how => {
+    const t = now()
+    if (!s.exit || !exitOk(t, pageAt, lastExit, s)) return
+    lastExit = t
+    emit('exit_intent', { how })
+  }
+
+  // back-button exit intent (off by default): one extra history entry for this
+  // page; coming back to the real one is the visitor trying to leave
+  let armed = false
+  let onOurEntry = false
 
   const tick = () => {
-    if (pending() >= settings.dwell_ms) dwell()
-    if (visible() && !idleSent && settings.idle_ms > 0 && now() - lastInput >= settings.idle_ms) {
-      idleSent = true
+    if (pending() >= s.dwell_ms) dwell()
+    if (counting && s.idle_ms > 0 && now() - lastInput >= s.idle_ms) {
+      idle = true
+      pause()
       emit('idle', { ms: Math.round(now() - lastInput) })
+    }
+    if (s.exit_back && !armed) {
+      armed = onOurEntry = true
+      win.history.pushState(win.history.state, '', win.location.href)
     }
   }
   const iv = win.setInterval(safe(tick), TICK)
 
   on(doc, 'visibilitychange', () => {
-    if (visible()) {
-      if (!shown) since = now()
-      shown = true
-      input()
-    } else {
-      acc = pending()
-      shown = false
-      dwell()
-      flush()
-    }
+    if (visible()) return input()
+    pause()
+    dwell()
+    if (touch && s.exit_hidden) exit('hidden')
+    leave()
   })
 
+  const flicked = flick()
   on(win, 'scroll', () => {
     input()
     if (!raf) raf = win.requestAnimationFrame(safe(measure))
+    if (touch && s.exit_scroll && flicked(win.scrollY, now(), win.innerHeight)) exit('scroll')
   })
   for (const t of ['pointerdown', 'pointermove', 'keydown', 'touchstart', 'wheel']) on(win, t, input)
 
-  on(doc, 'click', e => {
-    const t = e.target
-    if (t && t.id === HOST_ID) return // the overlay reports its own clicks
-    const p = clickPayload(t)
-    if (p) emit('click', p)
+  on(win, 'popstate', () => {
+    if (onOurEntry) { onOurEntry = false; exit('back') }
   })
 
-  // desktop only: a device with a fine pointer
-  if (win.matchMedia('(pointer: fine)').matches) {
+  let rageAt, rageKey
+  on(doc, 'click', e => {
+    const t = e.target
+    if (!t || t.id === HOST_ID) return // the overlay reports its own clicks
+    const tr = t.closest && t.closest('[data-kairos-track]')
+    if (tr && onTrack) onTrack(tr.getAttribute('data-kairos-track'), trackProps(tr))
+    const p = s.clicks && clickPayload(t, s.click_text)
+    if (!p) return
+    emit('click', p)
+    if (s.rage_n > 1) {
+      const key = s.rage_n + ' ' + s.rage_ms
+      if (key !== rageKey) { rageKey = key; rageAt = rage(s.rage_n, s.rage_ms) }
+      const n = rageAt(e.clientX, e.clientY, now())
+      if (n) emit('rage_click', Object.assign({ n }, p))
+    }
+  })
+
+  if (!touch) {
     on(doc, 'mouseout', e => {
-      if (!settings.exit || e.relatedTarget || e.clientY > 0) return
-      const t = now()
-      if (t - lastExit < EXIT_GAP) return
-      lastExit = t
-      emit('exit_intent', {})
+      if (!e.relatedTarget && e.clientY <= 0) exit('top')
     })
   }
 
+  // form hesitation: a field focused for hes_ms without leaving it or submitting;
+  // once per field and page, and only its name
+  let hes = 0
+  const stopHes = () => win.clearTimeout(hes)
+  on(doc, 'focusin', e => {
+    const el = e.target
+    stopHes()
+    if (!s.hes_ms || !el || !FIELD.test(el.tagName) || /^(hidden|submit|button|reset|image)$/.test(el.type)) return
+    const field = String(el.name || el.id || el.type || 'field').slice(0, 64)
+    const ms = s.hes_ms
+    if (!hesitated[field]) {
+      hes = win.setTimeout(safe(() => { hesitated[field] = 1; emit('hesitation', { field, ms }) }), ms)
+    }
+  })
+  on(doc, 'focusout', stopHes)
+  on(doc, 'submit', stopHes)
+
+  on(doc, 'copy', e => {
+    const p = s.copy && clickPayload(e.target)
+    if (p) emit('copy', { tag: p.tag, k: p.k })
+  })
+
   return {
-    // report the visible time not yet reported (the page is going away)
+    // report the counted time not yet reported (the page is going away)
     dwell,
-    // a single-page navigation: close the old page's dwell, start a new scroll depth
-    newPage () { dwell(); maxPct = sentPct = 0 },
-    stop () { live = false; win.clearInterval(iv) }
+    // a single-page navigation: close the old page's dwell, start the page's signals again
+    newPage () { dwell(); newPage(); onOurEntry = false; stopHes() },
+    stop () { live = false; win.clearInterval(iv); stopHes() }
   }
 }

@@ -48,13 +48,37 @@ class Renderer:
         return None
 
     def render(self, then: Then, state: SessionState) -> tuple[str, str]:
+        """The `show` frame's HTML (the template in its frame) and CSS (the frame's, then the template's)."""
         html = self.env.get_template(then.template).render(context(then.params, state))
-        return html, self._css(then.template)
+        return dress(html, then.show, then.where), self._css("_base") + self._css(then.template)
 
     @lru_cache(maxsize=64)
     def _css(self, template: str) -> str:
         css = self.dir / (Path(template).stem + ".css")
         return css.read_text(encoding="utf-8") if css.is_file() else ""
+
+
+LABELS = {"overlay": "Message", "offer": "Offer", "chat": "Chat", "bar": "Notice"}
+
+
+def dress(body: str, kind: str, place: str) -> str:
+    """A template's HTML in the overlay's frame: backdrop, dialog or status, close button.
+
+    A centered overlay is a modal dialog; a top or bottom bar is a status the
+    visitor may ignore; a corner card or chat bubble is a non-modal dialog. A
+    template that marks its heading `id="k-title"` names the dialog by it.
+    """
+    modal = place == "center"
+    role = "status" if place in ("top", "bottom") else "dialog"
+    name = 'aria-labelledby="k-title"' if 'id="k-title"' in body else f'aria-label="{LABELS.get(kind, "Message")}"'
+    return (
+        ('<div class="k-backdrop" data-k-close></div>' if modal else "")
+        + f'<div class="k-overlay k-place-{place} k-kind-{kind}" role="{role}" {name}'
+        + (' aria-modal="true"' if modal else "")
+        + ' tabindex="-1"><button type="button" class="k-close" data-k-close aria-label="Close">\u00d7</button>'
+        + body
+        + "</div>"
+    )
 
 
 def context(params: dict[str, Any], state: SessionState) -> dict[str, Any]:
