@@ -72,6 +72,14 @@ def clean_redis(redis_url: str) -> str:
     return redis_url
 
 
+def redis_contents(url: str) -> dict[str, str]:
+    """Every key of the Redis database and its value, as text: to look for what must not be stored."""
+    r = redis.Redis.from_url(url, decode_responses=True)
+    read = {"hash": r.hgetall, "list": lambda k: r.lrange(k, 0, -1), "set": r.smembers, "string": r.get,
+            "zset": lambda k: r.zrange(k, 0, -1, withscores=True)}
+    return {key: str(read[r.type(key)](key)) for key in r.scan_iter("*")}
+
+
 class Server:
     """A `kairos serve` process on a free port."""
 

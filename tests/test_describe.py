@@ -127,8 +127,14 @@ PHRASES = {
     "dwell": "stays on a page",
     "scroll": "scrolls",
     "click": "clicks",
+    "rage_click": "rage-clicks",
     "exit_intent": "shows exit intent",
     "idle": "goes idle",
+    "idle_end": "comes back from idle",
+    "hesitation": "hesitates over a form field",
+    "copy": "copies text",
+    "identify": "is identified by the store",
+    "custom": "triggers a custom event",
     "cart": "updates their cart",
     "add_to_cart": "adds to cart",
     "checkout": "reaches a checkout step",
@@ -177,3 +183,19 @@ def test_attributes_it_does_not_know_do_not_break_it():
     )
     bare = SimpleNamespace(id="x", when="teleport")
     assert describe(bare) == "When a visitor triggers 'teleport', show nothing, priority 0."
+
+
+def test_the_later_signals_read_as_words():
+    assert one("""
+        - id: r
+          when: rage_click
+          if: {identified: false, rage_clicks: {gte: 2}}
+          then: {show: chat, template: chat.html}
+    """) == ("When a visitor rage-clicks and the store has not identified them and the number of rage clicks "
+             "this session is at least 2, show chat 'chat.html' (corner), at most once per session, priority 0.")
+    assert one("""
+        - id: r
+          when: exit_intent
+          if: {identified: true, exit_how: scroll}
+          then: {show: offer, template: offer.html}
+    """).startswith("When a visitor shows exit intent and the store has identified them and the way the exit intent showed is 'scroll', show")

@@ -47,7 +47,7 @@ async def open_session(engine, sid="s_contract1", vid="v_visitor01", path="/demo
     return await engine.apply(sid, hello_ops(hello(sid, vid, path), classify(path), now()), [log_entry("event", now(), e="page_view")], now())
 
 
-def classify(path: str) -> str:
+def classify(path: str, declared: str = "") -> str:
     return "product" if path.startswith("/demo/products/") else "other"
 
 
@@ -351,3 +351,25 @@ async def test_a_nudge_kept_for_the_next_page_is_taken_once_by_any_session(engin
     assert taken.pending == ("cart-recovery",)
     again = await engine.visit("v_visitor01", "s_newtab002", "/", "home", True, now())
     assert again.pending == () and await engine.pending_for("v_visitor01") == []
+
+
+async def test_custom_events_are_counted_by_name_up_to_the_limit(engine):
+    from kairos.session import MAX_CUSTOM_NAMES
+
+    await open_session(engine)
+    batch = [Event("custom", i, {"name": f"promo:{i}"}) for i in range(MAX_CUSTOM_NAMES + 3)]
+    await engine.apply("s_contract1", event_ops(batch, classify, now()), [], now())
+    state = await engine.apply("s_contract1", event_ops([Event("custom", 1, {"name": "promo:0"})], classify, now()), [], now())
+    assert len(state.custom) == MAX_CUSTOM_NAMES and state.custom["promo:0"] == 2
+    assert f"promo:{MAX_CUSTOM_NAMES}" not in state.custom
+    assert state.counts["custom"] == MAX_CUSTOM_NAMES + 4
+
+
+async def test_the_new_counters_and_the_lost_count_are_kept(engine):
+    await open_session(engine)
+    events = [Event("rage_click", 1, {"tag": "a", "n": 3}), Event("hesitation", 2, {"field": "email", "ms": 9000}),
+              Event("copy", 3, {}), Event("idle", 4, {"ms": 30000}), Event("idle_end", 5, {"ms": 31000}),
+              Event("identify", 6, {"uid": "customer-1042"})]
+    state = await engine.apply("s_contract1", event_ops(events, classify, now(), "demo") + [("incr", "lost", "4")], [], now())
+    assert (state.rage_clicks, state.hesitations, state.copies, state.idle_ms, state.lost) == (1, 1, 1, 0, 4)
+    assert len(state.uid) == 32 and state.uid != "customer-1042"

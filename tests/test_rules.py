@@ -50,6 +50,83 @@ def test_page_types_come_from_path_patterns_first_match_wins():
     assert [rs.classify(p) for p in ("/p/shirt", "/cart", "/basket", "/", "/p")] == ["product", "cart", "cart", "other", "other"]
 
 
+def test_a_page_type_the_store_declares_wins_when_the_rules_declare_it():
+    rs = rules("[]")
+    assert rs.classify("/item/7", "product") == "product"
+    assert rs.classify("/p/shirt", "other") == "other"
+    assert rs.classify("/p/shirt", "landing") == "product", "an undeclared type leaves the path to decide"
+    assert rs.classify("/p/shirt", "") == "product"
+
+
+@pytest.mark.parametrize("event", ["rage_click", "idle_end", "hesitation", "copy", "identify", "custom"])
+def test_the_later_event_types_trigger_and_cancel_rules(event):
+    rs = rules(f"""
+        - id: now
+          when: {event}
+          then: {{show: offer, template: offer.html}}
+        - id: later
+          when: page_view
+          after: 3m
+          unless: [{event}]
+          then: {{show: bar, template: bar.html}}
+    """)
+    assert [d.rule.id for d in evaluate(rs, state(), [Event(event, 1, {})], 0)] == ["now"]
+    assert rs.rule("later").cancel_events == (event,)
+
+
+def test_exit_intent_can_ask_how_it_showed():
+    rs = rules("""
+        - id: r
+          when: exit_intent
+          if: {exit_how: [top, back]}
+          then: {show: offer, template: offer.html}
+    """)
+    assert evaluate(rs, state(), [Event("exit_intent", 1, {"how": "top"})], 0)
+    assert not evaluate(rs, state(), [Event("exit_intent", 1, {"how": "hidden"})], 0)
+    assert not evaluate(rs, state(), [EXIT], 0)
+
+
+def test_custom_events_by_name_and_count():
+    rs = rules("""
+        - id: r
+          when: custom
+          if: {custom_name: size_guide.open, custom_count: {gte: 2}}
+          then: {show: chat, template: chat.html}
+    """)
+    guide = Event("custom", 1, {"name": "size_guide.open"})
+    assert not evaluate(rs, state(custom={"size_guide.open": 1}), [guide], 0)
+    assert evaluate(rs, state(custom={"size_guide.open": 2}), [guide], 0)
+    assert not evaluate(rs, state(custom={"size_guide.open": 2}), [Event("custom", 1, {"name": "other"})], 0)
+
+
+def test_identified_is_true_or_false():
+    rs = rules("""
+        - id: r
+          when: exit_intent
+          if: {identified: false}
+          then: {show: offer, template: offer.html}
+    """)
+    assert evaluate(rs, state(), [EXIT], 0)
+    assert not evaluate(rs, state(uid="0" * 32), [EXIT], 0)
+    assert "identified is true or false, got 'yes please'" in refusal("""
+        - id: r
+          when: exit_intent
+          if: {identified: yes please}
+          then: {show: offer, template: offer.html}
+    """)
+
+
+def test_a_rage_click_reads_like_a_click():
+    rs = rules("""
+        - id: r
+          when: rage_click
+          if: {click_target: add-to-cart, rage_clicks: {gte: 1}, click_text: Add to cart}
+          then: {show: chat, template: chat.html}
+    """)
+    rage = Event("rage_click", 1, {"tag": "button", "n": 5, "k": "add-to-cart", "text": "Add to cart"})
+    assert evaluate(rs, state(rage_clicks=1), [rage], 0)
+
+
 def test_exit_intent_on_a_product_page_decides_the_offer():
     rs = rules("""
         - id: exit-offer

@@ -7,11 +7,15 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kairos.session import SessionState, apply_ops, claim_show, event_ops, hello_ops, record_feedback
+from kairos.session import (
+    MAX_CUSTOM_NAMES, SessionState, apply_ops, claim_show, event_log, event_ops, hello_ops, record_feedback, uid_hash,
+)
 from kairos.wire import Event, Hello, Page
 
 
-def classify(path: str) -> str:
+def classify(path: str, declared: str = "") -> str:
+    if declared in ("cart", "product"):
+        return declared
     return {"/cart": "cart"}.get(path, "other")
 
 
@@ -39,6 +43,51 @@ def test_cart_and_purchase():
     assert (s.cart_value, s.cart_items, s.currency, s.checkout_step) == (119.8, 2, "EUR", "payment")
     s = state_after([Event("purchase", 3, {"value": 119.8})])
     assert (s.purchases, s.cart_value, s.cart_items) == (1, 0.0, 0)
+
+
+def test_a_page_view_takes_the_page_type_the_store_declares():
+    s = state_after([Event("page_view", 1, {"url": "http://x/item/7", "path": "/item/7", "type": "product"})])
+    assert s.page_type == "product"
+    s = state_after([Event("page_view", 1, {"url": "http://x/cart", "path": "/cart", "type": "basket"})])
+    assert s.page_type == "cart", "a type the rules do not know leaves the path to decide"
+
+
+def test_rage_clicks_hesitations_and_copies_are_counted_apart_from_clicks():
+    s = state_after([Event("click", 1, {"tag": "a"}), Event("rage_click", 2, {"tag": "button", "n": 4}),
+                     Event("hesitation", 3, {"field": "email", "ms": 16000}), Event("copy", 4, {}),
+                     Event("copy", 5, {"tag": "code"})])
+    assert (s.clicks, s.rage_clicks, s.hesitations, s.copies) == (1, 1, 1, 2)
+    assert s.counts == {"click": 1, "rage_click": 1, "hesitation": 1, "copy": 2}
+
+
+def test_coming_back_from_idle_clears_the_idle_time():
+    s = state_after([Event("idle", 1, {"ms": 30000})])
+    assert s.idle_ms == 30000
+    s = state_after([Event("idle", 1, {"ms": 30000}), Event("idle_end", 2, {"ms": 42000})])
+    assert (s.idle_ms, s.counts["idle_end"]) == (0, 1)
+
+
+def test_identify_keeps_a_hash_of_the_user_id_salted_by_the_site():
+    h: dict[str, str] = {}
+    apply_ops(h, event_ops([Event("identify", 1, {"uid": "customer-1042"})], classify, 1000, site="demo"))
+    assert h["uid"] == uid_hash("demo", "customer-1042") != uid_hash("other-shop", "customer-1042")
+    assert len(h["uid"]) == 32 and "customer-1042" not in h.values()
+    assert SessionState.from_hash("s_x", h).uid == h["uid"]
+
+
+def test_the_activity_log_never_holds_the_raw_user_id():
+    lines = event_log([Event("identify", 1, {"uid": "jane@example.com"})], 1000, site="demo")
+    assert len(lines) == 1 and "jane" not in lines[0]
+    assert uid_hash("demo", "jane@example.com") in lines[0]
+
+
+def test_custom_events_are_counted_by_name_for_the_first_names_only():
+    names = [f"n{i}" for i in range(MAX_CUSTOM_NAMES + 5)]
+    s = state_after([Event("custom", 1, {"name": n}) for n in names], [Event("custom", 2, {"name": "n0"})],
+                    [Event("custom", 3, {"name": f"n{MAX_CUSTOM_NAMES + 1}"})])
+    assert len(s.custom) == MAX_CUSTOM_NAMES
+    assert s.custom["n0"] == 2 and f"n{MAX_CUSTOM_NAMES}" not in s.custom
+    assert s.counts["custom"] == MAX_CUSTOM_NAMES + 7, "every custom event counts under n:custom"
 
 
 def test_hello_records_where_the_visit_came_from_once():

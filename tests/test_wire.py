@@ -36,10 +36,26 @@ def test_hello_decodes_to_its_fields():
     assert frame.page.prod == {"name": "Linen shirt", "price": 59.9, "cur": "EUR", "sku": "LS-01", "img": "/static/shirt.svg"}
 
 
-def test_the_example_batch_carries_every_event_type():
-    batch = next(c for c in VALID if c["name"] == "events")
-    frame = wire.decode(bytes.fromhex(batch["hex"]))
-    assert {e.type for e in frame.events} | {"exit_intent"} == set(wire.EVENT_TYPES)
+def test_the_example_batches_carry_every_event_type():
+    batches = [wire.decode(bytes.fromhex(c["hex"])) for c in VALID if c["frame"].get("t") == "events"]
+    assert {e.type for frame in batches for e in frame.events} == set(wire.EVENT_TYPES)
+
+
+def test_the_later_events_decode_to_their_fields():
+    frame = wire.decode(bytes.fromhex(next(c for c in VALID if c["name"] == "events_more")["hex"]))
+    by_type = {e.type: e.fields for e in frame.events}
+    assert frame.lost == 3 and not frame.problems
+    assert by_type["page_view"]["type"] == "product"
+    assert by_type["click"] == {"tag": "button", "id": "size-m", "text": "M", "ka": {"size": "m", "slot": "size-picker"}}
+    assert by_type["rage_click"]["n"] == 4
+    assert by_type["exit_intent"] == {"how": "top"}
+    assert by_type["hesitation"] == {"field": "email", "ms": 16000}
+    assert by_type["custom"] == {"name": "size_guide.open", "props": {"from": "product", "rating": 4.5, "first": True, "ref": None}}
+
+
+def test_a_batch_without_lost_lost_nothing():
+    frame = wire.decode(bytes.fromhex(next(c for c in VALID if c["name"] == "events")["hex"]))
+    assert frame.lost == 0
 
 
 @pytest.mark.parametrize("case", [c for c in VALID if c["dir"] == "s2c"], ids=lambda c: c["name"])
@@ -87,6 +103,35 @@ def test_a_batch_over_the_event_limit_keeps_the_first_events():
         ({"e": "click", "ts": 1, "tag": "a", "id": "x" * 65}, "bad_event"),
         ({"e": "click", "ts": -5, "tag": "a"}, "bad_event"),
         ({"e": "dwell", "ts": 1}, "bad_event"),
+        ({"e": "click", "ts": 1, "tag": "a", "text": "x" * 65}, "bad_event"),
+        ({"e": "click", "ts": 1, "tag": "a", "ka": {f"k{i}": "v" for i in range(9)}}, "bad_event"),
+        ({"e": "click", "ts": 1, "tag": "a", "ka": {"x" * 33: "v"}}, "bad_event"),
+        ({"e": "click", "ts": 1, "tag": "a", "ka": {"size": 3}}, "bad_event"),
+        ({"e": "click", "ts": 1, "tag": "a", "ka": ["size"]}, "bad_event"),
+        ({"e": "rage_click", "ts": 1, "tag": "a", "n": 1}, "bad_event"),
+        ({"e": "rage_click", "ts": 1, "tag": "a", "n": 101}, "bad_event"),
+        ({"e": "rage_click", "ts": 1, "n": 3}, "bad_event"),
+        ({"e": "exit_intent", "ts": 1, "how": "left"}, "bad_event"),
+        ({"e": "exit_intent", "ts": 1, "how": 1}, "bad_event"),
+        ({"e": "idle_end", "ts": 1}, "bad_event"),
+        ({"e": "hesitation", "ts": 1, "ms": 16000}, "bad_event"),
+        ({"e": "hesitation", "ts": 1, "field": "email"}, "bad_event"),
+        ({"e": "hesitation", "ts": 1, "field": "e" * 65, "ms": 1}, "bad_event"),
+        ({"e": "copy", "ts": 1, "tag": "x" * 17}, "bad_event"),
+        ({"e": "identify", "ts": 1, "uid": ""}, "bad_event"),
+        ({"e": "identify", "ts": 1, "uid": "u" * 129}, "bad_event"),
+        ({"e": "identify", "ts": 1}, "bad_event"),
+        ({"e": "custom", "ts": 1}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": ""}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": "n" * 65}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": "two words"}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": "ok", "props": {f"p{i}": 1 for i in range(17)}}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": "ok", "props": {"p" * 33: 1}}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": "ok", "props": {"p": "v" * 257}}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": "ok", "props": {"p": float("inf")}}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": "ok", "props": {"p": [1, 2]}}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": "ok", "props": {"p": {"deep": 1}}}, "bad_event"),
+        ({"e": "custom", "ts": 1, "name": "ok", "props": "p"}, "bad_event"),
         ("click", "bad_event"),
         ({"ts": 1}, "unknown_event"),
     ],
@@ -100,6 +145,21 @@ def test_bad_events_are_refused_with_a_reason(event, code):
 def test_unknown_keys_are_ignored_so_newer_snippets_still_work():
     ev = wire.decode_event({"e": "scroll", "ts": 1, "pct": 20, "velocity": 9})
     assert ev.fields == {"pct": 20}
+
+
+def test_a_refused_user_id_is_not_quoted_in_the_refusal():
+    err = wire.decode_event({"e": "identify", "ts": 1, "uid": "jane@example.com" * 10})
+    assert err.code == "bad_event" and "jane" not in err.msg
+
+
+@pytest.mark.parametrize("how", sorted(wire.EXIT_HOWS))
+def test_exit_intent_says_how_it_showed(how):
+    assert wire.decode_event({"e": "exit_intent", "ts": 1, "how": how}).fields == {"how": how}
+
+
+def test_custom_props_take_strings_numbers_booleans_and_nil():
+    props = {"s": "x" * 256, "i": -3, "f": 0.25, "b": False, "n": None}
+    assert wire.decode_event({"e": "custom", "ts": 1, "name": "a.b:c-d_e", "props": props}).fields["props"] == props
 
 
 def test_form_values_have_no_place_in_a_click():

@@ -6,10 +6,12 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import msgpack
 import pytest
 from websockets.asyncio.client import connect
 
+from conftest import redis_contents
 from wsclient import Visitor, hello_frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,53 @@ async def test_a_session_resumes_across_page_loads(serve, engine):
     await asyncio.sleep(0.1)
     state = server.session(second.sid)
     assert (state["pages"], state["clicks"], state["page_type"]) == (2, 1, "cart")
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_the_later_events_and_lost_reach_the_session(serve, engine, redis_url):
+    server = serve(engine)
+    v = await Visitor.arrive(server.ws_url)
+    await v.send({"v": 1, "t": "events", "seq": 1, "lost": 3, "ev": [
+        {"e": "click", "ts": 1, "tag": "button", "text": "Size M", "ka": {"size": "m"}},
+        {"e": "rage_click", "ts": 2, "tag": "button", "n": 5},
+        {"e": "idle", "ts": 3, "ms": 30000},
+        {"e": "idle_end", "ts": 4, "ms": 45000},
+        {"e": "hesitation", "ts": 5, "field": "email", "ms": 16000},
+        {"e": "copy", "ts": 6, "tag": "code"},
+        {"e": "identify", "ts": 7, "uid": "jane@example.com"},
+        {"e": "custom", "ts": 8, "name": "size_guide.open", "props": {"from": "product"}},
+        {"e": "custom", "ts": 9, "name": "size_guide.open"},
+    ]})
+    state = server.session_when(v.sid, lambda s: s["lost"] == 3)
+    assert (state["clicks"], state["rage_clicks"], state["idle_ms"], state["hesitations"], state["copies"]) == (1, 1, 0, 1, 1)
+    assert state["custom"] == {"size_guide.open": 2} and state["counts"]["custom"] == 2
+    assert len(state["uid"]) == 32
+    raw = httpx.get(f"{server.base}/api/sessions/{v.sid}").text
+    assert "jane" not in raw, "neither the state nor the activity log holds the raw user id"
+    assert "jane" not in server.output()
+    if engine == "redis":
+        stored = redis_contents(redis_url)
+        assert any(v.sid in key for key in stored) and not any("jane" in key + value for key, value in stored.items())
+    assert "kairos_events_lost_total 3" in server.metrics()
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_the_page_type_the_store_declares_is_used_when_the_rules_know_it(serve, engine):
+    server = serve(engine)
+    v = await Visitor.arrive(server.ws_url)
+    assert server.session(v.sid)["page_type"] == "product"
+    async with connect(server.ws_url, compression=None) as ws:
+        hello = hello_frame(v.vid, v.sid, path="/demo/thanks")
+        hello["page"]["type"] = "checkout"
+        await ws.send(msgpack.packb(hello))
+        await asyncio.wait_for(ws.recv(), 5)
+        await asyncio.sleep(0.1)
+        assert server.session(v.sid)["page_type"] == "checkout"
+    page = {"url": "http://shop.test/demo/cart", "path": "/demo/cart", "type": "wishlist"}
+    await v.events({"e": "page_view", **page})
+    assert server.session_when(v.sid, lambda s: s["pages"] == 3)["page_type"] == "cart", "an unknown type leaves it to the path"
+    await v.events({"e": "page_view", "url": "http://shop.test/demo/x", "path": "/demo/x", "type": "product"})
+    assert server.session_when(v.sid, lambda s: s["pages"] == 4)["page_type"] == "product"
 
 
 async def test_a_session_id_is_not_handed_to_another_visitor(serve):
@@ -169,8 +218,6 @@ async def test_without_consent_nothing_is_stored(serve, engine):
     async with connect(server.ws_url, compression=None) as ws:
         await ws.send(msgpack.packb(hello_frame("v_private01", gpc=True)))
         await asyncio.wait_for(ws.wait_closed(), 5)
-    import httpx
-
     assert httpx.get(f"{server.base}/api/sessions").json() == {"sessions": []}
 
 

@@ -42,6 +42,21 @@ VALID = [
          "title": "Thank you", "ref": "https://shop.example/checkout"},
     ]}),
     ("exit_intent", "c2s", {"v": 1, "t": "events", "seq": 4, "ev": [{"e": "exit_intent", "ts": 1767225700000}]}),
+    # The events added to v1 later, and `lost`: 3 events fell out of the offline buffer.
+    ("events_more", "c2s", {"v": 1, "t": "events", "seq": 5, "lost": 3, "ev": [
+        {"e": "page_view", "ts": 1767225800000, "url": "https://shop.example/p/linen-shirt", "path": "/p/linen-shirt",
+         "title": "Linen shirt", "ref": "https://shop.example/", "type": "product"},
+        {"e": "click", "ts": 1767225801000, "tag": "button", "id": "size-m", "text": "M",
+         "ka": {"size": "m", "slot": "size-picker"}},
+        {"e": "rage_click", "ts": 1767225802000, "n": 4, "tag": "button", "text": "Add to cart", "k": "add-to-cart"},
+        {"e": "idle_end", "ts": 1767225840000, "ms": 35000},
+        {"e": "hesitation", "ts": 1767225850000, "field": "email", "ms": 16000},
+        {"e": "copy", "ts": 1767225851000, "tag": "code", "k": "coupon"},
+        {"e": "identify", "ts": 1767225852000, "uid": "customer-1042"},
+        {"e": "custom", "ts": 1767225853000, "name": "size_guide.open",
+         "props": {"from": "product", "rating": 4.5, "first": True, "ref": None}},
+        {"e": "exit_intent", "ts": 1767225860000, "how": "top"},
+    ]}),
     ("feedback", "c2s", {"v": 1, "t": "feedback", "oid": "exit-offer.1a2b3c", "act": "dismissed", "ts": 1767225702000}),
     ("welcome", "s2c", {"v": 1, "t": "welcome", "sid": "s_8b1d0c3f55",
                         "track": {"batch_ms": 1000, "dwell_ms": 5000, "scroll_step": 10, "idle_ms": 30000, "exit": True},
@@ -66,6 +81,12 @@ INVALID = [
         {"e": "teleport", "ts": 1}, {"e": "scroll", "ts": 2, "pct": 40}]}).hex(), "unknown_event", None),
     ("bad_event", msgpack.packb({"v": 1, "t": "events", "seq": 8, "ev": [
         {"e": "scroll", "ts": 1, "pct": "lots"}, {"e": "dwell", "ts": 2, "ms": 1000}]}).hex(), "bad_event", None),
+    ("bad_exit_how", msgpack.packb({"v": 1, "t": "events", "seq": 9, "ev": [
+        {"e": "exit_intent", "ts": 1, "how": "sideways"}, {"e": "dwell", "ts": 2, "ms": 1000}]}).hex(), "bad_event", None),
+    ("bad_custom_name", msgpack.packb({"v": 1, "t": "events", "seq": 10, "ev": [
+        {"e": "custom", "ts": 1, "name": "signed up!"}, {"e": "dwell", "ts": 2, "ms": 1000}]}).hex(), "bad_event", None),
+    ("bad_lost", msgpack.packb({"v": 1, "t": "events", "seq": 11, "lost": -1, "ev": [
+        {"e": "dwell", "ts": 2, "ms": 1000}]}).hex(), "bad_field", None),
     ("bad_feedback_act", msgpack.packb({"v": 1, "t": "feedback", "oid": "x", "act": "loved", "ts": 1}).hex(), "bad_field", None),
 ]
 

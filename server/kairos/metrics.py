@@ -8,6 +8,7 @@ from typing import Callable
 _HELP = {
     "kairos_frames_total": "Frames received from browsers, by type.",
     "kairos_events_total": "Visitor events applied to sessions.",
+    "kairos_events_lost_total": "Events snippets dropped from their offline buffers (as they report in `lost`).",
     "kairos_shows_total": "Overlays pushed, by rule.",
     "kairos_refused_total": "Frames or events refused, by error code.",
     "kairos_feedback_total": "Overlay feedback, by act.",

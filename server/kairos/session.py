@@ -11,6 +11,7 @@ Pure: no I/O, time is a parameter.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -18,9 +19,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .wire import Event, Hello, Page
 
-# An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del, and
-# copy (the field takes the value of the field named by `value`).
+# An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del,
+# copy (the field takes the value of the field named by `value`), and count
+# (add one to a named counter such as `c:<name>`; a name not counted yet is only
+# taken while its family — `c` — has fewer than `value` names, tallied in `c#`).
 Op = tuple[str, str, str]
+
+# Custom events are counted by name (`c:<name>`) for the first this many names of
+# a session; the names are the store's, and a session must not grow without bound.
+MAX_CUSTOM_NAMES = 32
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
@@ -71,8 +78,15 @@ class SessionState:
     page_dwell_ms: int = 0
     scroll_pct: int = 0
     clicks: int = 0
+    rage_clicks: int = 0
     exit_intents: int = 0
     idle_ms: int = 0
+    hesitations: int = 0
+    copies: int = 0
+    # A hash of the store's user id (kairos.identify), never the id itself.
+    uid: str = ""
+    # Events the snippet dropped from its offline buffer (it says so in `lost`).
+    lost: int = 0
     cart_value: float = 0.0
     cart_items: int = 0
     currency: str = ""
@@ -99,6 +113,8 @@ class SessionState:
     # Events of each type this session: delayed rules compare them with the
     # counts at arming time to see whether a cancelling event happened since.
     counts: dict[str, int] = field(default_factory=dict)
+    # Custom events (kairos.track) by name, for the first MAX_CUSTOM_NAMES names.
+    custom: dict[str, int] = field(default_factory=dict)
     node: str = ""
     timer_fires: dict[str, int] = field(default_factory=dict)
     # Not stored in the session: read from the visitor's keys at page views.
@@ -130,6 +146,8 @@ class SessionState:
                 s.counts[name] = int(value)
             elif prefix == "x":
                 s.timer_fires[name] = int(value)
+            elif prefix == "c":
+                s.custom[name] = int(value)
         return s
 
     def to_json(self) -> dict[str, Any]:
@@ -141,6 +159,7 @@ class SessionState:
         out["onscreen"] = self.onscreen
         out["connected"] = self.connected > 0
         out["counts"] = dict(self.counts)
+        out["custom"] = dict(self.custom)
         out["timer_fires"] = dict(self.timer_fires)
         return out
 
@@ -153,6 +172,7 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     "vid": str, "site": str, "started_ms": int, "seen_ms": int, "url": str, "path": str,
     "title": str, "page_type": str, "prev_page_type": str, "prev_page_adds": int, "page_adds": int, "page_since_ms": int, "pages": int, "dwell_ms": int,
     "page_dwell_ms": int, "scroll_pct": int, "clicks": int, "exit_intents": int, "idle_ms": int,
+    "rage_clicks": int, "hesitations": int, "copies": int, "uid": str, "lost": int,
     "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
     "purchases": int, "referrer": str, "tz": int, "lang": str, "connected": int, "node": str,
     "device": str, "browser": str, "os": str, "country": str, "region": str,
@@ -224,8 +244,17 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
     return ops + page_ops(hello.page, page_type, now_ms)
 
 
-def event_ops(events: Iterable[Event], classify: Callable[[str], str], now_ms: int) -> list[Op]:
-    """Reduce an event batch to ops, in batch order."""
+def uid_hash(site: str, uid: str) -> str:
+    """What is kept of a store's user id: enough to tell identified visitors apart, not the id."""
+    return hashlib.sha256(f"{site}:{uid}".encode()).hexdigest()[:32]
+
+
+def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_ms: int, site: str = "") -> list[Op]:
+    """Reduce an event batch to ops, in batch order.
+
+    `classify(path, declared_type)` gives a page view's page type; `site` salts
+    the hash an `identify` event stores.
+    """
     ops: list[Op] = []
     for ev in events:
         f = ev.fields
@@ -233,17 +262,29 @@ def event_ops(events: Iterable[Event], classify: Callable[[str], str], now_ms: i
             ops.append(("incr", f"n:{ev.type}", "1"))
         match ev.type:
             case "page_view":
-                ops += page_ops(f, classify(f["path"]), now_ms)
+                ops += page_ops(f, classify(f["path"], f.get("type", "")), now_ms)
             case "dwell":
                 ops += [("incr", "dwell_ms", str(f["ms"])), ("incr", "page_dwell_ms", str(f["ms"]))]
             case "scroll":
                 ops.append(("max", "scroll_pct", str(f["pct"])))
             case "click":
                 ops.append(("incr", "clicks", "1"))
+            case "rage_click":
+                ops.append(("incr", "rage_clicks", "1"))
             case "exit_intent":
                 ops.append(("incr", "exit_intents", "1"))
             case "idle":
                 ops.append(("set", "idle_ms", str(f["ms"])))
+            case "idle_end":
+                ops.append(("set", "idle_ms", "0"))
+            case "hesitation":
+                ops.append(("incr", "hesitations", "1"))
+            case "copy":
+                ops.append(("incr", "copies", "1"))
+            case "identify":
+                ops.append(("set", "uid", uid_hash(site, f["uid"])))
+            case "custom":
+                ops.append(("count", f"c:{f['name']}", str(MAX_CUSTOM_NAMES)))
             case "cart":
                 ops += [("set", "cart_value", _num(f["value"])), ("set", "cart_items", str(f["items"]))]
                 if "cur" in f:
@@ -265,11 +306,18 @@ def log_entry(kind: str, now_ms: int, **what: Any) -> str:
 
 # Events that change a counter every few seconds (dwell, scroll, idle) show in the
 # session's state; the log keeps the moments a person reading it cares about.
-QUIET_EVENTS = frozenset({"dwell", "scroll", "idle"})
+QUIET_EVENTS = frozenset({"dwell", "scroll", "idle", "idle_end"})
 
 
-def event_log(events: Iterable[Event], now_ms: int) -> list[str]:
-    return [log_entry("event", now_ms, e=ev.type, **ev.fields) for ev in events if ev.type not in QUIET_EVENTS]
+def event_log(events: Iterable[Event], now_ms: int, site: str = "") -> list[str]:
+    """Log lines for a batch; an `identify` is logged with the hash the session keeps, not the id."""
+    out = []
+    for ev in events:
+        if ev.type in QUIET_EVENTS:
+            continue
+        fields = {"uid": uid_hash(site, ev.fields["uid"])} if ev.type == "identify" else ev.fields
+        out.append(log_entry("event", now_ms, e=ev.type, **fields))
+    return out
 
 
 # --- op semantics ---------------------------------------------------------------
@@ -298,6 +346,14 @@ def apply_ops(h: dict[str, str], ops: Iterable[Op]) -> None:
                 h[name] = h[value]
             else:
                 h.pop(name, None)
+        elif kind == "count":
+            if name in h:
+                h[name] = str(int(h[name]) + 1)
+            else:
+                tally = name.partition(":")[0] + "#"
+                if int(h.get(tally, "0")) < int(value):
+                    h[tally] = str(int(h.get(tally, "0")) + 1)
+                    h[name] = "1"
         else:
             raise ValueError(f"unknown op {kind!r}")
 

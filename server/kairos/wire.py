@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,13 @@ CLOSE_NO_HELLO = 4002
 CLOSE_NO_CONSENT = 4004
 CLOSE_FLOOD = 4008
 
+# Bounds on the maps a click and a custom event carry: a few attributes, a few
+# properties; anything bigger is not a moment, it is a data dump.
+MAX_KAIROS_ATTRS = 8
+MAX_PROPS = 16
+EXIT_HOWS = frozenset({"top", "scroll", "back", "hidden"})
+_CUSTOM_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
 FEEDBACK_ACTS = frozenset({"shown", "clicked", "dismissed", "converted", "expired"})
 _ID = re.compile(r"^[A-Za-z0-9_.-]{8,64}$")
 _SITE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -54,6 +62,8 @@ class Page:
     title: str = ""
     ref: str = ""
     prod: dict[str, Any] | None = None
+    # The page type the store declares (`kairos.page({type})`); used when the rules declare it.
+    type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,8 @@ class Events:
     events: list[Event]
     # Events refused inside an otherwise good batch; the rest is still applied.
     problems: list[WireError] = field(default_factory=list)
+    # Events the snippet dropped from its bounded offline buffer since its last frame.
+    lost: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +149,63 @@ def _bool(v: Any, name: str) -> bool:
     return v
 
 
+def _one_of(choices: frozenset[str]) -> Any:
+    def check(v: Any, name: str) -> str:
+        if not isinstance(v, str) or v not in choices:
+            raise _Bad(f"{name}: expected one of {sorted(choices)}, got {v!r}")
+        return v
+
+    return check
+
+
+def _matching(rx: re.Pattern[str], what: str) -> Any:
+    def check(v: Any, name: str) -> str:
+        if not isinstance(v, str) or not rx.fullmatch(v):
+            raise _Bad(f"{name}: expected {what}, got {v!r}")
+        return v
+
+    return check
+
+
+def _uid(v: Any, name: str) -> str:
+    # The refusal never quotes the value: a store's user id must not reach the logs.
+    if not isinstance(v, str) or not 1 <= len(v) <= 128:
+        raise _Bad(f"{name}: expected a string of 1-128 characters")
+    return v
+
+
+def _kairos_attrs(v: Any, name: str) -> dict[str, str]:
+    """A clicked element's data-kairos-* attributes: name after the prefix -> value."""
+    if not isinstance(v, dict):
+        raise _Bad(f"{name}: expected a map, got {type(v).__name__}")
+    if len(v) > MAX_KAIROS_ATTRS:
+        raise _Bad(f"{name}: {len(v)} entries, at most {MAX_KAIROS_ATTRS}")
+    for key, value in v.items():
+        _str(key, f"{name} key", 32)
+        _str(value, f"{name}.{key}", 64)
+    return dict(v)
+
+
+def _props(v: Any, name: str) -> dict[str, Any]:
+    """A custom event's properties: short keys, and strings, finite numbers, booleans or nil."""
+    if not isinstance(v, dict):
+        raise _Bad(f"{name}: expected a map, got {type(v).__name__}")
+    if len(v) > MAX_PROPS:
+        raise _Bad(f"{name}: {len(v)} entries, at most {MAX_PROPS}")
+    for key, value in v.items():
+        _str(key, f"{name} key", 32)
+        where = f"{name}.{key}"
+        if isinstance(value, str):
+            _str(value, where, 256)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise _Bad(f"{where}: {value} is not a finite number")
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**53) <= value <= 2**53:
+            raise _Bad(f"{where}: {value} is outside -2^53..2^53")
+        elif not (value is None or isinstance(value, (bool, int, float, str))):
+            raise _Bad(f"{where}: expected a string, number, true/false or nil, got {type(value).__name__}")
+    return dict(v)
+
+
 # Event field specs: name -> (checker, required). Unknown keys are ignored.
 _S = lambda n: (lambda v, f: _str(v, f, n))  # noqa: E731
 _I = lambda lo, hi: (lambda v, f: _int(v, f, lo, hi))  # noqa: E731
@@ -166,20 +235,35 @@ _PAGE_FIELDS = {
     "title": (_S(256), False),
     "ref": (_S(2048), False),
     "prod": (_prod, False),
+    "type": (_S(32), False),
+}
+
+# What a click and a rage click say about the element: never a form field's text.
+_ELEMENT_FIELDS = {
+    "tag": (_S(16), True),
+    "id": (_S(64), False),
+    "k": (_S(64), False),
+    "href": (_S(1024), False),
+    "text": (_S(64), False),
+    "ka": (_kairos_attrs, False),
 }
 
 EVENT_FIELDS: dict[str, dict[str, tuple[Any, bool]]] = {
     "page_view": _PAGE_FIELDS,
     "dwell": {"ms": (_I(0, _DAY_MS), True)},
     "scroll": {"pct": (_I(0, 100), True)},
-    "click": {
-        "tag": (_S(16), True),
-        "id": (_S(64), False),
-        "k": (_S(64), False),
-        "href": (_S(1024), False),
-    },
-    "exit_intent": {},
+    "click": _ELEMENT_FIELDS,
+    "rage_click": {"n": (_I(2, 100), True), **_ELEMENT_FIELDS},
+    "exit_intent": {"how": (_one_of(EXIT_HOWS), False)},
     "idle": {"ms": (_I(0, _DAY_MS), True)},
+    "idle_end": {"ms": (_I(0, _DAY_MS), True)},
+    "hesitation": {"field": (_S(64), True), "ms": (_I(0, _DAY_MS), True)},
+    "copy": {"tag": (_S(16), False), "k": (_S(64), False)},
+    "identify": {"uid": (_uid, True)},
+    "custom": {
+        "name": (_matching(_CUSTOM_NAME, "1-64 characters of [A-Za-z0-9_.:-]"), True),
+        "props": (_props, False),
+    },
     "cart": {"value": (_MONEY, True), "items": (_I(0, 100_000), True), "cur": (_S(3), False)},
     "add_to_cart": {
         "sku": (_S(64), False),
@@ -209,6 +293,14 @@ def _fields(raw: dict, spec: dict[str, tuple[Any, bool]], where: str) -> dict[st
 
 def decode(data: bytes, *, max_bytes: int = MAX_FRAME_BYTES, max_events: int = MAX_EVENTS) -> Frame | WireError:
     """Decode one client frame; a refusal comes back as a `WireError`, never raised."""
+    raw = _unpack(data, max_bytes)
+    if isinstance(raw, WireError):
+        return raw
+    return _decode_with(raw, _DECODERS, max_events)
+
+
+def _unpack(data: bytes, max_bytes: int) -> dict | WireError:
+    """The frame's map, checked for size, MessagePack, `v` and `t`."""
     if len(data) > max_bytes:
         return WireError("too_large", f"frame of {len(data)} bytes is over the {max_bytes}-byte limit", CLOSE_TOO_LARGE)
     try:
@@ -221,8 +313,12 @@ def decode(data: bytes, *, max_bytes: int = MAX_FRAME_BYTES, max_events: int = M
         return WireError("bad_frame", "frame without 'v' and 't'")
     if raw["v"] != VERSION:
         return WireError("bad_version", f"protocol version {raw['v']!r} is not supported, expected {VERSION}", CLOSE_BAD_VERSION)
+    return raw
+
+
+def _decode_with(raw: dict, decoders: dict[str, Any], max_events: int) -> Any:
     kind = raw["t"]
-    decoder = _DECODERS.get(kind) if isinstance(kind, str) else None
+    decoder = decoders.get(kind) if isinstance(kind, str) else None
     if decoder is None:
         return WireError("unknown_type", f"unknown frame type {kind!r}")
     try:
@@ -232,7 +328,8 @@ def decode(data: bytes, *, max_bytes: int = MAX_FRAME_BYTES, max_events: int = M
         return WireError("bad_field", f"{kind}: {exc}", seq=seq)
 
 
-def _decode_hello(raw: dict, _max_events: int) -> Hello:
+def _who(raw: dict) -> tuple[str, str, str | None]:
+    """The site, visitor and (optional) session a frame names, checked."""
     site = _str(raw.get("site"), "site", 64)
     if not _SITE.match(site):
         raise _Bad("site: expected 1-64 characters of [A-Za-z0-9_.-]")
@@ -242,6 +339,11 @@ def _decode_hello(raw: dict, _max_events: int) -> Hello:
     sid = raw.get("sid")
     if sid is not None and not (isinstance(sid, str) and _ID.match(sid)):
         raise _Bad("sid: expected nil or 8-64 characters of [A-Za-z0-9_.-]")
+    return site, vid, sid
+
+
+def _decode_hello(raw: dict, _max_events: int) -> Hello:
+    site, vid, sid = _who(raw)
     page_raw = raw.get("page")
     if not isinstance(page_raw, dict):
         raise _Bad("page: expected a map")
@@ -269,6 +371,7 @@ def _decode_hello(raw: dict, _max_events: int) -> Hello:
 
 def _decode_events(raw: dict, max_events: int) -> Events:
     seq = _int(raw.get("seq"), "seq", 0, 2**53)
+    lost = 0 if raw.get("lost") is None else _int(raw["lost"], "lost", 0, 2**31)
     batch = raw.get("ev")
     if not isinstance(batch, list):
         raise _Bad("ev: expected a list of events")
@@ -283,7 +386,7 @@ def _decode_events(raw: dict, max_events: int) -> Events:
             problems.append(WireError(decoded.code, decoded.msg, seq=seq))
         else:
             events.append(decoded)
-    return Events(seq=seq, events=events, problems=problems)
+    return Events(seq=seq, events=events, problems=problems, lost=lost)
 
 
 def decode_event(item: Any, index: int = 0) -> Event | WireError:
@@ -309,6 +412,54 @@ def _decode_feedback(raw: dict, _max_events: int) -> Feedback:
 
 
 _DECODERS = {"hello": _decode_hello, "events": _decode_events, "feedback": _decode_feedback}
+
+
+# --- beacons -------------------------------------------------------------------
+# A page being hidden cannot wait for a websocket: the snippet POSTs its last
+# batch (or a consent withdrawal) to /b with navigator.sendBeacon, one frame per
+# request, naming the site, visitor and session a websocket would have said hello with.
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconEvents:
+    site: str
+    vid: str
+    sid: str
+    batch: Events
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """`kairos.consent(false)`: erase what is stored about the visitor (and the session)."""
+
+    site: str
+    vid: str
+    sid: str | None
+
+
+Beacon = BeaconEvents | Forget
+
+
+def decode_beacon(data: bytes, *, max_bytes: int = MAX_FRAME_BYTES, max_events: int = MAX_EVENTS) -> Beacon | WireError:
+    """Decode the body of a beacon; a refusal comes back as a `WireError`, never raised."""
+    raw = _unpack(data, max_bytes)
+    if isinstance(raw, WireError):
+        return raw
+    return _decode_with(raw, _BEACON_DECODERS, max_events)
+
+
+def _decode_beacon_events(raw: dict, max_events: int) -> BeaconEvents:
+    site, vid, sid = _who(raw)
+    if sid is None:
+        raise _Bad("sid: expected 8-64 characters of [A-Za-z0-9_.-]")
+    return BeaconEvents(site, vid, sid, _decode_events(raw, max_events))
+
+
+def _decode_forget(raw: dict, _max_events: int) -> Forget:
+    return Forget(*_who(raw))
+
+
+_BEACON_DECODERS = {"events": _decode_beacon_events, "forget": _decode_forget}
 
 
 # --- encoding ----------------------------------------------------------------
@@ -362,3 +513,32 @@ class RateLimit:
             self._tokens -= 1.0
             return True
         return False
+
+
+class RateLimits:
+    """A `RateLimit` per key (a visitor id, for beacons, which have no connection).
+
+    Only the `max_keys` most recently seen keys are remembered, so a stream of
+    made-up keys costs bounded memory; a key forgotten starts with a full bucket.
+    """
+
+    __slots__ = ("burst", "per_s", "max_keys", "_limits")
+
+    def __init__(self, burst: int = 20, per_s: float = 10.0, max_keys: int = 10_000) -> None:
+        self.burst = burst
+        self.per_s = per_s
+        self.max_keys = max_keys
+        self._limits: OrderedDict[str, RateLimit] = OrderedDict()
+
+    def allow(self, key: str, now_s: float) -> bool:
+        limit = self._limits.get(key)
+        if limit is None:
+            limit = self._limits[key] = RateLimit(self.burst, self.per_s)
+            if len(self._limits) > self.max_keys:
+                self._limits.popitem(last=False)
+        else:
+            self._limits.move_to_end(key)
+        return limit.allow(now_s)
+
+    def __len__(self) -> int:
+        return len(self._limits)

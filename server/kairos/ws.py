@@ -12,12 +12,12 @@ from typing import Sequence
 from starlette.websockets import WebSocket
 
 from . import wire
+from .batch import apply_events, arm_delayed, claim_best
 from .push import Connection
 from .context import request_context
-from .nudge import claim_nudge
-from .rules import Rule, Ruleset, evaluate, timers_to_arm
+from .rules import Rule, Ruleset
 from .runtime import Runtime, now_ms
-from .session import SessionState, VisitorInfo, event_log, event_ops, hello_ops, log_entry
+from .session import SessionState, VisitorInfo, hello_ops, log_entry
 from .wire import Event, Events, Feedback, Hello, WireError
 
 log = logging.getLogger("kairos.ws")
@@ -51,6 +51,7 @@ class VisitorSocket:
         self.conn = Connection(ws)
         self.sid: str | None = None
         self.vid = ""
+        self.site = ""
         # What is known of the visitor beyond the session, read at each page view.
         self.visitor = VisitorInfo()
         s = rt.settings
@@ -113,7 +114,7 @@ class VisitorSocket:
             sid = new_sid()
             hello = dataclasses.replace(hello, re=False)  # a new session starts with a page view
         rules = rt.rules
-        page_type = rules.classify(hello.page.path)
+        page_type = rules.classify(hello.page.path, hello.page.type)
         page_log = [] if hello.re else [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
         # Concurrent, so they share the engine's round trip.
         state, self.visitor, _ = await asyncio.gather(
@@ -123,13 +124,14 @@ class VisitorSocket:
         )
         state.visitor = self.visitor
         self.vid = hello.vid
+        self.site = hello.site
         self.sid = sid
         rt.hub.add(sid, self.conn)
         self.conn.send(wire.welcome(sid, rt.track, max_frame=rt.settings.max_frame_bytes, max_events=rt.settings.max_events))
         if hello.re:
             return
         p = hello.page
-        page_view = Event("page_view", now, {"url": p.url, "path": p.path, "title": p.title, "ref": p.ref, "prod": p.prod})
+        page_view = Event("page_view", now, {"url": p.url, "path": p.path, "title": p.title, "ref": p.ref, "prod": p.prod, "type": p.type})
         await self._decide(rules, state, [page_view], now, self._pending(rules))
 
     def _context(self) -> dict[str, str]:
@@ -196,22 +198,12 @@ class VisitorSocket:
     async def _events(self, frame: Events) -> None:
         for problem in frame.problems:
             self.refuse(problem)
-        if not frame.events:
+        if not frame.events and not frame.lost:
             return
         rt, now, rules = self.rt, now_ms(), self.rt.rules
-        ops = event_ops(frame.events, rules.classify, now)
-        views = [e for e in frame.events if e.type == "page_view"]
-        if views:  # a single-page store navigated
-            path = views[-1].fields["path"]
-            state, self.visitor = await asyncio.gather(
-                rt.engine.apply(self.sid, ops, event_log(frame.events, now), now),
-                rt.engine.visit(self.vid, self.sid, path, rules.classify(path), True, now),
-            )
-        else:
-            state = await rt.engine.apply(self.sid, ops, event_log(frame.events, now), now)
-        state.visitor = self.visitor
-        rt.metrics.inc("kairos_events_total", len(frame.events))
-        await self._decide(rules, state, frame.events, now)
+        state, self.visitor = await apply_events(rt, rules, self.sid, self.vid, self.site, frame, self.visitor, now)
+        if frame.events:
+            await self._decide(rules, state, frame.events, now)
 
     async def _feedback(self, fb: Feedback) -> None:
         now = now_ms()
@@ -227,14 +219,10 @@ class VisitorSocket:
         self, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int, extra: Sequence[Rule] = ()
     ) -> None:
         """Arm the delayed rules the batch armed; show the best nudge it earned, caps allowing."""
-        timers = timers_to_arm(rules, state, events, now, self.rt.settings.delay_scale)
-        if timers:
-            self.rt.timers.arm(await self.rt.engine.arm_timers(timers))
-        for rule in [d.rule for d in evaluate(rules, state, events, now)] + list(extra):
-            frame = await claim_nudge(self.rt, rule, state, now)
-            if frame is not None:
-                self.conn.send(frame)
-                return
+        await arm_delayed(self.rt, rules, state, events, now)
+        frame = await claim_best(self.rt, rules, state, events, now, extra)
+        if frame is not None:
+            self.conn.send(frame)
 
     def _pending(self, rules: Ruleset) -> list[Rule]:
         """Delayed nudges kept for the visitor's next page view (`offline: next_page`), best first.

@@ -25,6 +25,16 @@ for i = 1, #ops, 3 do
   elseif kind == 'copy' then
     local cur = redis.call('HGET', h, v)
     if cur then redis.call('HSET', h, f, cur) else redis.call('HDEL', h, f) end
+  elseif kind == 'count' then
+    if redis.call('HEXISTS', h, f) == 1 then
+      redis.call('HINCRBY', h, f, 1)
+    else
+      local tally = string.match(f, '^([^:]*)') .. '#'
+      if tonumber(redis.call('HGET', h, tally) or '0') < tonumber(v) then
+        redis.call('HINCRBY', h, tally, 1)
+        redis.call('HSET', h, f, 1)
+      end
+    end
   else
     return redis.error_reply('unknown op ' .. kind)
   end

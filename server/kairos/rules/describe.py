@@ -23,8 +23,14 @@ EVENT_PHRASES: dict[str, str] = {
     "dwell": "stays on a page",
     "scroll": "scrolls",
     "click": "clicks",
+    "rage_click": "rage-clicks",
     "exit_intent": "shows exit intent",
     "idle": "goes idle",
+    "idle_end": "comes back from idle",
+    "hesitation": "hesitates over a form field",
+    "copy": "copies text",
+    "identify": "is identified by the store",
+    "custom": "triggers a custom event",
     "cart": "updates their cart",
     "add_to_cart": "adds to cart",
     "checkout": "reaches a checkout step",
@@ -39,7 +45,12 @@ SUBJECTS: dict[str, str] = {
     "session_dwell_s": "the visible time on the site this session",
     "scroll_pct": "the deepest scroll on this page",
     "clicks": "the number of clicks this session",
+    "rage_clicks": "the number of rage clicks this session",
     "exit_intents": "the number of exit intents this session",
+    "exit_how": "the way the exit intent showed",
+    "hesitations": "the number of form fields hesitated over this session",
+    "copies": "the number of copies this session",
+    "custom_count": "the number of custom events of this name this session",
     "idle_s": "the idle time",
     "cart_value": "their cart value",
     "cart_items": "the number of items in their cart",
@@ -47,6 +58,11 @@ SUBJECTS: dict[str, str] = {
     "purchases": "the number of orders this session",
     "referrer": "the referrer of the visit",
     "click_target": "the clicked element (data-kairos or id)",
+}
+
+# Yes-or-no signals as a whole clause: (when true, when false).
+FLAGS: dict[str, tuple[str, str]] = {
+    "identified": ("the store has identified them", "the store has not identified them"),
 }
 
 UNITS: dict[str, str] = {"dwell_s": " s", "session_dwell_s": " s", "idle_s": " s", "scroll_pct": "%"}
@@ -116,6 +132,8 @@ def _condition(name: str, cond: Any) -> str:
     """`their cart value is over 50`, `the checkout step is one of 'shipping' or 'payment'`."""
     if name == "page_type":
         return f"they are on {_pages(cond, None)}"
+    if name in FLAGS and isinstance(cond, bool):
+        return FLAGS[name][0 if cond else 1]
     subject = SUBJECTS.get(name) or _subject_from_signals(name)
     unit = UNITS.get(name, "")
     return f"{subject} {_predicate(cond, unit)}"

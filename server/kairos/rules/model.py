@@ -246,8 +246,8 @@ def _condition(name: str, raw: Any, page_types: set[str] | None) -> Condition:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]).replace("in_", "in")
             raise ValueError(f"{name}: {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
-        if kind == "text" and any(x is not None for x in (cond.gt, cond.gte, cond.lt, cond.lte)):
-            raise ValueError(f"{name} is text; gt, gte, lt and lte compare numbers")
+        if kind != "number" and any(x is not None for x in (cond.gt, cond.gte, cond.lt, cond.lte)):
+            raise ValueError(f"{name} is {'text' if kind == 'text' else 'true or false'}; gt, gte, lt and lte compare numbers")
     elif isinstance(raw, list):
         if not raw or any(isinstance(x, (dict, list)) or x is None for x in raw):
             raise ValueError(f"{name}: expected a non-empty list of values")
@@ -257,7 +257,9 @@ def _condition(name: str, raw: Any, page_types: set[str] | None) -> Condition:
     else:
         raise ValueError(f"{name}: expected a value, a list of values or an operator map like {{gt: 50}}")
     for value in _condition_values(cond):
-        if _kind_of(value) != kind:
+        if kind == "bool" and not isinstance(value, bool):
+            raise ValueError(f"{name} is true or false, got {value!r}")
+        if kind != "bool" and _kind_of(value) != kind:
             raise ValueError(f"{name} is a {kind}, got {value!r}")
     if name in ("page_type", "previous_page_type") and page_types is not None:
         for value in _condition_values(cond):
@@ -308,6 +310,7 @@ class PageTypes:
     """URL path patterns (globs, `*` within and across segments) to page types; first match wins."""
 
     patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    names: frozenset[str] = frozenset({OTHER})
 
     @classmethod
     def build(cls, declared: dict[str, str | list[str]]) -> "PageTypes":
@@ -315,9 +318,16 @@ class PageTypes:
         for name, pats in declared.items():
             for pat in [pats] if isinstance(pats, str) else pats:
                 out.append((name, re.compile(fnmatch.translate(pat))))
-        return cls(tuple(out))
+        return cls(tuple(out), frozenset(declared) | {OTHER})
 
-    def classify(self, path: str) -> str:
+    def classify(self, path: str, declared: str = "") -> str:
+        """The page type of a path; the one the store declares for the page, if the rules know it.
+
+        A type the rules do not declare is ignored rather than refused: the store's
+        templates and the rules file change at different times.
+        """
+        if declared in self.names:
+            return declared
         for name, rx in self.patterns:
             if rx.match(path):
                 return name
@@ -364,8 +374,9 @@ class Ruleset:
     def rule(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
 
-    def classify(self, path: str) -> str:
-        return self.page_types.classify(path)
+    def classify(self, path: str, declared: str = "") -> str:
+        """The page type of a page: the store's declared type if the rules declare it, else the path's."""
+        return self.page_types.classify(path, declared)
 
 
 def _loc_path(loc: tuple[Any, ...]) -> str:

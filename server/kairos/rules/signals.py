@@ -1,7 +1,8 @@
 """What a rule's `if` can look at: named signals over the session and the event.
 
-Each signal has a kind — "number" or "text" — so a rules file that compares a
-text with a number is refused when it is loaded, not silently false at run time.
+Each signal has a kind — "number", "text" or "bool" — so a rules file that
+compares a text with a number is refused when it is loaded, not silently false
+at run time.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..wire import Event
 
 Getter = Callable[[SessionState, Event | None, int], Any]
 
+_CLICKS = ("click", "rage_click")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -27,6 +29,18 @@ def _host(url: str) -> str:
     host = urlsplit(url).hostname or ""
     return host.removeprefix("www.")
 
+
+def _of(*types: str, field: str) -> Getter:
+    """A field of the triggering event, for events of these types; empty otherwise."""
+    return lambda s, e, now: (e.fields.get(field) or "") if e is not None and e.type in types else ""
+
+
+def _custom_count(s: SessionState, e: Event | None, now_ms: int) -> int:
+    if e is None or e.type != "custom":
+        return 0
+    return s.custom.get(e.fields["name"], 0)
+
+
 SIGNALS: dict[str, tuple[str, Getter, str]] = {
     # name: (kind, getter, what it means — shown by `kairos check`)
     "page_type": ("text", lambda s, e, now: s.page_type, "the page type"),
@@ -38,8 +52,16 @@ SIGNALS: dict[str, tuple[str, Getter, str]] = {
     "session_dwell_s": ("number", lambda s, e, now: s.dwell_ms / 1000, "seconds on the site this session (visible)"),
     "scroll_pct": ("number", lambda s, e, now: s.scroll_pct, "deepest scroll on this page, in %"),
     "clicks": ("number", lambda s, e, now: s.clicks, "clicks this session"),
+    "rage_clicks": ("number", lambda s, e, now: s.rage_clicks, "rage clicks this session"),
     "exit_intents": ("number", lambda s, e, now: s.exit_intents, "exit intents this session"),
+    "exit_how": ("text", _of("exit_intent", field="how"), "how the exit intent showed (top, scroll, back, hidden)"),
     "idle_s": ("number", lambda s, e, now: s.idle_ms / 1000, "seconds idle"),
+    "hesitations": ("number", lambda s, e, now: s.hesitations, "form fields hesitated over this session"),
+    "hesitation_field": ("text", _of("hesitation", field="field"), "the form field hesitated over"),
+    "copies": ("number", lambda s, e, now: s.copies, "copies this session"),
+    "identified": ("bool", lambda s, e, now: bool(s.uid), "the store identified the visitor this session"),
+    "custom_name": ("text", _of("custom", field="name"), "the custom event's name"),
+    "custom_count": ("number", _custom_count, "custom events of this name this session"),
     "cart_value": ("number", lambda s, e, now: s.cart_value, "cart value"),
     "cart_items": ("number", lambda s, e, now: s.cart_items, "items in the cart"),
     "adds_to_cart": ("number", lambda s, e, now: s.adds, "adds to cart this session"),
@@ -65,6 +87,7 @@ SIGNALS: dict[str, tuple[str, Getter, str]] = {
                        "their views of pages of this type in the last 24 h (this one included)"),
     "visits": ("number", lambda s, e, now: s.visitor.sessions, "their visits (sessions, this one included)"),
     "visitor": ("text", lambda s, e, now: "returning" if s.visitor.returning else "new", "the visitor"),
-    "click_target": ("text", lambda s, e, now: (e.fields.get("k") or e.fields.get("id") or "") if e and e.type == "click" else "",
+    "click_target": ("text", lambda s, e, now: (e.fields.get("k") or e.fields.get("id") or "") if e and e.type in _CLICKS else "",
                      "the clicked element's data-kairos or id"),
+    "click_text": ("text", _of("click", "rage_click", field="text"), "the clicked element's text"),
 }

@@ -1,0 +1,63 @@
+"""An event batch meets a session: ops and log applied, delayed rules armed, the best nudge claimed.
+
+The websocket (ws.py) and the beacon endpoint (beacon.py) both come here, so a
+batch sent by `navigator.sendBeacon` is counted, logged and evaluated exactly
+like one sent over the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Sequence
+
+from .nudge import claim_nudge
+from .rules import Rule, Ruleset, evaluate, timers_to_arm
+from .runtime import Runtime
+from .session import SessionState, VisitorInfo, event_log, event_ops
+from .wire import Event, Events
+
+
+async def apply_events(
+    rt: Runtime, rules: Ruleset, sid: str, vid: str, site: str, batch: Events, visitor: VisitorInfo, now: int
+) -> tuple[SessionState, VisitorInfo]:
+    """Apply a batch's events (and its `lost` count) to the session; the new state and visitor info.
+
+    A page view in the batch (a single-page store navigated) is recorded under
+    the visitor too, which refreshes what is known of them.
+    """
+    ops = event_ops(batch.events, rules.classify, now, site)
+    if batch.lost:
+        ops.append(("incr", "lost", str(batch.lost)))
+        rt.metrics.inc("kairos_events_lost_total", batch.lost)
+    log = event_log(batch.events, now, site)
+    views = [e for e in batch.events if e.type == "page_view"]
+    if views:
+        f = views[-1].fields
+        path = f["path"]
+        state, visitor = await asyncio.gather(
+            rt.engine.apply(sid, ops, log, now),
+            rt.engine.visit(vid, sid, path, rules.classify(path, f.get("type", "")), True, now),
+        )
+    else:
+        state = await rt.engine.apply(sid, ops, log, now)
+    state.visitor = visitor
+    rt.metrics.inc("kairos_events_total", len(batch.events))
+    return state, visitor
+
+
+async def arm_delayed(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> None:
+    """Arm (or re-arm) the timers of the delayed rules the batch set off."""
+    timers = timers_to_arm(rules, state, events, now, rt.settings.delay_scale)
+    if timers:
+        rt.timers.arm(await rt.engine.arm_timers(timers))
+
+
+async def claim_best(
+    rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int, extra: Sequence[Rule] = ()
+) -> bytes | None:
+    """The show frame of the best nudge the batch earned that the caps let through, or None."""
+    for rule in [d.rule for d in evaluate(rules, state, events, now)] + list(extra):
+        frame = await claim_nudge(rt, rule, state, now)
+        if frame is not None:
+            return frame
+    return None
