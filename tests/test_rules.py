@@ -214,6 +214,13 @@ def test_show_defaults_place_by_kind():
     assert [r.then.where for r in rs.rules] == ["corner", "top"]
 
 
+def test_a_chat_can_be_a_bubble():
+    rs = rules("""
+        - {id: a, when: hesitation, then: {show: chat, template: chat.html, place: bubble}}
+    """)
+    assert rs.rules[0].then.where == "bubble"
+
+
 @pytest.mark.parametrize(
     "body,line,expected",
     [

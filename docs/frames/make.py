@@ -65,6 +65,9 @@ VALID = [
                      "html": "<div class=\"k-card\"><p>Still thinking about Linen shirt &amp; co?</p>"
                              "<button data-k-click=\"close\">Keep shopping</button></div>",
                      "css": ".k-card{padding:24px}", "place": "center", "ttl_ms": 0, "rule": "exit-offer"}),
+    ("show_bubble", "s2c", {"v": 1, "t": "show", "oid": "size-help.9f8e7d", "kind": "chat",
+                            "html": "<div class=\"k-chat\"><p class=\"k-message\">Not sure about the size?</p></div>",
+                            "css": ".k-chat{padding:12px}", "place": "bubble", "ttl_ms": 30000, "rule": "size-help"}),
     ("hide", "s2c", {"v": 1, "t": "hide", "oid": "exit-offer.1a2b3c"}),
     ("error", "s2c", {"v": 1, "t": "error", "code": "unknown_event", "msg": "event 0: unknown event type 'teleport'", "seq": 7}),
 ]

@@ -16,7 +16,7 @@ from ..wire import EVENT_TYPES
 from .signals import SIGNALS
 
 KINDS = ("overlay", "offer", "chat", "bar")
-PLACES = ("center", "top", "bottom", "corner")
+PLACES = ("center", "top", "bottom", "corner", "bubble")
 DEFAULT_PLACE = {"overlay": "center", "offer": "center", "chat": "corner", "bar": "bottom"}
 # The page type of a path no pattern matches.
 OTHER = "other"
@@ -75,7 +75,8 @@ def _kind_of(v: Any) -> str:
 class Then(_Strict):
     show: Literal["overlay", "offer", "chat", "bar"]
     template: str
-    place: Literal["center", "top", "bottom", "corner"] | None = None
+    # bubble: a chat bubble in the bottom corner.
+    place: Literal["center", "top", "bottom", "corner", "bubble"] | None = None
     ttl_s: float = Field(default=0, ge=0, le=3600)
     params: dict[str, Any] = {}
 
