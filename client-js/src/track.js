@@ -1,18 +1,19 @@
-// Collectors: page views of single-page apps, dwell, scroll depth, clicks, rage
-// clicks, exit intent (desktop and touch), idle, form hesitation, copy.
+// Collectors: dwell, scroll depth, clicks, rage clicks, exit intent (desktop
+// and touch), idle, form hesitation, copy, and single-page-app routes.
 // Every listener is passive and cheap (a timestamp, or one measure a frame);
 // nothing here reads a form field's value.
 
 import { HOST_ID } from './overlay.js'
 import { scrollPct, rage, flick, exitOk } from './signals.js'
 
-const PASSIVE = { passive: true, capture: true }
-const TICK = 1000
 const FIELD = /^(INPUT|SELECT|TEXTAREA)$/
 // what a click is "on": the nearest element a visitor means to press
 const ACTION = 'a,button,summary,label,[role=button],[data-kairos],[data-kairos-track],input,select,textarea'
 // elements whose own text names them (a button or link cannot contain form fields)
 const NAMED = /^(A|BUTTON|SUMMARY)$/
+
+// s when it is a non-empty string of at most n characters
+const ok = (s, n) => s && s.length <= n ? s : undefined
 
 // The element's data-kairos-* attributes as { name: value } (8 at most), or undefined.
 export function kattrs (el) {
@@ -31,20 +32,19 @@ export function kattrs (el) {
 // text. Never a form field's value. Fields over the protocol's limits are left
 // out rather than getting the event refused.
 export function clickPayload (target, text) {
-  if (!target || !target.closest) return null
-  const el = target.closest(ACTION) || target
-  const p = { tag: el.tagName.toLowerCase().slice(0, 16) }
-  if (el.id && el.id.length <= 64) p.id = el.id
-  const kEl = el.closest('[data-kairos]')
-  const k = kEl && kEl.getAttribute('data-kairos')
-  if (k && k.length <= 64) p.k = k
-  const ka = kattrs(el)
-  if (ka) p.ka = ka
+  const el = target && target.closest && (target.closest(ACTION) || target)
+  if (!el) return null
+  const k = el.closest('[data-kairos]')
   const a = el.closest('a[href]')
-  const path = a && a.pathname // HTMLAnchorElement only (an SVG <a> has none)
-  if (path && path.length <= 1024) p.href = path
-  const t = text && NAMED.test(el.tagName) && (el.textContent || '').replace(/\s+/g, ' ').trim().slice(0, 64)
-  if (t) p.text = t
+  const p = {
+    tag: el.tagName.toLowerCase().slice(0, 16),
+    id: ok(el.id, 64),
+    k: ok(k && k.getAttribute('data-kairos'), 64),
+    ka: kattrs(el),
+    href: ok(a && a.pathname, 1024), // HTMLAnchorElement only (an SVG <a> has none)
+    text: ok(text && NAMED.test(el.tagName) && el.textContent.replace(/\s+/g, ' ').trim().slice(0, 64), 64)
+  }
+  for (const x in p) if (p[x] === undefined) delete p[x]
   return p
 }
 
@@ -82,16 +82,16 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   const visible = () => doc.visibilityState !== 'hidden'
   // no fine pointer: a phone or tablet, whose exits look different
   const touch = !win.matchMedia('(pointer: fine)').matches
-  let live = true
+  let live = 1
   // handlers never throw into the page, and do nothing once stopped
-  const safe = fn => e => { try { if (live) fn(e) } catch (err) {} }
-  const on = (target, type, fn) => target.addEventListener(type, safe(fn), PASSIVE)
+  const safe = fn => e => { try { live && fn(e) } catch (err) {} }
+  const on = (target, type, fn) => target.addEventListener(type, safe(fn), { passive: true, capture: true })
 
   // dwell: time with the tab visible and the visitor not idle, since the last dwell event
   let acc = 0 // counted ms before `since`, not yet reported
   let since = now()
   let counting = visible()
-  const pending = () => acc + (counting ? now() - since : 0)
+  const pending = () => acc + (counting && now() - since)
   const pause = () => { acc = pending(); counting = false }
   const dwell = () => {
     const ms = Math.round(pending())
@@ -101,24 +101,13 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   }
 
   // per page (a single-page app starts these again on each route)
-  let pageAt, maxPct, sentPct, hesitated
-  const newPage = () => { pageAt = now(); maxPct = sentPct = 0; hesitated = {} }
+  let pageAt, maxPct, sentPct, hesitated, hes, raf, idle, rageAt, rageKey, armed, onOurEntry
+  const stopHes = () => win.clearTimeout(hes)
+  const newPage = () => { pageAt = now(); maxPct = sentPct = 0; hesitated = {}; onOurEntry = false; stopHes() }
   newPage()
-
-  let raf = 0
-  const measure = () => {
-    raf = 0
-    const pct = scrollPct(win.scrollY, win.innerHeight, doc.documentElement.scrollHeight)
-    if (pct > maxPct) maxPct = pct
-    if (maxPct - sentPct >= (s.scroll_step || 1)) {
-      sentPct = maxPct
-      emit('scroll', { pct: maxPct })
-    }
-  }
 
   // idle: no pointer, key, scroll or touch input for idle_ms (once per idle period)
   let lastInput = now()
-  let idle = false
   const input = () => {
     const t = now()
     if (idle) emit('idle_end', { ms: Math.round(t - lastInput) })
@@ -130,29 +119,26 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   let lastExit = -1e15
   const exit = how => {
     const t = now()
-    if (!s.exit || !exitOk(t, pageAt, lastExit, s)) return
-    lastExit = t
-    emit('exit_intent', { how })
+    if (s.exit && exitOk(t, pageAt, lastExit, s)) {
+      lastExit = t
+      emit('exit_intent', { how })
+    }
   }
 
-  // back-button exit intent (off by default): one extra history entry for this
-  // page; coming back to the real one is the visitor trying to leave
-  let armed = false
-  let onOurEntry = false
-
-  const tick = () => {
+  const iv = win.setInterval(safe(() => {
     if (pending() >= s.dwell_ms) dwell()
     if (counting && s.idle_ms > 0 && now() - lastInput >= s.idle_ms) {
       idle = true
       pause()
       emit('idle', { ms: Math.round(now() - lastInput) })
     }
+    // back-button exit intent (off by default): one extra history entry for
+    // this page; coming back to the real one is the visitor trying to leave
     if (s.exit_back && !armed) {
       armed = onOurEntry = true
       win.history.pushState(win.history.state, '', win.location.href)
     }
-  }
-  const iv = win.setInterval(safe(tick), TICK)
+  }), 1000)
 
   on(doc, 'visibilitychange', () => {
     if (visible()) return input()
@@ -165,7 +151,11 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   const flicked = flick()
   on(win, 'scroll', () => {
     input()
-    if (!raf) raf = win.requestAnimationFrame(safe(measure))
+    raf = raf || win.requestAnimationFrame(safe(() => {
+      raf = 0
+      maxPct = Math.max(maxPct, scrollPct(win.scrollY, win.innerHeight, doc.documentElement.scrollHeight))
+      if (maxPct - sentPct >= (s.scroll_step || 1)) emit('scroll', { pct: sentPct = maxPct })
+    }))
     if (touch && s.exit_scroll && flicked(win.scrollY, now(), win.innerHeight)) exit('scroll')
   })
   for (const t of ['pointerdown', 'pointermove', 'keydown', 'touchstart', 'wheel']) on(win, t, input)
@@ -174,40 +164,30 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     if (onOurEntry) { onOurEntry = false; exit('back') }
   })
 
-  let rageAt, rageKey
   on(doc, 'click', e => {
     const t = e.target
-    if (!t || t.id === HOST_ID) return // the overlay reports its own clicks
+    if (t.id === HOST_ID) return // the overlay reports its own clicks
     const tr = t.closest && t.closest('[data-kairos-track]')
     if (tr && onTrack) onTrack(tr.getAttribute('data-kairos-track'), trackProps(tr))
     const p = s.clicks && clickPayload(t, s.click_text)
     if (!p) return
     emit('click', p)
-    if (s.rage_n > 1) {
-      const key = s.rage_n + ' ' + s.rage_ms
-      if (key !== rageKey) { rageKey = key; rageAt = rage(s.rage_n, s.rage_ms) }
-      const n = rageAt(e.clientX, e.clientY, now())
-      if (n) emit('rage_click', Object.assign({ n }, p))
-    }
+    const key = s.rage_n + ' ' + s.rage_ms
+    if (key !== rageKey) { rageKey = key; rageAt = rage(s.rage_n, s.rage_ms) }
+    const n = rageAt(e.clientX, e.clientY, now())
+    if (n) emit('rage_click', Object.assign({ n }, p))
   })
 
-  if (!touch) {
-    on(doc, 'mouseout', e => {
-      if (!e.relatedTarget && e.clientY <= 0) exit('top')
-    })
-  }
+  if (!touch) on(doc, 'mouseout', e => e.relatedTarget || e.clientY > 0 || exit('top'))
 
   // form hesitation: a field focused for hes_ms without leaving it or submitting;
   // once per field and page, and only its name
-  let hes = 0
-  const stopHes = () => win.clearTimeout(hes)
   on(doc, 'focusin', e => {
     const el = e.target
-    stopHes()
-    if (!s.hes_ms || !el || !FIELD.test(el.tagName) || /^(hidden|submit|button|reset|image)$/.test(el.type)) return
-    const field = String(el.name || el.id || el.type || 'field').slice(0, 64)
+    const field = String(el.name || el.id || el.type).slice(0, 64)
     const ms = s.hes_ms
-    if (!hesitated[field]) {
+    stopHes()
+    if (ms && FIELD.test(el.tagName) && !/^(hidden|submit|button|reset|image)$/.test(el.type) && !hesitated[field]) {
       hes = win.setTimeout(safe(() => { hesitated[field] = 1; emit('hesitation', { field, ms }) }), ms)
     }
   })
@@ -223,7 +203,7 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     // report the counted time not yet reported (the page is going away)
     dwell,
     // a single-page navigation: close the old page's dwell, start the page's signals again
-    newPage () { dwell(); newPage(); onOurEntry = false; stopHes() },
-    stop () { live = false; win.clearInterval(iv); stopHes() }
+    newPage () { dwell(); newPage() },
+    stop () { live = 0; win.clearInterval(iv); stopHes() }
   }
 }
