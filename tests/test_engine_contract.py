@@ -12,6 +12,7 @@ from kairos.caps import Caps, Window
 from kairos.engine import MemoryEngine
 from kairos.engine.base import LOG_MAX
 from kairos.engine.redis import RedisEngine
+from kairos.rules.delayed import Timer
 from kairos.session import event_ops, hello_ops, log_entry
 from kairos.wire import Event, Hello, Page
 
@@ -373,3 +374,66 @@ async def test_the_new_counters_and_the_lost_count_are_kept(engine):
     state = await engine.apply("s_contract1", event_ops(events, classify, now(), "demo") + [("incr", "lost", "4")], [], now())
     assert (state.rage_clicks, state.hesitations, state.copies, state.idle_ms, state.lost) == (1, 1, 1, 0, 4)
     assert len(state.uid) == 32 and state.uid != "customer-1042"
+
+
+# --- forgetting a visitor (kairos.consent(false)) ---------------------------------------
+
+
+async def visitor_with_two_tabs(engine, vid="v_forget001"):
+    """A visitor with a session in each of two tabs, a show, a kept nudge, a timer and a page view each."""
+    for sid in ("s_tabone001", "s_tabtwo001"):
+        await open_session(engine, sid=sid, vid=vid)
+        await engine.visit(vid, sid, "/demo/products/linen-shirt", "product", True, now())
+        await engine.mark_live(sid, now())
+    caps = Caps(1, 0, per_visitor=Window(3, 3_600_000))
+    assert await engine.claim_show("s_tabone001", vid, "exit-offer", "exit-offer.1", caps, "{}", now()) == "ok"
+    await engine.keep_for_next_page(vid, "cart-recovery", now())
+    await engine.arm_timers([Timer("s_tabone001", "reminder", now() + 60_000, now()),
+                             Timer("s_tabtwo001", "reminder", now() + 60_000, now())])
+
+
+async def test_forgetting_a_visitor_erases_their_keys_sessions_and_timers(engine):
+    await visitor_with_two_tabs(engine)
+    await open_session(engine, sid="s_bystander", vid="v_bystander")
+    await engine.mark_live("s_bystander", now())
+    await engine.arm_timers([Timer("s_bystander", "reminder", now() + 60_000, now())])
+    erased = await engine.forget("v_forget001", "s_tabtwo001")
+    assert erased == ["s_tabone001", "s_tabtwo001"], "every tab's session, not only the one that asked"
+    for sid in erased:
+        assert await engine.session(sid) is None and await engine.log(sid) == []
+    assert await engine.pending_for("v_forget001") == []
+    assert [s.sid for s in await engine.sessions(now())] == ["s_bystander"]
+    assert await engine.pending_timers() == 1
+    fresh = await engine.visit("v_forget001", "s_tabthree1", "/", "home", True, now())
+    assert (fresh.sessions, fresh.page_views_24h, fresh.type_views_24h) == (1, 1, 1), "they start over"
+    caps = Caps(1, 0, per_visitor=Window(1, 3_600_000))
+    await open_session(engine, sid="s_tabthree1", vid="v_forget001")
+    assert await engine.claim_show("s_tabthree1", "v_forget001", "exit-offer", "exit-offer.2", caps, "{}", now()) == "ok", \
+        "their show history went too"
+    assert (await engine.session("s_bystander")).vid == "v_bystander"
+
+
+async def test_forgetting_spares_a_session_of_another_visitor(engine):
+    await open_session(engine, sid="s_notyours1", vid="v_owner0001")
+    assert await engine.forget("v_stranger1", "s_notyours1") == []
+    assert (await engine.session("s_notyours1")).vid == "v_owner0001"
+
+
+async def test_forgetting_in_redis_leaves_no_key_or_member_naming_the_visitor_or_session(clean_redis):
+    from conftest import redis_contents
+
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    try:
+        await visitor_with_two_tabs(e)
+        await open_session(e, sid="s_bystander", vid="v_bystander")
+        await e.mark_live("s_bystander", now())
+        before = redis_contents(clean_redis)
+        assert any("v_forget001" in k for k in before) and any("s_tabone001" in k for k in before)
+        await e.forget("v_forget001", "s_tabone001")
+        after = redis_contents(clean_redis)
+        for needle in ("v_forget001", "s_tabone001", "s_tabtwo001"):
+            assert not [k for k, v in after.items() if needle in k or needle in v], needle
+        assert any("s_bystander" in k for k in after), "other visitors keep theirs"
+    finally:
+        await e.close()

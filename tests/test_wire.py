@@ -29,6 +29,44 @@ def test_every_client_example_decodes_without_problems(case):
     assert not getattr(frame, "problems", [])
 
 
+@pytest.mark.parametrize("case", [c for c in VALID if c["dir"] == "beacon"], ids=lambda c: c["name"])
+def test_every_beacon_example_decodes_without_problems(case):
+    beacon = wire.decode_beacon(bytes.fromhex(case["hex"]))
+    assert isinstance(beacon, (wire.BeaconEvents, wire.Forget)), beacon
+    assert (beacon.site, beacon.vid, beacon.sid) == ("demo", "v_4f9c2a7d1e", "s_8b1d0c3f55")
+    if isinstance(beacon, wire.BeaconEvents):
+        assert beacon.batch.lost == 1 and [e.type for e in beacon.batch.events] == ["dwell", "exit_intent"]
+
+
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        ({"v": 1, "t": "events", "site": "demo", "vid": "v_12345678", "seq": 1, "ev": []}, "bad_field"),
+        ({"v": 1, "t": "events", "site": "demo", "vid": "v_12345678", "sid": "s_1", "seq": 1, "ev": []}, "bad_field"),
+        ({"v": 1, "t": "forget", "vid": "v_12345678"}, "bad_field"),
+        ({"v": 1, "t": "feedback", "oid": "x", "act": "shown", "ts": 1}, "unknown_type"),
+        ({"v": 3, "t": "forget"}, "bad_version"),
+    ],
+    ids=["events-without-session", "short-session-id", "forget-without-site", "not-a-beacon-type", "bad-version"],
+)
+def test_bad_beacons_are_refused_with_a_reason(body, code):
+    assert wire.decode_beacon(msgpack.packb(body)).code == code
+
+
+def test_a_forget_may_name_no_session():
+    forget = wire.decode_beacon(msgpack.packb({"v": 1, "t": "forget", "site": "demo", "vid": "v_12345678", "sid": None}))
+    assert forget == wire.Forget("demo", "v_12345678", None)
+
+
+def test_a_beacon_over_the_limit_is_refused_before_decoding():
+    assert wire.decode_beacon(b"\x80" * (wire.MAX_FRAME_BYTES + 1)).code == "too_large"
+
+
+@given(st.binary(max_size=512))
+def test_decoding_a_beacon_never_raises(data):
+    assert wire.decode_beacon(data) is not None
+
+
 def test_hello_decodes_to_its_fields():
     frame = wire.decode(bytes.fromhex(VALID[0]["hex"]))
     assert isinstance(frame, wire.Hello)
@@ -178,6 +216,16 @@ def test_decoding_never_raises(data):
 def test_decoding_any_msgpack_value_never_raises(value):
     frame = wire.decode(msgpack.packb({"v": 1, "t": "events", "seq": 1, "ev": [value]}))
     assert isinstance(frame, (wire.Events, wire.WireError))
+
+
+def test_rate_limits_are_per_key_and_remember_only_the_latest_keys():
+    limits = wire.RateLimits(burst=2, per_s=1, max_keys=3)
+    assert [limits.allow("a", 0.0) for _ in range(3)] == [True, True, False]
+    assert limits.allow("b", 0.0), "another visitor has a bucket of its own"
+    for key in ("c", "d"):
+        limits.allow(key, 0.0)
+    assert len(limits) == 3, "the oldest key was dropped"
+    assert limits.allow("a", 0.0), "a forgotten key starts again with a full bucket"
 
 
 def test_rate_limit_allows_a_burst_then_the_sustained_rate():

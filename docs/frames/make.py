@@ -72,6 +72,16 @@ VALID = [
     ("error", "s2c", {"v": 1, "t": "error", "code": "unknown_event", "msg": "event 0: unknown event type 'teleport'", "seq": 7}),
 ]
 
+# Beacon bodies (POST /b): the last batch of a page whose socket is closed, and
+# kairos.consent(false). Direction "beacon": client to server, over HTTP.
+VALID += [
+    ("beacon_events", "beacon", {"v": 1, "t": "events", "site": "demo", "vid": "v_4f9c2a7d1e", "sid": "s_8b1d0c3f55",
+                                 "seq": 6, "lost": 1, "ev": [
+                                     {"e": "dwell", "ts": 1767225900000, "ms": 2500},
+                                     {"e": "exit_intent", "ts": 1767225900100, "how": "hidden"}]}),
+    ("beacon_forget", "beacon", {"v": 1, "t": "forget", "site": "demo", "vid": "v_4f9c2a7d1e", "sid": "s_8b1d0c3f55"}),
+]
+
 # Frames the server must refuse: what it answers, and whether it closes.
 INVALID = [
     ("not_msgpack", "c1", "bad_frame", None),   # 0xc1 is "never used" in the msgpack spec

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from . import dashboard, reload
+from .beacon import beacon_endpoint
 from .runtime import Runtime
 from .settings import Settings
 from .ws import visitor_endpoint
@@ -80,6 +81,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Route("/healthz", health),
         Route("/metrics", metrics),
         WebSocketRoute("/ws", visitor_endpoint),
+        Route("/b", beacon_endpoint, methods=["POST"]),
         *dashboard.routes,
         *reload.admin_routes,
         Mount("/static/dashboard", StaticFiles(directory=STATIC / "dashboard"), name="dashboard-static"),

@@ -13,6 +13,7 @@ _HELP = {
     "kairos_refused_total": "Frames or events refused, by error code.",
     "kairos_feedback_total": "Overlay feedback, by act.",
     "kairos_connections_total": "Websocket connections accepted.",
+    "kairos_beacons_total": "Beacons (POST /b) accepted, by type.",
 }
 
 

@@ -25,7 +25,7 @@ _CLOSE = object()
 class Connection:
     """One browser's websocket, as seen by everything that wants to send to it."""
 
-    __slots__ = ("ws", "sid", "_queue", "_writer", "_close_code", "closing")
+    __slots__ = ("ws", "sid", "_queue", "_writer", "_close_code", "closing", "forgotten")
 
     def __init__(self, ws: WebSocket, max_queued: int = MAX_QUEUED) -> None:
         self.ws = ws
@@ -34,6 +34,8 @@ class Connection:
         self._writer = asyncio.create_task(self._write_forever())
         self._close_code = wire.CLOSE_NORMAL
         self.closing = False
+        # The visitor withdrew consent and the session was erased: record nothing more for it.
+        self.forgotten = False
 
     def send(self, frame: bytes) -> bool:
         """Queue a frame; False if the connection is closing or too far behind."""
@@ -121,6 +123,14 @@ class Hub:
     def push(self, sid: str, frame: bytes) -> int:
         """Send a frame to every socket of a session here; returns how many took it."""
         return sum(conn.send(frame) for conn in tuple(self._by_sid.get(sid, ())))
+
+    def forget(self, sid: str) -> int:
+        """Close every socket of an erased session here (1000: the snippet does not reconnect); how many."""
+        conns = tuple(self._by_sid.get(sid, ()))
+        for conn in conns:
+            conn.forgotten = True
+            conn.close(wire.CLOSE_NORMAL)
+        return len(conns)
 
     def connected(self, sid: str) -> bool:
         return sid in self._by_sid

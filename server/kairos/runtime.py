@@ -7,6 +7,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from . import wire
 from .context import GeoLookup
 from .engine import Engine, create_engine
 from .metrics import Metrics
@@ -48,6 +49,9 @@ class Runtime:
         self.track = track
         # This process among those sharing one Redis: where nudges for its sockets are sent.
         self.node_id = secrets.token_hex(4)
+        # Beacons have no connection to hold a rate limit: one per visitor id, for
+        # the visitors seen lately.
+        self.beacon_limits = wire.RateLimits(settings.frames_burst, settings.frames_per_s, max_keys=10_000)
         self.metrics = Metrics()
         self.metrics.gauges["kairos_connections"] = lambda: len(self.hub)
         # Rules replacement (kairos.reload): a version number that only grows, and

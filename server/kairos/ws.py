@@ -68,7 +68,7 @@ class VisitorSocket:
         finally:
             self.rt.hub.remove(self.conn)
             await self.conn.finish()
-            if self.sid is not None:
+            if self.sid is not None and not self.conn.forgotten:
                 await self._mark_disconnected()
 
     # --- refusals ---------------------------------------------------------------

@@ -18,6 +18,9 @@ VIEWS_WINDOW_MS = 24 * 3600 * 1000
 VIEWS_KEEP = 500
 # Shows are kept for the longest cap window a rules file may declare.
 SHOWS_TTL_S = 7 * 24 * 3600
+# A visitor's sessions are remembered under the visitor (newest first, this many)
+# so that forgetting the visitor finds the sessions of every tab they had open.
+SESSIONS_KEEP = 16
 
 
 class Engine(ABC):
@@ -66,6 +69,14 @@ class Engine(ABC):
     @abstractmethod
     async def pending_for(self, vid: str) -> list[str]:
         """Rules whose nudges wait for the visitor's next page view."""
+
+    @abstractmethod
+    async def forget(self, vid: str, sid: str | None) -> list[str]:
+        """Erase what is stored about a visitor: their keys, and their sessions (`sid` and any
+        other recorded under the visitor) with logs, dashboard index entries and timers.
+
+        A session is erased only if it belongs to `vid`. Returns the session ids erased.
+        """
 
     @abstractmethod
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:

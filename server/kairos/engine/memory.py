@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from ..caps import Caps, bucket, visitor_verdict
 from ..rules.delayed import Timer
 from ..session import Op, SessionState, VisitorInfo, apply_ops, record_feedback, record_show, session_verdict
-from .base import LOG_MAX, SHOWS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, parse_log
+from .base import LOG_MAX, SESSIONS_KEEP, SHOWS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, parse_log
 
 SWEEP_EVERY_S = 60.0
 
@@ -32,6 +32,7 @@ class _Visitor:
     views: deque[tuple[int, str, str]] = field(default_factory=lambda: deque(maxlen=VIEWS_KEEP))
     shows: dict[str, list[int]] = field(default_factory=dict)  # by rule; "" for every rule
     pending: dict[str, int] = field(default_factory=dict)  # rule -> when it was kept
+    sids: dict[str, int] = field(default_factory=dict)  # the visitor's sessions -> when first seen
     expires_at: float = 0.0
 
 
@@ -136,6 +137,9 @@ class MemoryEngine(Engine):
         v = self._visitor(vid, now_ms)
         if v.sid != sid:
             v.sid, v.sessions = sid, v.sessions + 1
+            v.sids[sid] = now_ms
+            if len(v.sids) > SESSIONS_KEEP:
+                del v.sids[min(v.sids, key=v.sids.__getitem__)]
         pending: tuple[str, ...] = ()
         if record:
             v.views.append((now_ms, page_type, path))
@@ -155,6 +159,16 @@ class MemoryEngine(Engine):
     async def pending_for(self, vid: str) -> list[str]:
         v = self._visitors.get(vid)
         return sorted(v.pending) if v else []
+
+    async def forget(self, vid: str, sid: str | None) -> list[str]:
+        v = self._visitors.pop(vid, None)
+        candidates = ({sid} if sid else set()) | (set(v.sids) | {v.sid} if v else set())
+        erased = sorted(c for c in candidates if c in self._sessions and self._sessions[c].h.get("vid") == vid)
+        for c in erased:
+            del self._sessions[c]
+        for key in [k for k in self._timers if k.partition("|")[0] in erased]:
+            del self._timers[key]  # its heap entry is skipped when it surfaces
+        return erased
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         e = self._live(sid)

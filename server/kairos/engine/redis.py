@@ -17,7 +17,7 @@ from ..rules.model import MAX_DELAY_S
 from ..session import Op, SessionState, VisitorInfo
 from . import keys
 from .autopipe import AutoPipeline
-from .base import LOG_MAX, SHOWS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, parse_log
+from .base import LOG_MAX, SESSIONS_KEEP, SHOWS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, parse_log
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
@@ -106,7 +106,8 @@ class RedisEngine(Engine):
         sessions, first, same_path, same_type, pending = await self.pipe.evalsha(
             self._visit,
             [keys.visitor(vid, "info"), keys.visitor(vid, "views")],
-            [now_ms, sid, path, page_type, "1" if record else "0", self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP],
+            [now_ms, sid, path, page_type, "1" if record else "0", self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP,
+             SESSIONS_KEEP],
         )
         return VisitorInfo(int(sessions), int(first), int(same_path), int(same_type), tuple(sorted(pending)))
 
@@ -117,6 +118,35 @@ class RedisEngine(Engine):
     async def pending_for(self, vid: str) -> list[str]:
         fields = await self.pipe.execute("HKEYS", keys.visitor(vid, "info"))
         return sorted(f[2:] for f in fields if f.startswith("q:"))
+
+    async def forget(self, vid: str, sid: str | None) -> list[str]:
+        # Rare (a consent withdrawn), so plain round trips rather than a script: the
+        # visitor's keys and sessions live in different hash slots.
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.visitor(vid, "info"))
+            pipe.zrange(keys.visitor(vid, "shows"), 0, -1)
+            info, oids = await pipe.execute()
+        candidates = sorted(({sid} if sid else set()) | {info.get("sid", "")} | {f[2:] for f in info if f.startswith("s:")})
+        candidates = [c for c in candidates if c]
+        async with self.r.pipeline(transaction=False) as pipe:
+            for c in candidates:
+                pipe.hget(keys.session(c), "vid")
+            owners = await pipe.execute()
+        erased = [c for c, owner in zip(candidates, owners) if owner == vid]
+        timers = [member for c in erased async for member, _ in self.r.hscan_iter(keys.TIMERS_DATA, match=f"{c}|*")]
+        # Each show's oid is "<rule>.<hex>": the per-rule show keys of this visitor.
+        rules = {oid.rsplit(".", 1)[0] for oid in oids}
+        doomed = [keys.visitor(vid, part) for part in ("info", "views", "shows", *(f"shows:{r}" for r in rules))]
+        doomed += [k for c in erased for k in (keys.session(c), keys.log(c))]
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.delete(*doomed)
+            if erased:
+                pipe.zrem(keys.LIVE, *erased)
+            if timers:
+                pipe.zrem(keys.TIMERS_DUE, *timers)
+                pipe.hdel(keys.TIMERS_DATA, *timers)
+            await pipe.execute()
+        return erased
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         ok = await self.pipe.evalsha(
