@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Callable
 
 import httpx
+import msgpack
 import pytest
+from websockets.asyncio.client import connect
 
 from conftest import DEMO_RULES, ROOT, Server
 from kairos.rules import load_rules
 from kairos.rules.describe import describe
-from wsclient import Visitor
+from wsclient import Visitor, hello_frame
 
 TEMPLATES = {"offer.html", "bar.html", "chat.html"}
 POLL_S = "0.05"
@@ -55,6 +57,8 @@ INVALID = {
     "unknown template": (V1 + SECOND % ("product", "nope.html"), 12, "rules[1].then.template: unknown template 'nope.html'"),
     "broken yaml": (V1 + SECOND.replace("{page_type: %s}", "{page_type: %s") % ("product", "bar.html"), 12,
                     "not valid YAML"),
+    "track out of bounds": (V2 + "track:\n  batch_ms: 500\n  rage_n: 50\n", 15,
+                            "track.rage_n: expected 0 (off) or 2 to 20, got 50"),
 }
 
 
@@ -340,6 +344,14 @@ def test_check_names_file_line_and_reason_of_each_problem(tmp_path, case):
     assert any(ln.startswith(f"{path}:{line}: ") and reason in ln for ln in out.stderr.splitlines()), out.stderr
 
 
+def test_check_shows_the_tracking_settings_the_file_sets(tmp_path):
+    path = tmp_path / "track.yaml"
+    path.write_text(V1 + "track:\n  rage_n: 5\n  copy: true\n  exit_back: false\n")
+    out = check(path)
+    assert out.returncode == 0, out.stderr
+    assert "  tracking: exit_back off, rage_n 5, copy on" in out.stdout.splitlines()
+
+
 def test_check_refuses_a_missing_file(tmp_path):
     out = check(tmp_path / "nope.yaml")
     assert out.returncode == 1 and "cannot read" in out.stderr
@@ -388,3 +400,40 @@ async def test_a_session_keeps_going_across_a_reload_and_gets_the_new_rule(serve
     state = await asyncio.to_thread(server.session_when, v.sid, lambda s: s["exit_intents"] == 2)
     assert state["exit_intents"] == 2 and state["pages"] == 1
     await v.leave()
+
+
+# --- (g) tracking settings in the welcome ----------------------------------------------------
+
+
+async def welcome_of(server: Server) -> dict:
+    async with connect(server.ws_url, compression=None) as ws:
+        await ws.send(msgpack.packb(hello_frame("v_tracking01")))
+        return msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))
+
+
+async def test_the_welcome_carries_the_tracking_settings_of_the_rules_in_force(watched):
+    server, path = watched(V1 + "track:\n  rage_n: 5\n  copy: true\n  idle_ms: 0\n")
+    track = (await welcome_of(server))["track"]
+    assert (track["rage_n"], track["copy"], track["idle_ms"]) == (5, True, 0)
+    assert (track["batch_ms"], track["exit_back"], track["spa"]) == (1000, False, True), "the rest are the defaults"
+    assert set(track) == {"batch_ms", "dwell_ms", "scroll_step", "idle_ms", "exit", "exit_min_ms", "exit_gap_ms",
+                          "exit_scroll", "exit_back", "exit_hidden", "clicks", "click_text", "rage_n", "rage_ms",
+                          "hes_ms", "copy", "spa"}
+
+    write(path, V1 + "track:\n  rage_n: 0\n  hes_ms: 20000\n")
+    await asyncio.to_thread(rules_when, server, lambda s: s["version"] == 2)
+    track = (await welcome_of(server))["track"]
+    assert (track["rage_n"], track["hes_ms"], track["copy"], track["idle_ms"]) == (0, 20000, False, 30000)
+
+    write(path, V1 + "track:\n  rage_n: 50\n")  # refused: the settings in force stay
+    await asyncio.to_thread(rules_when, server, lambda s: s["last_refusal"] is not None)
+    assert (await welcome_of(server))["track"]["rage_n"] == 0
+
+
+async def test_the_idle_threshold_is_scaled_but_off_stays_off(serve, tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(V1 + "track:\n  idle_ms: 20000\n")
+    server = serve("memory", rules=path, extra=["--delay-scale", "0.1"])
+    assert (await welcome_of(server))["track"]["idle_ms"] == 2000
+    assert put(server, V1 + "track:\n  idle_ms: 0\n").status_code == 200
+    assert (await welcome_of(server))["track"]["idle_ms"] == 0

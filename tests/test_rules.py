@@ -283,3 +283,33 @@ def test_a_rule_whose_template_lacks_a_parameter_is_refused_before_it_runs():
 def test_yaml_nested_too_deeply_is_refused_not_crashed():
     with pytest.raises(RulesError, match="nested too deeply"):
         parse_rules("version: 1\nrules: " + "[" * 3000 + "]" * 3000 + "\n", "deep.yaml", TEMPLATES)
+
+
+def test_tracking_settings_are_read_and_only_those_set_are_kept():
+    rs = parse_rules("version: 1\ntrack:\n  rage_n: 0\n  copy: true\n  batch_ms: 250\nrules: []\n", "t.yaml", TEMPLATES)
+    assert rs.track == {"batch_ms": 250, "rage_n": 0, "copy": True}
+    assert parse_rules("version: 1\nrules: []\n", "t.yaml", TEMPLATES).track == {}
+
+
+@pytest.mark.parametrize(
+    "setting,reason",
+    [
+        ("rage_n: 50", "track.rage_n: expected 0 (off) or 2 to 20, got 50"),
+        ("rage_n: 1", "track.rage_n: expected 0 (off) or 2 to 20, got 1"),
+        ("idle_ms: 500", "track.idle_ms: expected 0 (off) or 1000 to 3600000, got 500"),
+        ("hes_ms: 700000", "track.hes_ms: expected 0 (off) or 1000 to 600000, got 700000"),
+        ("batch_ms: 50", "track.batch_ms: Input should be greater than or equal to 100"),
+        ("dwell_ms: 1000.5", "track.dwell_ms: Input should be a valid integer"),
+        ("scroll_step: 0", "track.scroll_step: Input should be greater than or equal to 1"),
+        ("exit_min_ms: 600001", "track.exit_min_ms: Input should be less than or equal to 600000"),
+        ("exit_gap_ms: -1", "track.exit_gap_ms: Input should be greater than or equal to 0"),
+        ("rage_ms: 99", "track.rage_ms: Input should be greater than or equal to 100"),
+        ("copy: maybe", "track.copy: Input should be a valid boolean"),
+        ("exit: 1", "track.exit: Input should be a valid boolean"),
+        ("colour: red", "track.colour: Extra inputs are not permitted"),
+    ],
+)
+def test_a_tracking_setting_out_of_bounds_is_refused_with_its_line(setting, reason):
+    with pytest.raises(RulesError) as info:
+        parse_rules(f"version: 1\ntrack:\n  spa: false\n  {setting}\nrules: []\n", "t.yaml", TEMPLATES)
+    assert str(info.value) == f"t.yaml:4: {reason}"

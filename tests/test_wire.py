@@ -67,6 +67,12 @@ def test_decoding_a_beacon_never_raises(data):
     assert wire.decode_beacon(data) is not None
 
 
+def test_the_welcome_example_carries_the_default_tracking_settings():
+    from kairos.settings import TRACK_DEFAULTS
+
+    assert next(c for c in VALID if c["name"] == "welcome")["frame"]["track"] == TRACK_DEFAULTS
+
+
 def test_hello_decodes_to_its_fields():
     frame = wire.decode(bytes.fromhex(VALID[0]["hex"]))
     assert isinstance(frame, wire.Hello)

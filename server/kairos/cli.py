@@ -64,6 +64,9 @@ def _check(path: str) -> int:
     print(f"{path}: {n} {'rule' if n == 1 else 'rules'} OK")
     if rules.caps.per_visitor:
         print(f"  every rule together: {window_words(rules.caps.per_visitor, 'to one visitor')}")
+    if rules.track:
+        words = {True: "on", False: "off"}
+        print("  tracking: " + ", ".join(f"{k} {words.get(v, v) if isinstance(v, bool) else v}" for k, v in rules.track.items()))
     for rule in rules.rules:
         print(f"  {rule.id}: {describe(rule, rules.page_types)}")
     return 0

@@ -6,6 +6,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from . import wire
 from .context import GeoLookup
@@ -44,9 +45,7 @@ class Runtime:
         self.renderer = Renderer(settings.templates_dir / "overlays")
         self.geo = GeoLookup(settings.geoip_db)
         self.hub = Hub()
-        track = dict(settings.track)
-        track["idle_ms"] = max(100, int(track["idle_ms"] * settings.delay_scale))
-        self.track = track
+        self._track: tuple[Ruleset, dict[str, Any]] | None = None
         # This process among those sharing one Redis: where nudges for its sockets are sent.
         self.node_id = secrets.token_hex(4)
         # Beacons have no connection to hold a rate limit: one per visitor id, for
@@ -75,6 +74,20 @@ class Runtime:
         from .timers import TimerService  # it needs the runtime's module loaded first
 
         self.timers = TimerService(self)
+
+    @property
+    def track(self) -> dict[str, Any]:
+        """What the snippet measures, as `welcome` sends it: the rules in force over the defaults.
+
+        Worked out once per ruleset, so a reload changes the next welcome.
+        """
+        rules = self.rules
+        if self._track is None or self._track[0] is not rules:
+            track = {**self.settings.track, **rules.track}
+            if track["idle_ms"]:  # 0 is off, whatever the scale
+                track["idle_ms"] = max(100, int(track["idle_ms"] * self.settings.delay_scale))
+            self._track = (rules, track)
+        return self._track[1]
 
     async def start(self) -> None:
         await self.engine.start()

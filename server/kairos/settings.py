@@ -12,6 +12,16 @@ from . import wire
 # A source checkout: server/kairos/settings.py -> the repository root.
 ROOT = Path(__file__).resolve().parents[2]
 
+TRACK_DEFAULTS: dict[str, Any] = {
+    "batch_ms": 1000, "dwell_ms": 5000, "scroll_step": 10, "idle_ms": 30000,
+    # Exit intent: not before 3 s on the page, at most one per 10 s; the back
+    # button is left alone unless the store asks (intercepting it surprises people).
+    "exit": True, "exit_min_ms": 3000, "exit_gap_ms": 10000, "exit_scroll": True, "exit_back": False, "exit_hidden": True,
+    "clicks": True, "click_text": True, "rage_n": 3, "rage_ms": 1000, "hes_ms": 15000,
+    # Copying is off by default: what a visitor copies is rarely a store's business.
+    "copy": False, "spa": True,
+}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -47,9 +57,9 @@ class Settings:
     # from the processes that do (their loops claim the timers).
     timers: bool = True
     log_level: str = "info"
-    track: dict[str, Any] = field(
-        default_factory=lambda: {"batch_ms": 1000, "dwell_ms": 5000, "scroll_step": 10, "idle_ms": 30000, "exit": True}
-    )
+    # What the snippet measures (welcome.track); a rules file's `track:` overrides
+    # any of these (docs/rules.md, "track").
+    track: dict[str, Any] = field(default_factory=lambda: dict(TRACK_DEFAULTS))
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> "Settings":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -278,10 +278,56 @@ def _condition_values(cond: Condition) -> list[Any]:
     return [cond]
 
 
+def _off_or(lo: int, hi: int) -> Callable[[int | None], int | None]:
+    def check(v: int | None) -> int | None:
+        if v is not None and v != 0 and not lo <= v <= hi:
+            raise ValueError(f"expected 0 (off) or {lo} to {hi}, got {v}")
+        return v
+
+    return check
+
+
+class Track(_Strict):
+    """What the snippet measures, sent to it in `welcome.track`; unset keys keep the server's defaults.
+
+    Bounded so that a slip of the keyboard cannot make every visitor's browser
+    send a batch every millisecond.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    batch_ms: int | None = Field(default=None, ge=100, le=10_000)
+    dwell_ms: int | None = Field(default=None, ge=1000, le=600_000)
+    scroll_step: int | None = Field(default=None, ge=1, le=100)
+    idle_ms: int | None = None  # 0 = off, else 1000..3600000
+    exit: bool | None = None
+    exit_min_ms: int | None = Field(default=None, ge=0, le=600_000)
+    exit_gap_ms: int | None = Field(default=None, ge=0, le=3_600_000)
+    exit_scroll: bool | None = None
+    exit_back: bool | None = None
+    exit_hidden: bool | None = None
+    clicks: bool | None = None
+    click_text: bool | None = None
+    rage_n: int | None = None  # 0 = off, else 2..20
+    rage_ms: int | None = Field(default=None, ge=100, le=5000)
+    hes_ms: int | None = None  # 0 = off, else 1000..600000
+    copy_: bool | None = Field(default=None, alias="copy")
+    spa: bool | None = None
+
+    _idle = field_validator("idle_ms")(_off_or(1000, 3_600_000))
+    _rage = field_validator("rage_n")(_off_or(2, 20))
+    _hes = field_validator("hes_ms")(_off_or(1000, 600_000))
+
+    def settings(self) -> dict[str, Any]:
+        """The keys the file sets, as the welcome frame names them."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
 class RulesFile(_Strict):
     version: Literal[1]
     page_types: dict[str, str | list[str]] = {}
     caps: GlobalCaps = GlobalCaps()
+    track: Track = Track()
     rules: list[Rule] = []
 
     @field_validator("page_types")
@@ -367,6 +413,8 @@ class Ruleset:
     source: str
     by_event: dict[str, tuple[Rule, ...]]
     caps: GlobalCaps = GlobalCaps()
+    # The file's `track:` settings (only the keys it sets); the runtime merges them over its defaults.
+    track: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> "Ruleset":
@@ -463,6 +511,7 @@ def parse_rules(
         source=source,
         by_event={k: tuple(v) for k, v in by_event.items()},
         caps=doc.caps,
+        track=doc.track.settings(),
     )
 
 
