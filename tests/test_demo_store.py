@@ -133,6 +133,38 @@ def test_no_kairos_coupling_beyond_script_tag_and_data_kairos(client):
         assert all("src" in a for a, _ in page.scripts), path
 
 
+STRICT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+              "connect-src 'self' ws://testserver wss://testserver; base-uri 'none'; form-action 'self'; "
+              "frame-ancestors 'none'; object-src 'none'")
+
+
+@pytest.mark.parametrize("path", [*STORE_PAGES, "/demo/products/no-such-thing", "/demo/nowhere"])
+def test_every_store_page_is_sent_with_a_strict_content_security_policy(client, path):
+    r = client.get(path)
+    assert r.headers["content-security-policy"] == STRICT_CSP
+
+
+def test_the_policy_names_the_host_the_store_was_asked_for(client):
+    r = client.get("/demo/", headers={"host": "shop.example:8443"})
+    assert "connect-src 'self' ws://shop.example:8443 wss://shop.example:8443;" in r.headers["content-security-policy"]
+
+
+def test_a_host_header_cannot_add_to_the_policy(client):
+    policy = client.get("/demo/", headers={"host": "x; script-src *"}).headers["content-security-policy"]
+    assert "script-src *" not in policy and "connect-src 'self';" in policy
+
+
+@pytest.mark.parametrize("path", STORE_PAGES)
+def test_store_pages_have_no_inline_script_or_style_the_policy_would_block(client, path):
+    html = client.get(path).text
+    page = Page(html)
+    assert all("src" in a for a, _ in page.scripts), "inline <script>"
+    assert not [t for t, _ in page.tags if t == "style"], "inline <style>"
+    assert not [t for t, a in page.tags if "style" in a], "style= attribute"
+    assert not [(t, k) for t, a in page.tags for k in a if k.startswith("on")], "inline event handler"
+    assert "javascript:" not in html
+
+
 def test_home_has_demo_notice_with_what_to_try_and_dashboard_link(client):
     page = Page(client.get("/demo/").text)
     assert "demo-notice" in page.ids
