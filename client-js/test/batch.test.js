@@ -1,3 +1,4 @@
+// Batching and the offline buffer (src/batch.js) on a fake clock.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createBatcher, IMMEDIATE } from '../src/batch.js'
@@ -63,7 +64,7 @@ test('the 20th event flushes at once, without waiting for the timer', () => {
   assert.equal(pending(), 0, 'the batch timer is cancelled')
 })
 
-for (const type of ['exit_intent', 'cart', 'add_to_cart', 'checkout', 'purchase']) {
+for (const type of ['exit_intent', 'cart', 'add_to_cart', 'checkout', 'purchase', 'rage_click']) {
   test(`${type} flushes at once, with the events gathered before it`, () => {
     const { b, sent, ev } = setup()
     b.add(ev(0))
@@ -73,8 +74,27 @@ for (const type of ['exit_intent', 'cart', 'add_to_cart', 'checkout', 'purchase'
   })
 }
 
-test('the immediate types are exactly the ones the brief names', () => {
-  assert.deepStrictEqual([...IMMEDIATE].sort(), ['add_to_cart', 'cart', 'checkout', 'exit_intent', 'purchase'])
+test('the immediate types are exactly these; every other type waits for batch_ms', () => {
+  assert.deepStrictEqual([...IMMEDIATE].sort(), ['add_to_cart', 'cart', 'checkout', 'exit_intent', 'purchase', 'rage_click'])
+  for (const type of ['click', 'dwell', 'scroll', 'idle', 'idle_end', 'page_view', 'hesitation', 'copy', 'identify', 'custom']) {
+    const { b, sent, ev, pending } = setup()
+    b.add(ev(0, type))
+    assert.equal(sent.length, 0, type)
+    assert.equal(pending(), 1, type)
+  }
+})
+
+test('after a flush the next event starts a new batch_ms wait', () => {
+  const { b, sent, tick, ev, pending } = setup()
+  b.add(ev(0))
+  b.add(ev(1, 'cart'))
+  assert.equal(pending(), 0, 'the flush cancelled the wait')
+  b.add(ev(2))
+  assert.equal(pending(), 1)
+  tick(999)
+  assert.equal(sent.length, 1)
+  tick(1)
+  assert.deepStrictEqual(sent.map(f => f.ev.map(e => e.i)), [[0, 1], [2]])
 })
 
 test('seq increments with every frame and starts again at 0 on reset (a new connection)', () => {
@@ -106,17 +126,57 @@ test('while not ready nothing is sent and the queue keeps only the newest 100 ev
   b.add(ev(150, 'exit_intent'))
   tick(5000)
   assert.equal(sent.length, 0)
+  assert.equal(b.size, 100)
+  assert.equal(b.lost, 51)
   state.ready = true
   b.flush()
   const got = sent.flatMap(f => f.ev.map(e => e.i))
   assert.deepStrictEqual(got, Array.from({ length: 100 }, (_, i) => 51 + i), 'the newest 100, oldest first')
   assert.ok(sent.every(f => f.ev.length <= 20))
   assert.deepStrictEqual(sent.map(f => f.seq), [0, 1, 2, 3, 4])
+  assert.equal(b.size, 0)
 })
 
-test('a batch too large for max_frame is split; a single oversized event is dropped', () => {
+test('the dropped events are reported as lost on the next frame only, then counted from 0 again', () => {
+  const { b, sent, state, ev } = setup({ cap: 5 })
+  state.ready = false
+  for (let i = 0; i < 8; i++) b.add(ev(i))
+  assert.equal(b.size, 5)
+  assert.equal(b.lost, 3)
+  state.ready = true
+  b.add(ev(8, 'cart')) // flushes: 6 queued, the oldest (3) dropped for the cap
+  assert.deepStrictEqual(sent.map(f => [f.ev.map(e => e.i), f.lost]), [[[4, 5, 6, 7, 8], 4]])
+  assert.equal(b.lost, 0)
+  b.add(ev(9, 'cart'))
+  assert.equal('lost' in sent[1], false, 'reported once')
+  // a second loss is counted from 0
+  state.ready = false
+  for (let i = 10; i < 17; i++) b.add(ev(i))
+  state.ready = true
+  b.flush()
+  assert.equal(sent[2].lost, 2)
+  assert.deepStrictEqual(sent[2].ev.map(e => e.i), [12, 13, 14, 15, 16])
+})
+
+test('the offline buffer cap defaults to 100 and the batch to 20; both can be set', () => {
+  const { b, state, ev } = setup()
+  state.ready = false
+  for (let i = 0; i < 100; i++) b.add(ev(i))
+  assert.equal(b.lost, 0)
+  b.add(ev(100))
+  assert.equal(b.lost, 1)
+  const small = setup({ max: 3 })
+  small.b.add(small.ev(0))
+  small.b.add(small.ev(1))
+  assert.equal(small.sent.length, 0)
+  small.b.add(small.ev(2))
+  assert.equal(small.sent[0].ev.length, 3)
+})
+
+test('a batch too large for max_frame is halved until it fits; a single oversized event is dropped and counted as lost', () => {
   let limit = 200
-  const { b, sent, state, ev } = setup({ fits: f => encode(f).length <= limit })
+  const fits = []
+  const { b, sent, state, ev } = setup({ fits: f => { fits.push(f.ev.length); return encode(f).length <= limit } })
   state.ready = false
   for (let i = 0; i < 8; i++) b.add(Object.assign(ev(i), { pad: 'x'.repeat(30) }))
   b.add(Object.assign(ev(99), { pad: 'y'.repeat(500) }))
@@ -125,18 +185,71 @@ test('a batch too large for max_frame is split; a single oversized event is drop
   b.flush()
   const got = sent.flatMap(f => f.ev.map(e => e.i))
   assert.deepStrictEqual(got, [0, 1, 2, 3, 4, 5, 6, 7, 100])
+  assert.equal(fits[0], 10)
+  assert.equal(fits[1], 5, 'halved')
   assert.ok(sent.length > 1)
   for (const f of sent) assert.ok(encode(f).length <= limit)
   assert.deepStrictEqual(sent.map(f => f.seq), sent.map((_, i) => i), 'no gaps in seq')
+  assert.equal(sent.at(-1).lost, 1, 'the dropped event is reported with the frame after it')
+  assert.equal(sent.filter(f => 'lost' in f).length, 1)
   limit = 1e6
 })
 
-test('clear() drops the queue and the pending timer', () => {
+test('the lost count is part of the frame whose size is checked', () => {
+  const { b, sent, state, ev } = setup({ cap: 1, fits: f => !('lost' in f) || f.ev.length === 1 })
+  state.ready = false
+  b.add(ev(0))
+  b.add(ev(1))
+  state.ready = true
+  b.flush()
+  assert.deepStrictEqual(sent, [{ v: 1, t: 'events', seq: 0, ev: [ev(1)], lost: 1 }])
+})
+
+test('flush(via) sends through via (the page-hide beacon) even while not ready, with seq and lost', () => {
+  const { b, sent, state, ev } = setup({ cap: 25 })
+  state.ready = false
+  for (let i = 0; i < 27; i++) b.add(ev(i))
+  const beacons = []
+  b.flush(f => beacons.push(f))
+  assert.equal(sent.length, 0, 'not through the socket')
+  assert.deepStrictEqual(beacons.map(f => [f.seq, f.ev.length, f.lost]), [[0, 20, 2], [1, 5, undefined]])
+  assert.deepStrictEqual(beacons.flatMap(f => f.ev.map(e => e.i)), Array.from({ length: 25 }, (_, i) => i + 2))
+  assert.equal(b.size, 0)
+  // the socket's frames carry on from there
+  state.ready = true
+  b.add(ev(30, 'cart'))
+  assert.equal(sent[0].seq, 2)
+  // nothing queued: via is not called
+  b.flush(f => beacons.push(f))
+  assert.equal(beacons.length, 2)
+})
+
+test('flush(via) cancels the batch timer: what it sent is not sent again', () => {
   const { b, sent, tick, ev, pending } = setup()
   b.add(ev(0))
+  assert.equal(pending(), 1)
+  const beacons = []
+  b.flush(f => beacons.push(f))
+  assert.equal(pending(), 0)
+  tick(5000)
+  assert.equal(sent.length, 0)
+  assert.equal(beacons.length, 1)
+})
+
+test('clear() drops the queue, the lost count and the pending timer', () => {
+  const { b, sent, state, tick, ev, pending } = setup({ cap: 1 })
+  state.ready = false
+  b.add(ev(0))
+  b.add(ev(1))
+  assert.equal(b.lost, 1)
+  state.ready = true
   b.clear()
   assert.equal(pending(), 0)
+  assert.equal(b.size, 0)
+  assert.equal(b.lost, 0)
   tick(2000)
   b.flush()
   assert.equal(sent.length, 0)
+  b.add(ev(2, 'cart'))
+  assert.equal('lost' in sent[0], false)
 })

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { gate, endpoint, readConfig } from '../src/config.js'
+import { gate, endpoint, readConfig, beaconUrl } from '../src/config.js'
 
 test('privacy gate: a plain browser may connect', () => {
   assert.equal(gate({ doNotTrack: null }, {}, false, false), '')
@@ -60,12 +60,37 @@ function doc (attrs, src, { current = true } = {}) {
   }
 }
 
-test('readConfig reads data-site, data-endpoint and data-consent', () => {
+test('beaconUrl: the same host over http(s), path b beside the websocket\'s', () => {
+  assert.equal(beaconUrl('wss://k.example/ws'), 'https://k.example/b')
+  assert.equal(beaconUrl('ws://localhost:8000/ws'), 'http://localhost:8000/b')
+  assert.equal(beaconUrl('wss://rt.example/kairos/ws'), 'https://rt.example/kairos/b')
+  assert.equal(beaconUrl('wss://rt.example/socket?token=1'), 'https://rt.example/b')
+  assert.equal(beaconUrl(''), '', 'no endpoint, no beacon')
+})
+
+test('readConfig reads data-site, data-endpoint, data-consent and data-vid-store; the beacon URL follows the endpoint', () => {
   const c = readConfig(doc({ 'data-site': 'demo', 'data-consent': 'required' }, 'https://k.example/k.js'), { href: 'https://shop.example/' })
-  assert.deepStrictEqual(c, { site: 'demo', endpoint: 'wss://k.example/ws', consentRequired: true })
+  assert.deepStrictEqual(c, { site: 'demo', endpoint: 'wss://k.example/ws', beacon: 'https://k.example/b', consentRequired: true, cookie: false })
   const d = readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'ws://localhost:9/x' }, 'https://k.example/k.js'), { href: 'https://shop.example/' })
   assert.equal(d.endpoint, 'ws://localhost:9/x')
+  assert.equal(d.beacon, 'http://localhost:9/b')
   assert.equal(d.consentRequired, false)
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-consent': 'yes' }, ''), { href: 'https://shop.example/' }).consentRequired, false, 'only "required" counts')
+})
+
+test('readConfig: data-vid-store="cookie" keeps the visitor id in a cookie; anything else in localStorage', () => {
+  const loc = { href: 'https://shop.example/' }
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-vid-store': 'cookie' }, '/k.js'), loc).cookie, true)
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-vid-store': 'local' }, '/k.js'), loc).cookie, false)
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-vid-store': 'Cookie' }, '/k.js'), loc).cookie, false)
+  assert.equal(readConfig(doc({ 'data-site': 'demo' }, '/k.js'), loc).cookie, false)
+})
+
+test('readConfig: an endpoint that cannot be parsed gives no endpoint and no beacon, never an exception', () => {
+  const c = readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'http://[::1' }, 'https://k.example/k.js'), { href: 'https://shop.example/' })
+  assert.equal(c.endpoint, '')
+  assert.equal(c.beacon, '')
+  assert.equal(c.site, 'demo')
 })
 
 test('readConfig falls back to script[data-site] when currentScript is gone', () => {

@@ -31,6 +31,20 @@ test('backoff has full jitter: the same attempt spreads over its whole range', (
   assert.ok(seen.size > 8, 'delays for attempt 5 spread from 0.5 s to 16.5 s: ' + [...seen])
 })
 
+test('backoff: the floor stays at 500 ms for every attempt, the jitter covers [0, 500 ms * 2^attempt) above it', () => {
+  for (let a = 0; a < 40; a++) {
+    assert.equal(backoff(a, () => 0), 500, 'a retry may come quickly even after many failures: attempt ' + a)
+    const span = Math.min(20000, 500 * 2 ** a)
+    // the random part scales the whole span, then the total is capped
+    assert.equal(backoff(a, () => 0.5), Math.min(20000, 500 + span / 2), 'attempt ' + a)
+    assert.ok(backoff(a, () => 0.999999) <= Math.min(20000, 500 + span), 'attempt ' + a)
+  }
+  // without a random function it uses Math.random
+  const saved = Math.random
+  Math.random = () => 0.25
+  try { assert.equal(backoff(2), 1000) } finally { Math.random = saved }
+})
+
 test('terminal close codes are 1000, 4001, 4002, 4004', () => {
   assert.deepStrictEqual(TERMINAL, [1000, 4001, 4002, 4004])
 })

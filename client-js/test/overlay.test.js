@@ -1,185 +1,303 @@
-// The overlay's protocol behaviour on a tiny fake DOM (the real rendering is
-// exercised by the browser tests): markup, one overlay at a time, feedback
-// acts, Escape, ttl, hide, focus.
+// The overlay's behaviour on the fake DOM of test/fake-dom.js, with the markup
+// the server sends (server/kairos/render.py dress(): frame + template): the host,
+// the constructed stylesheet, focus, the Tab trap, Escape, clicks, ttl, hide,
+// replace. (How it looks is for the browser tests.)
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { createOverlay, HOST_ID } from '../src/overlay.js'
+import { Document, Element, fire } from './fake-dom.js'
 
-function fakeDom () {
+// what dress() makes of templates/overlays/offer.html, bar.html and chat.html
+const OFFER_HTML = '<div class="k-backdrop" data-k-close></div><div class="k-overlay k-place-center k-kind-offer" role="dialog" aria-labelledby="k-title" aria-modal="true" tabindex="-1"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-offer"><h2 class="k-title" id="k-title">Still thinking about Linen shirt &amp; co?</h2><a class="k-cta" href="/cart" data-k-click><span>Go to cart</span></a><button type="button" class="k-cta" data-k-click="close">Got it</button></div></div>'
+const BAR_HTML = '<div class="k-overlay k-place-top k-kind-bar" role="status" aria-label="Notice" tabindex="-1"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-bar"><p>Free shipping over 50 EUR</p></div></div>'
+const CHAT_HTML = '<div class="k-overlay k-place-corner k-kind-chat" role="dialog" aria-labelledby="k-title" tabindex="-1"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-chat"><p class="k-agent" id="k-title">Customer care</p><a class="k-cta" href="#" data-k-click="close">Chat with us</a></div></div>'
+const CSS = '.k-overlay{position:fixed}.k-offer{padding:24px}'
+
+const SHOW = { v: 1, t: 'show', oid: 'exit-offer.1a2b3c', kind: 'offer', html: OFFER_HTML, css: CSS, place: 'center', ttl_ms: 0, rule: 'exit-offer' }
+const BAR = { v: 1, t: 'show', oid: 'ship.1', kind: 'bar', html: BAR_HTML, css: '.k-bar{}', place: 'top', ttl_ms: 0, rule: 'ship' }
+const CHAT = { v: 1, t: 'show', oid: 'chat.1', kind: 'chat', html: CHAT_HTML, css: '.k-chat{}', place: 'corner', ttl_ms: 0, rule: 'chat' }
+const FOCUSABLE = 'a[href],button,input,select,textarea,[tabindex="0"]'
+
+function setup ({ sheets = true } = {}) {
   const timers = []
-  const doc = new EventTarget()
-  const focusable = name => ({ name, focus () { doc.activeElement = this }, isConnected: true })
-  let overlayEl = null
-  const root = new EventTarget()
-  let html = ''
-  Object.defineProperty(root, 'innerHTML', {
-    get: () => html,
-    set (v) {
-      html = v
-      overlayEl = v ? Object.assign(focusable('overlay'), { attrs: {}, setAttribute (k, val) { this.attrs[k] = String(val) } }) : null
-      root.firstChild = v ? { textContent: '' } : null
-    }
-  })
-  root.querySelector = sel => (sel === '.k-overlay' ? overlayEl : null)
-  const host = {
-    attrs: {},
-    isConnected: false,
-    setAttribute (k, v) { this.attrs[k] = v },
-    attachShadow (o) { this.mode = o.mode; return root }
+  const doc = new Document()
+  // the page: a search field and a button, the visitor on the button
+  const input = doc.body.appendChild(new Element('input', { name: 'q' }))
+  const pageButton = doc.body.appendChild(new Element('button', { id: 'buy' }))
+  pageButton.focus()
+  class CSSStyleSheet {
+    constructor () { this.text = null }
+    replaceSync (t) { this.text = t }
   }
-  // focus inside the shadow root shows as the host on the document
-  const page = focusable('page-input')
-  page.tagName = 'BUTTON'
-  Object.assign(doc, {
-    activeElement: page,
-    body: { appendChild (el) { el.isConnected = true; this.child = el } },
-    createElement: tag => { assert.equal(tag, 'div'); return host }
-  })
   const win = {
     setTimeout: (fn, ms) => { const t = { fn, ms }; timers.push(t); return t },
     clearTimeout: t => { const i = timers.indexOf(t); if (i >= 0) timers.splice(i, 1) }
   }
+  if (sheets) win.CSSStyleSheet = CSSStyleSheet
   const fb = []
   const ov = createOverlay(doc, win, (oid, act) => fb.push([oid, act]))
-  // focusing the overlay element moves document focus to the host
-  const show = f => {
-    ov.show(f)
-    if (doc.activeElement && doc.activeElement.name === 'overlay') doc.activeElement = host
+  const host = () => doc.body.children.find(c => c.id === HOST_ID)
+  const root = () => host() && host().shadowRoot
+  const q = sel => root().querySelector(sel)
+  const click = el => fire(root(), 'click', { target: el })
+  const key = (k, shiftKey = false) => fire(doc, 'keydown', { key: k, shiftKey })
+  // Tab as a browser does it: the overlay's handler first, then (unless it
+  // prevented it) sequential focus navigation in tree order, out of the
+  // overlay (to the page) after its last focusable element
+  const tab = (shift = false) => {
+    const r = root()
+    const e = fire(r, 'keydown', { key: 'Tab', shiftKey: shift })
+    if (e.defaultPrevented) return true
+    const order = r.querySelectorAll('*')
+    const focusable = new Set(r.querySelectorAll(FOCUSABLE))
+    let i = order.indexOf(r.activeElement)
+    for (i += shift ? -1 : 1; i >= 0 && i < order.length; i += shift ? -1 : 1) {
+      if (focusable.has(order[i])) { order[i].focus(); return false }
+    }
+    r.blurAll()
+    ;(shift ? pageButton : input).focus()
+    return false
   }
-  const click = attrs => {
-    const t = { getAttribute: n => (n in attrs ? attrs[n] : null) }
-    t.closest = () => t
-    const e = new Event('click')
-    Object.defineProperty(e, 'target', { value: t })
-    root.dispatchEvent(e)
-  }
-  const key = k => {
-    const e = new Event('keydown')
-    Object.defineProperty(e, 'key', { value: k })
-    doc.dispatchEvent(e)
-  }
-  return { doc, win, host, root, page, timers, fb, ov, show, click, key, el: () => overlayEl }
+  return { doc, win, timers, fb, ov, host, root, q, click, key, tab, input, pageButton }
 }
 
-const SHOW = {
-  v: 1, t: 'show', oid: 'exit-offer.1a2b3c', kind: 'offer',
-  html: '<div class="k-card"><p>Still thinking about Linen shirt &amp; co?</p><button data-k-close aria-label="Close">×</button></div>',
-  css: '.k-card{padding:24px}', place: 'center', ttl_ms: 0, rule: 'exit-offer'
-}
-
-test('the host: div#kairos-host, style all:initial, an open shadow root, appended to body once', () => {
-  const d = fakeDom()
-  d.show(SHOW)
-  assert.equal(d.host.id, HOST_ID)
+test('the host: div#kairos-host with all: initial !important, an open shadow root, appended to body once', () => {
+  const d = setup()
+  d.ov.show(SHOW)
+  const host = d.host()
+  assert.equal(host.tagName, 'DIV')
+  assert.equal(host.id, 'kairos-host')
   assert.equal(HOST_ID, 'kairos-host')
-  assert.match(d.host.attrs.style, /^all:initial/)
-  assert.equal(d.host.mode, 'open')
-  assert.equal(d.doc.body.child, d.host)
-  d.show(Object.assign({}, SHOW, { oid: 'x2' }))
-  assert.equal(d.doc.body.child, d.host)
+  assert.deepStrictEqual(host.style.props, { all: ['initial', 'important'] })
+  assert.equal(host.getAttribute('style'), null, 'not an inline style attribute (strict CSP)')
+  assert.equal(host.shadowMode, 'open')
+  d.ov.show(Object.assign({}, SHOW, { oid: 'x2' }))
+  assert.equal(d.doc.body.children.filter(c => c.id === HOST_ID).length, 1)
+  assert.equal(d.doc.created.length, 1, 'one host for the page')
+  // a page that removed the host (a SPA re-rendering <body>) gets it back
+  d.doc.body.childNodes = d.doc.body.childNodes.filter(c => c !== host)
+  host.parentNode = null
+  d.ov.show(Object.assign({}, SHOW, { oid: 'x3' }))
+  assert.ok(host.isConnected)
+  assert.equal(d.doc.created.length, 1)
 })
 
-test('markup: backdrop for center, overlay div with place/kind classes and role, close button, then the frame html', () => {
-  const d = fakeDom()
-  d.show(SHOW)
-  const html = d.root.innerHTML
-  assert.ok(html.startsWith('<style></style><div class="k-backdrop" data-k-close></div>'))
-  assert.ok(html.includes('<div class="k-overlay k-place-center k-kind-offer" role="dialog" aria-label="Offer" aria-modal="true" tabindex="-1">'))
-  assert.ok(html.includes('<button type="button" class="k-close" data-k-close aria-label="Close">×</button>' + SHOW.html + '</div>'))
-  assert.equal(d.el().attrs['data-oid'], SHOW.oid)
-  const css = d.root.firstChild.textContent
-  assert.ok(css.includes('.k-overlay{'))
-  assert.ok(css.includes('prefers-reduced-motion'))
-  assert.ok(css.endsWith(SHOW.css), 'the frame css comes last')
+test('markup: the server\'s html as given, its css as a constructed stylesheet, data-oid on the dialog', () => {
+  const d = setup()
+  d.ov.show(SHOW)
+  const root = d.root()
+  assert.equal(root.innerHTML, OFFER_HTML)
+  assert.equal(root.adoptedStyleSheets.length, 1)
+  assert.equal(root.adoptedStyleSheets[0].text, CSS)
+  assert.equal(root.querySelector('style'), null, 'no <style> element (blocked under a strict CSP)')
+  const dialog = d.q('.k-overlay')
+  assert.equal(dialog.getAttribute('data-oid'), SHOW.oid)
+  assert.equal(dialog.getAttribute('role'), 'dialog')
+  // the next overlay brings its own stylesheet
+  d.ov.show(BAR)
+  assert.equal(root.innerHTML, BAR_HTML)
+  assert.deepStrictEqual(root.adoptedStyleSheets.map(s => s.text), ['.k-bar{}'])
+  assert.equal(d.q('.k-overlay').getAttribute('data-oid'), BAR.oid)
+  d.ov.show(Object.assign({}, BAR, { oid: 'nocss', css: undefined }))
+  assert.deepStrictEqual(root.adoptedStyleSheets.map(s => s.text), [''])
 })
 
-test('bars and the corner bubble: no backdrop, not modal; unknown place/kind fall back safely', () => {
-  const d = fakeDom()
-  d.show(Object.assign({}, SHOW, { place: 'bottom', kind: 'bar' }))
-  assert.ok(!d.root.innerHTML.includes('k-backdrop'))
-  assert.ok(!d.root.innerHTML.includes('aria-modal'))
-  assert.ok(d.root.innerHTML.includes('class="k-overlay k-place-bottom k-kind-bar" role="dialog" aria-label="Notice"'))
-  d.show(Object.assign({}, SHOW, { place: 'corner', kind: 'chat' }))
-  assert.ok(d.root.innerHTML.includes('k-place-corner k-kind-chat'))
-  d.show(Object.assign({}, SHOW, { place: '"><script>', kind: 'constructor' }))
-  assert.ok(d.root.innerHTML.includes('class="k-overlay k-place-center k-kind-overlay" role="dialog" aria-label="Message"'))
-})
-
-test('after rendering: shown; the close button, any [data-k-close] or Escape: dismissed', () => {
-  const d = fakeDom()
-  d.show(SHOW)
+test('a browser without constructable stylesheets still shows the overlay (unstyled) and reports it', () => {
+  const d = setup({ sheets: false })
+  d.ov.show(SHOW)
+  assert.equal(d.root().innerHTML, OFFER_HTML)
   assert.deepStrictEqual(d.fb, [[SHOW.oid, 'shown']])
-  d.click({ 'data-k-close': '' })
+  d.key('Escape')
   assert.deepStrictEqual(d.fb.at(-1), [SHOW.oid, 'dismissed'])
-  assert.equal(d.root.innerHTML, '')
-  d.show(Object.assign({}, SHOW, { oid: 'o2' }))
+})
+
+test('shown once rendered; the close button, the backdrop or Escape: dismissed and removed', () => {
+  const d = setup()
+  d.ov.show(SHOW)
+  assert.deepStrictEqual(d.fb, [[SHOW.oid, 'shown']])
+  d.click(d.q('.k-close'))
+  assert.deepStrictEqual(d.fb.at(-1), [SHOW.oid, 'dismissed'])
+  assert.equal(d.root().innerHTML, '')
+  d.ov.show(Object.assign({}, SHOW, { oid: 'o2' }))
+  d.click(d.q('.k-backdrop'))
+  assert.deepStrictEqual(d.fb.at(-1), ['o2', 'dismissed'])
+  d.ov.show(Object.assign({}, SHOW, { oid: 'o3' }))
   d.key('Enter')
+  d.key('Tab')
   assert.equal(d.fb.at(-1)[1], 'shown')
   d.key('Escape')
-  assert.deepStrictEqual(d.fb.at(-1), ['o2', 'dismissed'])
-  assert.equal(d.root.innerHTML, '')
+  assert.deepStrictEqual(d.fb.at(-1), ['o3', 'dismissed'])
+  assert.equal(d.root().innerHTML, '')
   d.key('Escape')
-  d.click({ 'data-k-close': '' })
-  assert.equal(d.fb.length, 4, 'nothing more once closed')
+  assert.equal(d.fb.length, 6, 'nothing more once closed')
+  // Escape closes a status bar too
+  d.ov.show(BAR)
+  d.key('Escape')
+  assert.deepStrictEqual(d.fb.at(-1), [BAR.oid, 'dismissed'])
 })
 
-test('[data-k-click]: clicked, and closed (without dismissed) when its value is close', () => {
-  const d = fakeDom()
-  d.show(SHOW)
-  d.click({ 'data-k-click': 'yes' })
+test('[data-k-click]: clicked (also from inside it), closed without dismissed when its value is close; other clicks do nothing', () => {
+  const d = setup()
+  d.ov.show(SHOW)
+  d.click(d.q('a.k-cta').querySelector('span')) // a click on the link's inner span
   assert.deepStrictEqual(d.fb.at(-1), [SHOW.oid, 'clicked'])
-  assert.notEqual(d.root.innerHTML, '', 'still open')
-  d.click({ 'data-k-click': 'close' })
-  assert.deepStrictEqual(d.fb.slice(1), [[SHOW.oid, 'clicked'], [SHOW.oid, 'clicked']])
-  assert.equal(d.root.innerHTML, '')
+  assert.notEqual(d.root().innerHTML, '', 'still open')
+  d.click(d.q('.k-title'))
+  d.click(d.q('.k-offer'))
+  assert.equal(d.fb.length, 2, 'text and the card itself: nothing')
+  d.click(d.q('button.k-cta'))
+  assert.deepStrictEqual(d.fb, [[SHOW.oid, 'shown'], [SHOW.oid, 'clicked'], [SHOW.oid, 'clicked']])
+  assert.equal(d.root().innerHTML, '')
+  d.click(new Element('button', { 'data-k-close': '' })) // a late click: no overlay, nothing
+  assert.equal(d.fb.length, 3)
 })
 
-test('ttl_ms > 0: removed after ttl with expired; a dismissal first cancels the timer', () => {
-  const d = fakeDom()
-  d.show(Object.assign({}, SHOW, { ttl_ms: 8000 }))
-  assert.equal(d.timers.length, 1)
-  assert.equal(d.timers[0].ms, 8000)
+test('ttl_ms > 0: removed after ttl with expired; a dismissal, a hide or a new show cancels the timer', () => {
+  const d = setup()
+  d.ov.show(Object.assign({}, SHOW, { ttl_ms: 8000 }))
+  assert.deepStrictEqual(d.timers.map(t => t.ms), [8000])
   d.timers.shift().fn()
   assert.deepStrictEqual(d.fb.at(-1), [SHOW.oid, 'expired'])
-  assert.equal(d.root.innerHTML, '')
-  d.show(Object.assign({}, SHOW, { oid: 'o3', ttl_ms: 8000 }))
+  assert.equal(d.root().innerHTML, '')
+  d.ov.show(Object.assign({}, SHOW, { oid: 'o3', ttl_ms: 8000 }))
   d.key('Escape')
   assert.equal(d.timers.length, 0)
+  d.ov.show(Object.assign({}, SHOW, { oid: 'o4', ttl_ms: 8000 }))
+  d.ov.hide('o4')
+  assert.equal(d.timers.length, 0)
+  d.ov.show(Object.assign({}, SHOW, { oid: 'o5', ttl_ms: 8000 }))
+  const old = d.timers[0]
+  d.ov.show(Object.assign({}, BAR, { ttl_ms: 0 }))
+  assert.equal(d.timers.length, 0, 'the replaced overlay\'s ttl goes with it')
+  old.fn() // even if it fired anyway, it is not the current overlay's
+  assert.notEqual(d.root().innerHTML, '')
+  assert.equal(d.fb.filter(f => f[1] === 'expired').length, 1)
+  assert.equal(d.ov.show(Object.assign({}, BAR, { oid: 'neg', ttl_ms: -1 })), undefined)
+  assert.equal(d.timers.length, 0, 'no ttl for ttl_ms <= 0')
 })
 
-test('hide removes silently, only the overlay it names; a new show silently replaces the current one', () => {
-  const d = fakeDom()
-  d.show(SHOW)
+test('hide removes silently, only the overlay it names; a new show silently replaces the current one; clear()', () => {
+  const d = setup()
+  d.ov.show(SHOW)
   d.ov.hide('someone-else')
-  assert.notEqual(d.root.innerHTML, '')
+  assert.notEqual(d.root().innerHTML, '')
   d.ov.hide(SHOW.oid)
-  assert.equal(d.root.innerHTML, '')
-  d.show(SHOW)
-  d.show(Object.assign({}, SHOW, { oid: 'o4' }))
+  assert.equal(d.root().innerHTML, '')
+  d.ov.show(SHOW)
+  d.ov.show(Object.assign({}, CHAT, { oid: 'o4' }))
   assert.deepStrictEqual(d.fb, [[SHOW.oid, 'shown'], [SHOW.oid, 'shown'], ['o4', 'shown']])
-  assert.equal(d.el().attrs['data-oid'], 'o4')
-})
-
-test('focus moves to the dialog on show and back where it was on close', () => {
-  const d = fakeDom()
-  d.show(SHOW)
-  assert.equal(d.doc.activeElement, d.host)
+  assert.equal(d.root().innerHTML, CHAT_HTML)
+  assert.equal(d.q('.k-overlay').getAttribute('data-oid'), 'o4')
+  d.ov.clear()
+  assert.equal(d.root().innerHTML, '')
+  assert.equal(d.fb.length, 3)
   d.key('Escape')
-  assert.equal(d.doc.activeElement, d.page)
+  assert.equal(d.fb.length, 3)
 })
 
-test('a bar does not take the focus from someone typing in a field; a centered dialog does', () => {
-  const d = fakeDom()
-  d.page.tagName = 'INPUT'
-  d.show(Object.assign({}, SHOW, { place: 'top', kind: 'bar' }))
-  assert.equal(d.doc.activeElement, d.page)
-  d.show(SHOW)
-  assert.equal(d.doc.activeElement, d.host)
+test('focus: a modal dialog takes it (without scrolling) and gives it back on close', () => {
+  const d = setup()
+  d.ov.show(SHOW)
+  const dialog = d.q('.k-overlay')
+  assert.equal(d.root().activeElement, dialog)
+  assert.equal(d.doc.activeElement, d.host())
+  assert.deepStrictEqual(dialog.focusedWith, { preventScroll: true })
+  d.key('Escape')
+  assert.equal(d.doc.activeElement, d.pageButton)
+  assert.deepStrictEqual(d.pageButton.focusedWith, { preventScroll: true })
 })
 
-test('frames without an oid or html are ignored', () => {
-  const d = fakeDom()
-  d.show({ v: 1, t: 'show', html: '<p>x</p>' })
-  d.show({ v: 1, t: 'show', oid: 'x' })
+test('focus: a modal dialog takes it even from someone typing; a non-modal dialog does not; a status bar never does', () => {
+  const d = setup()
+  d.input.focus()
+  d.ov.show(CHAT)
+  assert.equal(d.doc.activeElement, d.input, 'a corner chat does not interrupt typing')
+  d.ov.show(BAR)
+  assert.equal(d.doc.activeElement, d.input)
+  d.ov.show(SHOW)
+  assert.equal(d.doc.activeElement, d.host(), 'a modal dialog does')
+  d.key('Escape')
+  assert.equal(d.doc.activeElement, d.input, 'and gives it back')
+  // not typing: the corner dialog takes the focus, the bar still does not
+  d.pageButton.focus()
+  d.ov.show(CHAT)
+  assert.equal(d.root().activeElement, d.q('.k-overlay'))
+  d.ov.hide(CHAT.oid)
+  assert.equal(d.doc.activeElement, d.pageButton)
+  d.ov.show(BAR)
+  assert.equal(d.doc.activeElement, d.pageButton)
+  assert.equal(d.root().activeElement, null)
+  for (const tag of ['textarea', 'select']) {
+    const f = d.doc.body.appendChild(new Element(tag))
+    f.focus()
+    d.ov.show(CHAT)
+    assert.equal(d.doc.activeElement, f, tag)
+  }
+})
+
+test('focus is not taken back on close when the visitor has moved it elsewhere on the page', () => {
+  const d = setup()
+  d.ov.show(CHAT)
+  d.input.focus() // the visitor clicked into the search field
+  d.ov.hide(CHAT.oid)
+  assert.equal(d.doc.activeElement, d.input)
+})
+
+test('Tab goes round inside a modal dialog, both ways; a non-modal one lets it out', () => {
+  const d = setup()
+  d.ov.show(SHOW)
+  const [close, link, gotIt] = d.root().querySelectorAll(FOCUSABLE)
+  assert.deepStrictEqual([close, link, gotIt].map(e => e.getAttribute('class')), ['k-close', 'k-cta', 'k-cta'])
+  assert.equal(d.tab(), false, 'from the dialog itself: the browser goes to the first element')
+  assert.equal(d.root().activeElement, close)
+  d.tab()
+  d.tab()
+  assert.equal(d.root().activeElement, gotIt)
+  assert.equal(d.tab(), true, 'from the last element the snippet takes over...')
+  assert.equal(d.root().activeElement, close, '...and goes round to the first')
+  assert.equal(d.tab(true), true)
+  assert.equal(d.root().activeElement, gotIt, 'Shift+Tab from the first goes to the last')
+  d.q('.k-overlay').focus()
+  assert.equal(d.tab(true), true, 'Shift+Tab from the dialog itself')
+  assert.equal(d.root().activeElement, gotIt)
+  for (let i = 0; i < 7; i++) d.tab(i % 2 === 0)
+  assert.equal(d.doc.activeElement, d.host(), 'never out of the modal dialog')
+
+  d.pageButton.focus()
+  d.ov.show(CHAT)
+  d.tab()
+  d.tab()
+  assert.equal(d.root().activeElement.textContent, 'Chat with us')
+  d.tab()
+  assert.equal(d.doc.activeElement, d.input, 'a corner chat does not trap the keyboard')
+})
+
+test('frames without an oid or a string html are ignored', () => {
+  const d = setup()
+  d.ov.show({ v: 1, t: 'show', html: OFFER_HTML })
+  d.ov.show({ v: 1, t: 'show', oid: 'x' })
+  d.ov.show({ v: 1, t: 'show', oid: 'x', html: { toString: () => OFFER_HTML } })
   assert.equal(d.fb.length, 0)
+  assert.equal(d.doc.created.length, 0, 'no host either')
+})
+
+test('a show whose html has no [tabindex="-1"] element (the protocol fixture\'s show frame) is still reported and expires', { todo: 'bug: src/overlay.js show(): el falls back to the shadow root, which has no getAttribute: TypeError before shown/ttl' }, () => {
+  const VALID = JSON.parse(readFileSync(new URL('../../docs/frames/valid.json', import.meta.url), 'utf8'))
+  const f = Object.assign({}, VALID.find(x => x.name === 'show').frame, { ttl_ms: 5000 })
+  const d = setup()
+  assert.doesNotThrow(() => d.ov.show(f))
+  assert.deepStrictEqual(d.fb, [[f.oid, 'shown']])
+  assert.equal(d.timers.length, 1)
+})
+
+test('odd markup or events never throw into the page', () => {
+  const d = setup()
+  d.ov.show(Object.assign({}, SHOW, { html: '<div class="k-overlay" role="dialog" aria-modal="true" tabindex="-1"><p>Nothing to press</p></div>' }))
+  assert.doesNotThrow(() => d.tab(true))
+  assert.doesNotThrow(() => d.tab())
+  assert.doesNotThrow(() => fire(d.root(), 'click', { target: {} }))
+  assert.doesNotThrow(() => fire(d.root(), 'click', { target: null }))
+  d.key('Escape')
+  assert.deepStrictEqual(d.fb.at(-1), [SHOW.oid, 'dismissed'], 'and it still works')
 })

@@ -1,64 +1,70 @@
 // The whole snippet (src/index.js) in a fake browser: window.kairos, privacy
-// gates, consent, the hello, batching after welcome, stub replay, errors.
+// gates, consent, the hello, batching after welcome, stub replay, errors, SPA
+// routes, the page-hide beacon, the forget beacon, the cookie store, overlays.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { encode, decode } from '../src/codec.js'
+import { Document, Element, Target, fire, installHistory } from './fake-dom.js'
 
 let run = 0
 
+const mem = () => {
+  const m = new Map()
+  return { m, getItem: k => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), removeItem: k => m.delete(k) }
+}
+
 // Builds a fake window/document, runs src/index.js in it, returns handles.
-async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage } = {}) {
+async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage, meta = {}, href = 'https://shop.example/p/1', fine = true, winProps } = {}) {
   const sockets = []
   let timers = []
+  const intervals = []
   const warnings = []
+  const beacons = [] // [url, decoded body]
   class FakeWS {
     constructor (url) { this.url = url; this.sent = []; this.closedWith = null; sockets.push(this) }
     send (b) { this.sent.push(decode(b)) }
     close (code) { this.closedWith = code }
   }
-  const mem = () => {
-    const m = new Map()
-    return { m, getItem: k => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), removeItem: k => m.delete(k) }
-  }
-  const script = { src: 'https://kairos.example/k.js', getAttribute: n => (n in attrs ? attrs[n] : null) }
-  const doc = new EventTarget()
-  Object.assign(doc, {
-    currentScript: script,
-    querySelector: sel => (sel === 'script[data-site]' ? script : null),
-    referrer: 'https://www.example.org/',
-    title: 'Linen shirt',
-    visibilityState: 'visible',
-    documentElement: { scrollHeight: 3000 },
-    activeElement: null,
-    body: { appendChild (el) { el.isConnected = true } },
-    // just enough for the overlay: a host with a shadow root
-    createElement: () => ({
-      setAttribute () {},
-      attachShadow () {
-        const root = new EventTarget()
-        const el = { setAttribute () {}, focus () {} }
-        Object.defineProperty(root, 'innerHTML', { set (v) { root.html = v; root.firstChild = {} }, get () { return root.html } })
-        root.querySelector = () => el
-        return root
-      }
-    })
+  const doc = new Document()
+  const script = doc.body.appendChild(new Element('script', attrs, { src: 'https://kairos.example/k.js' }))
+  for (const p in meta) doc.documentElement.appendChild(new Element('meta', { property: p, content: meta[p] }))
+  Object.assign(doc, { currentScript: script, referrer: 'https://www.example.org/', title: 'Linen shirt' })
+  doc.documentElement.scrollHeight = 3000
+  const jar = new Map()
+  Object.defineProperty(doc, 'cookie', {
+    get: () => [...jar].map(([k, v]) => k + '=' + v).join('; '),
+    set (s) {
+      const [nv] = s.split(';')
+      const [k, v] = nv.split('=')
+      if (/max-age=0(;|$)/.test(s)) jar.delete(k)
+      else jar.set(k, v)
+    }
   })
-  const win = new EventTarget()
+  const win = new Target()
+  installHistory(win, href)
   Object.assign(win, {
-    location: { href: 'https://shop.example/p/1', pathname: '/p/1' },
-    navigator: Object.assign({ language: 'en-GB' }, nav),
+    navigator: Object.assign({
+      language: 'en-GB',
+      sendBeacon (url, body) {
+        assert.equal(this, win.navigator, 'called as a method')
+        beacons.push([url, decode(body)])
+        return true
+      }
+    }, nav),
     localStorage: (storage && storage.local) || mem(),
     sessionStorage: (storage && storage.session) || mem(),
     innerWidth: 1280,
     innerHeight: 800,
     scrollY: 0,
-    setInterval: () => 1,
+    setInterval: fn => intervals.push(fn),
     clearInterval: () => {},
     setTimeout: (fn, ms) => setTimeout(fn, ms),
     clearTimeout: t => clearTimeout(t),
     requestAnimationFrame: fn => fn(),
-    matchMedia: () => ({ matches: true })
+    matchMedia: q => ({ matches: q === '(pointer: fine)' && fine }),
+    CSSStyleSheet: class { replaceSync (t) { this.text = t } }
   })
+  if (winProps) Object.assign(win, winProps)
   if (pre) win.kairos = pre
   const saved = {
     window: globalThis.window,
@@ -89,7 +95,16 @@ async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage }
   const open = () => ws().onopen({})
   const push = f => ws().onmessage({ data: encode(f).buffer })
   const fireTimers = () => { const ts = timers; timers = []; ts.forEach(t => t.fn()); return ts.length }
-  return { win, doc, sockets, ws, open, push, fireTimers, timers: () => timers, warnings, restore, k: win.kairos }
+  // run the timers set for `ms` (100: the route timer, 500: the batch timer...)
+  const fireMs = ms => { const ts = timers.filter(t => t.ms === ms); timers = timers.filter(t => t.ms !== ms); ts.forEach(t => t.fn()); return ts.length }
+  const tick = () => intervals.forEach(f => f())
+  // every event the socket carried, without the dwell events (their ms depend on the real clock)
+  const sentEvents = () => sockets.flatMap(s => s.sent).filter(f => f.t === 'events').flatMap(f => f.ev).filter(e => e.e !== 'dwell')
+  const hide = () => { doc.visibilityState = 'hidden'; fire(doc, 'visibilitychange') }
+  return {
+    win, doc, jar, sockets, ws, open, push, fireTimers, fireMs, tick, beacons, sentEvents, hide,
+    timers: () => timers, warnings, restore, k: win.kairos
+  }
 }
 
 const WELCOME = {
@@ -97,13 +112,23 @@ const WELCOME = {
   track: { batch_ms: 500, dwell_ms: 5000, scroll_step: 10, idle_ms: 30000, exit: true },
   max_frame: 16384, max_events: 50
 }
+// a dressed overlay, as server/kairos/render.py sends it
+const OVERLAY = '<div class="k-backdrop" data-k-close></div><div class="k-overlay k-place-center k-kind-offer" role="dialog" aria-label="Offer" aria-modal="true" tabindex="-1"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><p>x</p></div>'
+
+// boot, open, welcome: a running snippet
+async function running (opts) {
+  const s = await boot(opts)
+  s.open()
+  s.push(WELCOME)
+  return s
+}
 
 test('window.kairos: the API, and the only thing the snippet adds to window', async () => {
   const s = await boot()
   try {
-    assert.deepStrictEqual(Object.keys(s.k).sort(), ['consent', 'page', 'sid', 'state', 'track', 'version'])
+    assert.deepStrictEqual(Object.keys(s.k).sort(), ['consent', 'identify', 'page', 'sid', 'state', 'track', 'version'])
     assert.equal(s.k.version, '0.1.0')
-    assert.equal(typeof s.k.track, 'function')
+    for (const f of ['track', 'identify', 'page', 'consent']) assert.equal(typeof s.k[f], 'function', f)
     assert.equal(s.k.state, 'connecting')
     assert.equal(s.k.sid, null)
   } finally { s.restore() }
@@ -121,6 +146,7 @@ test('connects to the derived endpoint, says hello, adopts the welcome, then sen
     assert.deepStrictEqual(Object.keys(hello), ['v', 't', 'site', 'vid', 'sid', 'page', 'consent', 'dnt', 'gpc', 'sv', 'tz', 'lang', 'vp'])
     assert.equal(hello.site, 'demo')
     assert.match(hello.vid, /^v_[a-z0-9]{20}$/)
+    assert.equal(s.win.localStorage.m.get('kairos.vid'), hello.vid)
     assert.equal(hello.sid, null)
     assert.deepStrictEqual(hello.page, { url: 'https://shop.example/p/1', path: '/p/1', title: 'Linen shirt', ref: 'https://www.example.org/' })
     assert.equal(hello.consent, true)
@@ -140,14 +166,11 @@ test('connects to the derived endpoint, says hello, adopts the welcome, then sen
     assert.deepStrictEqual(Object.keys(queued.ev[0]), ['e', 'ts', 'value', 'items', 'cur'])
 
     // a click gathers for batch_ms (500 from the welcome)
-    const target = { tagName: 'BUTTON', id: 'b', closest: () => null, getAttribute: () => null }
-    const click = new Event('click')
-    Object.defineProperty(click, 'target', { value: target })
-    s.doc.dispatchEvent(click)
+    fire(s.doc, 'click', { target: new Element('button', { id: 'b' }), clientX: 1, clientY: 1 })
     s.k.page()
     assert.equal(s.ws().sent.length, 2)
-    assert.equal(s.timers().find(t => t.ms === 500) !== undefined, true)
-    s.fireTimers()
+    assert.ok(s.timers().some(t => t.ms === 500))
+    s.fireMs(500)
     const batch = s.ws().sent[2]
     assert.equal(batch.seq, 1)
     // (page() first closes the previous page's dwell: a few ms here, or none)
@@ -164,7 +187,6 @@ test('connects to the derived endpoint, says hello, adopts the welcome, then sen
 })
 
 test('a session id from an earlier page load is resumed in hello', async () => {
-  const mem = () => { const m = new Map(); return { m, getItem: k => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, v), removeItem: k => m.delete(k) } }
   const local = mem()
   const session = mem()
   local.setItem('kairos.vid', 'v_abcdefghij')
@@ -177,51 +199,363 @@ test('a session id from an earlier page load is resumed in hello', async () => {
   } finally { s.restore() }
 })
 
-for (const [name, nav] of [['navigator.doNotTrack', { doNotTrack: '1' }], ['navigator.globalPrivacyControl', { globalPrivacyControl: true }]]) {
-  test(`${name}: no connection, no storage, kairos.track and consent(true) do nothing`, async () => {
-    const s = await boot({ nav })
-    try {
-      assert.equal(s.sockets.length, 0)
-      s.k.track('cart', { value: 1 })
-      s.k.consent(true)
-      assert.equal(s.sockets.length, 0)
-      assert.equal(s.k.state, 'idle')
-      assert.equal(s.win.localStorage.m.size, 0)
-    } finally { s.restore() }
-  })
-}
-
-test('data-consent="required": nothing until kairos.consent(true); consent(false) forgets and disconnects', async () => {
-  const s = await boot({ attrs: { 'data-site': 'demo', 'data-consent': 'required' } })
+test('the page type and product from a queued kairos.page() ride in the hello', async () => {
+  const pre = { q: [['page', { type: 'product', product: { sku: 'SH-1', name: 'Linen shirt', price: '49.00', cur: 'EUR' } }]] }
+  const s = await boot({ pre })
   try {
-    assert.equal(s.sockets.length, 0)
-    assert.equal(s.k.state, 'idle')
-    s.k.track('add_to_cart', { sku: 'LS-01' }) // waits in memory
-    assert.equal(s.win.localStorage.m.size, 0, 'no visitor id before consent')
-    s.k.consent(true)
-    assert.equal(s.sockets.length, 1)
     s.open()
-    assert.equal(s.ws().sent[0].consent, true)
+    const hello = s.ws().sent[0]
+    assert.deepStrictEqual(hello.page, {
+      url: 'https://shop.example/p/1',
+      path: '/p/1',
+      title: 'Linen shirt',
+      ref: 'https://www.example.org/',
+      type: 'product',
+      prod: { name: 'Linen shirt', price: 49, cur: 'EUR', sku: 'SH-1' }
+    })
     s.push(WELCOME)
-    assert.deepStrictEqual(s.ws().sent[1].ev.map(e => e.e), ['add_to_cart'])
-    assert.ok(s.win.localStorage.m.has('kairos.vid'))
-    assert.ok(s.win.sessionStorage.m.has('kairos.sid'))
+    s.fireTimers()
+    assert.deepStrictEqual(s.sentEvents(), [], 'no page_view besides the hello')
+  } finally { s.restore() }
+})
 
+test('without kairos.page(), the hello carries the Open Graph product of a product page', async () => {
+  const s = await boot({ meta: { 'og:type': 'product', 'og:title': 'Mug', 'product:price:amount': '12.50', 'product:price:currency': 'EUR' } })
+  try {
+    s.open()
+    assert.deepStrictEqual(s.ws().sent[0].page.prod, { name: 'Mug', price: 12.5, cur: 'EUR' })
+    assert.equal('type' in s.ws().sent[0].page, false)
+  } finally { s.restore() }
+})
+
+test('kairos.page() after the hello is a page view (before the welcome it waits in the queue)', async () => {
+  const s = await boot()
+  try {
+    s.open()
+    s.k.page({ type: 'cart' })
+    assert.equal(s.ws().sent.length, 1)
+    s.push(WELCOME)
+    s.fireTimers()
+    const pv = s.sentEvents().filter(e => e.e === 'page_view')
+    assert.equal(pv.length, 1)
+    assert.equal(pv[0].type, 'cart')
+    assert.equal(pv[0].path, '/p/1')
+  } finally { s.restore() }
+})
+
+test('track(): the four store events as themselves, any other valid name as custom {name, props}', async () => {
+  const s = await running()
+  try {
+    s.k.track('size_guide.open', { from: 'product', rating: 4.5, first: true, ref: null })
+    s.k.track('newsletter:signup')
+    s.k.track('checkout', { step: 'payment' })
+    for (const bad of ['signed up!', '', 'x'.repeat(65), 'ü', 'a b', 'a/b']) s.k.track(bad, { a: 1 })
+    s.k.track('cart', { f () {} }) // msgpack cannot carry it: dropped, not thrown
+    s.fireTimers()
+    const ev = s.sentEvents().map(({ ts, ...e }) => e)
+    assert.deepStrictEqual(ev, [
+      { e: 'custom', name: 'size_guide.open', props: { from: 'product', rating: 4.5, first: true, ref: null } },
+      { e: 'custom', name: 'newsletter:signup', props: {} },
+      { e: 'checkout', step: 'payment' }
+    ])
+    assert.ok(s.warnings.some(w => /^\[kairos\] track: /.test(w)), 'a bad name is reported on the console')
+    s.k.track('x'.repeat(64))
+    s.fireTimers()
+    assert.equal(s.sentEvents().at(-1).name, 'x'.repeat(64))
+  } finally { s.restore() }
+})
+
+test('identify(id): {uid} as a string cut to 128; empty ids are ignored', async () => {
+  const s = await running()
+  try {
+    s.k.identify(1042)
+    s.k.identify('')
+    s.k.identify(null)
+    s.k.identify()
+    s.k.identify('u'.repeat(200))
+    s.fireTimers()
+    assert.deepStrictEqual(s.sentEvents().map(e => e.uid), ['1042', 'u'.repeat(128)])
+    assert.ok(s.sentEvents().every(e => e.e === 'identify'))
+  } finally { s.restore() }
+})
+
+test('a click on a data-kairos-track element sends its store event, props as numbers, and the click', async () => {
+  const s = await running()
+  try {
+    const b = s.doc.body.appendChild(new Element('button', { 'data-kairos-track': 'add_to_cart', 'data-kairos-sku': 'SH-1', 'data-kairos-price': '49.00', 'data-kairos-qty': '1' }))
+    fire(s.doc, 'click', { target: b, clientX: 5, clientY: 5 })
+    s.fireTimers()
+    const ev = s.sentEvents()
+    assert.deepStrictEqual(ev.map(e => e.e), ['add_to_cart', 'click'], 'add_to_cart goes at once, the click after batch_ms')
+    assert.deepStrictEqual(ev[0], { e: 'add_to_cart', ts: ev[0].ts, sku: 'SH-1', price: 49, qty: 1 })
+  } finally { s.restore() }
+})
+
+test('single-page app: a route change is a page_view 100 ms later, with the new URL; a #hash change is not', async () => {
+  const s = await running()
+  try {
+    s.win.history.pushState({}, '', '/p/2?color=red')
+    assert.equal(s.sentEvents().length, 0)
+    assert.equal(s.fireMs(100), 1, 'one route timer')
+    s.fireMs(500)
+    const [pv] = s.sentEvents()
+    assert.deepStrictEqual(pv, { e: 'page_view', ts: pv.ts, url: 'https://shop.example/p/2?color=red', path: '/p/2', title: 'Linen shirt', ref: 'https://www.example.org/' })
+    // a hash, or the same URL again: no page view
+    s.win.history.pushState({}, '', '/p/2?color=red#reviews')
+    s.win.history.replaceState({ scroll: 5 }, '', '/p/2?color=red')
+    assert.equal(s.fireMs(100), 0)
+    // the query counts
+    s.win.history.replaceState({}, '', '/p/2?color=blue')
+    s.fireMs(100)
+    // back and forward
+    s.win.history.go(-2)
+    s.fireMs(100)
+    s.fireMs(500)
+    assert.deepStrictEqual(s.sentEvents().filter(e => e.e === 'page_view').map(e => e.url), [
+      'https://shop.example/p/2?color=red', 'https://shop.example/p/2?color=blue', 'https://shop.example/p/1'
+    ])
+  } finally { s.restore() }
+})
+
+test('single-page app: kairos.page() within the 100 ms replaces the automatic page view; a route forgets the last page() props', async () => {
+  const s = await running()
+  try {
+    s.k.page({ type: 'product' }) // the first page's type, declared late: a page view of its own
+    s.win.history.pushState({}, '', '/cart')
+    s.k.page({ type: 'cart' })
+    assert.equal(s.fireMs(100), 0, 'the automatic one is cancelled')
+    s.win.history.pushState({}, '', '/p/3') // a route without page()
+    s.fireMs(100)
+    s.fireMs(500)
+    const pv = s.sentEvents().filter(e => e.e === 'page_view')
+    assert.deepStrictEqual(pv.map(e => [e.path, e.type]), [['/p/1', 'product'], ['/cart', 'cart'], ['/p/3', undefined]])
+  } finally { s.restore() }
+})
+
+test('single-page app: spa:false from the welcome turns the automatic page views off', async () => {
+  const s = await boot()
+  try {
+    s.open()
+    s.push(Object.assign({}, WELCOME, { track: Object.assign({}, WELCOME.track, { spa: false }) }))
+    s.win.history.pushState({}, '', '/p/2')
+    assert.equal(s.fireMs(100), 0)
+  } finally { s.restore() }
+})
+
+test('the welcome\'s track settings drive the running collectors', async () => {
+  const s = await boot()
+  try {
+    s.open()
+    s.push(Object.assign({}, WELCOME, { track: { batch_ms: 250, clicks: false, copy: true } }))
+    fire(s.doc, 'click', { target: new Element('button', { id: 'b' }) })
+    fire(s.doc, 'copy', { target: new Element('code', { 'data-kairos': 'coupon' }) })
+    assert.equal(s.fireMs(250), 1, 'batch_ms 250')
+    assert.deepStrictEqual(s.sentEvents().map(({ ts, ...e }) => e), [{ e: 'copy', tag: 'code', k: 'coupon' }])
+  } finally { s.restore() }
+})
+
+test('exit_back from the welcome: the extra history entry is no page view; going back sends exit_intent at once', async () => {
+  const s = await boot()
+  try {
+    s.open()
+    s.push(Object.assign({}, WELCOME, { track: Object.assign({}, WELCOME.track, { exit_back: true, exit_min_ms: 0 }) }))
+    s.tick()
+    assert.equal(s.win.history.length, 2)
+    assert.equal(s.fireMs(100), 0, 'same URL: no route change')
+    s.win.history.back()
+    assert.equal(s.fireMs(100), 0)
+    const ev = s.sentEvents()
+    assert.deepStrictEqual(ev.map(e => [e.e, e.how]), [['exit_intent', 'back']], 'sent without waiting for batch_ms')
+  } finally { s.restore() }
+})
+
+test('page hidden while the socket is down: the queue goes by sendBeacon to /b, with site, vid and sid', async () => {
+  const s = await running()
+  try {
+    const vid = s.ws().sent[0].vid
+    s.k.track('cart', { value: 1, items: 1 }) // seq 0 over the socket
+    s.ws().onclose({ code: 1006 })
+    assert.equal(s.k.state, 'closed')
+    s.k.track('size_guide.open')
+    s.k.track('newsletter')
+    s.win.dispatchEvent(new Event('pagehide'))
+    assert.equal(s.beacons.length, 1)
+    const [url, body] = s.beacons[0]
+    assert.equal(url, 'https://kairos.example/b')
+    assert.deepStrictEqual(Object.keys(body), ['v', 't', 'seq', 'ev', 'site', 'vid', 'sid'])
+    assert.deepStrictEqual([body.v, body.t, body.seq, body.site, body.vid, body.sid], [1, 'events', 1, 'demo', vid, 's_8b1d0c3f55'])
+    assert.deepStrictEqual(body.ev.filter(e => e.e !== 'dwell').map(e => e.name), ['size_guide.open', 'newsletter'])
+    // nothing is sent twice (a second pagehide may only add its own dwell)
+    s.win.dispatchEvent(new Event('pagehide'))
+    s.fireMs(500)
+    const names = s.beacons.flatMap(b => b[1].ev).filter(e => e.e !== 'dwell').map(e => e.name)
+    assert.deepStrictEqual(names, ['size_guide.open', 'newsletter'])
+    assert.equal(s.ws().sent.filter(f => f.t === 'events').length, 1, 'and nothing over the socket')
+  } finally { s.restore() }
+})
+
+test('tab hidden while the socket is down (a phone switching apps): the same beacon, with lost when events were dropped', async () => {
+  const s = await running()
+  try {
+    s.ws().onclose({ code: 1006 })
+    for (let i = 0; i < 105; i++) s.k.track('e' + i)
+    s.hide()
+    const bodies = s.beacons.map(b => b[1])
+    assert.ok(bodies.length >= 5)
+    assert.equal(bodies[0].lost >= 5, true, 'the dropped events are counted: ' + bodies[0].lost)
+    assert.ok(bodies.slice(1).every(b => !('lost' in b)))
+    assert.deepStrictEqual(bodies.map(b => b.seq), bodies.map((_, i) => i))
+    assert.equal(bodies.flatMap(b => b.ev).filter(e => e.e === 'custom').at(-1).name, 'e104')
+  } finally { s.restore() }
+})
+
+test('page hidden with the socket open: flushed over the socket, no beacon; closed on pagehide', async () => {
+  const s = await running()
+  try {
+    s.k.track('size_guide.open')
+    s.hide()
+    assert.equal(s.beacons.length, 0)
+    assert.deepStrictEqual(s.ws().sent.at(-1).ev.filter(e => e.e !== 'dwell').map(e => e.name), ['size_guide.open'])
+    s.k.track('late')
+    s.win.dispatchEvent(new Event('pagehide'))
+    assert.equal(s.beacons.length, 0)
+    assert.equal(s.sentEvents().at(-1).name, 'late')
+    assert.equal(s.ws().closedWith, 1000)
+  } finally { s.restore() }
+})
+
+test('page hidden before the first welcome (no session yet): no beacon, the events wait for the socket', async () => {
+  const s = await boot()
+  try {
+    s.k.track('early')
+    s.hide()
+    s.win.dispatchEvent(new Event('pagehide'))
+    assert.equal(s.beacons.length, 0)
+  } finally { s.restore() }
+})
+
+test('a beacon is never larger than the server\'s max_frame', { todo: 'bug: src/index.js leave(): the batch is sized without site/vid/sid, which the beacon adds' }, async () => {
+  const s = await boot()
+  try {
+    s.open()
+    s.push(Object.assign({}, WELCOME, { max_frame: 400 }))
+    s.ws().onclose({ code: 1006 })
+    for (let i = 0; i < 12; i++) s.k.track('e' + i, { pad: 'x'.repeat(10) })
+    s.win.dispatchEvent(new Event('pagehide'))
+    assert.ok(s.beacons.length > 1)
+    for (const [, body] of s.beacons) assert.ok(encode(body).length <= 400, 'beacon of ' + encode(body).length + ' bytes')
+  } finally { s.restore() }
+})
+
+test('consent(false): a forget beacon {v, t, site, vid, sid}, then stop, disconnect and clear', async () => {
+  const s = await running()
+  try {
+    const vid = s.ws().sent[0].vid
     const ws = s.ws()
+    s.k.track('queued')
     s.k.consent(false)
+    assert.deepStrictEqual(s.beacons, [['https://kairos.example/b', { v: 1, t: 'forget', site: 'demo', vid, sid: 's_8b1d0c3f55' }]])
     assert.equal(ws.closedWith, 1000)
     assert.equal(s.k.state, 'idle')
     assert.equal(s.k.sid, null)
     assert.equal(s.win.localStorage.m.size, 0)
     assert.equal(s.win.sessionStorage.m.size, 0)
-    s.k.track('cart', { value: 1 })
-    assert.equal(ws.sent.length, 2)
+    s.fireTimers()
+    assert.equal(s.sentEvents().length, 0, 'the queue went with it')
+    // stopped: no collectors, no route page views
+    fire(s.doc, 'click', { target: new Element('button') })
+    s.win.history.pushState({}, '', '/p/9')
+    s.fireTimers()
+    s.win.dispatchEvent(new Event('pagehide'))
+    assert.deepStrictEqual(ws.sent.map(f => f.t), ['hello'], 'nothing more over the old socket')
+    assert.equal(s.beacons.length, 1)
     assert.equal(s.sockets.length, 1, 'no reconnect')
   } finally { s.restore() }
 })
 
+test('consent(false) without a stored visitor id sends no forget (and creates no id)', async () => {
+  const s = await boot({ attrs: { 'data-site': 'demo', 'data-consent': 'required' } })
+  try {
+    s.k.consent(false)
+    assert.equal(s.beacons.length, 0)
+    assert.equal(s.win.localStorage.m.size, 0)
+  } finally { s.restore() }
+})
+
+for (const [name, nav, winProps] of [
+  ['navigator.doNotTrack', { doNotTrack: '1' }],
+  ['window.doNotTrack', {}, { doNotTrack: '1' }],
+  ['navigator.globalPrivacyControl', { globalPrivacyControl: true }]
+]) {
+  test(`${name}: nothing is sent or stored, whatever the page or the store does`, async () => {
+    const s = await boot({ nav, winProps })
+    try {
+      s.k.track('cart', { value: 1, items: 1 })
+      s.k.identify('u1')
+      s.k.page({ type: 'x' })
+      s.k.consent(true)
+      fire(s.doc, 'click', { target: new Element('button') })
+      s.win.history.pushState({}, '', '/p/2')
+      s.hide()
+      s.win.dispatchEvent(new Event('pagehide'))
+      s.k.consent(false)
+      s.fireTimers()
+      assert.equal(s.sockets.length, 0)
+      assert.equal(s.beacons.length, 0)
+      assert.equal(s.k.state, 'idle')
+      assert.equal(s.win.localStorage.m.size, 0)
+      assert.equal(s.win.sessionStorage.m.size, 0)
+      assert.equal(s.jar.size, 0)
+    } finally { s.restore() }
+  })
+}
+
+test('data-consent="required": nothing sent or stored before kairos.consent(true); then the waiting events go', async () => {
+  const s = await boot({ attrs: { 'data-site': 'demo', 'data-consent': 'required', 'data-vid-store': 'cookie' } })
+  try {
+    assert.equal(s.sockets.length, 0)
+    assert.equal(s.k.state, 'idle')
+    s.k.track('add_to_cart', { sku: 'LS-01' }) // waits in memory
+    s.k.identify('u1')
+    fire(s.doc, 'click', { target: new Element('button') }) // not collected
+    s.win.history.pushState({}, '', '/p/2') // no page view
+    s.hide()
+    s.win.dispatchEvent(new Event('pagehide'))
+    s.fireTimers()
+    assert.equal(s.sockets.length, 0)
+    assert.equal(s.beacons.length, 0)
+    assert.equal(s.win.localStorage.m.size, 0, 'no visitor id before consent')
+    assert.equal(s.jar.size, 0)
+    s.doc.visibilityState = 'visible'
+    s.k.consent(true)
+    assert.equal(s.sockets.length, 1)
+    s.open()
+    assert.equal(s.ws().sent[0].consent, true)
+    assert.equal(s.ws().sent[0].page.path, '/p/2', 'the hello is for the page the visitor is on')
+    s.push(WELCOME)
+    s.fireTimers()
+    assert.deepStrictEqual(s.sentEvents().map(e => e.e), ['add_to_cart', 'identify'])
+    assert.ok(s.jar.has('kairos_vid'))
+    assert.ok(s.win.sessionStorage.m.has('kairos.sid'))
+    s.k.consent(true)
+    assert.equal(s.sockets.length, 1, 'consent(true) twice: still one connection')
+  } finally { s.restore() }
+})
+
+test('data-vid-store="cookie": the visitor id is the kairos_vid cookie, localStorage stays empty', async () => {
+  const s = await running({ attrs: { 'data-site': 'demo', 'data-vid-store': 'cookie' } })
+  try {
+    const vid = s.ws().sent[0].vid
+    assert.equal(s.jar.get('kairos_vid'), vid)
+    assert.equal(s.win.localStorage.m.size, 0)
+    s.k.consent(false)
+    assert.equal(s.beacons[0][1].vid, vid)
+    assert.equal(s.jar.size, 0, 'withdrawing consent expires the cookie')
+  } finally { s.restore() }
+})
+
 test('a stub queue set up before the script loaded is replayed', async () => {
-  const pre = { q: [['track', 'cart', { value: 9, items: 1 }], ['consent', true], ['page']] }
+  const pre = { q: [['track', 'cart', { value: 9, items: 1 }], ['consent', true], ['identify', 'c-1']] }
   const s = await boot({ attrs: { 'data-site': 'demo', 'data-consent': 'required' }, pre })
   try {
     assert.notEqual(s.k, pre)
@@ -229,26 +563,46 @@ test('a stub queue set up before the script loaded is replayed', async () => {
     s.open()
     s.push(WELCOME)
     s.fireTimers()
-    const evs = s.ws().sent.filter(f => f.t === 'events').flatMap(f => f.ev.map(e => e.e))
-    // (page() also closes the previous page's dwell, a few ms here)
-    assert.deepStrictEqual(evs.filter(e => e !== 'dwell'), ['cart', 'page_view'])
+    assert.deepStrictEqual(s.sentEvents().map(e => e.e), ['cart', 'identify'])
   } finally { s.restore() }
 })
 
 test('an error frame is logged once per code; bad input never throws into the page', async () => {
-  const s = await boot()
+  const s = await running()
   try {
-    s.open()
-    s.push(WELCOME)
     s.push({ v: 1, t: 'error', code: 'unknown_event', msg: 'event 0: unknown event type', seq: 0 })
     s.push({ v: 1, t: 'error', code: 'unknown_event', msg: 'again' })
     s.push({ v: 1, t: 'error', code: 'bad_event', msg: 'x' })
     assert.deepStrictEqual(s.warnings, ['[kairos] unknown_event: event 0: unknown event type', '[kairos] bad_event: x'])
     s.push({ v: 1, t: 'teleport' })
-    s.k.track('cart', { f () {} }) // not encodable: dropped, not thrown
-    s.k.track(42)
-    s.k.track()
-    assert.equal(s.ws().sent.filter(f => f.t === 'events').length, 0)
+    s.push({ v: 1, t: 'show', oid: 'o', html: 42 })
+    s.k.track('cart', { f () {} })
+    s.k.track('cart', { n: 1n })
+    s.k.identify({ toString () { throw new Error('no') } })
+    s.fireTimers()
+    assert.equal(s.sentEvents().length, 0)
+  } finally { s.restore() }
+})
+
+test('track() with a name that is not a string sends nothing', { todo: 'bug: src/index.js track: RegExp.test() turns 42 and undefined into valid-looking strings' }, async () => {
+  const s = await running()
+  try {
+    s.k.track(42, { a: 1 }) // goes as {name: 42}: refused by the server (bad_event)
+    s.k.track() // goes without a name: refused too
+    s.k.track(null)
+    s.fireTimers()
+    assert.deepStrictEqual(s.sentEvents(), [])
+  } finally { s.restore() }
+})
+
+test('one track() call with an object for a name does not stop the events that follow', { todo: 'bug: src/index.js track: the unencodable event stays at the head of the queue; every flush throws' }, async () => {
+  const s = await running()
+  try {
+    s.k.track({ name: 'x', toString: () => 'sneaky' })
+    assert.doesNotThrow(() => s.fireTimers(), 'the batch timer throws into the page')
+    s.k.track('cart', { value: 1, items: 1 })
+    s.fireTimers()
+    assert.deepStrictEqual(s.sentEvents().map(e => e.e), ['cart'])
   } finally { s.restore() }
 })
 
@@ -264,15 +618,16 @@ test('terminal close 4004 from the server stops the snippet', async () => {
   } finally { s.restore() }
 })
 
-test('pagehide sends the last dwell and closes; a page restored from the bfcache reconnects', async () => {
-  const s = await boot()
+test('pagehide sends the last dwell and closes; a page restored from the bfcache reconnects as a new page view', async () => {
+  const s = await running()
   try {
-    s.open()
-    s.push(WELCOME)
     const ws = s.ws()
     s.win.dispatchEvent(new Event('pagehide'))
     assert.equal(ws.closedWith, 1000)
     assert.equal(s.k.state, 'closed')
+    const plain = new Event('pageshow') // not from the bfcache: nothing
+    s.win.dispatchEvent(plain)
+    assert.equal(s.sockets.length, 1)
     const show = new Event('pageshow')
     Object.defineProperty(show, 'persisted', { value: true })
     s.win.dispatchEvent(show)
@@ -280,6 +635,21 @@ test('pagehide sends the last dwell and closes; a page restored from the bfcache
     assert.equal(s.k.state, 'connecting')
     s.open()
     assert.equal(s.ws().sent[0].re, undefined, 'coming back from the bfcache is a new page view')
+  } finally { s.restore() }
+})
+
+test('pagehide while waiting to reconnect: a page restored from the bfcache says hello as a new page view', { todo: 'bug: src/index.js pagehide: a closed connection keeps its retry timer and is not marked suspended' }, async () => {
+  const s = await running()
+  try {
+    s.ws().onclose({ code: 1006 }) // the network dropped; a retry is scheduled
+    s.win.dispatchEvent(new Event('pagehide'))
+    const show = new Event('pageshow')
+    Object.defineProperty(show, 'persisted', { value: true })
+    s.win.dispatchEvent(show)
+    s.fireTimers() // whatever was pending
+    assert.equal(s.sockets.length, 2)
+    s.open()
+    assert.equal(s.ws().sent[0].re, undefined)
   } finally { s.restore() }
 })
 
@@ -302,12 +672,28 @@ test('loaded twice: the second copy leaves the first alone', async () => {
   } finally { s.restore() }
 })
 
-test('feedback is sent at once while open, and queued across a reconnect', async () => {
-  const s = await boot()
+test('a show frame is rendered in the page\'s shadow host and reported; hide removes it', async () => {
+  const s = await running()
   try {
-    s.open()
-    s.push(WELCOME)
-    s.push({ v: 1, t: 'show', oid: 'o1', kind: 'offer', html: '<p>x</p>', css: '', place: 'center', ttl_ms: 1000, rule: 'r' })
+    s.push({ v: 1, t: 'show', oid: 'o1', kind: 'offer', html: OVERLAY, css: '.k-overlay{}', place: 'center', ttl_ms: 0, rule: 'r' })
+    const host = s.doc.body.children.find(c => c.id === 'kairos-host')
+    assert.equal(host.shadowRoot.innerHTML, OVERLAY)
+    assert.equal(host.shadowRoot.adoptedStyleSheets[0].text, '.k-overlay{}')
+    assert.deepStrictEqual(s.ws().sent.at(-1), { v: 1, t: 'feedback', oid: 'o1', act: 'shown', ts: s.ws().sent.at(-1).ts })
+    // a click inside the overlay reaches the document as a click on the host: not tracked
+    fire(s.doc, 'click', { target: host })
+    s.push({ v: 1, t: 'hide', oid: 'o1' })
+    assert.equal(host.shadowRoot.innerHTML, '')
+    s.fireTimers()
+    assert.equal(s.sentEvents().filter(e => e.e === 'click').length, 0)
+    assert.equal(s.ws().sent.filter(f => f.t === 'feedback').length, 1, 'hide is silent')
+  } finally { s.restore() }
+})
+
+test('feedback is sent at once while open, and queued across a reconnect', async () => {
+  const s = await running()
+  try {
+    s.push({ v: 1, t: 'show', oid: 'o1', kind: 'offer', html: OVERLAY, css: '', place: 'center', ttl_ms: 1000, rule: 'r' })
     assert.deepStrictEqual(s.ws().sent.at(-1), { v: 1, t: 'feedback', oid: 'o1', act: 'shown', ts: s.ws().sent.at(-1).ts })
     s.ws().onclose({ code: 1006 })
     assert.equal(s.k.state, 'closed')
