@@ -149,10 +149,16 @@ def _bool(v: Any, name: str) -> bool:
     return v
 
 
+def _quote(v: Any) -> str:
+    # A refusal quotes the value for the developer, but a frame may hold 16 KiB of it.
+    text = repr(v)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def _one_of(choices: frozenset[str]) -> Any:
     def check(v: Any, name: str) -> str:
         if not isinstance(v, str) or v not in choices:
-            raise _Bad(f"{name}: expected one of {sorted(choices)}, got {v!r}")
+            raise _Bad(f"{name}: expected one of {sorted(choices)}, got {_quote(v)}")
         return v
 
     return check
@@ -161,7 +167,7 @@ def _one_of(choices: frozenset[str]) -> Any:
 def _matching(rx: re.Pattern[str], what: str) -> Any:
     def check(v: Any, name: str) -> str:
         if not isinstance(v, str) or not rx.fullmatch(v):
-            raise _Bad(f"{name}: expected {what}, got {v!r}")
+            raise _Bad(f"{name}: expected {what}, got {_quote(v)}")
         return v
 
     return check
