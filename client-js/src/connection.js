@@ -70,12 +70,14 @@ export function connect (url, hello, onFrame) {
   // Stop (until open() again): the socket is closed with 1000, no reconnect.
   // close() leaves the state idle (consent withdrawn), close(1000) closed (pagehide).
   function close (code) {
+    const was = !stopped
     stopped = true
     clearTimeout(timer)
     const s = ws
     ws = null
     if (s) { try { s.close(1000) } catch (e) {} }
     set(code ? 'closed' : 'idle')
+    return was
   }
 
   return {

@@ -57,7 +57,8 @@ function main (w, d) {
     send: f => conn.send(f),
     ready: isOpen,
     wait: () => s.batch_ms,
-    fits: f => encode(f).length <= maxFrame
+    // room for the site, visitor and session ids a beacon adds
+    fits: f => encode(f).length <= maxFrame - 200
   })
   // e and ts first, and never overwritten by the fields
   const emit = (e, fields) => {
@@ -126,7 +127,7 @@ function main (w, d) {
     if (!conn) return
     tracker.dwell()
     leave()
-    if (conn.state !== 'closed') { suspended = true; conn.close(1000) }
+    suspended = conn.close(1000)
   })
   on('pageshow', e => {
     // back from the back/forward cache: the visitor came back, a new page view
@@ -143,7 +144,7 @@ function main (w, d) {
       fields = fields || {}
       encode(fields) // throws (and the event is dropped) on values msgpack cannot carry
       if (STORE.indexOf(name) >= 0) emit(name, fields)
-      else if (/^[\w.:-]{1,64}$/.test(name)) emit('custom', { name, props: fields })
+      else if (typeof name === 'string' && /^[\w.:-]{1,64}$/.test(name)) emit('custom', { name, props: fields })
       else warn('track', 'bad event name')
     }),
     // the store's own id for the visitor (the server keeps only a hash of it)

@@ -75,8 +75,8 @@ export function createOverlay (doc, win, feedback) {
       sheet.replaceSync(f.css || '')
       root.adoptedStyleSheets = [sheet]
     } catch (e) {}
-    const el = root.querySelector('[tabindex="-1"]') || root
-    if (el.setAttribute) el.setAttribute('data-oid', f.oid)
+    const el = root.querySelector('[tabindex="-1"]') || root.firstElementChild || host
+    el.setAttribute('data-oid', f.oid)
 
     const prev = doc.activeElement
     cur = { oid: f.oid, el, prev }

@@ -21,7 +21,8 @@ export function product (get) {
   for (const k in OG) {
     const v = cut(get(k, OG[k][0]), 2048)
     if (OG[k][1]) { if (v) p[k] = v.slice(0, OG[k][1]) } else {
-      const n = parseFloat(v.replace(',', '.'))
+      const i = Math.max(v.lastIndexOf('.'), v.lastIndexOf(','))
+      const n = parseFloat(i < 0 ? v : v.slice(0, i).replace(/\D/g, '') + '.' + v.slice(i + 1))
       if (n >= 0 && isFinite(n)) p[k] = n
     }
   }

@@ -101,7 +101,7 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   }
 
   // per page (a single-page app starts these again on each route)
-  let pageAt, maxPct, sentPct, hesitated, hes, raf, idle, rageAt, rageKey, armed, onOurEntry
+  let pageAt, maxPct, sentPct, hesitated, hes, raf, idle, rageAt, rageKey, armed, onOurEntry, armedAt
   const stopHes = () => win.clearTimeout(hes)
   const newPage = () => { pageAt = now(); maxPct = sentPct = 0; hesitated = {}; onOurEntry = false; stopHes() }
   newPage()
@@ -136,7 +136,8 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     // this page; coming back to the real one is the visitor trying to leave
     if (s.exit_back && !armed) {
       armed = onOurEntry = true
-      win.history.pushState(win.history.state, '', win.location.href)
+      armedAt = win.location.href
+      win.history.pushState(Object.assign({}, win.history.state, { kairos_back: 1 }), '', armedAt)
     }
   }), 1000)
 
@@ -160,8 +161,14 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   })
   for (const t of ['pointerdown', 'pointermove', 'keydown', 'touchstart', 'wheel']) on(win, t, input)
 
+  // our entry is marked: an in-page #anchor (a popstate too) is not the way back
   on(win, 'popstate', () => {
-    if (onOurEntry) { onOurEntry = false; exit('back') }
+    const ours = !!(win.history.state || 0).kairos_back
+    if (onOurEntry && !ours && win.location.href === armedAt) {
+      armedAt = 0 // once per page: the next back leaves
+      exit('back')
+    }
+    onOurEntry = ours
   })
 
   on(doc, 'click', e => {
@@ -174,7 +181,7 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     emit('click', p)
     const key = s.rage_n + ' ' + s.rage_ms
     if (key !== rageKey) { rageKey = key; rageAt = rage(s.rage_n, s.rage_ms) }
-    const n = rageAt(e.clientX, e.clientY, now())
+    const n = e.detail && rageAt(e.clientX, e.clientY, now())
     if (n) emit('rage_click', Object.assign({ n }, p))
   })
 

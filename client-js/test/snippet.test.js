@@ -434,7 +434,7 @@ test('page hidden before the first welcome (no session yet): no beacon, the even
   } finally { s.restore() }
 })
 
-test('a beacon is never larger than the server\'s max_frame', { todo: 'bug: src/index.js leave(): the batch is sized without site/vid/sid, which the beacon adds' }, async () => {
+test('a beacon is never larger than the server\'s max_frame', async () => {
   const s = await boot()
   try {
     s.open()
@@ -584,7 +584,7 @@ test('an error frame is logged once per code; bad input never throws into the pa
   } finally { s.restore() }
 })
 
-test('track() with a name that is not a string sends nothing', { todo: 'bug: src/index.js track: RegExp.test() turns 42 and undefined into valid-looking strings' }, async () => {
+test('track() with a name that is not a string sends nothing', async () => {
   const s = await running()
   try {
     s.k.track(42, { a: 1 }) // goes as {name: 42}: refused by the server (bad_event)
@@ -595,7 +595,7 @@ test('track() with a name that is not a string sends nothing', { todo: 'bug: src
   } finally { s.restore() }
 })
 
-test('one track() call with an object for a name does not stop the events that follow', { todo: 'bug: src/index.js track: the unencodable event stays at the head of the queue; every flush throws' }, async () => {
+test('one track() call with an object for a name does not stop the events that follow', async () => {
   const s = await running()
   try {
     s.k.track({ name: 'x', toString: () => 'sneaky' })
@@ -638,7 +638,7 @@ test('pagehide sends the last dwell and closes; a page restored from the bfcache
   } finally { s.restore() }
 })
 
-test('pagehide while waiting to reconnect: a page restored from the bfcache says hello as a new page view', { todo: 'bug: src/index.js pagehide: a closed connection keeps its retry timer and is not marked suspended' }, async () => {
+test('pagehide while waiting to reconnect: a page restored from the bfcache says hello as a new page view', async () => {
   const s = await running()
   try {
     s.ws().onclose({ code: 1006 }) // the network dropped; a retry is scheduled
