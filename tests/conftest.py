@@ -88,6 +88,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self.engine = engine
+        self.redis_url = redis_url
         self.cmd = [sys.executable, "-m", "kairos", "serve", "--engine", engine, "--redis-url", redis_url,
                     "--port", str(self.port), "--log-level", "info", *(extra or [])]
         if rules is not None:

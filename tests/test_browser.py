@@ -13,7 +13,7 @@ OVERLAY = "#kairos-host .k-overlay"  # Playwright's CSS engine pierces open shad
 
 def connected(page: Page) -> str:
     """Wait for the snippet's welcome; the session id."""
-    page.wait_for_function("window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
+    page.wait_for_function("() => window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
     return page.evaluate("window.kairos.sid")
 
 
@@ -114,7 +114,7 @@ def test_a_visitor_with_gpc_or_dnt_is_not_tracked_at_all(serve, page, signal):
     sockets = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
     page.goto(server.base + PRODUCT)
-    page.wait_for_function("window.kairos && typeof window.kairos.track === 'function'")
+    page.wait_for_function("() => window.kairos && typeof window.kairos.track === 'function'")
     exit_through_the_top(page)
     page.wait_for_timeout(500)
     assert sockets == []
@@ -130,7 +130,7 @@ def test_the_snippet_reconnects_after_a_restart_and_keeps_its_session(serve, pag
     page.goto(server.base + PRODUCT)
     sid = connected(page)
     server.restart()
-    page.wait_for_function("window.kairos.state === 'open'", timeout=30_000)
+    page.wait_for_function("() => window.kairos.state === 'open'", timeout=30_000)
     assert page.evaluate("window.kairos.sid") == sid
     exit_through_the_top(page)
     expect(page.locator(OVERLAY)).to_be_visible(timeout=5000)

@@ -60,7 +60,7 @@ def due_within_s(delay_s: float, scale: float) -> float:
 
 def connected(page: Page) -> str:
     """Wait for the snippet's welcome on this page; the session id."""
-    page.wait_for_function("window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
+    page.wait_for_function("() => window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
     return page.evaluate("window.kairos.sid")
 
 

@@ -16,7 +16,7 @@ import { replay } from './stub.js'
 const DEFAULTS = {
   batch_ms: 1000, dwell_ms: 5000, scroll_step: 10, idle_ms: 30000,
   exit: true, exit_min_ms: 3000, exit_gap_ms: 10000, exit_scroll: true, exit_back: false, exit_hidden: true,
-  clicks: true, click_text: true, rage_n: 3, rage_ms: 1000, hes_ms: 15000, copy: false, spa: true
+  clicks: true, click_text: true, rage_n: 4, rage_ms: 1000, hes_ms: 15000, copy: false, spa: true
 }
 // events the store reports with kairos.track(); any other name goes as `custom`
 const STORE = ['cart', 'add_to_cart', 'checkout', 'purchase']

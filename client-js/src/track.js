@@ -210,7 +210,8 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     // report the counted time not yet reported (the page is going away)
     dwell,
     // a single-page navigation: close the old page's dwell, start the page's signals again
-    newPage () { dwell(); newPage() },
+    // (and no back-button trap: the entry page is behind the visitor now)
+    newPage () { dwell(); newPage(); armed = true },
     stop () { live = 0; win.clearInterval(iv); stopHes() }
   }
 }

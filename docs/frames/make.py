@@ -62,7 +62,7 @@ VALID = [
                         "track": {"batch_ms": 1000, "dwell_ms": 5000, "scroll_step": 10, "idle_ms": 30000,
                                   "exit": True, "exit_min_ms": 3000, "exit_gap_ms": 10000, "exit_scroll": True,
                                   "exit_back": False, "exit_hidden": True, "clicks": True, "click_text": True,
-                                  "rage_n": 3, "rage_ms": 1000, "hes_ms": 15000, "copy": False, "spa": True},
+                                  "rage_n": 4, "rage_ms": 1000, "hes_ms": 15000, "copy": False, "spa": True},
                         "max_frame": 16384, "max_events": 50}),
     ("show", "s2c", {"v": 1, "t": "show", "oid": "exit-offer.1a2b3c", "kind": "offer",
                      "html": "<div class=\"k-card\"><p>Still thinking about Linen shirt &amp; co?</p>"

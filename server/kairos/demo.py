@@ -74,6 +74,10 @@ def demo_routes(templates: Jinja2Templates) -> list[BaseRoute]:
             "categories": [_category_view(c) for c in catalog.CATEGORIES],
             "currency": catalog.CURRENCY,
             "static": STATIC_URL,
+            # Snippet options to try on any demo page: ?consent=required waits for
+            # kairos.consent(true); ?vid=cookie keeps the visitor id in a cookie.
+            "consent_required": request.query_params.get("consent") == "required",
+            "vid_cookie": request.query_params.get("vid") == "cookie",
         }
         ctx.update(context or {})
         response = templates.TemplateResponse(request, name, ctx, status_code=status_code)

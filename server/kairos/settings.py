@@ -17,7 +17,7 @@ TRACK_DEFAULTS: dict[str, Any] = {
     # Exit intent: not before 3 s on the page, at most one per 10 s; the back
     # button is left alone unless the store asks (intercepting it surprises people).
     "exit": True, "exit_min_ms": 3000, "exit_gap_ms": 10000, "exit_scroll": True, "exit_back": False, "exit_hidden": True,
-    "clicks": True, "click_text": True, "rage_n": 3, "rage_ms": 1000, "hes_ms": 15000,
+    "clicks": True, "click_text": True, "rage_n": 4, "rage_ms": 1000, "hes_ms": 15000,
     # Copying is off by default: what a visitor copies is rarely a store's business.
     "copy": False, "spa": True,
 }
