@@ -8,7 +8,7 @@ SNIPPET := client-js/dist/k.js
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test build install system-deps bench bench-timers clean
+.PHONY: run test build install system-deps bench bench-timers bench-snippet clean
 
 run: $(PY_OK) $(SNIPPET)
 	$(BIN)/kairos serve --engine memory --rules examples/demo.yaml --host $(HOST) --port $(PORT)
@@ -46,6 +46,9 @@ bench: $(PY_OK) $(SNIPPET) system-deps
 
 bench-timers: $(PY_OK) system-deps
 	$(BIN)/python benchmarks/timers.py --engine redis
+
+bench-snippet: $(PY_OK) $(SNIPPET) system-deps
+	$(BIN)/python benchmarks/snippet.py
 
 clean:
 	rm -rf $(VENV) client-js/node_modules client-js/dist .pytest_cache
