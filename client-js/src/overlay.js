@@ -2,18 +2,20 @@
 //
 // <div id="kairos-host">                    (all: initial, set through the CSSOM)
 //   #shadow-root (open)                     the frame's css as a constructed stylesheet
-//     ...the frame's html: the server's frame around the template, e.g.
-//     <div class="k-backdrop" data-k-close></div>
-//     <div class="k-overlay k-place-center k-kind-offer" role="dialog" aria-labelledby="k-title"
-//          aria-modal="true" tabindex="-1"> <button data-k-close aria-label="Close">×</button> … </div>
+//     ...the frame's html: the server's frame around the template (render.py dress()):
+//     <dialog class="k-overlay k-place-center k-kind-offer" aria-labelledby="k-title"
+//             data-modal closedby="any"> <button data-k-close aria-label="Close">×</button> … </dialog>
+//     (a top or bottom bar is a <div role="status"> instead)
 //
 // The server owns the markup and the styles (templates/overlays/); this file
-// owns the behaviour: focus, keyboard, clicks, expiry and the feedback. A
-// constructed stylesheet is not inline style, so a page with a strict
-// Content-Security-Policy (no 'unsafe-inline') shows the overlay styled.
+// owns the behaviour. A centered overlay is a modal <dialog>: the browser puts
+// it in the top layer above any z-index of the store, makes the page behind it
+// inert (Tab stays in the dialog), closes it on Escape or a click on the
+// backdrop, and gives the focus back when it closes. A constructed stylesheet
+// is not inline style, so a page with a strict Content-Security-Policy (no
+// 'unsafe-inline') shows the overlay styled.
 
 export const HOST_ID = 'kairos-host'
-const FOCUSABLE = 'a[href],button,input,select,textarea,[tabindex="0"]'
 
 // feedback(oid, act) sends a feedback frame
 export function createOverlay (doc, win, feedback) {
@@ -51,18 +53,6 @@ export function createOverlay (doc, win, feedback) {
         feedback(cur.oid, 'clicked')
         if (v === 'close') remove()
       }))
-      root.addEventListener('keydown', guard(e => {
-        // Tab goes round inside a modal dialog
-        if (e.key !== 'Tab' || !cur.el.getAttribute('aria-modal')) return
-        const all = root.querySelectorAll(FOCUSABLE)
-        const first = all[0]
-        const last = all[all.length - 1]
-        const a = root.activeElement
-        if (e.shiftKey ? a === first || a === cur.el : a === last) {
-          e.preventDefault()
-          ;(e.shiftKey ? last : first).focus()
-        }
-      }))
       doc.addEventListener('keydown', guard(e => {
         if (e.key === 'Escape') remove('dismissed')
       }), true)
@@ -75,20 +65,22 @@ export function createOverlay (doc, win, feedback) {
       sheet.replaceSync(f.css || '')
       root.adoptedStyleSheets = [sheet]
     } catch (e) {}
-    const el = root.querySelector('[tabindex="-1"]') || root.firstElementChild || host
+    const el = root.firstElementChild || host
     el.setAttribute('data-oid', f.oid)
-
     const prev = doc.activeElement
-    cur = { oid: f.oid, el, prev }
-    // only a dialog takes the keyboard, and not from someone typing in a form
-    if (el.getAttribute('aria-modal') || (el.getAttribute('role') === 'dialog' && !(prev && /^(INPUT|TEXTAREA|SELECT)$/.test(prev.tagName)))) {
-      el.focus({ preventScroll: true })
+    const c = cur = { oid: f.oid, el, prev }
+    // closed by the browser (a click on the backdrop): the visitor dismissed it
+    el.onclose = guard(() => cur === c && remove('dismissed'))
+    if (el.show) {
+      if (el.hasAttribute('data-modal')) el.showModal()
+      else {
+        el.show()
+        // a corner card does not take the keyboard from someone typing in a form
+        if (prev && /^(INPUT|TEXTAREA|SELECT)$/.test(prev.tagName)) prev.focus({ preventScroll: true })
+      }
     }
     feedback(f.oid, 'shown')
-    if (f.ttl_ms > 0) {
-      const c = cur
-      c.timer = win.setTimeout(() => cur === c && remove('expired'), f.ttl_ms)
-    }
+    if (f.ttl_ms > 0) c.timer = win.setTimeout(() => cur === c && remove('expired'), f.ttl_ms)
   }
 
   return {

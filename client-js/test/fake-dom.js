@@ -56,6 +56,23 @@ export class Element {
     this.style = { props: {}, setProperty (k, v, prio) { this.props[k] = [v, prio || ''] } }
     // own properties that shadow the getters (value, textContent, ...), for tests
     for (const k in props) Object.defineProperty(this, k, { value: props[k], writable: true, configurable: true })
+    if (this.tagName === 'DIALOG') {
+      // HTMLDialogElement: open it (the dialog focusing steps focus its first
+      // focusable element); close() fires `close` as the browser does when a
+      // click on the backdrop or Escape light-dismisses it
+      const open = modal => {
+        this.setAttribute('open', '')
+        this.modal = modal
+        const first = this.querySelector('a[href],button,input,select,textarea')
+        if (first) first.focus()
+      }
+      this.show = () => open(false)
+      this.showModal = () => open(true)
+      this.close = () => {
+        this.removeAttribute('open')
+        if (this.onclose) this.onclose(new Event('close'))
+      }
+    }
   }
 
   getAttribute (n) { return this._attrs.has(n) ? this._attrs.get(n) : null }
@@ -80,6 +97,7 @@ export class Element {
   set textContent (v) { this.childNodes.forEach(c => { if (typeof c !== 'string') c.parentNode = null }); this.childNodes = [String(v)] }
 
   get children () { return this.childNodes.filter(c => typeof c !== 'string') }
+  get firstElementChild () { return this.children[0] || null }
   appendChild (el) {
     if (el.parentNode) el.parentNode.childNodes = el.parentNode.childNodes.filter(c => c !== el)
     el.parentNode = this
@@ -160,6 +178,7 @@ export class ShadowRoot extends Target {
 
   querySelectorAll (sel) { return descendants(this).filter(matcher(sel)) }
   querySelector (sel) { return this.querySelectorAll(sel)[0] || null }
+  get firstElementChild () { return this.childNodes.find(c => typeof c !== 'string') || null }
   focusIn (el) {
     const doc = this.host.root
     this.activeElement = el

@@ -1,7 +1,8 @@
 // The overlay's behaviour on the fake DOM of test/fake-dom.js, with the markup
 // the server sends (server/kairos/render.py dress(): frame + template): the host,
-// the constructed stylesheet, focus, the Tab trap, Escape, clicks, ttl, hide,
-// replace. (How it looks is for the browser tests.)
+// the constructed stylesheet, opening the dialog, focus, Escape, clicks, ttl,
+// hide, replace. (How it looks, and the inert page behind a modal dialog, are
+// for the browser tests.)
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
@@ -9,15 +10,14 @@ import { createOverlay, HOST_ID } from '../src/overlay.js'
 import { Document, Element, fire } from './fake-dom.js'
 
 // what dress() makes of templates/overlays/offer.html, bar.html and chat.html
-const OFFER_HTML = '<div class="k-backdrop" data-k-close></div><div class="k-overlay k-place-center k-kind-offer" role="dialog" aria-labelledby="k-title" aria-modal="true" tabindex="-1"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-offer"><h2 class="k-title" id="k-title">Still thinking about Linen shirt &amp; co?</h2><a class="k-cta" href="/cart" data-k-click><span>Go to cart</span></a><button type="button" class="k-cta" data-k-click="close">Got it</button></div></div>'
-const BAR_HTML = '<div class="k-overlay k-place-top k-kind-bar" role="status" aria-label="Notice" tabindex="-1"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-bar"><p>Free shipping over 50 EUR</p></div></div>'
-const CHAT_HTML = '<div class="k-overlay k-place-corner k-kind-chat" role="dialog" aria-labelledby="k-title" tabindex="-1"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-chat"><p class="k-agent" id="k-title">Customer care</p><a class="k-cta" href="#" data-k-click="close">Chat with us</a></div></div>'
+const OFFER_HTML = '<dialog class="k-overlay k-place-center k-kind-offer" aria-labelledby="k-title" data-modal closedby="any"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-offer"><h2 class="k-title" id="k-title">Still thinking about Linen shirt &amp; co?</h2><a class="k-cta" href="/cart" data-k-click><span>Go to cart</span></a><button type="button" class="k-cta" data-k-click="close">Got it</button></div></dialog>'
+const BAR_HTML = '<div class="k-overlay k-place-top k-kind-bar" aria-label="Notice" role="status"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-bar"><p>Free shipping over 50 EUR</p></div></div>'
+const CHAT_HTML = '<dialog class="k-overlay k-place-corner k-kind-chat" aria-labelledby="k-title"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-chat"><p class="k-agent" id="k-title">Customer care</p><a class="k-cta" href="#" data-k-click="close">Chat with us</a></div></dialog>'
 const CSS = '.k-overlay{position:fixed}.k-offer{padding:24px}'
 
 const SHOW = { v: 1, t: 'show', oid: 'exit-offer.1a2b3c', kind: 'offer', html: OFFER_HTML, css: CSS, place: 'center', ttl_ms: 0, rule: 'exit-offer' }
 const BAR = { v: 1, t: 'show', oid: 'ship.1', kind: 'bar', html: BAR_HTML, css: '.k-bar{}', place: 'top', ttl_ms: 0, rule: 'ship' }
 const CHAT = { v: 1, t: 'show', oid: 'chat.1', kind: 'chat', html: CHAT_HTML, css: '.k-chat{}', place: 'corner', ttl_ms: 0, rule: 'chat' }
-const FOCUSABLE = 'a[href],button,input,select,textarea,[tabindex="0"]'
 
 function setup ({ sheets = true } = {}) {
   const timers = []
@@ -42,24 +42,7 @@ function setup ({ sheets = true } = {}) {
   const q = sel => root().querySelector(sel)
   const click = el => fire(root(), 'click', { target: el })
   const key = (k, shiftKey = false) => fire(doc, 'keydown', { key: k, shiftKey })
-  // Tab as a browser does it: the overlay's handler first, then (unless it
-  // prevented it) sequential focus navigation in tree order, out of the
-  // overlay (to the page) after its last focusable element
-  const tab = (shift = false) => {
-    const r = root()
-    const e = fire(r, 'keydown', { key: 'Tab', shiftKey: shift })
-    if (e.defaultPrevented) return true
-    const order = r.querySelectorAll('*')
-    const focusable = new Set(r.querySelectorAll(FOCUSABLE))
-    let i = order.indexOf(r.activeElement)
-    for (i += shift ? -1 : 1; i >= 0 && i < order.length; i += shift ? -1 : 1) {
-      if (focusable.has(order[i])) { order[i].focus(); return false }
-    }
-    r.blurAll()
-    ;(shift ? pageButton : input).focus()
-    return false
-  }
-  return { doc, win, timers, fb, ov, host, root, q, click, key, tab, input, pageButton }
+  return { doc, win, timers, fb, ov, host, root, q, click, key, input, pageButton }
 }
 
 test('the host: div#kairos-host with all: initial !important, an open shadow root, appended to body once', () => {
@@ -93,7 +76,8 @@ test('markup: the server\'s html as given, its css as a constructed stylesheet, 
   assert.equal(root.querySelector('style'), null, 'no <style> element (blocked under a strict CSP)')
   const dialog = d.q('.k-overlay')
   assert.equal(dialog.getAttribute('data-oid'), SHOW.oid)
-  assert.equal(dialog.getAttribute('role'), 'dialog')
+  assert.equal(dialog.tagName, 'DIALOG')
+  assert.ok(dialog.hasAttribute('open') && dialog.modal, 'opened with showModal()')
   // the next overlay brings its own stylesheet
   d.ov.show(BAR)
   assert.equal(root.innerHTML, BAR_HTML)
@@ -120,8 +104,9 @@ test('shown once rendered; the close button, the backdrop or Escape: dismissed a
   assert.deepStrictEqual(d.fb.at(-1), [SHOW.oid, 'dismissed'])
   assert.equal(d.root().innerHTML, '')
   d.ov.show(Object.assign({}, SHOW, { oid: 'o2' }))
-  d.click(d.q('.k-backdrop'))
+  d.q('dialog').close() // the browser light-dismisses it: a click on the backdrop (closedby="any")
   assert.deepStrictEqual(d.fb.at(-1), ['o2', 'dismissed'])
+  assert.equal(d.root().innerHTML, '')
   d.ov.show(Object.assign({}, SHOW, { oid: 'o3' }))
   d.key('Enter')
   d.key('Tab')
@@ -196,18 +181,15 @@ test('hide removes silently, only the overlay it names; a new show silently repl
   assert.equal(d.fb.length, 3)
 })
 
-test('focus: a modal dialog takes it (without scrolling) and gives it back on close', () => {
+test('focus: a modal dialog takes it (the browser focuses its first control) and gives it back on close', () => {
   const d = setup()
   d.ov.show(SHOW)
-  const dialog = d.q('.k-overlay')
-  assert.equal(d.root().activeElement, dialog)
+  assert.equal(d.root().activeElement, d.q('.k-close'))
   assert.equal(d.doc.activeElement, d.host())
-  assert.deepStrictEqual(dialog.focusedWith, { preventScroll: true })
   d.key('Escape')
   assert.equal(d.doc.activeElement, d.pageButton)
   assert.deepStrictEqual(d.pageButton.focusedWith, { preventScroll: true })
 })
-
 test('focus: a modal dialog takes it even from someone typing; a non-modal dialog does not; a status bar never does', () => {
   const d = setup()
   d.input.focus()
@@ -222,7 +204,7 @@ test('focus: a modal dialog takes it even from someone typing; a non-modal dialo
   // not typing: the corner dialog takes the focus, the bar still does not
   d.pageButton.focus()
   d.ov.show(CHAT)
-  assert.equal(d.root().activeElement, d.q('.k-overlay'))
+  assert.equal(d.root().activeElement, d.q('.k-close'))
   d.ov.hide(CHAT.oid)
   assert.equal(d.doc.activeElement, d.pageButton)
   d.ov.show(BAR)
@@ -244,35 +226,17 @@ test('focus is not taken back on close when the visitor has moved it elsewhere o
   assert.equal(d.doc.activeElement, d.input)
 })
 
-test('Tab goes round inside a modal dialog, both ways; a non-modal one lets it out', () => {
+test('a centered overlay opens modal (the browser keeps Tab inside it); a corner one non-modal; a bar is no dialog', () => {
   const d = setup()
   d.ov.show(SHOW)
-  const [close, link, gotIt] = d.root().querySelectorAll(FOCUSABLE)
-  assert.deepStrictEqual([close, link, gotIt].map(e => e.getAttribute('class')), ['k-close', 'k-cta', 'k-cta'])
-  assert.equal(d.tab(), false, 'from the dialog itself: the browser goes to the first element')
-  assert.equal(d.root().activeElement, close)
-  d.tab()
-  d.tab()
-  assert.equal(d.root().activeElement, gotIt)
-  assert.equal(d.tab(), true, 'from the last element the snippet takes over...')
-  assert.equal(d.root().activeElement, close, '...and goes round to the first')
-  assert.equal(d.tab(true), true)
-  assert.equal(d.root().activeElement, gotIt, 'Shift+Tab from the first goes to the last')
-  d.q('.k-overlay').focus()
-  assert.equal(d.tab(true), true, 'Shift+Tab from the dialog itself')
-  assert.equal(d.root().activeElement, gotIt)
-  for (let i = 0; i < 7; i++) d.tab(i % 2 === 0)
-  assert.equal(d.doc.activeElement, d.host(), 'never out of the modal dialog')
-
-  d.pageButton.focus()
+  assert.equal(d.q('dialog').modal, true)
   d.ov.show(CHAT)
-  d.tab()
-  d.tab()
-  assert.equal(d.root().activeElement.textContent, 'Chat with us')
-  d.tab()
-  assert.equal(d.doc.activeElement, d.input, 'a corner chat does not trap the keyboard')
+  assert.equal(d.q('dialog').modal, false)
+  assert.ok(d.q('dialog').hasAttribute('open'))
+  d.ov.show(BAR)
+  assert.equal(d.q('dialog'), null)
+  assert.equal(d.q('.k-overlay').getAttribute('role'), 'status')
 })
-
 test('frames without an oid or a string html are ignored', () => {
   const d = setup()
   d.ov.show({ v: 1, t: 'show', html: OFFER_HTML })
@@ -282,20 +246,19 @@ test('frames without an oid or a string html are ignored', () => {
   assert.equal(d.doc.created.length, 0, 'no host either')
 })
 
-test('a show whose html has no [tabindex="-1"] element (the protocol fixture\'s show frame) is still reported and expires', () => {
+test('a show whose html is not the server\'s frame (the protocol fixture\'s show frame, plain text) is still reported and expires', () => {
   const VALID = JSON.parse(readFileSync(new URL('../../docs/frames/valid.json', import.meta.url), 'utf8'))
-  const f = Object.assign({}, VALID.find(x => x.name === 'show').frame, { ttl_ms: 5000 })
-  const d = setup()
-  assert.doesNotThrow(() => d.ov.show(f))
-  assert.deepStrictEqual(d.fb, [[f.oid, 'shown']])
-  assert.equal(d.timers.length, 1)
+  for (const html of [VALID.find(x => x.name === 'show').frame.html, 'just text']) {
+    const f = Object.assign({}, VALID.find(x => x.name === 'show').frame, { html, ttl_ms: 5000 })
+    const d = setup()
+    assert.doesNotThrow(() => d.ov.show(f))
+    assert.deepStrictEqual(d.fb, [[f.oid, 'shown']])
+    assert.equal(d.timers.length, 1)
+  }
 })
-
 test('odd markup or events never throw into the page', () => {
   const d = setup()
-  d.ov.show(Object.assign({}, SHOW, { html: '<div class="k-overlay" role="dialog" aria-modal="true" tabindex="-1"><p>Nothing to press</p></div>' }))
-  assert.doesNotThrow(() => d.tab(true))
-  assert.doesNotThrow(() => d.tab())
+  d.ov.show(Object.assign({}, SHOW, { html: '<dialog class="k-overlay" data-modal><p>Nothing to press</p></dialog>' }))
   assert.doesNotThrow(() => fire(d.root(), 'click', { target: {} }))
   assert.doesNotThrow(() => fire(d.root(), 'click', { target: null }))
   d.key('Escape')

@@ -62,22 +62,23 @@ LABELS = {"overlay": "Message", "offer": "Offer", "chat": "Chat", "bar": "Notice
 
 
 def dress(body: str, kind: str, place: str) -> str:
-    """A template's HTML in the overlay's frame: backdrop, dialog or status, close button.
+    """A template's HTML in the overlay's frame: a dialog (or a status bar) with a close button.
 
-    A centered overlay is a modal dialog; a top or bottom bar is a status the
-    visitor may ignore; a corner card or chat bubble is a non-modal dialog. A
-    template that marks its heading `id="k-title"` names the dialog by it.
+    A centered overlay is a modal <dialog> (the snippet opens it with
+    showModal(): top layer, the page behind it inert, Escape and a click on the
+    backdrop close it). A corner card or chat bubble is a non-modal <dialog>;
+    a top or bottom bar is a status the visitor may ignore. A template that
+    marks its heading `id="k-title"` names the dialog by it.
     """
-    modal = place == "center"
-    role = "status" if place in ("top", "bottom") else "dialog"
+    bar = place in ("top", "bottom")
+    tag = "div" if bar else "dialog"
     name = 'aria-labelledby="k-title"' if 'id="k-title"' in body else f'aria-label="{LABELS.get(kind, "Message")}"'
+    extra = ' role="status"' if bar else (' data-modal closedby="any"' if place == "center" else "")
     return (
-        ('<div class="k-backdrop" data-k-close></div>' if modal else "")
-        + f'<div class="k-overlay k-place-{place} k-kind-{kind}" role="{role}" {name}'
-        + (' aria-modal="true"' if modal else "")
-        + ' tabindex="-1"><button type="button" class="k-close" data-k-close aria-label="Close">\u00d7</button>'
+        f'<{tag} class="k-overlay k-place-{place} k-kind-{kind}" {name}{extra}>'
+        '<button type="button" class="k-close" data-k-close aria-label="Close">\u00d7</button>'
         + body
-        + "</div>"
+        + f"</{tag}>"
     )
 
 
