@@ -239,3 +239,50 @@ def test_rate_limit_allows_a_burst_then_the_sustained_rate():
     assert sum(limit.allow(0.0) for _ in range(25)) == 20
     assert sum(limit.allow(1.0) for _ in range(25)) == 10
     assert sum(limit.allow(100.0) for _ in range(25)) == 20, "tokens do not pile up beyond the burst"
+
+
+# --- the product on a page: from the meta tags, or from the store, read leniently ---
+
+
+def _hello(page: dict) -> wire.Hello:
+    frame = {"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e", "sid": None, "page": page, "consent": True}
+    decoded = wire.decode(msgpack.packb(frame))
+    assert isinstance(decoded, wire.Hello), decoded
+    return decoded
+
+
+def test_the_product_is_read_from_the_pages_open_graph_tags():
+    meta = {"og:type": " Product ", "og:title": "Mug", "product:price:amount": "12,50", "product:category": "Kitchen",
+            "og:description": "A mug", "og:locale": "de_DE"}
+    page = _hello({"url": "https://s.example/p", "path": "/p", "meta": meta}).page
+    assert page.prod == {"name": "Mug", "price": 12.5, "cat": "Kitchen"}
+    # not a product page: no product, whatever the other tags say
+    page = _hello({"url": "https://s.example/a", "path": "/a", "meta": {"og:type": "article", "og:title": "News"}}).page
+    assert page.prod is None
+
+
+def test_a_stores_product_is_normalised_never_refused():
+    prod = {"name": "  Linen shirt ", "price": "1,299.00", "cur": "EURO", "sku": 1042, "img": ["x"], "extra": 1}
+    page = _hello({"url": "https://s.example/p", "path": "/p", "prod": prod,
+                   "meta": {"og:type": "product", "og:title": "Not this one"}}).page
+    assert page.prod == {"name": "Linen shirt", "price": 1299.0, "cur": "EUR", "sku": "1042"}, "the store's product wins"
+    assert _hello({"url": "u", "path": "/", "prod": "a string"}).page.prod is None
+    assert _hello({"url": "u", "path": "/", "prod": {"price": "call us"}}).page.prod is None
+
+
+@pytest.mark.parametrize(("written", "amount"), [
+    ("49", 49.0), ("49.90", 49.9), ("12,50", 12.5), ("1,299.00", 1299.0), ("1.299,00", 1299.0),
+    ("1 299,00", 1299.0), ("1'299.00", 1299.0), (59.9, 59.9), (0, 0.0),
+    ("-5", None), ("call us", None), (True, None), (float("nan"), None), ("1e12", None),
+])
+def test_prices_as_stores_write_them(written, amount):
+    assert wire.price(written) == amount
+
+
+def test_meta_tags_are_bounded_and_a_bad_meta_map_is_refused():
+    many = {f"og:t{i}": "x" * 100 for i in range(50)}
+    page = _hello({"url": "u", "path": "/", "meta": {"og:type": "product", **many, "og:title": "Late"}}).page
+    assert page.prod is None, "only the first 32 tags are read"
+    refused = wire.decode(msgpack.packb({"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e", "sid": None,
+                                         "page": {"url": "u", "path": "/", "meta": ["og:type"]}, "consent": True}))
+    assert isinstance(refused, wire.WireError) and refused.code == "bad_field"

@@ -155,6 +155,7 @@ function main (w, d) {
     // before the connection's hello it rides in the hello, after it is a page view
     page: safe(p => {
       if (privacy) return
+      encode(p || 0) // throws (nothing changes) on what msgpack cannot carry, before it can spoil a hello
       props = p && typeof p === 'object' ? p : {}
       if (hellos) announce()
     }),

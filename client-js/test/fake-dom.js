@@ -14,19 +14,20 @@ const VOID = /^(AREA|BR|HR|IMG|INPUT|META|LINK|SOURCE|WBR|COL|EMBED)$/
 const ENT = { amp: '&', lt: '<', gt: '>', quot: '"', '#39': "'", apos: "'" }
 const unescape = s => s.replace(/&(amp|lt|gt|quot|#39|apos);/g, (_, e) => ENT[e])
 
-// one compound selector: tag, then [attr] / [attr=value] / [attr="value"]
+// one compound selector: tag, then [attr] / [attr=value] / [attr="value"] / [attr^="prefix"]
 function compound (sel) {
   const m = /^([a-zA-Z*]*)((?:[#.][\w-]+)*)((?:\[[^\]]+\])*)$/.exec(sel.trim())
   if (!m) throw new Error('fake-dom: unsupported selector ' + sel)
   const tag = m[1] && m[1] !== '*' ? m[1].toUpperCase() : ''
-  const conds = [...m[3].matchAll(/\[([^\]=]+)(?:=(?:"([^"]*)"|([^\]]*)))?\]/g)]
-    .map(c => [c[1], c[2] !== undefined ? c[2] : c[3]])
+  const conds = [...m[3].matchAll(/\[([^\]=^]+)(?:(\^?)=(?:"([^"]*)"|([^\]]*)))?\]/g)]
+    .map(c => [c[1], c[3] !== undefined ? c[3] : c[4], c[2] === '^'])
   const ids = [...m[2].matchAll(/#([\w-]+)/g)].map(x => x[1])
   const classes = [...m[2].matchAll(/\.([\w-]+)/g)].map(x => x[1])
   return el => (!tag || el.tagName === tag) &&
     ids.every(id => el.getAttribute('id') === id) &&
     classes.every(c => (el.getAttribute('class') || '').split(/\s+/).includes(c)) &&
-    conds.every(([n, v]) => el.hasAttribute(n) && (v === undefined || el.getAttribute(n) === v))
+    conds.every(([n, v, prefix]) => el.hasAttribute(n) &&
+      (v === undefined || (prefix ? el.getAttribute(n).startsWith(v) : el.getAttribute(n) === v)))
 }
 export const matcher = sel => {
   const parts = sel.split(',').map(compound)

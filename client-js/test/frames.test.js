@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { helloFrame, feedbackFrame, VERSION } from '../src/frames.js'
-import { pageInfo, product } from '../src/page.js'
+import { pageInfo } from '../src/page.js'
 import { encode } from '../src/codec.js'
 
 const VALID = JSON.parse(readFileSync(new URL('../../docs/frames/valid.json', import.meta.url), 'utf8'))
@@ -14,9 +14,11 @@ function doc ({ title = '', referrer = '', meta = {} } = {}) {
   return {
     title,
     referrer,
-    querySelector (sel) {
-      const m = /^meta\[property="(.+)"\]$/.exec(sel)
-      return m && m[1] in meta ? { getAttribute: a => (a === 'content' ? meta[m[1]] : null) } : null
+    // the snippet's selector: og:type, og:title, og:image and every product:* tag, in document order
+    querySelectorAll (sel) {
+      assert.equal(sel, 'meta[property^="product:"],meta[property="og:type"],meta[property="og:title"],meta[property="og:image"]')
+      return Object.keys(meta).filter(k => /^product:|^og:(type|title|image)$/.test(k))
+        .map(k => ({ getAttribute: a => (a === 'property' ? k : a === 'content' ? meta[k] : null) }))
     }
   }
 }
@@ -73,66 +75,34 @@ test('feedback frame is byte-identical to the fixture', () => {
 
 const ogPage = meta => pageInfo(doc({ title: 'T', meta }), { href: 'https://shop.example/p', pathname: '/p' })
 
-test('Open Graph product: read only when og:type is product, absent tags omitted, price a number', () => {
-  assert.equal(ogPage({ 'og:title': 'X' }).prod, undefined)
-  assert.equal(ogPage(Object.assign({}, OG, { 'og:type': 'website' })).prod, undefined)
-  assert.deepStrictEqual(ogPage(OG).prod, { name: 'Linen shirt', price: 59.9, cur: 'EUR', sku: 'LS-01', img: '/static/shirt.svg' })
-  assert.deepStrictEqual(ogPage({ 'og:type': ' Product ', 'og:title': 'Mug', 'product:price:amount': '12,50', 'product:category': 'Kitchen' }).prod,
-    { name: 'Mug', price: 12.5, cat: 'Kitchen' }, 'og:type in any case; a decimal comma')
-  assert.equal(ogPage({ 'og:type': 'product', 'product:price:amount': 'call us' }).prod, undefined, 'nothing usable: no prod at all')
-  assert.deepStrictEqual(ogPage({ 'og:type': 'product', 'product:price:amount': '0' }).prod, { price: 0 }, 'free is a price')
-  assert.equal(ogPage({ 'og:type': 'product', 'product:price:amount': '-5' }).prod, undefined, 'a negative price is not one')
+test('meta tags go as they are (the server reads the product from them): og:type, og:title, og:image, product:*', () => {
+  assert.deepStrictEqual(ogPage(OG).meta, OG)
+  assert.deepStrictEqual(ogPage({ 'og:description': 'd', 'og:locale': 'de', 'og:title': 'X', 'product:brand': 'B' }).meta,
+    { 'og:title': 'X', 'product:brand': 'B' }, 'only the tags a product is read from')
+  assert.deepStrictEqual(ogPage({}).meta, {})
+  assert.equal(ogPage(OG).prod, undefined, 'no product of its own: the server reads the tags')
   assert.equal(ogPage(OG).type, undefined, 'Open Graph does not set the page type')
 })
 
-test('Open Graph product: over-long values are cut to the protocol limits', () => {
-  const p = ogPage({
-    'og:type': 'product',
-    'og:title': 'n'.repeat(300),
-    'product:price:currency': 'EURO',
-    'product:retailer_item_id': 's'.repeat(100),
-    'og:image': 'https://cdn.example/' + 'i'.repeat(3000),
-    'product:category': 'c'.repeat(200)
-  }).prod
-  assert.deepStrictEqual(Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.length])), { name: 256, cur: 3, sku: 64, img: 2048, cat: 128 })
+test('meta tags are bounded: 16 tags, 512 characters each, so a hello stays far below the frame limit', () => {
+  const many = {}
+  for (let i = 0; i < 40; i++) many['product:x' + i] = 'v'.repeat(3000)
+  const meta = ogPage(many).meta
+  assert.equal(Object.keys(meta).length, 16)
+  assert.ok(Object.values(meta).every(v => v.length === 512))
+  assert.ok(encode(helloFrame('demo', 'v_12345678', null, ogPage(many), {}, {}, new Date())).length < 10000)
 })
 
-test('kairos.page() props: type (cut to 32) and product, normalised like Open Graph; a given product wins over the tags', () => {
+test('kairos.page() props: type (cut to 32) and the store\'s product as given (the server normalises it)', () => {
   const loc = { href: 'https://shop.example/p/1', pathname: '/p/1' }
   const d = doc({ title: 'Linen shirt', meta: OG })
-  const p = pageInfo(d, loc, { type: 'product', product: { name: '  Linen shirt ', price: '59.90', cur: 'EUR', sku: 'LS-01', img: '/i.png', cat: 'Shirts', extra: 'x' } })
-  assert.deepStrictEqual(p, {
-    url: 'https://shop.example/p/1',
-    path: '/p/1',
-    title: 'Linen shirt',
-    ref: '',
-    type: 'product',
-    prod: { name: 'Linen shirt', price: 59.9, cur: 'EUR', sku: 'LS-01', img: '/i.png', cat: 'Shirts' }
-  })
-  assert.deepStrictEqual(Object.keys(p), ['url', 'path', 'title', 'ref', 'type', 'prod'], 'key order as in the fixtures')
-  assert.deepStrictEqual(pageInfo(d, loc, { product: { price: 19 } }).prod, { price: 19 }, 'the store\'s product, not the tags')
-  assert.deepStrictEqual(pageInfo(d, loc, { product: { name: 'n'.repeat(300), cur: 'EURO', sku: 's'.repeat(70) } }).prod, { name: 'n'.repeat(256), cur: 'EUR', sku: 's'.repeat(64) })
+  const product = { name: '  Linen shirt ', price: '59,90', sku: 'LS-01' }
+  const p = pageInfo(d, loc, { type: 'product', product })
+  assert.deepStrictEqual(p, { url: 'https://shop.example/p/1', path: '/p/1', title: 'Linen shirt', ref: '', type: 'product', prod: product, meta: OG })
+  assert.deepStrictEqual(Object.keys(encode(p)).length > 0, true)
   assert.equal(pageInfo(d, loc, { type: 't'.repeat(40) }).type, 't'.repeat(32))
-  assert.equal(pageInfo(d, loc, { type: 'cart' }).prod.sku, 'LS-01', 'no product given: Open Graph')
-  assert.equal(pageInfo(doc(), loc, { type: 'cart', product: {} }).prod, undefined, 'an empty product: no prod')
-  assert.equal(pageInfo(d, loc, { product: 'LS-01' }).prod.name, 'Linen shirt', 'not an object: Open Graph')
-  assert.equal('type' in pageInfo(d, loc, { type: '' }), false)
-  assert.equal('type' in pageInfo(d, loc), false)
-})
-
-test('product(get): the prod map from a getter, or undefined', () => {
-  const seen = []
-  const p = product((k, og) => { seen.push([k, og]); return { name: 'Mug', price: 12 }[k] })
-  assert.deepStrictEqual(p, { name: 'Mug', price: 12 })
-  assert.deepStrictEqual(seen, [['name', 'og:title'], ['price', 'product:price:amount'], ['cur', 'product:price:currency'],
-    ['sku', 'product:retailer_item_id'], ['img', 'og:image'], ['cat', 'product:category']])
-  assert.equal(product(() => null), undefined)
-  assert.equal(product(() => '   '), undefined)
-})
-
-test('a price written with a thousands separator is read as the whole amount', () => {
-  assert.equal(ogPage({ 'og:type': 'product', 'product:price:amount': '1,299.00' }).prod.price, 1299)
-  assert.equal(ogPage({ 'og:type': 'product', 'product:price:amount': '1.299,00' }).prod.price, 1299)
+  assert.equal(pageInfo(d, loc, { type: '' }).type, undefined)
+  assert.equal(pageInfo(d, loc).type, undefined)
 })
 
 test('page strings are cut to the protocol limits (an over-long hello would be refused with 4002)', () => {
@@ -142,7 +112,6 @@ test('page strings are cut to the protocol limits (an over-long hello would be r
   assert.equal(p.path.length, 1024)
   assert.equal(p.title.length, 256)
   assert.equal(p.ref.length, 2048)
-  assert.equal(p.prod, undefined)
 })
 
 test('a reconnection within the page load says so, the first hello does not', () => {

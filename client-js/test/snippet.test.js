@@ -148,7 +148,7 @@ test('connects to the derived endpoint, says hello, adopts the welcome, then sen
     assert.match(hello.vid, /^v_[a-z0-9]{20}$/)
     assert.equal(s.win.localStorage.m.get('kairos.vid'), hello.vid)
     assert.equal(hello.sid, null)
-    assert.deepStrictEqual(hello.page, { url: 'https://shop.example/p/1', path: '/p/1', title: 'Linen shirt', ref: 'https://www.example.org/' })
+    assert.deepStrictEqual(hello.page, { url: 'https://shop.example/p/1', path: '/p/1', title: 'Linen shirt', ref: 'https://www.example.org/', meta: {} })
     assert.equal(hello.consent, true)
     assert.equal(hello.sv, '0.1.0')
     assert.equal(hello.tz, -new Date().getTimezoneOffset() || 0)
@@ -177,7 +177,7 @@ test('connects to the derived endpoint, says hello, adopts the welcome, then sen
     const ev = batch.ev.filter(e => e.e !== 'dwell')
     assert.deepStrictEqual(ev.map(e => e.e), ['click', 'page_view'])
     assert.deepStrictEqual(ev[0], { e: 'click', ts: ev[0].ts, tag: 'button', id: 'b' })
-    assert.deepStrictEqual(ev[1], { e: 'page_view', ts: ev[1].ts, url: 'https://shop.example/p/1', path: '/p/1', title: 'Linen shirt', ref: 'https://www.example.org/' })
+    assert.deepStrictEqual(ev[1], { e: 'page_view', ts: ev[1].ts, url: 'https://shop.example/p/1', path: '/p/1', title: 'Linen shirt', ref: 'https://www.example.org/', meta: {} })
     // e and ts cannot be overwritten by the store's fields
     s.k.track('purchase', { value: 10, e: 'x', ts: 1 })
     const p = s.ws().sent[3].ev[0]
@@ -211,7 +211,8 @@ test('the page type and product from a queued kairos.page() ride in the hello', 
       title: 'Linen shirt',
       ref: 'https://www.example.org/',
       type: 'product',
-      prod: { name: 'Linen shirt', price: 49, cur: 'EUR', sku: 'SH-1' }
+      prod: { sku: 'SH-1', name: 'Linen shirt', price: '49.00', cur: 'EUR' }, // as given: the server normalises it
+      meta: {}
     })
     s.push(WELCOME)
     s.fireTimers()
@@ -219,11 +220,12 @@ test('the page type and product from a queued kairos.page() ride in the hello', 
   } finally { s.restore() }
 })
 
-test('without kairos.page(), the hello carries the Open Graph product of a product page', async () => {
-  const s = await boot({ meta: { 'og:type': 'product', 'og:title': 'Mug', 'product:price:amount': '12.50', 'product:price:currency': 'EUR' } })
+test('without kairos.page(), the hello carries the product page\'s Open Graph tags (the server reads the product)', async () => {
+  const s = await boot({ meta: { 'og:type': 'product', 'og:title': 'Mug', 'og:description': 'A mug', 'product:price:amount': '12.50', 'product:price:currency': 'EUR' } })
   try {
     s.open()
-    assert.deepStrictEqual(s.ws().sent[0].page.prod, { name: 'Mug', price: 12.5, cur: 'EUR' })
+    assert.deepStrictEqual(s.ws().sent[0].page.meta, { 'og:type': 'product', 'og:title': 'Mug', 'product:price:amount': '12.50', 'product:price:currency': 'EUR' })
+    assert.equal('prod' in s.ws().sent[0].page, false)
     assert.equal('type' in s.ws().sent[0].page, false)
   } finally { s.restore() }
 })
@@ -299,7 +301,7 @@ test('single-page app: a route change is a page_view 100 ms later, with the new 
     assert.equal(s.fireMs(100), 1, 'one route timer')
     s.fireMs(500)
     const [pv] = s.sentEvents()
-    assert.deepStrictEqual(pv, { e: 'page_view', ts: pv.ts, url: 'https://shop.example/p/2?color=red', path: '/p/2', title: 'Linen shirt', ref: 'https://www.example.org/' })
+    assert.deepStrictEqual(pv, { e: 'page_view', ts: pv.ts, url: 'https://shop.example/p/2?color=red', path: '/p/2', title: 'Linen shirt', ref: 'https://www.example.org/', meta: {} })
     // a hash, or the same URL again: no page view
     s.win.history.pushState({}, '', '/p/2?color=red#reviews')
     s.win.history.replaceState({ scroll: 5 }, '', '/p/2?color=red')

@@ -17,7 +17,9 @@ PAGE = {
     "path": "/products/linen-shirt",
     "title": "Linen shirt — Demo store",
     "ref": "https://www.example.org/",
-    "prod": {"name": "Linen shirt", "price": 59.9, "cur": "EUR", "sku": "LS-01", "img": "/static/shirt.svg"},
+    # the page's Open Graph and product meta tags, as they are: the server reads the product from them
+    "meta": {"og:type": "product", "og:title": "Linen shirt", "product:price:amount": "59.90",
+             "product:price:currency": "EUR", "product:retailer_item_id": "LS-01", "og:image": "/static/shirt.svg"},
 }
 
 VALID = [
@@ -26,9 +28,17 @@ VALID = [
                       "tz": 60, "lang": "en-GB", "vp": [1280, 800]}),
     ("hello_resume", "c2s", {"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e",
                              "sid": "s_8b1d0c3f55", "page": {"url": "https://shop.example/cart",
-                             "path": "/cart", "title": "Cart", "ref": ""}, "consent": True,
+                             "path": "/cart", "title": "Cart", "ref": "", "meta": {}}, "consent": True,
                              "dnt": False, "gpc": False, "sv": "0.1.0", "tz": -300, "lang": "en-US",
                              "vp": [390, 844]}),
+    # kairos.page({type, product}) before the hello: the store's own words, read leniently by the server
+    ("hello_declared", "c2s", {"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e", "sid": None,
+                               "page": {"url": "https://shop.example/app/p/42", "path": "/app/p/42", "title": "Shop",
+                                        "ref": "", "type": "product",
+                                        "prod": {"sku": "LS-01", "name": "Linen shirt", "price": "1,299.00", "cur": "EUR"},
+                                        "meta": {}},
+                               "consent": True, "dnt": False, "gpc": False, "sv": "0.1.0", "tz": 60, "lang": "en-GB",
+                               "vp": [1280, 800]}),
     ("events", "c2s", {"v": 1, "t": "events", "seq": 3, "ev": [
         {"e": "dwell", "ts": 1767225600000, "ms": 5000},
         {"e": "scroll", "ts": 1767225600400, "pct": 70},

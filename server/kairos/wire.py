@@ -220,20 +220,88 @@ _MONEY = _N(0, 1e9)
 _DAY_MS = 86_400_000
 
 
-def _prod(v: Any, name: str) -> dict[str, Any]:
+# The product on a page comes from the store (kairos.page({product})) or from
+# its Open Graph tags, typed by people: it is read leniently, never refused —
+# a price written "1,299.00" must not cost the visitor their session.
+PROD_TEXT = {"name": 256, "cur": 3, "sku": 64, "img": 2048, "cat": 128}
+# prod field -> the Open Graph / product meta tag it is read from (ogp.me, and
+# Facebook's product catalogue tags)
+OG_PRODUCT = {
+    "name": "og:title",
+    "price": "product:price:amount",
+    "cur": "product:price:currency",
+    "sku": "product:retailer_item_id",
+    "img": "og:image",
+    "cat": "product:category",
+}
+MAX_META = 32
+_SEPARATORS = re.compile(r"[\s'\u00a0\u202f]")
+
+
+def price(v: Any) -> float | None:
+    """A price from a number or a string: the last "." or "," is the decimal point.
+
+    "1,299.00" and "1.299,00" are both 1299.0; "49" is 49.0; anything else None.
+    """
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        n = float(v)
+    elif isinstance(v, str):
+        s = _SEPARATORS.sub("", v)
+        i = max(s.rfind("."), s.rfind(","))
+        if i >= 0:
+            s = re.sub(r"[.,]", "", s[:i]) + "." + s[i + 1:]
+        try:
+            n = float(s)
+        except ValueError:
+            return None
+    else:
+        return None
+    return n if math.isfinite(n) and 0 <= n <= 1e9 else None
+
+
+def product(get: Any) -> dict[str, Any] | None:
+    """The normalised `prod` map from get(field) (a store's map, or meta tags): text cut to its limits."""
+    out: dict[str, Any] = {}
+    for name in OG_PRODUCT:
+        v = get(name)
+        if v is None:
+            continue
+        if name == "price":
+            p = price(v)
+            if p is not None:
+                out[name] = p
+        elif isinstance(v, (str, int, float)) and not isinstance(v, bool):
+            text = str(v).strip()[: PROD_TEXT[name]]
+            if text:
+                out[name] = text
+    return out or None
+
+
+def _prod(v: Any, name: str) -> dict[str, Any] | None:
+    return product(v.get) if isinstance(v, dict) else None
+
+
+def _meta(v: Any, name: str) -> dict[str, str]:
+    """The page's Open Graph and product meta tags, as the snippet read them."""
     if not isinstance(v, dict):
         raise _Bad(f"{name}: expected a map, got {type(v).__name__}")
-    return _fields(v, _PROD_FIELDS, name)
+    tags = [(k[:64], val[:2048]) for k, val in v.items() if isinstance(k, str) and isinstance(val, str)]
+    return dict(tags[:MAX_META])
 
 
-_PROD_FIELDS = {
-    "name": (_S(256), False),
-    "price": (_MONEY, False),
-    "cur": (_S(3), False),
-    "sku": (_S(64), False),
-    "img": (_S(2048), False),
-    "cat": (_S(128), False),
-}
+def page_fields(raw: dict, where: str = "page") -> dict[str, Any]:
+    """A page map's fields; without a `prod`, the product read from the page's meta tags."""
+    out = _fields(raw, _PAGE_FIELDS, where)
+    meta = out.pop("meta", None)
+    if out.get("prod") is None:
+        out.pop("prod", None)
+        if meta and meta.get("og:type", "").strip().lower() == "product":
+            prod = product(lambda f: meta.get(OG_PRODUCT[f]))
+            if prod:
+                out["prod"] = prod
+    return out
 
 _PAGE_FIELDS = {
     "url": (_S(2048), True),
@@ -242,6 +310,7 @@ _PAGE_FIELDS = {
     "ref": (_S(2048), False),
     "prod": (_prod, False),
     "type": (_S(32), False),
+    "meta": (_meta, False),
 }
 
 # What a click and a rage click say about the element: never a form field's text.
@@ -353,7 +422,7 @@ def _decode_hello(raw: dict, _max_events: int) -> Hello:
     page_raw = raw.get("page")
     if not isinstance(page_raw, dict):
         raise _Bad("page: expected a map")
-    page = Page(**_fields(page_raw, _PAGE_FIELDS, "page"))
+    page = Page(**page_fields(page_raw))
     vp = raw.get("vp")
     if vp is not None:
         if not (isinstance(vp, list) and len(vp) == 2):
@@ -405,7 +474,7 @@ def decode_event(item: Any, index: int = 0) -> Event | WireError:
         return WireError("unknown_event", f"event {index}: unknown event type {kind!r}")
     try:
         ts = _int(item.get("ts"), "ts", 0, 2**53)
-        return Event(kind, ts, _fields(item, spec, kind))
+        return Event(kind, ts, page_fields(item, kind) if kind == "page_view" else _fields(item, spec, kind))
     except _Bad as exc:
         return WireError("bad_event", f"event {index}: {exc}")
 
