@@ -11,7 +11,7 @@ import { gzipSync, brotliCompressSync, constants } from 'node:zlib'
 
 // Issue 4 asks for 5 KB (5,120 B). With every signal of issue 4 the snippet is
 // over that (README, "Size"); this budget stops it from growing further.
-export const BUDGET_GZIP = 6800
+export const BUDGET_GZIP = 6500
 const path = p => fileURLToPath(new URL(p, import.meta.url))
 const out = path('dist/k.js')
 const { version } = JSON.parse(readFileSync(path('package.json'), 'utf8'))

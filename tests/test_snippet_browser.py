@@ -380,3 +380,22 @@ def test_the_offer_can_be_closed_with_the_keyboard_alone(serve, page, rules):
     assert page.evaluate("document.activeElement.id") == "add-to-cart", "focus went back where it was"
     state = server.session_when(sid, lambda s: "exit-offer" in s["dismissed"])
     assert "exit-offer" in state["dismissed"]
+
+
+@pytest.mark.browser
+def test_the_overlay_does_not_animate_for_a_visitor_who_asked_for_reduced_motion(serve, browser, rules):
+    server = serve("memory", rules)
+    animations = {}
+    for motion in ("no-preference", "reduce"):
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, reduced_motion=motion)
+        page = context.new_page()
+        page.goto(server.base + PRODUCT)
+        connected(page)
+        page.mouse.move(640, 40, steps=4)
+        page.mouse.move(640, -10)
+        overlay = page.locator(OVERLAY)
+        expect(overlay).to_be_visible(timeout=1000)
+        animations[motion] = overlay.evaluate("el => getComputedStyle(el).animationName")
+        context.close()
+    assert animations["no-preference"] != "none"
+    assert animations["reduce"] == "none"
