@@ -63,6 +63,12 @@ def connected(page: Page) -> str:
     return page.evaluate("window.kairos.sid")
 
 
+def exit_through_the_top(page: Page) -> None:
+    page.mouse.move(640, 300)
+    page.mouse.move(640, 40, steps=4)
+    page.mouse.move(640, -10)
+
+
 def logged(state: dict, kind: str) -> list[dict]:
     """The session's activity-log entries for one event type."""
     return [e for e in state["log"] if e.get("e") == kind]
@@ -123,8 +129,7 @@ def test_desktop_signals_reach_the_session(serve, page, rules):
     assert (state["counts"].get("idle_end"), state["idle_ms"]) == (1, 0), "back from idle"
 
     # exit intent through the top edge, with its kind
-    page.mouse.move(640, 40, steps=4)
-    page.mouse.move(640, -10)
+    exit_through_the_top(page)
     expect(page.locator(OVERLAY)).to_be_visible(timeout=1000)
     assert wait_logged(server, sid, "exit_intent")[0]["how"] == "top"
 
@@ -304,8 +309,7 @@ def test_the_demo_store_runs_under_a_strict_csp_and_the_overlay_is_styled(serve,
     csp = response.headers.get("content-security-policy", "")
     assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
     connected(page)
-    page.mouse.move(640, 40, steps=4)
-    page.mouse.move(640, -10)
+    exit_through_the_top(page)
     overlay = page.locator(OVERLAY)
     expect(overlay).to_be_visible(timeout=1000)
     style = overlay.evaluate("el => { const s = getComputedStyle(el); return [s.position, s.backgroundColor, s.zIndex] }")
@@ -356,8 +360,7 @@ def test_the_offer_can_be_closed_with_the_keyboard_alone(serve, page, rules):
     page.goto(server.base + PRODUCT)
     sid = connected(page)
     page.locator("#add-to-cart").focus()
-    page.mouse.move(640, 40, steps=4)
-    page.mouse.move(640, -10)
+    exit_through_the_top(page)
     expect(page.locator(OVERLAY)).to_be_visible(timeout=1000)
     focus = "() => { const r = document.getElementById('kairos-host').shadowRoot; const a = r.activeElement; return a ? (a.className || a.tagName) : null }"
     assert page.evaluate(focus) is not None, "the dialog took the focus"

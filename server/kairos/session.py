@@ -249,6 +249,11 @@ def uid_hash(site: str, uid: str) -> str:
     return hashlib.sha256(f"{site}:{uid}".encode()).hexdigest()[:32]
 
 
+# Events that only count, and the session field that counts them.
+_COUNTED = {"click": "clicks", "rage_click": "rage_clicks", "exit_intent": "exit_intents",
+            "hesitation": "hesitations", "copy": "copies"}
+
+
 def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_ms: int, site: str = "") -> list[Op]:
     """Reduce an event batch to ops, in batch order.
 
@@ -267,20 +272,12 @@ def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_
                 ops += [("incr", "dwell_ms", str(f["ms"])), ("incr", "page_dwell_ms", str(f["ms"]))]
             case "scroll":
                 ops.append(("max", "scroll_pct", str(f["pct"])))
-            case "click":
-                ops.append(("incr", "clicks", "1"))
-            case "rage_click":
-                ops.append(("incr", "rage_clicks", "1"))
-            case "exit_intent":
-                ops.append(("incr", "exit_intents", "1"))
+            case "click" | "rage_click" | "exit_intent" | "hesitation" | "copy":
+                ops.append(("incr", _COUNTED[ev.type], "1"))
             case "idle":
                 ops.append(("set", "idle_ms", str(f["ms"])))
             case "idle_end":
                 ops.append(("set", "idle_ms", "0"))
-            case "hesitation":
-                ops.append(("incr", "hesitations", "1"))
-            case "copy":
-                ops.append(("incr", "copies", "1"))
             case "identify":
                 ops.append(("set", "uid", uid_hash(site, f["uid"])))
             case "custom":
