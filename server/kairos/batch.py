@@ -25,7 +25,7 @@ async def apply_events(
     A page view in the batch (a single-page store navigated) is recorded under
     the visitor too, which refreshes what is known of them.
     """
-    ops = event_ops(batch.events, rules.classify, now, site)
+    ops = event_ops(batch.events, rules.classify, now, site, rules.scores)
     if batch.lost:
         ops.append(("incr", "lost", str(batch.lost)))
         rt.metrics.inc("kairos_events_lost_total", batch.lost)

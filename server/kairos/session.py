@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
+from .scores import ScoreDef, Scores, add_part, bias_ops, score_ops, signals_of
 from .wire import Event, Hello, Page
 
 # An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del,
@@ -117,6 +118,8 @@ class SessionState:
     custom: dict[str, int] = field(default_factory=dict)
     node: str = ""
     timer_fires: dict[str, int] = field(default_factory=dict)
+    # Intent scores: each signal's decaying part, and each score's bias (scores.py).
+    scores: Scores = field(default_factory=Scores)
     # Not stored in the session: read from the visitor's keys at page views.
     visitor: VisitorInfo = field(default_factory=VisitorInfo)
 
@@ -134,7 +137,7 @@ class SessionState:
         s.onscreen = h.get("on") or None
         for key, value in h.items():
             prefix, _, name = key.partition(":")
-            if not name:
+            if not name or s.scores.take(key, value):
                 continue
             if prefix == "o":
                 s.overlays[name] = Overlay(rule=h.get(f"r:{name}", ""), status=value, priority=int(h.get(f"p:{name}", 0)))
@@ -162,6 +165,18 @@ class SessionState:
         out["custom"] = dict(self.custom)
         out["timer_fires"] = dict(self.timer_fires)
         return out
+
+    def score(self, name: str, now_ms: int) -> float:
+        """A declared score's value now, 0..1."""
+        return self.scores.value(name, now_ms)
+
+    def scores_json(self, now_ms: int, top: int = 3) -> dict[str, Any]:
+        """Each score now, with its largest contributions (signal, log-odds), for the dashboard."""
+        return {
+            name: {"value": self.scores.value(name, now_ms),
+                   "top": [[sig, v] for sig, v in self.scores.contributions(name, now_ms)[:top]]}
+            for name in self.scores.names()
+        }
 
 
 def _float(v: str) -> float:
@@ -215,11 +230,13 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
     return ops
 
 
-def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context: dict[str, str] | None = None) -> list[Op]:
+def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context: dict[str, str] | None = None,
+              scores: Iterable[ScoreDef] = ()) -> list[Op]:
     """Ops for a connection's hello: first-visit context once, then the page view.
 
     A reconnection within the page load (`hello.re`) only counts the connection:
     the page, its counters and the overlay on screen are still as they were.
+    `scores`: the declared intent scores, which the page view feeds.
     """
     if hello.re:
         return [("incr", "connected", "1"), ("set", "node", node)]
@@ -241,7 +258,9 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
     if utm:
         ops.append(("setnx", "utm", json.dumps(utm, separators=(",", ":"), sort_keys=True)))
     ops += [("setnx", name, value) for name, value in (context or {}).items()]
-    return ops + page_ops(hello.page, page_type, now_ms)
+    scores = list(scores)
+    return (ops + page_ops(hello.page, page_type, now_ms) + bias_ops(scores)
+            + score_ops(scores, signals_of("page_view", {}, page_type), now_ms))
 
 
 def uid_hash(site: str, uid: str) -> str:
@@ -254,20 +273,28 @@ _COUNTED = {"click": "clicks", "rage_click": "rage_clicks", "exit_intent": "exit
             "hesitation": "hesitations", "copy": "copies"}
 
 
-def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_ms: int, site: str = "") -> list[Op]:
+def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_ms: int, site: str = "",
+              scores: Iterable[ScoreDef] = ()) -> list[Op]:
     """Reduce an event batch to ops, in batch order.
 
     `classify(path, declared_type)` gives a page view's page type; `site` salts
-    the hash an `identify` event stores.
+    the hash an `identify` event stores; `scores` are the declared intent
+    scores the events feed.
     """
-    ops: list[Op] = []
+    scores = list(scores)
+    ops: list[Op] = bias_ops(scores)
     for ev in events:
         f = ev.fields
+        page_type = ""
         if ev.type != "page_view":  # page_ops counts page views, hello's included
             ops.append(("incr", f"n:{ev.type}", "1"))
+        if scores:
+            if ev.type == "page_view":
+                page_type = classify(f["path"], f.get("type", ""))
+            ops += score_ops(scores, signals_of(ev.type, f, page_type), now_ms)
         match ev.type:
             case "page_view":
-                ops += page_ops(f, classify(f["path"], f.get("type", "")), now_ms)
+                ops += page_ops(f, page_type or classify(f["path"], f.get("type", "")), now_ms)
             case "dwell":
                 ops += [("incr", "dwell_ms", str(f["ms"])), ("incr", "page_dwell_ms", str(f["ms"]))]
             case "scroll":
@@ -338,6 +365,8 @@ def apply_ops(h: dict[str, str], ops: Iterable[Op]) -> None:
                 h[name] = value
         elif kind == "del":
             h.pop(name, None)
+        elif kind == "score":
+            h[name] = add_part(h.get(name), value)
         elif kind == "copy":
             if value in h:
                 h[name] = h[value]

@@ -118,7 +118,7 @@ class VisitorSocket:
         page_log = [] if hello.re else [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
         # Concurrent, so they share the engine's round trip.
         state, self.visitor, _ = await asyncio.gather(
-            rt.engine.apply(sid, hello_ops(hello, page_type, now, rt.node_id, self._context()), page_log, now),
+            rt.engine.apply(sid, hello_ops(hello, page_type, now, rt.node_id, self._context(), rules.scores), page_log, now),
             rt.engine.visit(hello.vid, sid, hello.page.path, page_type, not hello.re, now),
             rt.engine.mark_live(sid, now),
         )

@@ -25,6 +25,17 @@ for i = 1, #ops, 3 do
   elseif kind == 'copy' then
     local cur = redis.call('HGET', h, v)
     if cur then redis.call('HSET', h, f, cur) else redis.call('HDEL', h, f) end
+  elseif kind == 'score' then
+    -- an intent score's part (kairos.scores.add_part): decay the stored value to
+    -- the op's time, then add the weight; same operations, same order, same doubles
+    local add, now, hl = string.match(v, '^(%S+) (%S+) (%S+)$')
+    local new = tonumber(add)
+    local cur = redis.call('HGET', h, f)
+    if cur then
+      local val, t = string.match(cur, '^(%S+) (%S+)')
+      new = tonumber(val) * math.exp(-(tonumber(now) - tonumber(t)) * 0.6931471805599453 / tonumber(hl)) + tonumber(add)
+    end
+    redis.call('HSET', h, f, string.format('%.17g', new) .. ' ' .. now .. ' ' .. hl)
   elseif kind == 'count' then
     if redis.call('HEXISTS', h, f) == 1 then
       redis.call('HINCRBY', h, f, 1)

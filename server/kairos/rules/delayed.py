@@ -16,7 +16,7 @@ from ..session import SessionState
 from ..wire import Event
 from .evaluate import allowed, condition_holds, matches
 from .model import Rule, Ruleset
-from .signals import SIGNALS
+from .signals import getter
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ def cancelled_by(rule: Rule, timer: Timer, state: SessionState, now_ms: int) -> 
         if state.counts.get(name, 0) > timer.counts.get(name, 0):
             return f"{name} since it was armed"
     for conditions in rule.cancel_conditions:
-        if all(condition_holds(cond, SIGNALS[n][1](state, None, now_ms)) for n, cond in conditions.items()):
+        if all(condition_holds(cond, getter(n)(state, None, now_ms)) for n, cond in conditions.items()):
             return "its unless conditions hold"
     if not allowed(rule, state):
         return "the session cap is spent or the visitor dismissed it"

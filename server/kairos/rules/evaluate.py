@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from ..session import SessionState
 from ..wire import Event
 from .model import Compare, Condition, Rule, Ruleset
-from .signals import SIGNALS
+from .signals import getter
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ def condition_holds(cond: Condition, value: Any) -> bool:
 
 def matches(rule: Rule, state: SessionState, event: Event | None, now_ms: int) -> bool:
     """True when every condition of the rule's `if` holds."""
-    return all(condition_holds(cond, SIGNALS[name][1](state, event, now_ms)) for name, cond in rule.if_.items())
+    return all(condition_holds(cond, getter(name)(state, event, now_ms)) for name, cond in rule.if_.items())
 
 
 def allowed(rule: Rule, state: SessionState) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..caps import Caps, Window
+from ..scores import ScoreDef
 from ..wire import EVENT_TYPES
 from .signals import SIGNALS
 
@@ -177,6 +179,7 @@ class Rule(_Strict):
     def _cancels(cls, v: list[Any], info: ValidationInfo) -> list[Any]:
         """Each item is an event that cancels, or a condition over the session at firing time."""
         page_types = (info.context or {}).get("page_types")
+        scores = (info.context or {}).get("scores")
         out: list[Any] = []
         for item in v:
             if isinstance(item, str):
@@ -184,7 +187,7 @@ class Rule(_Strict):
                     raise ValueError(f"unknown event {item!r}; expected one of {sorted(EVENT_TYPES)}")
                 out.append(item)
             elif isinstance(item, dict) and item:
-                out.append({name: _condition(name, raw, page_types) for name, raw in item.items()})
+                out.append({name: _condition(name, raw, page_types, scores) for name, raw in item.items()})
             else:
                 raise ValueError(f"expected an event name or a map of conditions, got {item!r}")
         return out
@@ -216,7 +219,7 @@ class Rule(_Strict):
     @classmethod
     def _conditions(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Condition]:
         page_types = (info.context or {}).get("page_types")
-        return {name: _condition(name, raw, page_types) for name, raw in v.items()}
+        return {name: _condition(name, raw, page_types, (info.context or {}).get("scores")) for name, raw in v.items()}
 
     def limit_per_session(self) -> int:
         """The session cap as the engines take it: 0 means none."""
@@ -235,11 +238,18 @@ class Rule(_Strict):
         )
 
 
-def _condition(name: str, raw: Any, page_types: set[str] | None) -> Condition:
-    """Parse one `if` entry: a value (equals), a list (one of), or an operator map."""
-    if name not in SIGNALS:
-        raise ValueError(f"unknown signal {name!r}; expected one of {sorted(SIGNALS)}")
-    kind = SIGNALS[name][0]
+def _condition(name: str, raw: Any, page_types: set[str] | None, scores: set[str] | None = None) -> Condition:
+    """Parse one `if` entry: a value (equals), a list (one of), or an operator map.
+
+    `name` is a built-in signal or an intent score the file declares (a number, 0 to 1).
+    """
+    if name in SIGNALS:
+        kind = SIGNALS[name][0]
+    elif scores and name in scores:
+        kind = "number"
+    else:
+        also = f" or a score under 'scores:' ({', '.join(sorted(scores))})" if scores else ""
+        raise ValueError(f"unknown signal {name!r}; expected one of {sorted(SIGNALS)}{also}")
     if isinstance(raw, dict):
         try:
             cond: Condition = Compare.model_validate(raw)
@@ -323,12 +333,83 @@ class Track(_Strict):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
+MAX_SCORES = 8
+MAX_SCORE_WEIGHTS = 32
+MAX_HALF_LIFE_S = 24 * 3600
+
+
+class ScoreSpec(_Strict):
+    """An intent score: log-odds `bias` plus a weight per signal, each part halving every `half_life`.
+
+    A weight applies per event of a type (`add_to_cart`), per page view of a
+    page type (`page_view.product`), per custom event of a name
+    (`custom.wishlist_add`), or per second of visible time (`dwell_s`).
+    """
+
+    half_life: float
+    bias: float = Field(default=0.0, ge=-20, le=20)
+    weights: dict[str, float]
+
+    @field_validator("half_life", mode="before")
+    @classmethod
+    def _half_life(cls, v: Any) -> float:
+        return parse_duration(v, MAX_HALF_LIFE_S)
+
+    @field_validator("bias", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"expected a number, got {v!r}")
+        return float(v)
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights(cls, v: Any, info: ValidationInfo) -> dict[str, float]:
+        if not isinstance(v, dict) or not v:
+            raise ValueError("expected a map of signal: weight, such as {add_to_cart: 1.5}")
+        if len(v) > MAX_SCORE_WEIGHTS:
+            raise ValueError(f"{len(v)} weights, at most {MAX_SCORE_WEIGHTS}")
+        page_types = (info.context or {}).get("page_types")
+        out = {}
+        for signal, w in v.items():
+            kind, _, what = str(signal).partition(".")
+            if signal == "dwell_s" or (signal in EVENT_TYPES and not what):
+                pass
+            elif kind == "page_view" and what and (page_types is None or what in page_types):
+                pass
+            elif kind == "custom" and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", what):
+                pass
+            else:
+                raise ValueError(f"unknown signal {signal!r}: expected an event type ({', '.join(sorted(EVENT_TYPES))}), "
+                                 f"page_view.<page type>, custom.<name> or dwell_s")
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or abs(w) > 100:
+                raise ValueError(f"{signal}: expected a weight between -100 and 100, got {w!r}")
+            out[signal] = float(w)
+        return out
+
+    def define(self, name: str) -> ScoreDef:
+        return ScoreDef(name, int(self.half_life * 1000), self.bias, dict(self.weights))
+
+
 class RulesFile(_Strict):
     version: Literal[1]
     page_types: dict[str, str | list[str]] = {}
     caps: GlobalCaps = GlobalCaps()
     track: Track = Track()
+    scores: dict[str, ScoreSpec] = {}
     rules: list[Rule] = []
+
+    @field_validator("scores")
+    @classmethod
+    def _score_names(cls, v: dict[str, ScoreSpec]) -> dict[str, ScoreSpec]:
+        if len(v) > MAX_SCORES:
+            raise ValueError(f"{len(v)} scores, at most {MAX_SCORES}")
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+                raise ValueError(f"score {name!r}: expected lower-case letters, digits and _, starting with a letter")
+            if name in SIGNALS:
+                raise ValueError(f"score {name!r}: the name of a built-in signal")
+        return v
 
     @field_validator("page_types")
     @classmethod
@@ -415,6 +496,8 @@ class Ruleset:
     caps: GlobalCaps = GlobalCaps()
     # The file's `track:` settings (only the keys it sets); the runtime merges them over its defaults.
     track: dict[str, Any] = field(default_factory=dict)
+    # The intent scores the file declares (`scores:`).
+    scores: tuple[ScoreDef, ...] = ()
 
     @classmethod
     def empty(cls) -> "Ruleset":
@@ -479,7 +562,8 @@ def parse_rules(
     if not isinstance(data, dict):
         raise RulesError([Problem(source, 1, "", "expected a mapping with 'version' and 'rules'")])
     declared = data.get("page_types") if isinstance(data.get("page_types"), dict) else {}
-    context = {"templates": templates, "page_types": set(declared) | {OTHER}}
+    scores = data.get("scores") if isinstance(data.get("scores"), dict) else {}
+    context = {"templates": templates, "page_types": set(declared) | {OTHER}, "scores": {str(k) for k in scores}}
     try:
         doc = RulesFile.model_validate(data, context=context)
     except ValidationError as exc:
@@ -512,6 +596,7 @@ def parse_rules(
         by_event={k: tuple(v) for k, v in by_event.items()},
         caps=doc.caps,
         track=doc.track.settings(),
+        scores=tuple(spec.define(name) for name, spec in doc.scores.items()),
     )
 
 

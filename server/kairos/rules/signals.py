@@ -91,3 +91,9 @@ SIGNALS: dict[str, tuple[str, Getter, str]] = {
                      "the clicked element's data-kairos or id"),
     "click_text": ("text", _of("click", "rage_click", field="text"), "the clicked element's text"),
 }
+
+
+def getter(name: str) -> Getter:
+    """A condition's getter: a built-in signal, else the intent score of that name (0 to 1, now)."""
+    found = SIGNALS.get(name)
+    return found[1] if found else (lambda s, e, now: s.score(name, now))
