@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import msgpack
 import psutil
+import redis
 from websockets.asyncio.client import connect
 
 from common import free_port, hello, percentile, report
@@ -104,11 +105,19 @@ async def visitor(n: int, ws_url: str, args: argparse.Namespace, stats: Stats, s
             print(f"visitor {n}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
+def redis_cpu_s(args: argparse.Namespace) -> float:
+    """CPU seconds the Redis server has used (INFO cpu), or 0 with the memory engine."""
+    if args.engine != "redis":
+        return 0.0
+    info = redis.Redis.from_url(args.redis_url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def run(args: argparse.Namespace) -> dict:
     port = free_port()
     base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws"
     cmd = [sys.executable, "-m", "kairos", "serve", "--engine", args.engine, "--redis-url", args.redis_url,
-           "--rules", str(RULES), "--port", str(port), "--log-level", "warning", "--no-demo"]
+           "--rules", str(args.rules), "--port", str(port), "--log-level", "warning", "--no-demo"]
     env = {**os.environ, "KAIROS_FRAMES_PER_S": "50", "KAIROS_FRAMES_BURST": "50"}
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     try:
@@ -132,12 +141,14 @@ async def run(args: argparse.Namespace) -> dict:
         rss_loaded = proc.memory_info().rss
         events_before, t0 = events_total(base), time.perf_counter()
         cpu_before, me_before = proc.cpu_times(), psutil.Process().cpu_times()
+        redis_before = redis_cpu_s(args)
         stats.measuring = True
         await asyncio.sleep(args.duration)
         stats.measuring = False
         elapsed = time.perf_counter() - t0
         events_after = events_total(base)
         cpu_after, me_after = proc.cpu_times(), psutil.Process().cpu_times()
+        redis_after = redis_cpu_s(args)
         rss_end = proc.memory_info().rss
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -163,6 +174,9 @@ async def run(args: argparse.Namespace) -> dict:
         "latency_max_ms": round(max(lat), 2) if lat else None,
         "latency_mean_ms": round(statistics.fmean(lat), 2) if lat else None,
         "server_cpu_share": round(cpu_s / elapsed, 2),
+        "server_cpu_ms_per_batch": round(cpu_s * 1000 / max(1, stats.batches), 3),
+        # Redis runs the Lua scripts: its CPU is part of a batch's cost (0 with the memory engine)
+        "redis_cpu_ms_per_batch": round((redis_after - redis_before) * 1000 / max(1, stats.batches), 3),
         "generator_cpu_share": round(gen_cpu_s / elapsed, 2),
         "server_rss_idle_mib": round(rss_idle / 2**20, 1),
         "server_rss_loaded_mib": round(rss_loaded / 2**20, 1),
@@ -183,6 +197,8 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument("--rules", type=Path, default=RULES,
+                   help="rules file (bench-rules-scores.yaml adds two intent scores, to measure what scoring costs)")
     args = p.parse_args()
     import uvloop
 
