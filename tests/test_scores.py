@@ -218,3 +218,50 @@ def test_conditions_name_a_declared_score_and_scores_are_named_well():
     with pytest.raises(RulesError) as err:
         parse_rules(RULES.replace("half_life: 10m", "half_life: 3d"))
     assert "half_life" in str(err.value)
+
+
+CROSSING = RULES.replace("""    when: add_to_cart
+    if:
+      purchase_intent: {gte: 0.6}
+""", """    when: purchase_intent crosses 0.6
+""")
+
+
+async def test_a_crossing_rule_fires_once_when_the_score_rises_past_its_value(clean_redis):
+    from kairos.rules import evaluate, parse_rules
+    from kairos.rules.describe import describe
+
+    ruleset = parse_rules(CROSSING)
+    rule = ruleset.rules[0]
+    assert rule.crossing == ("purchase_intent", 0.6)
+    assert describe(rule).startswith("When a visitor's purchase intent rises past 0.6, show offer")
+    engine = make_engine("memory", clean_redis)
+    await engine.start()
+    page = Page(url="https://s.example/p/linen", path="/p/linen", title="Linen")
+    hello = Hello(site="demo", vid="v_scores03", sid="s_cross01", page=page, consent=True, dnt=False, gpc=False)
+    await engine.apply("s_cross01", hello_ops(hello, "product", T0, scores=ruleset.scores), [], T0)
+    fired = []
+    steps = [(1, [E["dwell30"]]), (2, [E["add"]]), (3, [E["add"]]), (3.5, [E["dwell30"]]), (15, [E["home"]]),
+             (16, [E["add"]]), (17, [E["add"]])]
+    for minutes, events in steps:
+        t = T0 + int(minutes * MIN)
+        state = await engine.apply("s_cross01", event_ops(events, ruleset.classify, t, "demo", ruleset.scores), [], t)
+        if evaluate(ruleset, state, events, t):
+            fired.append(minutes)
+    # 0.33 after the first add, 0.66 after the second: it crosses (minute 3); 0.70 half a minute later is
+    # no crossing; by minute 15 it has decayed to 0.22, an add takes it to 0.53 (no), the next past 0.6 (again)
+    assert fired == [3, 17]
+    await engine.close()
+
+
+def test_a_crossing_names_a_declared_score_a_value_between_0_and_1_and_no_delay():
+    from kairos.rules import RulesError, parse_rules
+
+    for bad, message in (("buy_intent crosses 0.6", "no such score"), ("purchase_intent crosses 1.5", "unknown event"),
+                         ("purchase_intent crosses 1", "between 0 and 1")):
+        with pytest.raises(RulesError) as err:
+            parse_rules(CROSSING.replace("purchase_intent crosses 0.6", bad))
+        assert message in str(err.value), (bad, str(err.value))
+    with pytest.raises(RulesError) as err:
+        parse_rules(CROSSING.replace("    when: purchase_intent crosses 0.6\n", "    when: purchase_intent crosses 0.6\n    after: 1m\n"))
+    assert "shows at once" in str(err.value)

@@ -62,6 +62,11 @@ def score_ops(defs: Iterable[ScoreDef], signals: Iterable[tuple[str, float]], no
     return ops
 
 
+def added(d: ScoreDef, signals: Iterable[tuple[str, float]]) -> float:
+    """What these signals add to a score's log-odds at the moment they come."""
+    return math.fsum(d.weights.get(signal, 0.0) * amount for signal, amount in signals)
+
+
 def bias_ops(defs: Iterable[ScoreDef]) -> list[tuple[str, str, str]]:
     """Ops recording each score's bias with the session, so its state alone gives the score."""
     return [("set", f"{BIAS}{d.name}", repr(float(d.bias))) for d in defs]

@@ -93,7 +93,9 @@ def describe(rule: Any, page_types: Iterable[str] | Mapping[str, Any] | Any | No
     """
     names = _page_type_names(page_types)
     when = getattr(rule, "when", None)
-    does = EVENT_PHRASES.get(when) or _unknown_event(when)
+    crossing = getattr(rule, "crossing", None)
+    does = (f"'s {crossing[0].replace('_', ' ')} rises past {crossing[1]:g}" if crossing
+            else EVENT_PHRASES.get(when) or _unknown_event(when))
     conditions = dict(getattr(rule, "if_", None) or {})
     parts = []
     if "page_type" in conditions:
@@ -103,7 +105,7 @@ def describe(rule: Any, page_types: Iterable[str] | Mapping[str, Any] | Any | No
         except Exception:
             parts.append(_as_written("page_type", page))
     parts += [_safe(lambda n=n, c=c: _condition(n, c), n, c) for n, c in conditions.items()]
-    clause = f"When a visitor {does}" + "".join(f" and {p}" for p in parts)
+    clause = f"When a visitor{'' if crossing else ' '}{does}" + "".join(f" and {p}" for p in parts)
 
     # Delayed rules: `after` a while, `unless` something happened in between.
     after = getattr(rule, "after", None)

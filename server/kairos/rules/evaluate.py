@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..scores import added, signals_of, squash
 from ..session import SessionState
 from ..wire import Event
 from .model import Compare, Condition, Rule, Ruleset
@@ -57,4 +58,34 @@ def evaluate(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now
                 continue  # delayed: its event arms a timer (rules.delayed), it does not show now
             if rule.id not in decisions and allowed(rule, state) and matches(rule, state, event, now_ms):
                 decisions[rule.id] = Decision(rule, event)
+    for rule in crossed(ruleset, state, events, now_ms):
+        if rule.id not in decisions and allowed(rule, state) and matches(rule, state, events[-1], now_ms):
+            decisions[rule.id] = Decision(rule, events[-1])
     return sorted(decisions.values(), key=lambda d: -d.rule.priority)
+
+
+def crossed(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now_ms: int) -> list[Rule]:
+    """The `<score> crosses <value>` rules whose score this batch lifted from below the value to it or above.
+
+    The score before the batch is the score now less what the batch's signals
+    added (they came now, so nothing of them has decayed yet).
+    """
+    if not events:
+        return []
+    defs = {d.name: d for d in ruleset.scores}
+    out = []
+    for rule in ruleset.rules:
+        crossing = rule.crossing
+        if crossing is None or crossing[0] not in defs:
+            continue
+        name, value = crossing
+        signals = [sig for ev in events for sig in signals_of(ev.type, ev.fields, _page_type(ruleset, ev))]
+        after = state.scores.raw(name, now_ms)
+        before = after - added(defs[name], signals)
+        if squash(before) < value <= squash(after):
+            out.append(rule)
+    return out
+
+
+def _page_type(ruleset: Ruleset, event: Event) -> str:
+    return ruleset.classify(event.fields["path"], event.fields.get("type", "")) if event.type == "page_view" else ""

@@ -194,6 +194,8 @@ class Rule(_Strict):
 
     @model_validator(mode="after")
     def _delay_needs_after(self) -> "Rule":
+        if self.after is not None and _CROSSES.fullmatch(self.when):
+            raise ValueError("a score crossing shows at once: 'after' is for event triggers")
         if self.unless and self.after is None:
             raise ValueError("'unless' cancels a delayed rule: add 'after'")
         if self.offline != "drop" and self.after is None:
@@ -210,10 +212,24 @@ class Rule(_Strict):
 
     @field_validator("when")
     @classmethod
-    def _known_event(cls, v: str) -> str:
-        if v not in EVENT_TYPES:
-            raise ValueError(f"unknown event {v!r}; expected one of {sorted(EVENT_TYPES)}")
-        return v
+    def _known_event(cls, v: str, info: ValidationInfo) -> str:
+        if v in EVENT_TYPES:
+            return v
+        crossing = _CROSSES.fullmatch(v)
+        if crossing:
+            scores = (info.context or {}).get("scores") or set()
+            if crossing[1] not in scores:
+                raise ValueError(f"{crossing[1]!r} crosses: no such score under 'scores:' ({', '.join(sorted(scores)) or 'none declared'})")
+            if not 0 < float(crossing[2]) < 1:
+                raise ValueError(f"{v!r}: a score is between 0 and 1, so it crosses a value between them")
+            return v
+        raise ValueError(f"unknown event {v!r}; expected one of {sorted(EVENT_TYPES)}, or '<score> crosses <value>'")
+
+    @property
+    def crossing(self) -> tuple[str, float] | None:
+        """(score, value) for a rule whose trigger is a score rising past a value; else None."""
+        m = _CROSSES.fullmatch(self.when)
+        return (m[1], float(m[2])) if m else None
 
     @field_validator("if_")
     @classmethod
@@ -333,6 +349,8 @@ class Track(_Strict):
         return self.model_dump(by_alias=True, exclude_none=True)
 
 
+# `when: purchase_intent crosses 0.6`: the score rises past the value
+_CROSSES = re.compile(r"([a-z][a-z0-9_]{0,31}) crosses (0?\.[0-9]+|[01])")
 MAX_SCORES = 8
 MAX_SCORE_WEIGHTS = 32
 MAX_HALF_LIFE_S = 24 * 3600
