@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit
@@ -153,8 +154,8 @@ class SessionState:
                 s.custom[name] = int(value)
         return s
 
-    def to_json(self) -> dict[str, Any]:
-        """The dashboard's view of the session."""
+    def to_json(self, now_ms: int | None = None) -> dict[str, Any]:
+        """The dashboard's view of the session, its scores as they are at now_ms (default: now)."""
         out = {name: getattr(self, name) for name in ("sid", *_SCALARS, "product", "utm")}
         out["overlays"] = {oid: {"rule": o.rule, "status": o.status} for oid, o in self.overlays.items()}
         out["fired"] = dict(self.fired)
@@ -164,6 +165,7 @@ class SessionState:
         out["counts"] = dict(self.counts)
         out["custom"] = dict(self.custom)
         out["timer_fires"] = dict(self.timer_fires)
+        out["scores"] = self.scores_json(int(time.time() * 1000) if now_ms is None else now_ms)
         return out
 
     def score(self, name: str, now_ms: int) -> float:

@@ -1,0 +1,62 @@
+"""Issue 6, acceptance 2: a visitor's purchase intent rises as they browse, and a crossing rule fires once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+ROOT = Path(__file__).resolve().parent.parent
+INTENT_RULES = ROOT / "examples" / "intent.yaml"
+BAR = "#kairos-host .k-overlay"
+
+
+def connected(page: Page) -> str:
+    page.wait_for_function("() => window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
+    return page.evaluate("window.kairos.sid")
+
+
+def intent(server, sid: str) -> float:
+    return server.session(sid)["scores"]["purchase_intent"]["value"]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+def test_purchase_intent_rises_and_the_crossing_rule_fires_once(serve, page, engine):
+    server = serve(engine, INTENT_RULES)
+    page.goto(server.base + "/demo/products/linen-shirt")
+    sid = connected(page)
+    first = intent(server, sid)
+
+    page.goto(server.base + "/demo/products/oxford-shirt")
+    assert connected(page) == sid
+    second = server.session_when(sid, lambda s: s["pages"] == 2)["scores"]["purchase_intent"]["value"]
+    assert second > first
+
+    page.mouse.move(400, 400)
+    for _ in range(12):
+        page.mouse.wheel(0, 600)
+        page.wait_for_timeout(50)
+    server.session_when(sid, lambda s: s["scroll_pct"] >= 90)
+    scrolled = server.session_when(sid, lambda s: s["scores"]["purchase_intent"]["value"] > second + 0.01)
+    assert scrolled["scores"]["purchase_intent"]["value"] > second
+    assert scrolled["scores"]["purchase_intent"]["value"] < 0.6, "not yet: the add to cart makes the difference"
+    expect(page.locator(BAR)).to_have_count(0)
+
+    page.evaluate("window.scrollTo(0, 0)")
+    page.locator("#add-to-cart").click()
+    expect(page.locator(BAR)).to_contain_text("shipping is free", timeout=2000)
+    state = server.session_when(sid, lambda s: s["scores"]["purchase_intent"]["value"] >= 0.6)
+    assert state["scores"]["purchase_intent"]["value"] >= 0.6
+    assert state["fired"] == {"ready-to-buy": 1}
+    top = [signal for signal, _ in state["scores"]["purchase_intent"]["top"]]
+    assert top[0] == "add_to_cart", "the explanation names what lifted it most"
+
+    # more intent, no second crossing: the rule fired once
+    page.locator("#kairos-host .k-close").click()
+    page.locator("#add-to-cart").click()
+    server.session_when(sid, lambda s: s["cart_items"] == 2)
+    page.wait_for_timeout(500)
+    assert server.session(sid)["fired"] == {"ready-to-buy": 1}
+    expect(page.locator(BAR)).to_have_count(0)
