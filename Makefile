@@ -8,7 +8,7 @@ SNIPPET := client-js/dist/k.js
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test build install system-deps bench bench-timers bench-snippet clean
+.PHONY: run test build install system-deps bench bench-timers bench-snippet bench-intent clean
 
 run: $(PY_OK) $(SNIPPET)
 	$(BIN)/kairos serve --engine memory --rules examples/demo.yaml --host $(HOST) --port $(PORT)
@@ -25,7 +25,7 @@ $(PY_OK): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Kairos needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,train]'
 	touch $@
 
 $(JS_OK): client-js/package.json client-js/package-lock.json
@@ -49,6 +49,9 @@ bench-timers: $(PY_OK) system-deps
 
 bench-snippet: $(PY_OK) $(SNIPPET) system-deps
 	$(BIN)/python benchmarks/snippet.py
+
+bench-intent: $(PY_OK)
+	$(BIN)/python benchmarks/intent.py
 
 clean:
 	rm -rf $(VENV) client-js/node_modules client-js/dist .pytest_cache

@@ -1,4 +1,4 @@
-"""The `kairos` command: serve, check."""
+"""The `kairos` command: serve, check, train, predict."""
 
 from __future__ import annotations
 
@@ -37,9 +37,25 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate a rules file")
     check.add_argument("file")
 
+    train = sub.add_parser("train", help="fit a purchase-intent model on a CSV of sessions (needs kairos[train])")
+    train.add_argument("csv", help="sessions, one a row, under a header row")
+    train.add_argument("--label", required=True, help="the column that says whether a session bought (TRUE/FALSE, yes/no, 1/0)")
+    train.add_argument("-o", "--output", metavar="MODEL.json", help="write the model file here")
+    train.add_argument("--cv", type=int, default=0, metavar="K", help="first report K-fold cross-validated ROC AUC, PR AUC and F1")
+    train.add_argument("--seed", type=int, default=0, help="seed of the folds and the trees (default 0)")
+    train.add_argument("--ignore", action="append", default=[], metavar="COLUMN", help="leave this column out (repeatable)")
+
+    predict = sub.add_parser("predict", help="score every session of a CSV with a model file")
+    predict.add_argument("model", help="a model file from kairos train")
+    predict.add_argument("csv", help="sessions, one a row, under a header row")
+
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.file)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "predict":
+        return _predict(args.model, args.csv)
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     if flags.get("allowed_origins"):
         flags["allowed_origins"] = tuple(flags["allowed_origins"])
@@ -69,6 +85,50 @@ def _check(path: str) -> int:
         print("  tracking: " + ", ".join(f"{k} {words.get(v, v) if isinstance(v, bool) else v}" for k, v in rules.track.items()))
     for rule in rules.rules:
         print(f"  {rule.id}: {describe(rule, rules.page_types)}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        from .intent import train
+    except ImportError as exc:
+        print(f"kairos train: needs the train extra ({exc.name} is missing): pip install 'kairos[train]'", file=sys.stderr)
+        return 2
+    from .intent import save
+
+    try:
+        model = train.train(train.read_table(args.csv), args.label, cv=args.cv, seed=args.seed, ignore=args.ignore)
+        if args.output:
+            save(model, args.output)
+    except (train.TrainError, OSError) as exc:
+        print(f"kairos train: {exc}", file=sys.stderr)
+        return 1
+    where = f"written to {args.output}" if args.output else "not written (no -o)"
+    print(f"model: {len(model.trees)} trees over {len(model.inputs)} inputs, {where}")
+    return 0
+
+
+def _predict(model_path: str, csv_path: str) -> int:
+    import csv
+
+    from .intent import ModelError, load
+
+    try:
+        model = load(model_path)
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            absent = [c.column for c in model.features if c.column not in (reader.fieldnames or [])]
+            if absent:
+                print(f"kairos predict: {csv_path} has no {', '.join(absent)}: scored as missing", file=sys.stderr)
+            print("purchase_intent")
+            for row in reader:
+                print(f"{model.predict(row):.6f}")
+    except ModelError as exc:
+        print(f"kairos predict: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        print(f"kairos predict: {csv_path}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 1
     return 0
 
 
