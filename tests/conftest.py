@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -81,16 +82,29 @@ def redis_contents(url: str) -> dict[str, str]:
 
 
 class Server:
-    """A `kairos serve` process on a free port."""
+    """A `kairos serve` process on a free port.
 
-    def __init__(self, engine: str, redis_url: str, rules: Path | None = DEMO_RULES, extra: list[str] | None = None) -> None:
+    It gets an admin token of its own (`--admin-token`), which `auth` sends as
+    a bearer, unless `extra` names one or `own_token` is off (then the server
+    uses or makes the one in its state directory, and `admin_token` is None).
+    """
+
+    def __init__(self, engine: str, redis_url: str, rules: Path | None = DEMO_RULES, extra: list[str] | None = None,
+                 own_token: bool = True) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self.engine = engine
         self.redis_url = redis_url
+        extra = list(extra or [])
+        self.admin_token: str | None = None
+        if "--admin-token" in extra:
+            self.admin_token = extra[extra.index("--admin-token") + 1]
+        elif own_token:
+            self.admin_token = secrets.token_hex(16)
+            extra += ["--admin-token", self.admin_token]
         self.cmd = [sys.executable, "-m", "kairos", "serve", "--engine", engine, "--redis-url", redis_url,
-                    "--port", str(self.port), "--log-level", "info", *(extra or [])]
+                    "--port", str(self.port), "--log-level", "info", *extra]
         if rules is not None:
             self.cmd += ["--rules", str(rules)]
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"kairos-test-{self.port}.log"
@@ -125,13 +139,22 @@ class Server:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The header that lets a script into /api and /admin."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def api(self, path: str) -> httpx.Response:
+        """GET a staff JSON path (/api/…, /admin/…) with the admin token."""
+        return httpx.get(f"{self.base}{path}", headers=self.auth, timeout=5)
+
     def session(self, sid: str) -> dict:
-        r = httpx.get(f"{self.base}/api/sessions/{sid}", timeout=5)
+        r = self.api(f"/api/sessions/{sid}")
         r.raise_for_status()
         return r.json()
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.base}/metrics", timeout=5).text
+        return httpx.get(f"{self.base}/metrics", headers=self.auth, timeout=5).text
 
     def session_when(self, sid: str, check: Callable[[dict], bool], timeout_s: float = 5.0) -> dict:
         """The session's state once `check` holds (the server records asynchronously)."""
@@ -157,10 +180,11 @@ def serve(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Callable[.
     """Start `kairos serve` processes; they are stopped after the test."""
     started: list[Server] = []
 
-    def start(engine: str = "memory", rules: Path | None = DEMO_RULES, extra: list[str] | None = None) -> Server:
+    def start(engine: str = "memory", rules: Path | None = DEMO_RULES, extra: list[str] | None = None,
+              own_token: bool = True) -> Server:
         if engine == "redis":
             redis.Redis.from_url(redis_url).flushdb()
-        server = Server(engine, redis_url, rules, extra)
+        server = Server(engine, redis_url, rules, extra, own_token)
         started.append(server)
         return server
 
@@ -197,3 +221,11 @@ def page(browser):
     p = context.new_page()
     yield p
     context.close()
+
+
+def login(page, server: Server) -> None:
+    """Log a browser page in to the dashboard through the login form; it ends on /dashboard."""
+    page.goto(f"{server.base}/dashboard/login")
+    page.fill("#token", server.admin_token)
+    page.click("#login button[type=submit]")
+    page.wait_for_url(f"{server.base}/dashboard")

@@ -188,8 +188,8 @@ async def test_forget_erases_the_visitor_and_the_next_hello_starts_fresh(serve, 
     assert await v.closed_with() == 1000, "the open page's socket is closed, for good"
     await asyncio.sleep(0.2)
     for sid in (v.sid, other_tab.sid):
-        assert httpx.get(f"{server.base}/api/sessions/{sid}").status_code == 404
-    listed = httpx.get(f"{server.base}/api/sessions").json()["sessions"]
+        assert server.api(f"/api/sessions/{sid}").status_code == 404
+    listed = server.api("/api/sessions").json()["sessions"]
     assert [s["sid"] for s in listed] == [bystander.sid]
     if engine == "redis":
         after = redis_contents(redis_url)
@@ -218,4 +218,4 @@ async def test_forget_without_a_session_id_erases_the_visitor(serve):
     v = await Visitor.arrive(server.ws_url)
     await v.leave()
     assert post(server, {"v": 1, "t": "forget", "site": "demo", "vid": v.vid, "sid": None}).status_code == 204
-    assert httpx.get(f"{server.base}/api/sessions/{v.sid}").status_code == 404
+    assert server.api(f"/api/sessions/{v.sid}").status_code == 404

@@ -7,6 +7,8 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
+from conftest import login
+
 PRODUCT = "/demo/products/linen-shirt"
 OVERLAY = "#kairos-host .k-overlay"  # Playwright's CSS engine pierces open shadow roots
 
@@ -119,9 +121,7 @@ def test_a_visitor_with_gpc_or_dnt_is_not_tracked_at_all(serve, page, signal):
     page.wait_for_timeout(500)
     assert sockets == []
     assert page.evaluate("window.localStorage.getItem('kairos.vid')") is None
-    import httpx
-
-    assert httpx.get(f"{server.base}/api/sessions").json() == {"sessions": []}
+    assert server.api("/api/sessions").json() == {"sessions": []}
 
 
 @pytest.mark.browser
@@ -145,7 +145,7 @@ def test_the_dashboard_shows_the_live_session_and_its_log_newest_first(serve, pa
     page.keyboard.press("Escape")
     server.session_when(sid, lambda s: s["overlays"][oid]["status"] == "dismissed")
     staff = page.context.new_page()
-    staff.goto(server.base + "/dashboard")
+    login(staff, server)
     row = staff.locator(f'#sessions-body tr[data-sid="{sid}"]')
     expect(row).to_contain_text("/demo/products/linen-shirt")
     expect(row).to_contain_text("exit-offer: dismissed")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from playwright.sync_api import BrowserContext, Page, expect
@@ -332,7 +331,7 @@ def test_consent_required_nothing_is_sent_before_consent_and_withdrawal_erases(s
     page.wait_for_timeout(700)
     assert traffic == [], "nothing leaves the page before consent"
     assert page.evaluate("() => [localStorage.getItem('kairos.vid'), sessionStorage.getItem('kairos.sid')]") == [None, None]
-    assert httpx.get(f"{server.base}/api/sessions").json() == {"sessions": []}
+    assert server.api("/api/sessions").json() == {"sessions": []}
 
     page.evaluate("kairos.consent(true)")
     sid = connected(page)
@@ -344,7 +343,7 @@ def test_consent_required_nothing_is_sent_before_consent_and_withdrawal_erases(s
     page.wait_for_function("() => window.kairos.state === 'idle'")
     gone = False
     for _ in range(50):
-        if httpx.get(f"{server.base}/api/sessions/{sid}").status_code == 404:
+        if server.api(f"/api/sessions/{sid}").status_code == 404:
             gone = True
             break
         page.wait_for_timeout(100)

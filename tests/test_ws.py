@@ -6,7 +6,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
 import msgpack
 import pytest
 from websockets.asyncio.client import connect
@@ -73,7 +72,7 @@ async def test_the_later_events_and_lost_reach_the_session(serve, engine, redis_
     assert (state["clicks"], state["rage_clicks"], state["idle_ms"], state["hesitations"], state["copies"]) == (1, 1, 0, 1, 1)
     assert state["custom"] == {"size_guide.open": 2} and state["counts"]["custom"] == 2
     assert len(state["uid"]) == 32
-    raw = httpx.get(f"{server.base}/api/sessions/{v.sid}").text
+    raw = server.api(f"/api/sessions/{v.sid}").text
     assert "jane" not in raw, "neither the state nor the activity log holds the raw user id"
     assert "jane" not in server.output()
     if engine == "redis":
@@ -218,7 +217,7 @@ async def test_without_consent_nothing_is_stored(serve, engine):
     async with connect(server.ws_url, compression=None) as ws:
         await ws.send(msgpack.packb(hello_frame("v_private01", gpc=True)))
         await asyncio.wait_for(ws.wait_closed(), 5)
-    assert httpx.get(f"{server.base}/api/sessions").json() == {"sessions": []}
+    assert server.api("/api/sessions").json() == {"sessions": []}
 
 
 async def test_a_flood_is_cut_off_and_other_sessions_carry_on(serve):

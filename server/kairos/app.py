@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from . import dashboard, reload
+from . import dashboard, login, reload, staff
 from .beacon import beacon_endpoint
 from .runtime import Runtime
 from .settings import Settings
@@ -82,6 +83,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Route("/metrics", metrics),
         WebSocketRoute("/ws", visitor_endpoint),
         Route("/b", beacon_endpoint, methods=["POST"]),
+        *login.routes,
         *dashboard.routes,
         *reload.admin_routes,
         Mount("/static/dashboard", StaticFiles(directory=STATIC / "dashboard"), name="dashboard-static"),
@@ -90,7 +92,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         from .demo import demo_routes
 
         routes += demo_routes(templates)
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # Settings without an admin token lock the staff paths: nobody can log in.
+    guard = staff.Staff(settings.admin_token)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(staff.StaffGuard, staff=guard)])
     app.state.kairos = rt
+    app.state.staff = guard
+    app.state.login_failures = login.LoginFailures()
     app.state.templates = templates
     return app

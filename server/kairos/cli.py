@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import logging
 import re
 import sys
@@ -20,8 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--engine", choices=["memory", "redis"], help="session store (default: memory)")
     serve.add_argument("--redis-url", help="Redis URL for --engine redis (default: redis://127.0.0.1:6379/0)")
     serve.add_argument("--rules", help="rules file (YAML); watched, and reloaded when it changes")
-    serve.add_argument("--admin-token", help="bearer token for /admin/* (better: KAIROS_ADMIN_TOKEN; "
-                       "default: /admin/* answers loopback clients only)")
+    serve.add_argument("--admin-token", help="staff secret: the dashboard login and the bearer token for /api, /admin "
+                       "(better: KAIROS_ADMIN_TOKEN; default: generated once into STATE_DIR/admin-token)")
+    serve.add_argument("--state-dir", help="where the server keeps the admin token it generates (default: .kairos)")
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: 8000)")
     serve.add_argument("--allowed-origin", action="append", dest="allowed_origins",
@@ -165,6 +167,20 @@ def _serve(settings: Settings) -> int:
     from .rules import RulesError
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    login = "with the admin token you set (KAIROS_ADMIN_TOKEN or --admin-token)"
+    if not settings.admin_token:
+        from .staff import TOKEN_FILE, TokenFileError, stored_admin_token
+
+        token_file = settings.state_dir / TOKEN_FILE
+        try:
+            token, created = stored_admin_token(settings.state_dir)
+        except (TokenFileError, OSError) as exc:
+            print(f"kairos: refusing to start without an admin token: {exc}", file=sys.stderr)
+            return 2
+        settings = dataclasses.replace(settings, admin_token=token)
+        # The token itself is shown once, when it is made; later runs say where it is.
+        login = f"with the admin token {token} (new, kept in {token_file})" if created else \
+            f"with the admin token in {token_file}"
     try:
         app = create_app(settings)
     except RulesError as exc:
@@ -175,6 +191,7 @@ def _serve(settings: Settings) -> int:
     if settings.demo:
         print(f"  demo store: {base}/demo/", flush=True)
     print(f"  dashboard:  {base}/dashboard", flush=True)
+    print(f"  log in:     {login}", flush=True)
     print(f"  snippet:    <script src=\"{base}/k.js\" data-site=\"demo\" async></script>", flush=True)
     uvicorn.run(
         app,

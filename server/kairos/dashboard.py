@@ -1,4 +1,4 @@
-"""The staff dashboard page and the JSON it reads."""
+"""The staff dashboard page and the JSON it reads (staff only: kairos.staff guards both)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ async def dashboard_page(request: Request) -> Response:
     rt = _rt(request)
     rules = [{"id": r.id, "summary": describe(r, rt.rules.page_types)} for r in rt.rules.rules]
     return request.app.state.templates.TemplateResponse(
-        request, "dashboard/index.html", {"engine": rt.engine.name, "rules": rules}
+        request, "dashboard/index.html",
+        {"engine": rt.engine.name, "rules": rules, "csrf": request.state.kairos_csrf},
     )
 
 

@@ -35,8 +35,13 @@ class Settings:
     rules: Path | None = None
     # Seconds between looks at the rules file for changes (kairos.reload); 0 turns watching off.
     rules_poll_s: float = 1.0
-    # Bearer token for /admin/*. Unset (or empty): /admin/* answers loopback clients only.
+    # The staff secret: the dashboard's login, and `Authorization: Bearer` for
+    # /api/* and /admin/* (kairos.staff). Unset: `kairos serve` uses the one in
+    # state_dir/admin-token, generated there on the first run.
     admin_token: str | None = None
+    # What the server keeps for itself between runs (the generated admin token),
+    # relative to the working directory unless absolute.
+    state_dir: Path = Path(".kairos")
     templates_dir: Path = ROOT / "templates"
     snippet_path: Path = ROOT / "client-js" / "dist" / "k.js"
     # 30 min: the customary web-analytics session timeout (Google Analytics' default).
@@ -71,7 +76,7 @@ class Settings:
             if raw is not None and f.name != "track":
                 values[f.name] = _convert(f.name, raw)
         values.update({k: v for k, v in flags.items() if v is not None})
-        for key in ("rules", "templates_dir", "snippet_path", "geoip_db"):
+        for key in ("rules", "templates_dir", "snippet_path", "geoip_db", "state_dir"):
             if isinstance(values.get(key), str):
                 values[key] = Path(values[key])
         return replace(cls(), **values)

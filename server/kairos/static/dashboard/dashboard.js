@@ -7,6 +7,11 @@
  *            dwell_ms, scroll_pct, clicks, exit_intents, cart_value,
  *            cart_items, connected, overlays: {oid: {rule, status}}}
  *
+ * Staff only: the page and the API need a login (the session cookie goes
+ * with every same-origin fetch). When it has expired the API answers 401 and
+ * the page goes to the login form. Requests carry the CSRF cookie's value in
+ * X-CSRF-Token, which the server requires of anything that changes state.
+ *
  * Everything from the API is visitor-controlled data (paths, titles, …), so
  * it is only ever put in the page with textContent, never as HTML.
  * No dependencies, no framework.
@@ -17,6 +22,7 @@
   var POLL_MS = 2000;
   var TIMEOUT_MS = 5000;
   var LIST_URL = "/api/sessions";
+  var LOGIN_URL = "/dashboard/login";
 
   var selectedSid = null;
   var lastSessions = [];
@@ -99,6 +105,15 @@
   }
 
   /* ---- fetching ------------------------------------------------------ */
+  function csrfToken() {
+    var m = /(?:^|;\s*)kairos_csrf=([^;]*)/.exec(document.cookie);
+    return m ? m[1] : "";
+  }
+
+  function toLogin() {
+    location.assign(LOGIN_URL + "?next=" + encodeURIComponent(location.pathname + location.search));
+  }
+
   function getJSON(url) {
     var ctrl = typeof AbortController === "function" ? new AbortController() : null;
     var t = ctrl
@@ -106,8 +121,10 @@
           ctrl.abort();
         }, TIMEOUT_MS)
       : null;
-    return fetch(url, { cache: "no-store", headers: { Accept: "application/json" }, signal: ctrl ? ctrl.signal : undefined })
+    var headers = { Accept: "application/json", "X-CSRF-Token": csrfToken() };
+    return fetch(url, { cache: "no-store", credentials: "same-origin", headers: headers, signal: ctrl ? ctrl.signal : undefined })
       .then(function (res) {
+        if (res.status === 401) toLogin(); // the session expired, or the token changed
         if (!res.ok) {
           var err = new Error("HTTP " + res.status);
           err.status = res.status;

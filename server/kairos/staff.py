@@ -1,0 +1,398 @@
+"""Who may see the dashboard, its API and /admin/*: the staff login, its session cookie, and CSRF.
+
+Everything staff-only sits under three prefixes: /dashboard (the pages), /api
+(the JSON they read) and /admin (rules replacement). One ASGI middleware,
+`StaffGuard`, stands in front of all three, so a route added under them later
+is protected without doing anything. Everything else — the snippet, /ws, /b,
+the demo store, /healthz, /metrics — is for visitors and stays open.
+
+A request gets in with either
+
+- `Authorization: Bearer <admin token>` (scripts, tests, /admin/* as before), or
+- the `kairos_staff` cookie from logging in at /dashboard/login with the admin
+  token: `<expiry>.<nonce>.<HMAC-SHA256>`, keyed by a key derived from the token,
+  so changing the token logs everyone out. HttpOnly, SameSite=Strict, Secure
+  over https.
+
+A state-changing request (anything but GET, HEAD, OPTIONS) with the session
+cookie, and the login and logout forms, must also come from this server's own
+origin (its Origin header, or its Referer when there is none) and echo the
+`kairos_csrf` cookie in an `X-CSRF-Token` header or a `csrf` form field (double
+submit). A cross-site page can do neither: it cannot read the cookie, and the
+browser names its origin. Any change whose Origin is another site's is refused
+(403), logged in or not. Bearer requests need no such proof, as no cross-site
+page can set that header (there is no CORS here to let it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("kairos")
+
+TOKEN_FILE = "admin-token"
+SESSION_COOKIE = "kairos_staff"
+CSRF_COOKIE = "kairos_csrf"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf"
+# A working day: long enough not to log staff out mid-shift, short enough that a
+# cookie left on a shared machine dies overnight.
+SESSION_S = 12 * 3600
+LOGIN_PATH = "/dashboard/login"
+LOGOUT_PATH = "/dashboard/logout"
+STAFF_PREFIXES = ("/dashboard", "/api", "/admin")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The login and logout forms are a few short fields; /admin/rules takes YAML, not forms.
+MAX_FORM_BYTES = 8 * 1024
+# A configured token shorter than this draws a warning: the rate limit slows
+# guessing, it does not make a short token safe.
+SHORT_TOKEN = 16
+
+# What the dashboard's pages may load: their own script and stylesheet, the
+# JSON API. No inline script or style anywhere, as on the demo store.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+    # Sessions are private: no shared or browser cache keeps them.
+    "cache-control": "no-store",
+}
+
+
+# --- the admin token when none is configured -------------------------------------------------
+
+
+class TokenFileError(Exception):
+    """The stored admin token cannot be used."""
+
+
+def stored_admin_token(state_dir: Path) -> tuple[str, bool]:
+    """The admin token kept in `state_dir`/admin-token, made on first use; and whether it was made now.
+
+    The file is written whole under another name and then linked into place, so
+    two processes starting at once on a fresh directory end up with one token,
+    and neither reads a half-written file.
+    """
+    path = Path(state_dir) / TOKEN_FILE
+    existing = _read_token(path)
+    if existing is not None:
+        return existing, False
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Hex: it never starts with '-' (which a command line would read as an option)
+    # and a double click in a terminal selects all of it. 192 bits.
+    token = secrets.token_hex(24)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".admin-token.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            existing = _read_token(path)
+            if existing is None:
+                raise TokenFileError(f"{path} vanished while it was being created") from None
+            return existing, False
+    finally:
+        os.unlink(tmp)
+    return token, True
+
+
+def _read_token(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TokenFileError(f"cannot read the admin token from {path}: {exc}") from None
+    if not text:
+        raise TokenFileError(f"{path} is empty: delete it and a new token is generated at the next start")
+    if mode & 0o077:
+        log.warning("staff: %s can be read by other users of this machine: chmod 600 it", path)
+    return text
+
+
+# --- signed session cookies (pure: time is a parameter) ---------------------------------------
+
+
+def session_key(token: str) -> bytes:
+    """The key that signs staff sessions: derived from the admin token, so a new token ends every session."""
+    return hmac.new(token.encode(), b"kairos staff session v1", hashlib.sha256).digest()
+
+
+def _sign(key: bytes, payload: str) -> str:
+    mac = hmac.new(key, payload.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def new_session(key: bytes, now_s: float, ttl_s: int = SESSION_S) -> str:
+    """A session cookie value valid for `ttl_s` from `now_s`."""
+    payload = f"{int(now_s) + ttl_s}.{secrets.token_urlsafe(12)}"
+    return f"{payload}.{_sign(key, payload)}"
+
+
+def session_valid(key: bytes | None, value: str | None, now_s: float) -> bool:
+    """Whether `value` is a session signed with `key` that has not expired at `now_s`."""
+    if key is None or not value:
+        return False
+    payload, _, mac = value.rpartition(".")
+    expires, _, nonce = payload.partition(".")
+    if not (expires.isdigit() and nonce and mac):
+        return False
+    return hmac.compare_digest(mac, _sign(key, payload)) and int(expires) > now_s
+
+
+def set_cookie_header(name: str, value: str, secure: bool, http_only: bool, max_age_s: int | None = None) -> str:
+    """A Set-Cookie value: host-only, whole site, SameSite=Strict."""
+    parts = [f"{name}={value}", "Path=/", "SameSite=Strict"]
+    if max_age_s is not None:
+        parts.append(f"Max-Age={max_age_s}")
+    if http_only:
+        parts.append("HttpOnly")
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+# --- origins ----------------------------------------------------------------------------------
+
+
+def origin_of(url: str) -> str | None:
+    """`scheme://host[:port]` of an http(s) URL, the default port left out; None when it is not one."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = 80 if parts.scheme == "http" else 443
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def own_origin(conn: HTTPConnection) -> str | None:
+    """The origin this request was sent to, from its scheme and Host header.
+
+    The scheme is https behind a TLS proxy only when uvicorn was told to trust
+    the proxy's X-Forwarded-Proto (FORWARDED_ALLOW_IPS; 127.0.0.1 by default).
+    """
+    scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
+    host = conn.headers.get("host")
+    return origin_of(f"{scheme}://{host}") if host else None
+
+
+def cross_origin(conn: HTTPConnection) -> str | None:
+    """Why this request cannot be trusted to come from our own pages; None when it can."""
+    own = own_origin(conn)
+    origin = conn.headers.get("origin")
+    if origin is None:
+        referer = conn.headers.get("referer")
+        if referer is None:
+            return "it names no Origin or Referer"
+        origin = referer
+    if own is None or origin_of(origin) != own:
+        return f"it comes from {origin[:100]!r}, not from {own}"
+    return None
+
+
+def is_https(conn: HTTPConnection) -> bool:
+    return conn.url.scheme in ("https", "wss")
+
+
+# --- the guard --------------------------------------------------------------------------------
+
+
+class Staff:
+    """The admin token and what is derived from it. Without a token nobody can log in."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token or None
+        self.key = session_key(self.token) if self.token else None
+        if self.token and len(self.token) < SHORT_TOKEN:
+            log.warning("staff: the admin token is %d characters long: use %d or more (`python -c "
+                        "'import secrets; print(secrets.token_hex(24))'`)", len(self.token), SHORT_TOKEN)
+
+    def token_matches(self, given: str) -> bool:
+        """Constant-time comparison with the admin token; never true without one."""
+        if self.token is None:
+            return False
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def bearer(self, conn: HTTPConnection) -> bool | None:
+        """True for the right bearer token, False for a wrong one, None when none is given."""
+        header = conn.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and self.token_matches(given.strip())
+
+    def logged_in(self, conn: HTTPConnection, now_s: float | None = None) -> bool:
+        return session_valid(self.key, conn.cookies.get(SESSION_COOKIE), time.time() if now_s is None else now_s)
+
+
+def staff_zone(path: str) -> str | None:
+    """'login' (open, CSRF-checked), 'page' (HTML), 'api' (JSON), or None (visitors')."""
+    if path in (LOGIN_PATH, LOGOUT_PATH):
+        return "login"
+    for prefix in STAFF_PREFIXES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return "page" if prefix == "/dashboard" else "api"
+    return None
+
+
+def _route_path(scope: Scope) -> str:
+    # Behind a root_path, Starlette routes on the path without it: judge the same path.
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+class StaffGuard:
+    """Pure-ASGI middleware: staff-only paths need a login or the bearer token; changes need CSRF proof."""
+
+    def __init__(self, app: ASGIApp, staff: Staff) -> None:
+        self.app = app
+        self.staff = staff
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        zone = staff_zone(_route_path(scope))
+        if zone is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self._http(scope, receive, send, zone)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, zone: str) -> None:
+        conn = HTTPConnection(scope)
+        method = scope["method"]
+        bearer = self.staff.bearer(conn)
+        if bearer is False:
+            await unauthorized("the bearer token is not the admin token")(scope, receive, send)
+            return
+        csrf = conn.cookies.get(CSRF_COOKIE) or ""
+        if method not in SAFE_METHODS and not bearer:
+            why = None
+            if zone == "login" or SESSION_COOKIE in conn.cookies:
+                why = cross_origin(conn)
+                if why is None:
+                    why, receive = await _csrf_problem(conn, receive, csrf)
+            elif "origin" in conn.headers or "referer" in conn.headers:
+                # Without a session it is refused below anyway; a cross-site post is told so.
+                why = cross_origin(conn)
+            if why is not None:
+                log.warning("staff: refused %s %s: %s", method, scope["path"], why)
+                await JSONResponse({"ok": False, "error": f"refused: {why}"}, status_code=403)(scope, receive, send)
+                return
+        if zone != "login" and not bearer and not self.staff.logged_in(conn):
+            if zone == "page" and method in ("GET", "HEAD"):
+                here = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
+                response: Response = RedirectResponse(f"{LOGIN_PATH}?next={quote(here, safe='/')}", status_code=303)
+            else:
+                response = unauthorized("log in at /dashboard/login, or send 'Authorization: Bearer <admin token>'")
+            await response(scope, receive, send)
+            return
+        # Pages need a CSRF cookie for their forms and scripts: give one to a browser that has none.
+        new_csrf = None
+        if zone != "api" and not csrf:
+            new_csrf = csrf = secrets.token_urlsafe(24)
+        scope.setdefault("state", {})["kairos_csrf"] = csrf
+        secure = is_https(conn)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                if new_csrf is not None:
+                    headers.append("set-cookie", set_cookie_header(CSRF_COOKIE, new_csrf, secure, http_only=False))
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        conn = HTTPConnection(scope)
+        bearer = self.staff.bearer(conn)
+        # Browsers do not apply the same-origin policy to websockets: a cookie is
+        # only good from our own pages.
+        if bearer or (bearer is None and self.staff.logged_in(conn) and cross_origin(conn) is None):
+            await self.app(scope, receive, send)
+            return
+        log.info("staff: refused a websocket to %s without a login", scope["path"])
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await unauthorized("log in first, or send 'Authorization: Bearer <admin token>'")(scope, receive, send)
+        else:  # refused before it is accepted: the server answers 403
+            await send({"type": "websocket.close", "code": 4003, "reason": "staff only"})
+
+
+def unauthorized(error: str) -> Response:
+    return JSONResponse({"ok": False, "error": error}, status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="kairos staff"'})
+
+
+async def _csrf_problem(conn: HTTPConnection, receive: Receive, cookie: str) -> tuple[str | None, Receive]:
+    """Why the request lacks CSRF proof (None when it has it), and the receive to pass on.
+
+    The proof is the CSRF cookie echoed in the X-CSRF-Token header, or in the
+    `csrf` field of a URL-encoded form; a form body is read here and replayed.
+    """
+    if not cookie:
+        return "it carries no CSRF cookie", receive
+    given = conn.headers.get(CSRF_HEADER)
+    if given is None and conn.headers.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return "the client went away", receive
+            body += message.get("body", b"")
+            if len(body) > MAX_FORM_BYTES:
+                return f"a form here is at most {MAX_FORM_BYTES} bytes", receive
+            if not message.get("more_body", False):
+                break
+        try:
+            given = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20).get(CSRF_FIELD, [None])[0]
+        except ValueError:
+            return "the form has too many fields", receive
+        receive = _replay(bytes(body), receive)
+    if given is None:
+        return f"it sends no CSRF token (an {CSRF_HEADER} header or a {CSRF_FIELD} field)", receive
+    if not hmac.compare_digest(given.encode(), cookie.encode()):
+        return "its CSRF token does not match its CSRF cookie", receive
+    return None, receive
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
