@@ -41,6 +41,7 @@ import asyncio
 import os
 import random
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -61,6 +62,8 @@ RULES = HERE / "bench-timers.yaml"
 RULE_ID = "bench-timer"
 BACKGROUND_RULE_ID = "bench-background"
 BACKGROUND_DUE_S = 3600.0  # background timers come due between 1 h and 2 h from now
+# The servers' admin token, for reading session logs from /api (staff only).
+ADMIN_TOKEN = secrets.token_hex(16)
 
 
 def rule_delay_s(path: Path, rule_id: str) -> float:
@@ -238,7 +241,7 @@ async def server_lateness(base: str, sids: list[str], armed_from_ms: int, armed_
     """
     out: list[int] = []
     sem = asyncio.Semaphore(20)
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as client:
 
         async def one(sid: str) -> None:
             async with sem:
@@ -258,7 +261,7 @@ async def start_server(args: argparse.Namespace, extra: list[str]) -> tuple[str,
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "kairos", "serve", "--engine", args.engine, "--redis-url", args.redis_url,
            "--rules", str(RULES), "--port", str(port), "--log-level", "warning", "--no-demo", *extra]
-    env = {"KAIROS_FRAMES_PER_S": "50", "KAIROS_FRAMES_BURST": "50", **os.environ}
+    env = {"KAIROS_FRAMES_PER_S": "50", "KAIROS_FRAMES_BURST": "50", **os.environ, "KAIROS_ADMIN_TOKEN": ADMIN_TOKEN}
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     for _ in range(200):
         try:
