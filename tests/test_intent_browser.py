@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,18 @@ def test_purchase_intent_rises_and_the_crossing_rule_fires_once(serve, page, eng
     assert state["fired"] == {"ready-to-buy": 1}
     top = [signal for signal, _ in state["scores"]["purchase_intent"]["top"]]
     assert top[0] == "add_to_cart", "the explanation names what lifted it most"
+    assert set(top) >= {"add_to_cart", "page_view.product", "scroll"}
+
+    # kairos explain SESSION: the same explanation, in words, from the running server
+    explain = subprocess.run([sys.executable, "-m", "kairos", "explain", sid, "--url", server.base,
+                              "--token", server.admin_token], capture_output=True, text=True, timeout=30)
+    assert explain.returncode == 0, explain.stderr
+    lines = explain.stdout.splitlines()
+    assert lines[1].startswith("  purchase_intent 0.") and "-3.000 bias" in lines[1]
+    assert lines[2].endswith("add_to_cart") and lines[2].strip().startswith("+2.")
+    refused = subprocess.run([sys.executable, "-m", "kairos", "explain", sid, "--url", server.base, "--token", "wrong"],
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "admin token was refused" in refused.stderr
 
     # more intent, no second crossing: the rule fired once
     page.locator("#kairos-host .k-close").click()

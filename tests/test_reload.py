@@ -313,7 +313,9 @@ def test_check_lists_each_rule_in_plain_words():
     lines = out.stdout.splitlines()
     assert lines[0] == "examples/demo.yaml: 3 rules OK"
     ruleset = load_rules(DEMO_RULES, TEMPLATES)
-    rule_lines = [ln for ln in lines[1:] if not ln.startswith("  tracking: ")]
+    rule_lines = [ln for ln in lines[1:] if not ln.startswith(("  tracking: ", "  score "))]
+    assert [ln.split(":")[0] for ln in lines if ln.startswith("  score ")] == ["  score purchase_intent", "  score exit_risk"]
+    assert "  score exit_risk: bias -2, half-life 2 min; exit_intent +1.5, idle +0.8" in lines[2] + lines[3]
     assert rule_lines == [f"  {r.id}: {describe(r, ruleset.page_types)}" for r in ruleset.rules]
     assert rule_lines[0] == ("  exit-offer: When a visitor shows exit intent on a product page, show offer 'offer.html' "
                              "(center), at most once per session, priority 10.")

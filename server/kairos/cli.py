@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import re
 import sys
+from pathlib import Path
 
 from . import wire
 from .settings import Settings
@@ -51,7 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("model", help="a model file from kairos train")
     predict.add_argument("csv", help="sessions, one a row, under a header row")
 
+    explain = sub.add_parser("explain", help="why a live session's intent scores are what they are")
+    explain.add_argument("sid", help="the session id (the dashboard shows it)")
+    explain.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (default: %(default)s)")
+    explain.add_argument("--token", help="admin token (default: KAIROS_ADMIN_TOKEN, else STATE_DIR/admin-token)")
+
     args = parser.parse_args(argv)
+    if args.command == "explain":
+        return _explain(args)
     if args.command == "check":
         return _check(args.file)
     if args.command == "train":
@@ -85,8 +93,48 @@ def _check(path: str) -> int:
     if rules.track:
         words = {True: "on", False: "off"}
         print("  tracking: " + ", ".join(f"{k} {words.get(v, v) if isinstance(v, bool) else v}" for k, v in rules.track.items()))
+    for score in rules.scores:
+        weights = ", ".join(f"{signal} {w:+g}" for signal, w in score.weights.items())
+        s = score.half_life_ms / 1000
+        half_life = f"{s / 3600:g} h" if s % 3600 == 0 else f"{s / 60:g} min" if s % 60 == 0 else f"{s:g} s"
+        print(f"  score {score.name}: bias {score.bias:+g}, half-life {half_life}; {weights}")
     for rule in rules.rules:
         print(f"  {rule.id}: {describe(rule, rules.page_types)}")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """Print each score of a session now, and the signals that make it, from the server's /api."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    settings = Settings.load()
+    token = args.token or settings.admin_token
+    token_file = Path(settings.state_dir) / "admin-token"
+    if not token and token_file.is_file():
+        token = token_file.read_text().strip()
+    request = urllib.request.Request(f"{args.url.rstrip('/')}/api/sessions/{args.sid}",
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            state = json.load(response)
+    except urllib.error.HTTPError as exc:
+        reason = {401: "the admin token was refused (--token, or KAIROS_ADMIN_TOKEN)", 404: "no such session"}
+        print(f"kairos explain: {args.sid}: {reason.get(exc.code, f'HTTP {exc.code}')}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"kairos explain: cannot reach {args.url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    print(f"session {state['sid']}: {state.get('pages', 0)} pages, now on {state.get('path') or '?'}")
+    scores = state.get("scores") or {}
+    if not scores:
+        print("  no intent scores (the rules in force declare none under 'scores:')")
+    for name, score in scores.items():
+        print(f"  {name} {score['value']:.3f}  = logistic({score['bias']:+.3f} bias"
+              + "".join(f" {v:+.3f}" for _, v in score["top"]) + ")")
+        for signal, value in score["top"]:
+            print(f"    {value:+.3f}  {signal}")
     return 0
 
 

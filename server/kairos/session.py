@@ -172,10 +172,10 @@ class SessionState:
         """A declared score's value now, 0..1."""
         return self.scores.value(name, now_ms)
 
-    def scores_json(self, now_ms: int, top: int = 3) -> dict[str, Any]:
-        """Each score now, with its largest contributions (signal, log-odds), for the dashboard."""
+    def scores_json(self, now_ms: int, top: int | None = None) -> dict[str, Any]:
+        """Each score now, its bias and its parts (signal, log-odds), largest effect first."""
         return {
-            name: {"value": self.scores.value(name, now_ms),
+            name: {"value": self.scores.value(name, now_ms), "bias": self.scores.bias.get(name, 0.0),
                    "top": [[sig, v] for sig, v in self.scores.contributions(name, now_ms)[:top]]}
             for name in self.scores.names()
         }
