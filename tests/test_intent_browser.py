@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from conftest import login
+
 ROOT = Path(__file__).resolve().parent.parent
 INTENT_RULES = ROOT / "examples" / "intent.yaml"
 BAR = "#kairos-host .k-overlay"
@@ -25,7 +27,7 @@ def intent(server, sid: str) -> float:
 
 @pytest.mark.browser
 @pytest.mark.parametrize("engine", ["memory", "redis"])
-def test_purchase_intent_rises_and_the_crossing_rule_fires_once(serve, page, engine):
+def test_purchase_intent_rises_and_the_crossing_rule_fires_once(serve, page, browser, engine):
     server = serve(engine, INTENT_RULES)
     page.goto(server.base + "/demo/products/linen-shirt")
     sid = connected(page)
@@ -74,3 +76,15 @@ def test_purchase_intent_rises_and_the_crossing_rule_fires_once(serve, page, eng
     page.wait_for_timeout(500)
     assert server.session(sid)["fired"] == {"ready-to-buy": 1}
     expect(page.locator(BAR)).to_have_count(0)
+
+    # the dashboard shows it beside the session, and what makes it in the session's detail
+    staff = browser.new_context(viewport={"width": 1400, "height": 900})
+    desk = staff.new_page()
+    login(desk, server)
+    row = desk.locator(f"tr[data-sid='{sid}']")
+    meter = row.locator("[data-score=purchase_intent] meter")
+    expect(meter).to_have_count(1, timeout=5000)
+    assert float(meter.get_attribute("value")) >= 0.6
+    row.click()
+    expect(desk.locator("dd[data-score=purchase_intent]")).to_contain_text("= logistic(bias -3.00, add_to_cart +4.")  # two adds by now
+    staff.close()

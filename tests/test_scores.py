@@ -129,7 +129,7 @@ async def test_the_top_contributions_explain_the_score(clean_redis):
 
 
 def test_a_score_with_no_signal_yet_is_its_bias():
-    s = Scores(bias={"purchase_intent": -3.0})
+    s = Scores(stored_bias={"purchase_intent": "-3.0"})
     assert s.value("purchase_intent", T0) == pytest.approx(1 / (1 + math.exp(3)))
     assert s.contributions("purchase_intent", T0) == []
 

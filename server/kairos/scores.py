@@ -51,14 +51,20 @@ def signals_of(event_type: str, fields: Mapping[str, Any], page_type: str = "") 
 
 
 def score_ops(defs: Iterable[ScoreDef], signals: Iterable[tuple[str, float]], now_ms: int) -> list[tuple[str, str, str]]:
-    """The engine ops that add these signals to the scores that weigh them."""
+    """The engine ops that add these signals to the scores that weigh them.
+
+    Signals of one batch come at one time, so a part gets one op with their sum
+    (three clicks: one op of three times the weight), not one op each.
+    """
     ops: list[tuple[str, str, str]] = []
     signals = list(signals)
     for d in defs:
+        sums: dict[str, float] = {}
         for signal, amount in signals:
             w = d.weights.get(signal)
             if w:
-                ops.append(("score", f"{PART}{d.name}|{signal}", f"{w * amount!r} {now_ms} {d.half_life_ms}"))
+                sums[signal] = sums.get(signal, 0.0) + w * amount
+        ops += [("score", f"{PART}{d.name}|{signal}", f"{add!r} {now_ms} {d.half_life_ms}") for signal, add in sums.items()]
     return ops
 
 
@@ -97,25 +103,32 @@ def squash(x: float) -> float:
 
 @dataclass
 class Scores:
-    """A session's scores as stored: parts per score and signal, and each score's bias."""
+    """A session's scores as stored: parts per score and signal, and each score's bias.
 
-    parts: dict[str, dict[str, tuple[float, int, int]]] = field(default_factory=dict)
-    bias: dict[str, float] = field(default_factory=dict)
+    The stored strings are read when a score is first asked for: most batches
+    of a session never need its scores parsed.
+    """
 
-    def take(self, key: str, value: str) -> bool:
-        """Read one stored field if it belongs to the scores; False if it does not."""
-        if key.startswith(PART):
-            name, _, signal = key[len(PART):].partition("|")
-            v, t, hl = value.split(" ")
-            self.parts.setdefault(name, {})[signal] = (float(v), int(t), int(hl))
-            return True
-        if key.startswith(BIAS):
-            self.bias[key[len(BIAS):]] = float(value)
-            return True
-        return False
+    stored: dict[str, str] = field(default_factory=dict)  # "score|signal" -> "value t_ms half_life_ms"
+    stored_bias: dict[str, str] = field(default_factory=dict)
+    _parts: dict[str, dict[str, tuple[float, int, int]]] | None = field(default=None, repr=False)
+
+    @property
+    def parts(self) -> dict[str, dict[str, tuple[float, int, int]]]:
+        if self._parts is None:
+            self._parts = {}
+            for key, value in self.stored.items():
+                name, _, signal = key.partition("|")
+                v, t, hl = value.split(" ")
+                self._parts.setdefault(name, {})[signal] = (float(v), int(t), int(hl))
+        return self._parts
+
+    @property
+    def bias(self) -> dict[str, float]:
+        return {name: float(v) for name, v in self.stored_bias.items()}
 
     def names(self) -> list[str]:
-        return sorted(set(self.parts) | set(self.bias))
+        return sorted(set(self.parts) | set(self.stored_bias))
 
     def contributions(self, name: str, now_ms: int) -> list[tuple[str, float]]:
         """Each signal's part of the score now (log-odds), largest effect first."""
@@ -124,7 +137,7 @@ class Scores:
 
     def raw(self, name: str, now_ms: int) -> float:
         """The score's log-odds now: its bias plus every part, decayed to now."""
-        return self.bias.get(name, 0.0) + math.fsum(v for _, v in self.contributions(name, now_ms))
+        return float(self.stored_bias.get(name, 0.0)) + math.fsum(v for _, v in self.contributions(name, now_ms))
 
     def value(self, name: str, now_ms: int) -> float:
         """The score now, 0..1 (the bias alone for a score with no signal yet)."""

@@ -138,7 +138,7 @@ class SessionState:
         s.onscreen = h.get("on") or None
         for key, value in h.items():
             prefix, _, name = key.partition(":")
-            if not name or s.scores.take(key, value):
+            if not name:
                 continue
             if prefix == "o":
                 s.overlays[name] = Overlay(rule=h.get(f"r:{name}", ""), status=value, priority=int(h.get(f"p:{name}", 0)))
@@ -152,6 +152,10 @@ class SessionState:
                 s.timer_fires[name] = int(value)
             elif prefix == "c":
                 s.custom[name] = int(value)
+            elif prefix == "sp":
+                s.scores.stored[name] = value
+            elif prefix == "sb":
+                s.scores.stored_bias[name] = value
         return s
 
     def to_json(self, now_ms: int | None = None) -> dict[str, Any]:
@@ -284,7 +288,8 @@ def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_
     scores the events feed.
     """
     scores = list(scores)
-    ops: list[Op] = bias_ops(scores)
+    ops: list[Op] = []
+    signals: list[tuple[str, float]] = []
     for ev in events:
         f = ev.fields
         page_type = ""
@@ -293,7 +298,7 @@ def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_
         if scores:
             if ev.type == "page_view":
                 page_type = classify(f["path"], f.get("type", ""))
-            ops += score_ops(scores, signals_of(ev.type, f, page_type), now_ms)
+            signals += signals_of(ev.type, f, page_type)
         match ev.type:
             case "page_view":
                 ops += page_ops(f, page_type or classify(f["path"], f.get("type", "")), now_ms)
@@ -322,7 +327,7 @@ def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_
             case "purchase":
                 ops += [("incr", "purchases", "1"), ("set", "cart_value", "0.0"), ("set", "cart_items", "0")]
     ops.append(("set", "seen_ms", str(now_ms)))
-    return ops
+    return ops + score_ops(scores, signals, now_ms)
 
 
 def log_entry(kind: str, now_ms: int, **what: Any) -> str:

@@ -176,6 +176,7 @@
       cell(row, num(s.clicks), "num");
       cell(row, num(s.exit_intents), "num");
       cell(row, num(s.cart_items) ? money(s.cart_value) + " · " + num(s.cart_items) : "—", "num");
+      scoreCell(row, s.scores);
 
       var ov = cell(row, "", "overlays");
       var list = overlayList(s.overlays);
@@ -199,6 +200,28 @@
     });
     $("session-count").textContent = String(sessions.length);
     $("sessions-empty").hidden = sessions.length > 0;
+  }
+
+  // Intent scores (0..1) as meters: a glance tells who is about to buy or to leave.
+  function scoreCell(row, scores) {
+    var td = cell(row, "", "scores");
+    var names = Object.keys(scores || {});
+    if (!names.length) td.textContent = "—";
+    names.forEach(function (name) {
+      var v = scores[name].value;
+      var item = el("span", { "class": "score", "data-score": name, title: name + " " + v.toFixed(3) });
+      item.appendChild(el("meter", { min: "0", max: "1", low: "0.3", high: "0.7", optimum: "1", value: String(v), "aria-label": name }));
+      item.appendChild(el("span", null, name.replace(/_/g, " ") + " " + v.toFixed(2)));
+      td.appendChild(item);
+    });
+  }
+
+  // A score and what makes it: "0.77 = bias -3.00 + add_to_cart +2.40 + ..."
+  function scoreWords(score) {
+    var parts = (score.top || []).map(function (p) {
+      return p[0] + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2);
+    });
+    return score.value.toFixed(3) + " = logistic(bias " + score.bias.toFixed(2) + (parts.length ? ", " + parts.join(", ") : "") + ")";
   }
 
   function markSelected() {
@@ -257,6 +280,12 @@
       var item = el("div", { "class": "field" });
       item.appendChild(el("dt", null, f[1]));
       item.appendChild(el("dd", { "data-field": f[0] }, v == null || v === "" ? "—" : f[2](v)));
+      dl.appendChild(item);
+    });
+    Object.keys(s.scores || {}).forEach(function (name) {
+      var item = el("div", { "class": "field score-field" });
+      item.appendChild(el("dt", null, name.replace(/_/g, " ")));
+      item.appendChild(el("dd", { "data-score": name }, scoreWords(s.scores[name])));
       dl.appendChild(item);
     });
 
