@@ -229,3 +229,19 @@ def login(page, server: Server) -> None:
     page.fill("#token", server.admin_token)
     page.click("#login button[type=submit]")
     page.wait_for_url(f"{server.base}/dashboard")
+
+
+# --- what a visitor does, shared by the browser tests ---------------------------
+
+
+def connected(page) -> str:
+    """Wait for the snippet's welcome on this page; the session id."""
+    page.wait_for_function("() => window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
+    return page.evaluate("window.kairos.sid")
+
+
+def exit_through_the_top(page) -> None:
+    """Move the pointer out of the page through its top edge: desktop exit intent."""
+    page.mouse.move(640, 300)
+    page.mouse.move(640, 40, steps=4)
+    page.mouse.move(640, -10)

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from conftest import login
+from conftest import connected, exit_through_the_top, login
 
 PRODUCT = "/demo/products/linen-shirt"
 OVERLAY = "#kairos-host .k-overlay"  # Playwright's CSS engine pierces open shadow roots
 
 
-def connected(page: Page) -> str:
-    """Wait for the snippet's welcome; the session id."""
-    page.wait_for_function("() => window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
-    return page.evaluate("window.kairos.sid")
-
-
-def exit_through_the_top(page: Page) -> None:
-    page.mouse.move(640, 300)
-    page.mouse.move(640, 40, steps=4)
-    page.mouse.move(640, -10)
 
 
 def show_exit_offer(server, page: Page) -> tuple[str, str]:

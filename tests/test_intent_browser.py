@@ -7,18 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from conftest import login
+from conftest import connected, login
 
 ROOT = Path(__file__).resolve().parent.parent
 INTENT_RULES = ROOT / "examples" / "intent.yaml"
 BAR = "#kairos-host .k-overlay"
 
-
-def connected(page: Page) -> str:
-    page.wait_for_function("() => window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
-    return page.evaluate("window.kairos.sid")
 
 
 def intent(server, sid: str) -> float:

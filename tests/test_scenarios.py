@@ -23,6 +23,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from conftest import connected, exit_through_the_top
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "examples" / "scenarios"
 EXIT_OFFER = SCENARIOS / "1-exit-intent-cart-offer.yaml"
@@ -58,11 +60,6 @@ def due_within_s(delay_s: float, scale: float) -> float:
 # --- the visitor ----------------------------------------------------------------------
 
 
-def connected(page: Page) -> str:
-    """Wait for the snippet's welcome on this page; the session id."""
-    page.wait_for_function("() => window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
-    return page.evaluate("window.kairos.sid")
-
 
 def visit(server, page: Page, path: str, sid: str | None = None) -> str:
     """Open a demo page like a visitor (a full page load); the session id, checked to be the visit's."""
@@ -72,11 +69,6 @@ def visit(server, page: Page, path: str, sid: str | None = None) -> str:
         assert got == sid, f"{path} started another session"
     return got
 
-
-def exit_through_the_top(page: Page) -> None:
-    page.mouse.move(640, 300)
-    page.mouse.move(640, 40, steps=4)
-    page.mouse.move(640, -10)
 
 
 def add_to_cart(server, page: Page, sid: str, items: int) -> dict:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, expect
 
-from conftest import DEMO_RULES
+from conftest import DEMO_RULES, connected, exit_through_the_top
 
 PRODUCT = "/demo/products/linen-shirt"
 OVERLAY = "#kairos-host .k-overlay"
@@ -57,15 +57,6 @@ def phone(browser) -> BrowserContext:
     context.close()
 
 
-def connected(page: Page) -> str:
-    page.wait_for_function("() => window.kairos && window.kairos.state === 'open' && !!window.kairos.sid", timeout=10_000)
-    return page.evaluate("window.kairos.sid")
-
-
-def exit_through_the_top(page: Page) -> None:
-    page.mouse.move(640, 300)
-    page.mouse.move(640, 40, steps=4)
-    page.mouse.move(640, -10)
 
 
 def logged(state: dict, kind: str) -> list[dict]:

@@ -180,26 +180,27 @@ def _uid(v: Any, name: str) -> str:
     return v
 
 
-def _kairos_attrs(v: Any, name: str) -> dict[str, str]:
-    """A clicked element's data-kairos-* attributes: name after the prefix -> value."""
+def _small_map(v: Any, name: str, most: int) -> dict[str, Any]:
+    """A map of at most `most` entries with string keys of at most 32 characters."""
     if not isinstance(v, dict):
         raise _Bad(f"{name}: expected a map, got {type(v).__name__}")
-    if len(v) > MAX_KAIROS_ATTRS:
-        raise _Bad(f"{name}: {len(v)} entries, at most {MAX_KAIROS_ATTRS}")
-    for key, value in v.items():
+    if len(v) > most:
+        raise _Bad(f"{name}: {len(v)} entries, at most {most}")
+    for key in v:
         _str(key, f"{name} key", 32)
+    return v
+
+
+def _kairos_attrs(v: Any, name: str) -> dict[str, str]:
+    """A clicked element's data-kairos-* attributes: name after the prefix -> value."""
+    for key, value in _small_map(v, name, MAX_KAIROS_ATTRS).items():
         _str(value, f"{name}.{key}", 64)
     return dict(v)
 
 
 def _props(v: Any, name: str) -> dict[str, Any]:
     """A custom event's properties: short keys, and strings, finite numbers, booleans or nil."""
-    if not isinstance(v, dict):
-        raise _Bad(f"{name}: expected a map, got {type(v).__name__}")
-    if len(v) > MAX_PROPS:
-        raise _Bad(f"{name}: {len(v)} entries, at most {MAX_PROPS}")
-    for key, value in v.items():
-        _str(key, f"{name} key", 32)
+    for key, value in _small_map(v, name, MAX_PROPS).items():
         where = f"{name}.{key}"
         if isinstance(value, str):
             _str(value, where, 256)
