@@ -69,9 +69,9 @@ function main (w, d) {
   // the page is hidden or going away: what the socket cannot take now goes by
   // beacon to the session it belongs to (or waits, when there is none yet)
   const leave = () => {
-    const s = ids.sid()
+    const known = ids.sid()
     if (isOpen()) batcher.flush()
-    else if (s) batcher.flush(f => beacon(Object.assign(f, { site: cfg.site, vid: ids.vid(), sid: s })))
+    else if (known) batcher.flush(f => beacon(Object.assign(f, { site: cfg.site, vid: ids.vid(), sid: known })))
   }
 
   const overlay = createOverlay(d, w, (oid, act) => {
@@ -110,7 +110,10 @@ function main (w, d) {
   let watching = false
   function start () {
     if (conn || !cfg.site || privacy || !consented) return
-    if (!watching) watching = !watchRoutes(w, safe(routed))
+    if (!watching) {
+      watchRoutes(w, safe(routed))
+      watching = true
+    }
     tracker = startTracking(w, d, s, emit, leave, 0, api.track)
     conn = connect(
       cfg.endpoint,

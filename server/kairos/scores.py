@@ -89,7 +89,7 @@ def add_part(stored: str | None, op_value: str) -> str:
     new = float(add_s)
     if stored:
         value_s, t_s, _ = stored.split(" ")
-        new = float(value_s) * math.exp(-(int(now_s) - int(t_s)) * LN2 / int(hl_s)) + float(add_s)
+        new = decayed(float(value_s), int(t_s), int(now_s), int(hl_s)) + new
     return f"{new!r} {now_s} {hl_s}"
 
 
@@ -123,9 +123,9 @@ class Scores:
                 self._parts.setdefault(name, {})[signal] = (float(v), int(t), int(hl))
         return self._parts
 
-    @property
-    def bias(self) -> dict[str, float]:
-        return {name: float(v) for name, v in self.stored_bias.items()}
+    def bias(self, name: str) -> float:
+        """The score's log-odds with no signal (0 until the session has seen a page view since it was declared)."""
+        return float(self.stored_bias.get(name, 0.0))
 
     def names(self) -> list[str]:
         return sorted(set(self.parts) | set(self.stored_bias))
@@ -137,7 +137,7 @@ class Scores:
 
     def raw(self, name: str, now_ms: int) -> float:
         """The score's log-odds now: its bias plus every part, decayed to now."""
-        return float(self.stored_bias.get(name, 0.0)) + math.fsum(v for _, v in self.contributions(name, now_ms))
+        return self.bias(name) + math.fsum(v for _, v in self.contributions(name, now_ms))
 
     def value(self, name: str, now_ms: int) -> float:
         """The score now, 0..1 (the bias alone for a score with no signal yet)."""

@@ -179,7 +179,7 @@ class SessionState:
     def scores_json(self, now_ms: int, top: int | None = None) -> dict[str, Any]:
         """Each score now, its bias and its parts (signal, log-odds), largest effect first."""
         return {
-            name: {"value": self.scores.value(name, now_ms), "bias": self.scores.bias.get(name, 0.0),
+            name: {"value": self.scores.value(name, now_ms), "bias": self.scores.bias(name),
                    "top": [[sig, v] for sig, v in self.scores.contributions(name, now_ms)[:top]]}
             for name in self.scores.names()
         }
@@ -292,16 +292,14 @@ def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_
     signals: list[tuple[str, float]] = []
     for ev in events:
         f = ev.fields
-        page_type = ""
+        page_type = classify(f["path"], f.get("type", "")) if ev.type == "page_view" else ""
         if ev.type != "page_view":  # page_ops counts page views, hello's included
             ops.append(("incr", f"n:{ev.type}", "1"))
         if scores:
-            if ev.type == "page_view":
-                page_type = classify(f["path"], f.get("type", ""))
             signals += signals_of(ev.type, f, page_type)
         match ev.type:
             case "page_view":
-                ops += page_ops(f, page_type or classify(f["path"], f.get("type", "")), now_ms)
+                ops += page_ops(f, page_type, now_ms)
             case "dwell":
                 ops += [("incr", "dwell_ms", str(f["ms"])), ("incr", "page_dwell_ms", str(f["ms"]))]
             case "scroll":

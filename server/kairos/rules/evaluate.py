@@ -70,16 +70,12 @@ def crossed(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now_
     The score before the batch is the score now less what the batch's signals
     added (they came now, so nothing of them has decayed yet).
     """
-    if not events:
+    if not events or not ruleset.crossings:
         return []
     defs = {d.name: d for d in ruleset.scores}
+    signals = [sig for ev in events for sig in signals_of(ev.type, ev.fields, _page_type(ruleset, ev))]
     out = []
-    for rule in ruleset.rules:
-        crossing = rule.crossing
-        if crossing is None or crossing[0] not in defs:
-            continue
-        name, value = crossing
-        signals = [sig for ev in events for sig in signals_of(ev.type, ev.fields, _page_type(ruleset, ev))]
+    for rule, name, value in ruleset.crossings:
         after = state.scores.raw(name, now_ms)
         before = after - added(defs[name], signals)
         if squash(before) < value <= squash(after):

@@ -516,6 +516,8 @@ class Ruleset:
     track: dict[str, Any] = field(default_factory=dict)
     # The intent scores the file declares (`scores:`).
     scores: tuple[ScoreDef, ...] = ()
+    # The rules triggered by a score crossing a value: (rule, score, value), read once at load.
+    crossings: tuple[tuple[Rule, str, float], ...] = ()
 
     @classmethod
     def empty(cls) -> "Ruleset":
@@ -615,6 +617,7 @@ def parse_rules(
         caps=doc.caps,
         track=doc.track.settings(),
         scores=tuple(spec.define(name) for name, spec in doc.scores.items()),
+        crossings=tuple((r, *r.crossing) for r in enabled if r.crossing),
     )
 
 
