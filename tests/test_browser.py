@@ -138,7 +138,8 @@ def test_the_dashboard_shows_the_live_session_and_its_log_newest_first(serve, pa
     row = staff.locator(f'#sessions-body tr[data-sid="{sid}"]')
     expect(row).to_contain_text("/demo/products/linen-shirt")
     expect(row).to_contain_text("exit-offer: dismissed")
-    row.click()
+    row.locator("a").click()
+    staff.wait_for_url(f"{server.base}/dashboard/sessions/{sid}")
     first = staff.locator("#detail-log tbody tr").first
     expect(first.locator(".what")).to_have_text("dismissed")
     expect(staff.locator("#detail-log tbody tr").last.locator(".what")).to_have_text("page_view")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,17 @@ def intent(server, sid: str) -> float:
     return server.session(sid)["scores"]["purchase_intent"]["value"]
 
 
+def on_the_dashboard(desk, sid: str, check, timeout_s: float = 5.0) -> float:
+    """The purchase intent the live page shows beside the session, once `check` holds of it."""
+    meter = desk.locator(f"tr[data-sid='{sid}'] [data-score=purchase_intent] meter")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = float(meter.get_attribute("value")) if meter.count() else -1.0
+        if check(value) or time.monotonic() > deadline:
+            return value
+        desk.wait_for_timeout(50)
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("engine", ["memory", "redis"])
 def test_purchase_intent_rises_and_the_crossing_rule_fires_once(serve, page, browser, engine):
@@ -28,11 +40,18 @@ def test_purchase_intent_rises_and_the_crossing_rule_fires_once(serve, page, bro
     page.goto(server.base + "/demo/products/linen-shirt")
     sid = connected(page)
     first = intent(server, sid)
+    # staff watch the live page as the visitor browses: the feed brings each change
+    staff = browser.new_context(viewport={"width": 1400, "height": 900})
+    desk = staff.new_page()
+    login(desk, server)
+    on_first = on_the_dashboard(desk, sid, lambda v: v > 0)
+    assert on_first > 0
 
     page.goto(server.base + "/demo/products/oxford-shirt")
     assert connected(page) == sid
     second = server.session_when(sid, lambda s: s["pages"] == 2)["scores"]["purchase_intent"]["value"]
     assert second > first
+    assert on_the_dashboard(desk, sid, lambda v: v > on_first) > on_first, "the live page shows it rising"
 
     page.mouse.move(400, 400)
     for _ in range(12):
@@ -53,6 +72,7 @@ def test_purchase_intent_rises_and_the_crossing_rule_fires_once(serve, page, bro
     top = [signal for signal, _ in state["scores"]["purchase_intent"]["top"]]
     assert top[0] == "add_to_cart", "the explanation names what lifted it most"
     assert set(top) >= {"add_to_cart", "page_view.product", "scroll"}
+    assert on_the_dashboard(desk, sid, lambda v: v >= 0.6) >= 0.6
 
     # kairos explain SESSION: the same explanation, in words, from the running server
     explain = subprocess.run([sys.executable, "-m", "kairos", "explain", sid, "--url", server.base,
@@ -73,14 +93,7 @@ def test_purchase_intent_rises_and_the_crossing_rule_fires_once(serve, page, bro
     assert server.session(sid)["fired"] == {"ready-to-buy": 1}
     expect(page.locator(BAR)).to_have_count(0)
 
-    # the dashboard shows it beside the session, and what makes it in the session's detail
-    staff = browser.new_context(viewport={"width": 1400, "height": 900})
-    desk = staff.new_page()
-    login(desk, server)
-    row = desk.locator(f"tr[data-sid='{sid}']")
-    meter = row.locator("[data-score=purchase_intent] meter")
-    expect(meter).to_have_count(1, timeout=5000)
-    assert float(meter.get_attribute("value")) >= 0.6
-    row.click()
-    expect(desk.locator("dd[data-score=purchase_intent]")).to_contain_text("= logistic(bias -3.00, add_to_cart +4.")  # two adds by now
+    # what makes it, in the session's view
+    desk.locator(f"tr[data-sid='{sid}'] a").click()
+    expect(desk.locator("#detail-scores [data-score=purchase_intent]")).to_contain_text("= logistic(bias -3.00, add_to_cart +4.")  # two adds by now
     staff.close()

@@ -30,6 +30,9 @@ async def apply_events(
         ops.append(("incr", "lost", str(batch.lost)))
         rt.metrics.inc("kairos_events_lost_total", batch.lost)
     log = event_log(batch.events, now, site)
+    if any(e.type == "purchase" for e in batch.events):
+        # Rare, so its own round trip: the purchase, and a conversion for each rule shown lately.
+        await rt.engine.record_conversion(vid, now, rt.settings.attribution_s * 1000)
     views = [e for e in batch.events if e.type == "page_view"]
     if views:
         f = views[-1].fields
@@ -41,6 +44,7 @@ async def apply_events(
     else:
         state = await rt.engine.apply(sid, ops, log, now)
     state.visitor = visitor
+    rt.feed.touch(sid, state)
     rt.metrics.inc("kairos_events_total", len(batch.events))
     return state, visitor
 

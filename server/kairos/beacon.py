@@ -113,6 +113,7 @@ async def _forget(rt: Runtime, f: Forget) -> Response:
     erased = await rt.engine.forget(f.vid, f.sid)
     for sid in erased:
         rt.hub.forget(sid)
+    rt.feed.gone(erased)
     # Not even the ids: the log must not keep what was just erased.
     log.info("forgot a visitor on request: %d session(s) erased", len(erased))
     return Response(status_code=204)

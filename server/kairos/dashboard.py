@@ -1,26 +1,148 @@
-"""The staff dashboard page and the JSON it reads (staff only: kairos.staff guards both)."""
+"""The staff dashboard: its pages, its live feed and the JSON API behind them.
+
+Staff only: kairos.staff guards every route here (pages, API, the feed socket)
+and asks changes for CSRF proof. Pages are Jinja2 templates in
+templates/dashboard/; the script that fills them is static/dashboard/dashboard.js.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from . import stats
+from .feed import DASHBOARD_QUEUE, Watcher, row
+from .nudge import claim_nudge, deliver, where_open
+from .push import Connection
+from .reload import ADMIN_SOURCE, MAX_ADMIN_BODY, FileSignature, not_text, parse, replace_from_text
+from .rules import Rule, RulesError
 from .rules.describe import describe
+from .rules.evaluate import explain
 from .runtime import Runtime, now_ms
 
+log = logging.getLogger("kairos.dashboard")
 
-def _rt(request: Request) -> Runtime:
+# The live page starts from this many of the most recent sessions.
+SNAPSHOT_MAX = 5000
+# The counts at the top of the live page are sent this often.
+SUMMARY_EVERY_S = 5.0
+# A message staff type for a chat invitation.
+MAX_MESSAGE = 280
+# The rule id nudges sent by hand are counted, capped and logged under.
+STAFF_RULE = "staff"
+# Why a nudge was not shown, in words for the person who asked for it.
+REFUSALS = {
+    "paused": "the rule is paused",
+    "dismissed": "the visitor dismissed this nudge in this session",
+    "capped": "this nudge has been shown as often as a session allows",
+    "busy": "a nudge of equal or higher priority is on the visitor's screen",
+    "cooldown": "the rule's cooldown for this visitor has not passed",
+    "visitor_capped": "the rule's cap for this visitor is spent",
+    "globally_capped": "the visitor has had as many nudges as the global cap allows",
+    "rule_capped": "the rule's cap for all visitors is spent for now",
+    "gone": "the session is over",
+}
+
+
+def _rt(request: Request | WebSocket) -> Runtime:
     return request.app.state.kairos
 
 
-async def dashboard_page(request: Request) -> Response:
+def _page(request: Request, template: str, **context: Any) -> Response:
     rt = _rt(request)
-    rules = [{"id": r.id, "summary": describe(r, rt.rules.page_types)} for r in rt.rules.rules]
     return request.app.state.templates.TemplateResponse(
-        request, "dashboard/index.html",
-        {"engine": rt.engine.name, "rules": rules, "csrf": request.state.kairos_csrf},
+        request, f"dashboard/{template}",
+        {"engine": rt.engine.name, "csrf": request.state.kairos_csrf, **context},
     )
+
+
+def _rules_list(rt: Runtime) -> list[dict[str, str]]:
+    return [{"id": r.id, "summary": describe(r, rt.rules.page_types)} for r in rt.rules.rules]
+
+
+# --- pages -----------------------------------------------------------------------
+
+
+async def live_page(request: Request) -> Response:
+    return _page(request, "index.html", page="live", rules=_rules_list(_rt(request)))
+
+
+async def session_page(request: Request) -> Response:
+    rt = _rt(request)
+    nudges = [{"id": r.id, "show": r.then.show} for r in rt.rules.rules]
+    return _page(request, "session.html", page="session", sid=request.path_params["sid"], nudges=nudges)
+
+
+async def rules_page(request: Request) -> Response:
+    return _page(request, "rules.html", page="rules", rules=_rules_list(_rt(request)))
+
+
+# --- the live feed ------------------------------------------------------------------
+
+
+async def feed_endpoint(ws: WebSocket) -> None:
+    """Staff's live feed: a snapshot of the recent sessions, then their changes as they happen."""
+    rt = _rt(ws)
+    await ws.accept()
+    try:
+        day_ms = int(ws.query_params.get("day", "0"))
+    except ValueError:
+        day_ms = 0
+    conn = Connection(ws, max_queued=DASHBOARD_QUEUE)
+    watcher = Watcher(conn)
+    rt.feed.add(watcher)
+    summary_task: asyncio.Task[None] | None = None
+    try:
+        now = now_ms()
+        states, paused, summary = await asyncio.gather(
+            rt.engine.sessions(now, limit=SNAPSHOT_MAX), rt.engine.paused(), _summary(rt, now, day_ms))
+        watcher.ready(json.dumps({
+            "t": "snapshot", "rows": [row(s, now) for s in states], "paused": paused,
+            "rules": [r.id for r in rt.rules.rules], "version": rt.rules_version, "summary": summary,
+        }, separators=(",", ":")))
+        summary_task = asyncio.create_task(_send_summaries(rt, conn, day_ms))
+        while not conn.closing:
+            msg = await ws.receive()  # the page sends nothing; this is how a close is heard
+            if msg["type"] == "websocket.disconnect":
+                break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        rt.feed.remove(watcher)
+        if summary_task is not None:
+            summary_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await summary_task
+        await conn.finish()
+
+
+async def _send_summaries(rt: Runtime, conn: Connection, day_ms: int) -> None:
+    while not conn.closing:
+        await asyncio.sleep(SUMMARY_EVERY_S)
+        summary = await _summary(rt, now_ms(), day_ms)
+        conn.send(json.dumps({"t": "summary", "summary": summary}, separators=(",", ":")))
+
+
+async def _summary(rt: Runtime, now: int, day_ms: int) -> dict[str, int]:
+    """Nudges shown in the last hour and conversions since the dashboard's midnight."""
+    day_ms = day_ms if now - 24 * 3600 * 1000 < day_ms <= now else now - 24 * 3600 * 1000
+    buckets = await rt.engine.stats(min(day_ms, now - 3600 * 1000), now)
+    return stats.summary(buckets, now, day_ms)
+
+
+# --- sessions -------------------------------------------------------------------------
 
 
 async def list_sessions(request: Request) -> Response:
@@ -35,12 +157,214 @@ async def get_session(request: Request) -> Response:
     state = await rt.engine.session(sid)
     if state is None:
         return JSONResponse({"error": "no such session", "sid": sid}, status_code=404)
-    pending = await rt.engine.pending_for(state.vid) if state.vid else []
-    return JSONResponse({**state.to_json(), "pending": pending, "log": await rt.engine.log(sid)})
+    now = now_ms()
+    pending, log_lines, paused = await asyncio.gather(
+        rt.engine.pending_for(state.vid) if state.vid else asyncio.sleep(0, []), rt.engine.log(sid), rt.engine.paused())
+    rules = [explain(r, state, now, r.id in paused) for r in rt.rules.rules]
+    return JSONResponse({**state.to_json(now), "pending": pending, "log": log_lines, "rules": rules,
+                         "open": await where_open(rt, state) is not None})
+
+
+async def nudge_session(request: Request) -> Response:
+    """Send a nudge by hand: a rule's nudge, or a chat invitation with staff's own message.
+
+    It goes through the same caps as a rule's (the rule's, or for a chat the
+    global cap) and is logged in the session's timeline as shown by staff.
+    """
+    rt = _rt(request)
+    sid = request.path_params["sid"]
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError
+    except ValueError:
+        return _problem(400, "send a JSON object: {\"rule\": ID} or {\"chat\": MESSAGE}")
+    rule = _hand_rule(rt, body)
+    if isinstance(rule, str):
+        return _problem(400, rule)
+    state = await rt.engine.session(sid)
+    if state is None:
+        return _problem(404, "the session is over")
+    where = await where_open(rt, state)
+    if where is None:
+        return _problem(409, "the visitor has no page open", why="offline")
+    now = now_ms()
+    frame = await claim_nudge(rt, rule, state, now, by="staff")
+    if frame is None:
+        # The caps said no; the engine logged why. Read it back for the answer.
+        why = next((e.get("why") for e in await rt.engine.log(sid, 5) if e.get("kind") == "skip"
+                    and e.get("rule") == rule.id), None) or "capped"
+        return _problem(409, f"not sent: {REFUSALS.get(why, why)}", why=why)
+    delivered = await deliver(rt, state, frame, where)
+    log.info("staff sent %s to sid=%s", rule.id, sid)
+    return JSONResponse({"ok": True, "rule": rule.id, "delivered": delivered})
+
+
+def _hand_rule(rt: Runtime, body: dict[str, Any]) -> Rule | str:
+    """The rule a hand-sent nudge is shown as, or what is wrong with the request."""
+    if "rule" in body:
+        rule = rt.rules.rule(str(body["rule"]))
+        return rule if rule is not None else f"no rule {body['rule']!r} in the rules in force"
+    message = body.get("chat")
+    if not isinstance(message, str) or not message.strip():
+        return "say which rule's nudge to send ({\"rule\": ID}) or the chat message ({\"chat\": MESSAGE})"
+    if len(message) > MAX_MESSAGE:
+        return f"a chat message is at most {MAX_MESSAGE} characters"
+    agent = body.get("agent")
+    params = {"message": message.strip(), **({"agent": agent.strip()[:60]} if isinstance(agent, str) and agent.strip() else {})}
+    # A person asked for it: it replaces any rule's nudge on screen, and only the
+    # global cap (and the visitor's dismissal) can stop it.
+    return Rule.model_validate({
+        "id": STAFF_RULE, "when": "page_view", "priority": 1000, "limit": {"per_session": None},
+        "then": {"show": "chat", "template": "chat.html", "params": params},
+    })
+
+
+# --- rules ------------------------------------------------------------------------------
+
+
+async def rules_state(request: Request) -> Response:
+    """The rules in force, which are paused, and the document they came from (for the editor)."""
+    rt = _rt(request)
+    path = rt.settings.rules
+    from_file = path is not None and rt.rules.source != ADMIN_SOURCE
+    text = rt.rules_text
+    if from_file:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            text = Path(path).read_text(encoding="utf-8")
+    return JSONResponse({
+        "version": rt.rules_version, "source": rt.rules.source, "rules": _rules_list(rt),
+        "paused": await rt.engine.paused(), "text": text,
+        "file": str(path) if path is not None else None,
+        "last_refusal": None if rt.last_refusal is None else
+        {"at_ms": rt.last_refusal.at_ms, "source": rt.last_refusal.source, "message": rt.last_refusal.message},
+    })
+
+
+async def pause_rule(request: Request) -> Response:
+    rt = _rt(request)
+    rule = request.path_params["rule"]
+    try:
+        paused = (await request.json())["paused"]
+        if not isinstance(paused, bool):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        return _problem(400, "send {\"paused\": true} or {\"paused\": false}")
+    if rt.rules.rule(rule) is None:
+        return _problem(404, f"no rule {rule!r} in the rules in force")
+    await rt.engine.set_paused(rule, paused, now_ms())
+    log.info("staff %s rule %s", "paused" if paused else "resumed", rule)
+    all_paused = await rt.engine.paused()
+    rt.feed.announce("paused", paused=all_paused)
+    return JSONResponse({"ok": True, "rule": rule, "paused": paused, "all": all_paused})
+
+
+async def check_rules(request: Request) -> Response:
+    """Validate a rules document as `kairos check` does; nothing changes."""
+    rt = _rt(request)
+    text = await _body_text(request)
+    if isinstance(text, Response):
+        return text
+    try:
+        ruleset = await asyncio.to_thread(parse, rt, text, "editor")
+    except RulesError as exc:
+        return JSONResponse({"ok": False, "problems": _problems(exc)})
+    return JSONResponse({"ok": True, "rules": [{"id": r.id, "summary": describe(r, ruleset.page_types)} for r in ruleset.rules]})
+
+
+async def apply_rules(request: Request) -> Response:
+    """Put an edited rules document in force, or refuse it whole (422) and change nothing.
+
+    With a rules file, the file is replaced (atomically) so the edit survives a
+    restart and reaches every process watching the same file.
+    """
+    rt = _rt(request)
+    text = await _body_text(request)
+    if isinstance(text, Response):
+        return text
+    path = rt.settings.rules
+    source = str(path) if path is not None else ADMIN_SOURCE
+    try:
+        ruleset = await asyncio.to_thread(parse, rt, text, source)
+    except RulesError as exc:
+        return JSONResponse({"ok": False, "problems": _problems(exc)}, status_code=422)
+    if path is not None:
+        try:
+            await asyncio.to_thread(_write_atomically, Path(path), text)
+        except OSError as exc:
+            return _problem(500, f"could not write {path}: {exc.strerror}")
+        if rt.rules_watcher is not None:
+            rt.rules_watcher.seen = FileSignature.of(path)  # this content is in force: not a change to reload
+    else:
+        rt.rules_text = text
+    version = rt.replace_rules(ruleset)
+    rt.feed.announce("rules", version=version, rules=[r.id for r in ruleset.rules])
+    log.info("staff put rules version %d in force from the editor", version)
+    return JSONResponse({"ok": True, "version": version, "rules": [r.id for r in ruleset.rules]})
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+async def rule_stats(request: Request) -> Response:
+    """Each rule's counters over a period (24h, 7d or 30d), in bins for a chart."""
+    rt = _rt(request)
+    period = request.query_params.get("period", "24h")
+    if period not in stats.PERIODS:
+        return _problem(400, f"period is one of {', '.join(stats.PERIODS)}")
+    now = now_ms()
+    span_ms, bin_ms = stats.PERIODS[period]
+    buckets = await rt.engine.stats(now - span_ms, now)
+    return JSONResponse({"period": period, **stats.bins(buckets, now, span_ms, bin_ms),
+                         "rules": [r.id for r in rt.rules.rules], "paused": await rt.engine.paused(),
+                         "attribution_s": rt.settings.attribution_s})
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _problem(status: int, message: str, **more: Any) -> Response:
+    return JSONResponse({"ok": False, "error": message, **more}, status_code=status)
+
+
+def _problems(exc: RulesError) -> list[dict[str, Any]]:
+    return [{"line": p.line, "path": p.path, "reason": p.reason} for p in exc.problems]
+
+
+async def _body_text(request: Request) -> str | Response:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_ADMIN_BODY:
+            return _problem(413, f"a rules document is at most {MAX_ADMIN_BODY} bytes")
+    try:
+        return bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return JSONResponse({"ok": False, "problems": _problems(not_text("editor", exc))}, status_code=422)
 
 
 routes = [
-    Route("/dashboard", dashboard_page),
+    Route("/dashboard", live_page),
+    Route("/dashboard/sessions/{sid}", session_page),
+    Route("/dashboard/rules", rules_page),
+    WebSocketRoute("/dashboard/feed", feed_endpoint),
     Route("/api/sessions", list_sessions),
     Route("/api/sessions/{sid}", get_session),
+    Route("/api/sessions/{sid}/nudge", nudge_session, methods=["POST"]),
+    Route("/api/rules", rules_state),
+    Route("/api/rules/check", check_rules, methods=["POST"]),
+    Route("/api/rules/apply", apply_rules, methods=["POST"]),
+    Route("/api/rules/{rule}/pause", pause_rule, methods=["POST"]),
+    Route("/api/stats", rule_stats),
 ]

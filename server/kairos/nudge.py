@@ -13,7 +13,24 @@ from .session import SessionState, log_entry
 log = logging.getLogger("kairos.nudge")
 
 
-async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int) -> bytes | None:
+async def where_open(rt: Runtime, state: SessionState) -> str | None:
+    """Where the session has a page open: "here", "elsewhere" (another process, alive), or None."""
+    if rt.hub.connected(state.sid):
+        return "here"
+    if state.connected > 0 and state.node not in ("", rt.node_id) and await rt.engine.node_alive(state.node):
+        return "elsewhere"
+    return None
+
+
+async def deliver(rt: Runtime, state: SessionState, frame: bytes, where: str) -> bool:
+    """Push a claimed nudge to the session's page(s), here or through the process that holds them."""
+    if where == "elsewhere":
+        await rt.engine.publish(state.node, state.sid, frame)
+        return True
+    return rt.hub.push(state.sid, frame) > 0
+
+
+async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int, by: str | None = None) -> bytes | None:
     """The `show` frame for a rule's nudge if the engine's caps let it through, else None.
 
     The caps are checked and the show recorded in one atomic engine call, so
@@ -21,7 +38,7 @@ async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int)
     """
     html, css = rt.renderer.render(rule.then, state)
     oid = f"{rule.id}.{secrets.token_hex(4)}"
-    line = log_entry("show", now_ms, oid=oid, rule=rule.id)
+    line = log_entry("show", now_ms, oid=oid, rule=rule.id, **({"by": by} if by else {}))
     caps = rule.caps(rt.rules.caps)
     verdict = await rt.engine.claim_show(state.sid, state.vid, rule.id, oid, caps, line, now_ms)
     if verdict != "ok":
@@ -29,4 +46,5 @@ async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int)
         return None
     then = rule.then
     rt.metrics.inc("kairos_shows_total", rule=rule.id)
+    rt.feed.touch(state.sid)
     return wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id)

@@ -37,7 +37,7 @@ class Connection:
         # The visitor withdrew consent and the session was erased: record nothing more for it.
         self.forgotten = False
 
-    def send(self, frame: bytes) -> bool:
+    def send(self, frame: bytes | str) -> bool:
         """Queue a frame; False if the connection is closing or too far behind."""
         if self.closing:
             return False
@@ -80,7 +80,8 @@ class Connection:
                 await self._close_now()
                 return
             try:
-                await self.ws.send_bytes(item)
+                # The dashboard's feed is JSON text; a visitor's frames are MessagePack bytes.
+                await (self.ws.send_text(item) if isinstance(item, str) else self.ws.send_bytes(item))
             except Exception:
                 return  # disconnected: the reader sees it too and cleans up
 

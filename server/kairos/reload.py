@@ -81,6 +81,8 @@ async def replace_from_text(rt: "Runtime", text: str, source: str) -> int:
     except RulesError as exc:
         rt.refuse_rules(source, exc)
         raise
+    if source == ADMIN_SOURCE:
+        rt.rules_text = text
     return rt.replace_rules(ruleset)
 
 

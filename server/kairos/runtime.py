@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -11,6 +13,7 @@ from typing import Any
 from . import wire
 from .context import GeoLookup
 from .engine import Engine, create_engine
+from .feed import Feed
 from .metrics import Metrics
 from .push import Hub
 from .render import Renderer
@@ -45,6 +48,8 @@ class Runtime:
         self.renderer = Renderer(settings.templates_dir / "overlays")
         self.geo = GeoLookup(settings.geoip_db)
         self.hub = Hub()
+        self.feed = Feed(self)
+        self._feed_task: asyncio.Task[None] | None = None
         self._track: tuple[Ruleset, dict[str, Any]] | None = None
         # This process among those sharing one Redis: where nudges for its sockets are sent.
         self.node_id = secrets.token_hex(4)
@@ -65,6 +70,9 @@ class Runtime:
 
             self.rules_file_seen = FileSignature.of(settings.rules)
         self.rules = Ruleset.empty()
+        # The document of the rules put in force through the admin API or the
+        # editor when there is no rules file (with one, the file is the document).
+        self.rules_text = ""
         if settings.rules is not None:
             # A bad file at start-up stops the server: there are no old rules to keep.
             self.rules = load_rules(settings.rules, self.renderer.names(), self.renderer.problem)
@@ -92,8 +100,13 @@ class Runtime:
     async def start(self) -> None:
         await self.engine.start()
         self.timers.start()
+        self._feed_task = asyncio.create_task(self.feed.run(), name="kairos-feed")
 
     async def close(self) -> None:
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed_task
         await self.timers.close()
         await self.engine.close()
         self.geo.close()

@@ -251,6 +251,7 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
         ("setnx", "vid", hello.vid),
         ("setnx", "site", hello.site),
         ("setnx", "started_ms", str(now_ms)),
+        ("set", "seen_ms", str(now_ms)),
         # Where the visit came from is the first page's referrer, not an internal link's.
         ("setnx", "referrer", hello.page.ref),
         ("set", "tz", str(hello.tz)),
@@ -409,6 +410,7 @@ def session_verdict(h: dict[str, str], rule: str, max_per_session: int, priority
 
 def record_show(h: dict[str, str], rule: str, oid: str, priority: int) -> None:
     """Record a show that passed every cap: counted, on screen, replacing what was."""
+    h.pop(f"k:{rule}", None)
     on = h.get("on")
     if on:
         h[f"o:{on}"] = "replaced"
@@ -417,6 +419,19 @@ def record_show(h: dict[str, str], rule: str, oid: str, priority: int) -> None:
     h[f"r:{oid}"] = rule
     h[f"p:{oid}"] = str(priority)
     h["on"] = oid
+
+
+def note_skip(h: dict[str, str], rule: str, verdict: str) -> bool:
+    """Remember why a rule's moment came and went unshown; True when the reason is new.
+
+    A rule blocked for the same reason batch after batch (an overlay stays on
+    screen, a cap stays spent) is one moment for the timeline and the counters,
+    not one per batch. A show clears it (record_show).
+    """
+    if h.get(f"k:{rule}") == verdict:
+        return False
+    h[f"k:{rule}"] = verdict
+    return True
 
 
 def claim_show(h: dict[str, str], rule: str, oid: str, max_per_session: int, priority: int) -> str:

@@ -61,6 +61,9 @@ class Settings:
     # Run the timer loop here. Off: this process serves sockets and hears nudges
     # from the processes that do (their loops claim the timers).
     timers: bool = True
+    # A purchase counts as a conversion for every rule shown to the visitor this
+    # long before it (the dashboard's "converted"). Shows are kept 7 days, the most.
+    attribution_s: int = 24 * 3600
     log_level: str = "info"
     # What the snippet measures (welcome.track); a rules file's `track:` overrides
     # any of these (docs/rules.md, "track").

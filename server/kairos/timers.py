@@ -15,7 +15,7 @@ import asyncio
 import logging
 
 from .engine.base import Bus
-from .nudge import claim_nudge
+from .nudge import claim_nudge, deliver, where_open
 from .rules.delayed import Timer, cancelled_by
 from .runtime import Runtime, now_ms
 from .session import log_entry
@@ -52,6 +52,9 @@ class TimerService(Bus):
 
     def on_wake(self, due_ms: int) -> None:
         self.arm(due_ms)
+
+    def on_feed(self, text: str) -> None:
+        self.rt.feed.deliver(text)
 
     async def on_push(self, sid: str, frame: bytes) -> None:
         if not self.rt.hub.push(sid, frame):
@@ -105,16 +108,11 @@ class TimerService(Bus):
             return "session_gone"
         line = log_entry("timer", now, rule=rule.id, late_ms=now - t.due_ms)
         state = await rt.engine.apply(t.sid, [("incr", f"x:{rule.id}", "1")], [line], now)
+        rt.feed.touch(t.sid, state)
         if cancelled_by(rule, t, state, now) is not None:
             return "cancelled"
-        here = rt.hub.connected(t.sid)
-        elsewhere = (
-            not here
-            and state.connected > 0
-            and state.node not in ("", rt.node_id)
-            and await rt.engine.node_alive(state.node)
-        )
-        if not (here or elsewhere):
+        where = await where_open(rt, state)
+        if where is None:
             if rule.offline == "next_page":
                 # Kept for the visitor, not the session: closing the tab ends the session.
                 await rt.engine.keep_for_next_page(state.vid, rule.id, now)
@@ -123,8 +121,6 @@ class TimerService(Bus):
         frame = await claim_nudge(rt, rule, state, now)
         if frame is None:
             return "capped"
-        if elsewhere:
-            await rt.engine.publish(state.node, t.sid, frame)
-            return "forwarded"
         # The socket may have closed while the show was claimed: rare, and logged.
-        return "shown" if rt.hub.push(t.sid, frame) else "no_socket"
+        delivered = await deliver(rt, state, frame, where)
+        return "forwarded" if where == "elsewhere" else "shown" if delivered else "no_socket"

@@ -123,6 +123,7 @@ class VisitorSocket:
             rt.engine.mark_live(sid, now),
         )
         state.visitor = self.visitor
+        rt.feed.touch(sid, state)
         self.vid = hello.vid
         self.site = hello.site
         self.sid = sid
@@ -142,7 +143,8 @@ class VisitorSocket:
 
     async def _mark_disconnected(self) -> None:
         try:
-            await self.rt.engine.apply(self.sid, [("incr", "connected", "-1")], [], now_ms())
+            state = await self.rt.engine.apply(self.sid, [("incr", "connected", "-1")], [], now_ms())
+            self.rt.feed.touch(self.sid, state)
         except Exception:
             log.exception("could not record the disconnect of sid=%s", self.sid)
 
@@ -210,6 +212,7 @@ class VisitorSocket:
         line = log_entry("feedback", now, oid=fb.oid, act=fb.act)
         if await self.rt.engine.record_feedback(self.sid, fb.oid, fb.act, line, now):
             self.rt.metrics.inc("kairos_feedback_total", act=fb.act)
+            self.rt.feed.touch(self.sid)
         else:
             self.refuse(WireError("unknown_overlay", f"overlay {fb.oid!r} was not shown in this session"))
 

@@ -21,6 +21,24 @@ SHOWS_TTL_S = 7 * 24 * 3600
 # A visitor's sessions are remembered under the visitor (newest first, this many)
 # so that forgetting the visitor finds the sessions of every tab they had open.
 SESSIONS_KEEP = 16
+# Rule counters (triggered, shown, clicked, dismissed, converted) are kept in
+# ten-minute buckets: fine enough for "the last hour", few enough for a month.
+STATS_BUCKET_MS = 10 * 60 * 1000
+STATS_TTL_S = 32 * 24 * 3600
+# A pause outlives any sensible absence; every pause or resume renews it.
+PAUSED_TTL_S = 90 * 24 * 3600
+# What a rule's nudge can be counted as; feedback acts beyond these are not counters.
+COUNTED_ACTS = ("clicked", "dismissed")
+
+
+def stats_bucket(now_ms: int) -> int:
+    """The start (ms) of the counters' bucket that `now_ms` falls in."""
+    return now_ms - now_ms % STATS_BUCKET_MS
+
+
+def stats_buckets(since_ms: int, until_ms: int) -> range:
+    """Every bucket start from the one holding `since_ms` to the one holding `until_ms`."""
+    return range(stats_bucket(since_ms), stats_bucket(until_ms) + 1, STATS_BUCKET_MS)
 
 
 class Engine(ABC):
@@ -52,8 +70,30 @@ class Engine(ABC):
 
     @abstractmethod
     async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int) -> str:
-        """Check every cap of a rule (session, visitor, rule-wide) and record and log the show,
-        atomically: "ok" or which cap stopped it."""
+        """Check every cap of a rule (session, visitor, rule-wide) and whether it is paused, and
+        record and log the show, atomically: "ok" or which cap stopped it.
+
+        Counts the rule's moment (`triggered`) and its show (`shown`) in the
+        counters; a moment that was not shown is logged (kind `skip`, with `why`)
+        once per reason in a row.
+        """
+
+    @abstractmethod
+    async def record_conversion(self, vid: str, now_ms: int, window_ms: int) -> list[str]:
+        """Count a purchase, and a conversion for each rule shown to the visitor within
+        `window_ms` before it (at most SHOWS_TTL_S back); the rules credited."""
+
+    @abstractmethod
+    async def stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:
+        """The counters by bucket start: {"<rule>|<counter>": n}, and "*|purchases"."""
+
+    @abstractmethod
+    async def set_paused(self, rule: str, paused: bool, now_ms: int) -> None:
+        """Pause a rule (its nudges are refused with "paused" by claim_show), or resume it."""
+
+    @abstractmethod
+    async def paused(self) -> dict[str, int]:
+        """Paused rules and since when (ms)."""
 
     @abstractmethod
     async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
@@ -128,6 +168,18 @@ class Engine(ABC):
     async def listen(self, node: str, bus: Bus) -> None:
         """Hear pushes and wake-ups from other processes until cancelled (one process: nothing to hear)."""
 
+    async def publish_feed(self, text: str) -> bool:
+        """Send a dashboard feed message to every process; False when there are no others to
+        reach (one process: the caller delivers it itself)."""
+        return False
+
+    async def watch_feed(self, ttl_s: int) -> None:
+        """Say that this process has dashboards watching, for `ttl_s` seconds."""
+
+    async def feed_watched(self) -> bool:
+        """Whether any process has dashboards watching (one process: the caller knows)."""
+        return False
+
 
 class Bus:
     """What a process hears from the others: pushes for its sockets, and wake-ups."""
@@ -135,6 +187,8 @@ class Bus:
     async def on_push(self, sid: str, frame: bytes) -> None: ...
 
     def on_wake(self, due_ms: int) -> None: ...
+
+    def on_feed(self, text: str) -> None: ...
 
 
 def parse_log(lines: Sequence[str]) -> list[dict[str, Any]]:

@@ -38,3 +38,15 @@ def session(sid: str) -> str:
 
 def log(sid: str) -> str:
     return f"{PREFIX}:{{{sid}}}:log"
+
+
+def stats(bucket_ms: int) -> str:
+    """Rule counters of one ten-minute bucket (engine.base.STATS_BUCKET_MS)."""
+    return f"{PREFIX}:stats:{bucket_ms}"
+
+
+# Paused rules (rule -> since ms): read by claim_show.lua with every show.
+PAUSED = f"{PREFIX}:paused"
+# Dashboard feed: one channel for every process, and a flag that some dashboard watches.
+FEED = f"{PREFIX}:feed"
+FEED_WATCHED = f"{PREFIX}:feed:watched"

@@ -11,8 +11,10 @@ from typing import Any, Sequence
 
 from ..caps import Caps, bucket, visitor_verdict
 from ..rules.delayed import Timer
-from ..session import Op, SessionState, VisitorInfo, apply_ops, record_feedback, record_show, session_verdict
-from .base import LOG_MAX, SESSIONS_KEEP, SHOWS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, parse_log
+from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note_skip, record_feedback, record_show,
+                       session_verdict)
+from .base import (COUNTED_ACTS, LOG_MAX, SESSIONS_KEEP, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine,
+                   parse_log, stats_bucket, stats_buckets)
 
 SWEEP_EVERY_S = 60.0
 
@@ -53,6 +55,13 @@ class MemoryEngine(Engine):
         # re-armed timer's old entry stays until it surfaces and is skipped.
         self._timers: dict[str, Timer] = {}
         self._heap: list[tuple[int, str]] = []
+        self._stats: dict[int, dict[str, int]] = {}  # bucket start -> "<rule>|<counter>" -> n
+        self._paused: dict[str, int] = {}
+
+    def _count(self, now_ms: int, rule: str, counter: str) -> None:
+        b = self._stats.setdefault(stats_bucket(now_ms), {})
+        key = f"{rule}|{counter}"
+        b[key] = b.get(key, 0) + 1
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever())
@@ -74,6 +83,9 @@ class MemoryEngine(Engine):
             del self._sessions[sid]
         for vid in [vid for vid, v in self._visitors.items() if v.expires_at <= now]:
             del self._visitors[vid]
+        oldest = stats_bucket(int(time.time() * 1000) - STATS_TTL_S * 1000)
+        for b in [b for b in self._stats if b < oldest]:
+            del self._stats[b]
         return len(dead)
 
     def _live(self, sid: str) -> _Entry | None:
@@ -106,18 +118,22 @@ class MemoryEngine(Engine):
         e = self._live(sid)
         if e is None:
             return "gone"
-        verdict = session_verdict(e.h, rule, caps.per_session, caps.priority)
+        verdict = "paused" if rule in self._paused else session_verdict(e.h, rule, caps.per_session, caps.priority)
+        if verdict == "ok":
+            v = self._visitor(vid, now_ms)
+            rule_times, all_times = v.shows.setdefault(rule, []), v.shows.setdefault("", [])
+            window = (rule, bucket(caps.per_rule, now_ms)) if caps.per_rule else None
+            verdict = visitor_verdict(caps, rule_times, all_times, self._rule_counts.get(window, 0), now_ms)
         if verdict != "ok":
-            return verdict
-        v = self._visitor(vid, now_ms)
-        rule_times, all_times = v.shows.setdefault(rule, []), v.shows.setdefault("", [])
-        window = (rule, bucket(caps.per_rule, now_ms)) if caps.per_rule else None
-        verdict = visitor_verdict(caps, rule_times, all_times, self._rule_counts.get(window, 0), now_ms)
-        if verdict != "ok":
+            if note_skip(e.h, rule, verdict):
+                e.log.appendleft(log_entry("skip", now_ms, rule=rule, why=verdict))
+                self._count(now_ms, rule, "triggered")
             return verdict
         record_show(e.h, rule, oid, caps.priority)
         e.log.appendleft(log)
         self._touch(e)
+        self._count(now_ms, rule, "triggered")
+        self._count(now_ms, rule, "shown")
         for times in (rule_times, all_times):
             times.append(now_ms)
             times[:] = [t for t in times if t > now_ms - SHOWS_TTL_S * 1000]
@@ -176,7 +192,30 @@ class MemoryEngine(Engine):
             return False
         e.log.appendleft(log)
         self._touch(e)
+        if act in COUNTED_ACTS:
+            self._count(now_ms, e.h[f"r:{oid}"], act)
         return True
+
+    async def record_conversion(self, vid: str, now_ms: int, window_ms: int) -> list[str]:
+        self._count(now_ms, "*", "purchases")
+        v = self._visitors.get(vid)
+        since = now_ms - min(window_ms, SHOWS_TTL_S * 1000)
+        credited = sorted(r for r, times in (v.shows.items() if v else ()) if r and any(t > since for t in times))
+        for rule in credited:
+            self._count(now_ms, rule, "converted")
+        return credited
+
+    async def stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:
+        return {b: dict(self._stats[b]) for b in stats_buckets(since_ms, until_ms) if b in self._stats}
+
+    async def set_paused(self, rule: str, paused: bool, now_ms: int) -> None:
+        if paused:
+            self._paused.setdefault(rule, now_ms)
+        else:
+            self._paused.pop(rule, None)
+
+    async def paused(self) -> dict[str, int]:
+        return dict(self._paused)
 
     async def session(self, sid: str) -> SessionState | None:
         e = self._live(sid)

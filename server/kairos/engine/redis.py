@@ -17,7 +17,8 @@ from ..rules.model import MAX_DELAY_S
 from ..session import Op, SessionState, VisitorInfo
 from . import keys
 from .autopipe import AutoPipeline
-from .base import LOG_MAX, SESSIONS_KEEP, SHOWS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, parse_log
+from .base import (COUNTED_ACTS, LOG_MAX, PAUSED_TTL_S, SESSIONS_KEEP, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP,
+                   VIEWS_WINDOW_MS, Bus, Engine, parse_log, stats_bucket, stats_buckets)
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
@@ -97,10 +98,46 @@ class RedisEngine(Engine):
         window_key = keys.rule_window(rule, bucket(caps.per_rule, now_ms) if caps.per_rule else 0)
         return await self.pipe.evalsha(
             self._claim,
-            [keys.session(sid), keys.log(sid), keys.visitor(vid, f"shows:{rule}"), keys.visitor(vid, "shows"), window_key],
+            [keys.session(sid), keys.log(sid), keys.visitor(vid, f"shows:{rule}"), keys.visitor(vid, "shows"), window_key,
+             keys.stats(stats_bucket(now_ms)), keys.PAUSED],
             [rule, oid, caps.per_session, caps.priority, self.session_ttl_s, LOG_MAX, log, now_ms,
-             *w(caps.per_visitor), *w(caps.all_per_visitor), *w(caps.per_rule), caps.cooldown_ms, SHOWS_TTL_S],
+             *w(caps.per_visitor), *w(caps.all_per_visitor), *w(caps.per_rule), caps.cooldown_ms, SHOWS_TTL_S,
+             STATS_TTL_S],
         )
+
+    async def record_conversion(self, vid: str, now_ms: int, window_ms: int) -> list[str]:
+        since = now_ms - min(window_ms, SHOWS_TTL_S * 1000)
+        stats = keys.stats(stats_bucket(now_ms))
+        oids = await self.pipe.execute("ZRANGEBYSCORE", keys.visitor(vid, "shows"), f"({since}", "+inf")
+        # Each show's oid is "<rule>.<hex>".
+        credited = sorted({oid.rsplit(".", 1)[0] for oid in oids})
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hincrby(stats, "*|purchases", 1)
+            for rule in credited:
+                pipe.hincrby(stats, f"{rule}|converted", 1)
+            pipe.expire(stats, STATS_TTL_S)
+            await pipe.execute()
+        return credited
+
+    async def stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:
+        buckets = list(stats_buckets(since_ms, until_ms))
+        async with self.r.pipeline(transaction=False) as pipe:
+            for b in buckets:
+                pipe.hgetall(keys.stats(b))
+            found = await pipe.execute()
+        return {b: {k: int(v) for k, v in h.items()} for b, h in zip(buckets, found) if h}
+
+    async def set_paused(self, rule: str, paused: bool, now_ms: int) -> None:
+        async with self.r.pipeline(transaction=False) as pipe:
+            if paused:
+                pipe.hsetnx(keys.PAUSED, rule, now_ms)
+            else:
+                pipe.hdel(keys.PAUSED, rule)
+            pipe.expire(keys.PAUSED, PAUSED_TTL_S)
+            await pipe.execute()
+
+    async def paused(self) -> dict[str, int]:
+        return {rule: int(ms) for rule, ms in (await self.r.hgetall(keys.PAUSED)).items()}
 
     async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
         sessions, first, same_path, same_type, pending = await self.pipe.evalsha(
@@ -150,7 +187,8 @@ class RedisEngine(Engine):
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         ok = await self.pipe.evalsha(
-            self._feedback, [keys.session(sid), keys.log(sid)], [oid, act, self.session_ttl_s, LOG_MAX, log]
+            self._feedback, [keys.session(sid), keys.log(sid), keys.stats(stats_bucket(now_ms))],
+            [oid, act, self.session_ttl_s, LOG_MAX, log, STATS_TTL_S, "1" if act in COUNTED_ACTS else "0"],
         )
         return bool(ok)
 
@@ -217,9 +255,19 @@ class RedisEngine(Engine):
         counts = dict(reply) if isinstance(reply, list) and reply and isinstance(reply[0], (list, tuple)) else dict(zip(reply[::2], reply[1::2]))
         return int(counts.get(keys.node_channel(node), 0)) > 0
 
+    async def publish_feed(self, text: str) -> bool:
+        await self.pipe.execute("PUBLISH", keys.FEED, text)
+        return True
+
+    async def watch_feed(self, ttl_s: int) -> None:
+        await self.pipe.execute("SET", keys.FEED_WATCHED, "1", "EX", ttl_s)
+
+    async def feed_watched(self) -> bool:
+        return bool(await self.pipe.execute("EXISTS", keys.FEED_WATCHED))
+
     async def listen(self, node: str, bus: Bus) -> None:
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(keys.node_channel(node), keys.TIMERS_WAKE)
+        await pubsub.subscribe(keys.node_channel(node), keys.TIMERS_WAKE, keys.FEED)
         try:
             while True:
                 try:
@@ -230,7 +278,9 @@ class RedisEngine(Engine):
                     continue
                 if msg is None:
                     continue
-                if msg["channel"] == keys.TIMERS_WAKE:
+                if msg["channel"] == keys.FEED:
+                    bus.on_feed(msg["data"])
+                elif msg["channel"] == keys.TIMERS_WAKE:
                     bus.on_wake(int(float(msg["data"])))
                 else:
                     sid, _, hexframe = msg["data"].partition(" ")

@@ -8,7 +8,11 @@
 -- ARGV[9]/[10] per visitor max/window_ms, ARGV[11]/[12] all rules per visitor max/window_ms,
 -- ARGV[13]/[14] per rule max/window_ms, ARGV[15] cooldown_ms, ARGV[16] shows ttl_s
 -- (a max of 0 means no such cap)
+-- KEYS[6] the counters' current bucket (hash), KEYS[7] paused rules (hash);
+-- ARGV[17] the counters' ttl_s. A refusal is logged and counted once per reason
+-- in a row (kairos.session.note_skip).
 local h, log, vrule, vall, rcount = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local stats, paused = KEYS[6], KEYS[7]
 local rule, oid = ARGV[1], ARGV[2]
 local max_per_session, priority, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = tonumber(ARGV[8])
@@ -16,22 +20,46 @@ local vr_max, vr_per = tonumber(ARGV[9]), tonumber(ARGV[10])
 local va_max, va_per = tonumber(ARGV[11]), tonumber(ARGV[12])
 local rr_max, rr_per = tonumber(ARGV[13]), tonumber(ARGV[14])
 local cooldown, shows_ttl = tonumber(ARGV[15]), tonumber(ARGV[16])
+local stats_ttl = tonumber(ARGV[17])
+
+local function count(counter)
+  redis.call('HINCRBY', stats, rule .. '|' .. counter, 1)
+  redis.call('EXPIRE', stats, stats_ttl)
+end
+
+local function verdict()
+  if redis.call('HEXISTS', paused, rule) == 1 then return 'paused' end
+  if redis.call('HEXISTS', h, 'd:' .. rule) == 1 then return 'dismissed' end
+  local fired = tonumber(redis.call('HGET', h, 'f:' .. rule) or '0')
+  if max_per_session > 0 and fired >= max_per_session then return 'capped' end
+  local on = redis.call('HGET', h, 'on')
+  if on and priority <= tonumber(redis.call('HGET', h, 'p:' .. on) or '0') then return 'busy' end
+  if cooldown > 0 then
+    local last = redis.call('ZRANGE', vrule, -1, -1, 'WITHSCORES')
+    if last[2] and tonumber(last[2]) > now - cooldown then return 'cooldown' end
+  end
+  if vr_max > 0 and redis.call('ZCOUNT', vrule, '(' .. (now - vr_per), '+inf') >= vr_max then return 'visitor_capped' end
+  if va_max > 0 and redis.call('ZCOUNT', vall, '(' .. (now - va_per), '+inf') >= va_max then return 'globally_capped' end
+  if rr_max > 0 and tonumber(redis.call('GET', rcount) or '0') >= rr_max then return 'rule_capped' end
+  return 'ok'
+end
 
 if redis.call('EXISTS', h) == 0 then return 'gone' end
-if redis.call('HEXISTS', h, 'd:' .. rule) == 1 then return 'dismissed' end
-local fired = tonumber(redis.call('HGET', h, 'f:' .. rule) or '0')
-if max_per_session > 0 and fired >= max_per_session then return 'capped' end
-local on = redis.call('HGET', h, 'on')
-if on and priority <= tonumber(redis.call('HGET', h, 'p:' .. on) or '0') then return 'busy' end
-
-if cooldown > 0 then
-  local last = redis.call('ZRANGE', vrule, -1, -1, 'WITHSCORES')
-  if last[2] and tonumber(last[2]) > now - cooldown then return 'cooldown' end
+local why = verdict()
+if why ~= 'ok' then
+  if redis.call('HGET', h, 'k:' .. rule) ~= why then
+    redis.call('HSET', h, 'k:' .. rule, why)
+    redis.call('LPUSH', log, cjson.encode({ts = now, kind = 'skip', rule = rule, why = why}))
+    redis.call('LTRIM', log, 0, tonumber(ARGV[6]) - 1)
+    count('triggered')
+  end
+  return why
 end
-if vr_max > 0 and redis.call('ZCOUNT', vrule, '(' .. (now - vr_per), '+inf') >= vr_max then return 'visitor_capped' end
-if va_max > 0 and redis.call('ZCOUNT', vall, '(' .. (now - va_per), '+inf') >= va_max then return 'globally_capped' end
-if rr_max > 0 and tonumber(redis.call('GET', rcount) or '0') >= rr_max then return 'rule_capped' end
 
+local on = redis.call('HGET', h, 'on')
+redis.call('HDEL', h, 'k:' .. rule)
+count('triggered')
+count('shown')
 if on then redis.call('HSET', h, 'o:' .. on, 'replaced') end
 redis.call('HINCRBY', h, 'f:' .. rule, 1)
 redis.call('HSET', h, 'o:' .. oid, 'sent', 'r:' .. oid, rule, 'p:' .. oid, priority, 'on', oid)

@@ -130,6 +130,11 @@ def describe(rule: Any, page_types: Iterable[str] | Mapping[str, Any] | Any | No
 # --- conditions -------------------------------------------------------------------
 
 
+def condition_words(name: str, cond: Any) -> str:
+    """One condition of a rule's `if` in plain words."""
+    return _safe(lambda: _condition(name, cond), name, cond)
+
+
 def _condition(name: str, cond: Any) -> str:
     """`their cart value is over 50`, `the checkout step is one of 'shipping' or 'payment'`."""
     if name == "page_type":

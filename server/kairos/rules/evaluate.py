@@ -85,3 +85,25 @@ def crossed(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now_
 
 def _page_type(ruleset: Ruleset, event: Event) -> str:
     return ruleset.classify(event.fields["path"], event.fields.get("type", "")) if event.type == "page_view" else ""
+
+
+def explain(rule: Rule, state: SessionState, now_ms: int, paused: bool = False) -> dict[str, Any]:
+    """Why a rule would or would not show its nudge to this session now, for the session view.
+
+    Each condition with the session's value and whether it holds (a condition on
+    the triggering event's fields reads empty here: it is read at the event),
+    and what blocks the rule in this session whatever happens next, if anything.
+    """
+    from .describe import condition_words
+
+    conditions = []
+    for name, cond in rule.if_.items():
+        value = getter(name)(state, None, now_ms)
+        conditions.append({"name": name, "want": condition_words(name, cond), "value": value,
+                           "ok": condition_holds(cond, value)})
+    cap = rule.limit.per_session
+    fired = state.fired.get(rule.id, 0)
+    blocked = ("paused" if paused else "dismissed" if rule.id in state.dismissed
+               else "capped" if cap is not None and fired >= cap else None)
+    return {"rule": rule.id, "when": rule.when, "after_s": rule.after, "fired": fired, "per_session": cap,
+            "conditions": conditions, "holds": all(c["ok"] for c in conditions), "blocked": blocked}

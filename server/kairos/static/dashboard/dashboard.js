@@ -1,112 +1,82 @@
-/* Kairos staff dashboard: live sessions, polled from the server's JSON API.
+/* Kairos staff dashboard: the live page, a session's view and the rules page.
  *
- *   GET /api/sessions        -> {"sessions": [session, ...]}
- *   GET /api/sessions/{sid}  -> session + {"log": [{ts, kind, what, ...}]}
+ * The live feed is a websocket (/dashboard/feed): a snapshot of the recent
+ * sessions, then every change as it happens, a few times a second (kairos.feed):
+ *   {t: "snapshot", rows, paused, rules, version, summary}
+ *   {t: "rows", rows, gone?}      {t: "summary", summary}
+ *   {t: "paused", paused}         {t: "rules", version, rules}
+ * The JSON API (/api/...) answers the rest; changes carry the CSRF cookie's value
+ * in X-CSRF-Token. A 401 means the login expired: back to the login form.
  *
- * session = {sid, vid, site, started_ms, seen_ms, path, page_type, pages,
- *            dwell_ms, scroll_pct, clicks, exit_intents, cart_value,
- *            cart_items, connected, overlays: {oid: {rule, status}}}
- *
- * Staff only: the page and the API need a login (the session cookie goes
- * with every same-origin fetch). When it has expired the API answers 401 and
- * the page goes to the login form. Requests carry the CSRF cookie's value in
- * X-CSRF-Token, which the server requires of anything that changes state.
- *
- * Everything from the API is visitor-controlled data (paths, titles, …), so
+ * Everything from the server is visitor-controlled data (paths, titles, …), so
  * it is only ever put in the page with textContent, never as HTML.
  * No dependencies, no framework.
  */
-(function () {
+(() => {
   "use strict";
 
-  var POLL_MS = 2000;
-  var TIMEOUT_MS = 5000;
-  var LIST_URL = "/api/sessions";
-  var LOGIN_URL = "/dashboard/login";
+  const LOGIN_URL = "/dashboard/login";
+  const TIMEOUT_MS = 8000;
+  const ROW_H = 44; // px; the live table's rows have this fixed height (dashboard.css)
+  const OVERSCAN = 8; // rows drawn beyond the visible ones, for smooth scrolling
 
-  var selectedSid = null;
-  var lastSessions = [];
-  var timer = null;
-
-  function $(id) {
-    return document.getElementById(id);
-  }
+  const $ = (id) => document.getElementById(id);
 
   function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    if (attrs) {
-      for (var k in attrs) {
-        if (Object.prototype.hasOwnProperty.call(attrs, k) && attrs[k] != null) node.setAttribute(k, attrs[k]);
-      }
-    }
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) if (v != null && v !== false) node.setAttribute(k, v === true ? "" : v);
     if (text != null) node.textContent = String(text);
     return node;
   }
 
-  function clear(node) {
-    while (node.firstChild) node.removeChild(node.firstChild);
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text != null) node.textContent = String(text);
+    return node;
   }
+
+  const clear = (node) => node.replaceChildren();
 
   /* ---- formatting ---------------------------------------------------- */
-  function num(v) {
-    return typeof v === "number" && isFinite(v) ? v : 0;
-  }
-
-  function pad(n) {
-    return (n < 10 ? "0" : "") + n;
-  }
+  const num = (v) => (typeof v === "number" && isFinite(v) ? v : 0);
+  const pad = (n) => (n < 10 ? "0" : "") + n;
 
   function duration(ms) {
-    var s = Math.floor(num(ms) / 1000);
+    const s = Math.floor(num(ms) / 1000);
     if (s < 60) return s + " s";
-    var m = Math.floor(s / 60);
+    const m = Math.floor(s / 60);
     if (m < 60) return m + "m " + pad(s % 60) + "s";
     return Math.floor(m / 60) + "h " + pad(m % 60) + "m";
   }
 
-  function ago(ms) {
-    if (!ms) return "—";
-    var d = Date.now() - ms;
-    if (d < 0) d = 0;
-    return duration(d) + " ago";
-  }
+  const ago = (ms) => (ms ? duration(Math.max(0, Date.now() - ms)) + " ago" : "—");
 
   function clock(ms) {
     if (!ms) return "—";
-    var d = new Date(ms);
+    const d = new Date(ms);
     return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
   }
 
   function stamp(ms) {
     if (!ms) return "—";
-    var d = new Date(ms);
+    const d = new Date(ms);
     return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + clock(ms);
   }
 
-  function money(v) {
-    return "€" + num(v).toFixed(2);
+  const money = (v, cur) => (cur === "USD" ? "$" : cur === "GBP" ? "£" : "€") + num(v).toFixed(2);
+  const shortId = (id) => ((id = String(id || "")).length > 12 ? id.slice(0, 12) + "…" : id);
+  const words = (name) => String(name).replace(/_/g, " ");
+
+  function midnight() {
+    const d = new Date();
+    d.setHours(0, 0, 0, 0);
+    return d.getTime();
   }
 
-  function shortId(id) {
-    id = String(id || "");
-    return id.length > 10 ? id.slice(0, 10) + "…" : id;
-  }
-
-  function overlayList(overlays) {
-    var out = [];
-    if (!overlays || typeof overlays !== "object") return out;
-    for (var oid in overlays) {
-      if (Object.prototype.hasOwnProperty.call(overlays, oid)) {
-        var o = overlays[oid] || {};
-        out.push({ oid: oid, rule: o.rule || "?", status: o.status || "?" });
-      }
-    }
-    return out;
-  }
-
-  /* ---- fetching ------------------------------------------------------ */
+  /* ---- talking to the server ---------------------------------------- */
   function csrfToken() {
-    var m = /(?:^|;\s*)kairos_csrf=([^;]*)/.exec(document.cookie);
+    const m = /(?:^|;\s*)kairos_csrf=([^;]*)/.exec(document.cookie);
     return m ? m[1] : "";
   }
 
@@ -114,290 +84,604 @@
     location.assign(LOGIN_URL + "?next=" + encodeURIComponent(location.pathname + location.search));
   }
 
-  function getJSON(url) {
-    var ctrl = typeof AbortController === "function" ? new AbortController() : null;
-    var t = ctrl
-      ? setTimeout(function () {
-          ctrl.abort();
-        }, TIMEOUT_MS)
-      : null;
-    var headers = { Accept: "application/json", "X-CSRF-Token": csrfToken() };
-    return fetch(url, { cache: "no-store", credentials: "same-origin", headers: headers, signal: ctrl ? ctrl.signal : undefined })
-      .then(function (res) {
-        if (res.status === 401) toLogin(); // the session expired, or the token changed
-        if (!res.ok) {
-          var err = new Error("HTTP " + res.status);
-          err.status = res.status;
-          throw err;
-        }
-        return res.json();
-      })
-      .finally(function () {
-        if (t) clearTimeout(t);
-      });
+  // JSON from the API; rejects with {status, body} on an HTTP error.
+  async function call(url, options) {
+    const opts = options || {};
+    const ctrl = new AbortController();
+    const t = setTimeout(() => ctrl.abort(), TIMEOUT_MS);
+    const headers = { Accept: "application/json", "X-CSRF-Token": csrfToken(), ...(opts.headers || {}) };
+    try {
+      const res = await fetch(url, { cache: "no-store", credentials: "same-origin", ...opts, headers, signal: ctrl.signal });
+      if (res.status === 401) toLogin(); // the login expired, or the token changed
+      const body = await res.json().catch(() => ({}));
+      if (!res.ok) throw { status: res.status, body };
+      return body;
+    } finally {
+      clearTimeout(t);
+    }
   }
 
+  const postJSON = (url, data) =>
+    call(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(data) });
+  const postText = (url, text) =>
+    call(url, { method: "POST", headers: { "Content-Type": "text/plain; charset=utf-8" }, body: text });
+
   function setStatus(state, text) {
-    var s = $("status");
+    const s = $("status");
+    if (!s) return;
     s.setAttribute("data-state", state);
     s.textContent = text;
     document.body.classList.toggle("stale", state === "error");
   }
 
-  /* ---- sessions table ------------------------------------------------ */
-  function cell(row, text, cls, title) {
-    var td = el("td", { "class": cls || null, title: title || null }, text);
-    row.appendChild(td);
-    return td;
-  }
-
-  function renderSessions(sessions) {
-    var body = $("sessions-body");
-    var focusedSid = document.activeElement && document.activeElement.getAttribute
-      ? document.activeElement.getAttribute("data-sid")
-      : null;
-    clear(body);
-    sessions.forEach(function (s) {
-      var row = el("tr", { "data-sid": s.sid, tabindex: "0", "class": "session-row" });
-      if (s.sid === selectedSid) row.classList.add("selected");
-      if (!s.connected) row.classList.add("disconnected");
-
-      var sidCell = cell(row, "", "sid", s.sid);
-      sidCell.appendChild(el("span", { "class": "dot " + (s.connected ? "on" : "off"), title: s.connected ? "connected" : "not connected" }));
-      sidCell.appendChild(el("code", null, shortId(s.sid)));
-
-      cell(row, s.site || "", "site");
-      var page = cell(row, "", "page", s.path || "");
-      page.appendChild(el("span", { "class": "path" }, s.path || "—"));
-      if (s.page_type) page.appendChild(el("span", { "class": "tag" }, s.page_type));
-      cell(row, num(s.pages), "num");
-      cell(row, duration(s.dwell_ms), "num");
-      cell(row, num(s.scroll_pct) + "%", "num");
-      cell(row, num(s.clicks), "num");
-      cell(row, num(s.exit_intents), "num");
-      cell(row, num(s.cart_items) ? money(s.cart_value) + " · " + num(s.cart_items) : "—", "num");
-      scoreCell(row, s.scores);
-
-      var ov = cell(row, "", "overlays");
-      var list = overlayList(s.overlays);
-      if (!list.length) ov.textContent = "—";
-      list.forEach(function (o) {
-        ov.appendChild(el("span", { "class": "chip status-" + o.status, title: o.oid }, o.rule + ": " + o.status));
-      });
-      cell(row, ago(s.seen_ms), "seen", stamp(s.seen_ms));
-
-      row.addEventListener("click", function () {
-        select(s.sid);
-      });
-      row.addEventListener("keydown", function (e) {
-        if (e.key === "Enter" || e.key === " ") {
-          e.preventDefault();
-          select(s.sid);
-        }
-      });
-      body.appendChild(row);
-      if (focusedSid && focusedSid === s.sid) row.focus();
-    });
-    $("session-count").textContent = String(sessions.length);
-    $("sessions-empty").hidden = sessions.length > 0;
+  // The feed socket, reconnected with backoff; `on` maps message types to handlers.
+  function openFeed(on) {
+    const proto = location.protocol === "https:" ? "wss://" : "ws://";
+    let backoff = 500;
+    let messages = 0;
+    const connect = () => {
+      const ws = new WebSocket(proto + location.host + "/dashboard/feed?day=" + midnight());
+      ws.onopen = () => {
+        backoff = 500;
+        setStatus("ok", "live");
+      };
+      ws.onmessage = (e) => {
+        const msg = JSON.parse(e.data);
+        messages += 1;
+        window.kairosFeed = { messages, last: msg.t }; // for the browser tests and the curious
+        if (on[msg.t]) on[msg.t](msg);
+        setStatus("ok", "live · " + clock(Date.now()));
+      };
+      ws.onclose = () => {
+        setStatus("error", "feed lost · reconnecting");
+        // A refused handshake looks like any other close: ask the API whether the login expired.
+        call("/api/rules").catch(() => {});
+        setTimeout(connect, backoff + Math.random() * 250);
+        backoff = Math.min(backoff * 2, 10000);
+      };
+    };
+    connect();
   }
 
   // Intent scores (0..1) as meters: a glance tells who is about to buy or to leave.
-  function scoreCell(row, scores) {
-    var td = cell(row, "", "scores");
-    var names = Object.keys(scores || {});
-    if (!names.length) td.textContent = "—";
-    names.forEach(function (name) {
-      var v = scores[name].value;
-      var item = el("span", { "class": "score", "data-score": name, title: name + " " + v.toFixed(3) });
-      item.appendChild(el("meter", { min: "0", max: "1", low: "0.3", high: "0.7", optimum: "1", value: String(v), "aria-label": name }));
-      item.appendChild(el("span", null, name.replace(/_/g, " ") + " " + v.toFixed(2)));
-      td.appendChild(item);
-    });
-  }
-
-  // A score and what makes it: "0.77 = bias -3.00 + add_to_cart +2.40 + ..."
-  function scoreWords(score) {
-    var parts = (score.top || []).map(function (p) {
-      return p[0] + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2);
-    });
-    return score.value.toFixed(3) + " = logistic(bias " + score.bias.toFixed(2) + (parts.length ? ", " + parts.join(", ") : "") + ")";
-  }
-
-  function markSelected() {
-    var rows = document.querySelectorAll("#sessions-body tr");
-    for (var i = 0; i < rows.length; i++) {
-      rows[i].classList.toggle("selected", rows[i].getAttribute("data-sid") === selectedSid);
+  function scoreMeters(scores) {
+    const box = el("span", { class: "scores" });
+    const names = Object.keys(scores || {});
+    if (!names.length) box.textContent = "—";
+    for (const name of names) {
+      const v = num(scores[name]);
+      const item = el("span", { class: "score", "data-score": name, title: words(name) + " " + v.toFixed(3) });
+      item.appendChild(el("meter", { min: "0", max: "1", low: "0.3", high: "0.7", optimum: "1", value: String(v), "aria-label": words(name) }));
+      item.appendChild(el("span", null, words(name) + " " + v.toFixed(2)));
+      box.appendChild(item);
     }
+    return box;
   }
 
-  /* ---- session detail ------------------------------------------------ */
-  var FIELDS = [
-    ["sid", "Session", String],
+  function nudgeChips(nudges) {
+    const box = el("span", { class: "nudges" });
+    if (!nudges || !nudges.length) box.textContent = "—";
+    for (const [rule, status] of nudges || []) box.appendChild(el("span", { class: "chip status-" + status, "data-rule": rule }, rule + ": " + status));
+    return box;
+  }
+
+  /* ==== the live page =================================================== */
+  function livePage() {
+    const rows = new Map(); // sid -> row
+    let order = []; // the rows shown, filtered and sorted
+    let summary = { shown_1h: 0, conversions_today: 0 };
+    let scoreNames = [];
+    let dirty = false;
+    const viewport = $("sessions-viewport");
+    const body = $("sessions-body");
+
+    function changed() {
+      if (!dirty) {
+        dirty = true;
+        requestAnimationFrame(render);
+      }
+    }
+
+    function take(list) {
+      for (const r of list || []) rows.set(r.sid, r);
+      for (const r of list || []) {
+        for (const name of Object.keys(r.scores || {})) {
+          if (!scoreNames.includes(name)) {
+            scoreNames.push(name);
+            $("sort").appendChild(el("option", { value: "score:" + name }, words(name) + ", highest first"));
+          }
+        }
+      }
+    }
+
+    function matches(r, text, view) {
+      if (view === "live" && !r.connected) return false;
+      if (view === "checkout" && !(r.connected && (r.page_type === "checkout" || r.checkout_step))) return false;
+      if (view === "cart" && !num(r.cart_items)) return false;
+      if (view === "nudged" && !(r.nudges && r.nudges.length)) return false;
+      if (!text) return true;
+      const hay = [r.sid, r.path, r.title, r.page_type, r.country, r.region, r.device, r.browser, r.site].join(" ").toLowerCase();
+      return hay.includes(text);
+    }
+
+    function sortKey(mode) {
+      if (mode === "cart") return (r) => num(r.cart_value);
+      if (mode === "time") return (r) => num(r.seen_ms) - num(r.started_ms);
+      if (mode.startsWith("score:")) {
+        const name = mode.slice(6);
+        return (r) => num((r.scores || {})[name]);
+      }
+      return (r) => num(r.seen_ms);
+    }
+
+    function render() {
+      dirty = false;
+      const text = $("filter-text").value.trim().toLowerCase();
+      const view = $("filter-view").value;
+      const key = sortKey($("sort").value);
+      order = [];
+      let live = 0;
+      for (const r of rows.values()) {
+        if (r.connected) live += 1;
+        if (matches(r, text, view)) order.push(r);
+      }
+      order.sort((a, b) => key(b) - key(a) || (a.sid < b.sid ? -1 : 1));
+      $("count-live").textContent = String(live);
+      $("count-shown").textContent = String(num(summary.shown_1h));
+      $("count-conversions").textContent = String(num(summary.conversions_today));
+      $("count-rows").textContent = String(order.length);
+      $("sessions-empty").hidden = order.length > 0;
+      draw();
+    }
+
+    // Only the rows in view (and a few beyond) are in the page: 1,000 sessions cost what 25 do.
+    function draw() {
+      const top = viewport.scrollTop;
+      const height = viewport.clientHeight || 600;
+      const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
+      const last = Math.min(order.length, Math.ceil((top + height) / ROW_H) + OVERSCAN);
+      const focused = document.activeElement && document.activeElement.closest ? document.activeElement.closest("tr[data-sid]") : null;
+      const focusedSid = focused ? focused.getAttribute("data-sid") : null;
+      const frag = document.createDocumentFragment();
+      frag.appendChild(spacer(first * ROW_H));
+      for (let i = first; i < last; i++) frag.appendChild(rowFor(order[i]));
+      frag.appendChild(spacer((order.length - last) * ROW_H));
+      body.replaceChildren(frag);
+      if (focusedSid) {
+        const again = body.querySelector('tr[data-sid="' + CSS.escape(focusedSid) + '"] a');
+        if (again) again.focus({ preventScroll: true });
+      }
+    }
+
+    function spacer(h) {
+      const tr = el("tr", { class: "spacer", "aria-hidden": "true" });
+      tr.style.height = h + "px";
+      return tr;
+    }
+
+    function rowFor(r) {
+      const tr = el("tr", { "data-sid": r.sid, class: "session-row" + (r.connected ? "" : " disconnected") });
+      const sid = tr.appendChild(el("td", { class: "sid", title: r.sid }));
+      sid.appendChild(el("span", { class: "dot " + (r.connected ? "on" : "off"), title: r.connected ? "connected" : "not connected" }));
+      sid.appendChild(el("a", { href: "/dashboard/sessions/" + encodeURIComponent(r.sid) }, shortId(r.sid)));
+      const who = [r.device, r.browser, r.country || "unknown", r.region].filter(Boolean).join(" · ");
+      tr.appendChild(el("td", { class: "who", title: [r.os, r.site].filter(Boolean).join(" · ") }, who));
+      const page = tr.appendChild(el("td", { class: "page", title: r.title || r.path || "" }));
+      page.appendChild(el("span", { class: "path" }, r.path || "—"));
+      if (r.page_type) page.appendChild(el("span", { class: "tag", "data-page-type": r.page_type }, r.page_type));
+      tr.appendChild(el("td", { class: "num" }, duration(num(r.seen_ms) - num(r.started_ms))));
+      tr.appendChild(el("td", { class: "num" }, num(r.scroll_pct) + "%"));
+      tr.appendChild(el("td", { class: "num cart" }, num(r.cart_items) ? money(r.cart_value, r.currency) + " · " + num(r.cart_items) : "—"));
+      tr.appendChild(el("td", { class: "intent" })).appendChild(scoreMeters(r.scores));
+      tr.appendChild(el("td", { class: "nudges-cell" })).appendChild(nudgeChips(r.nudges));
+      tr.appendChild(el("td", { class: "seen", title: stamp(r.seen_ms) }, ago(r.seen_ms)));
+      return tr;
+    }
+
+    viewport.addEventListener("scroll", () => requestAnimationFrame(draw), { passive: true });
+    window.addEventListener("resize", changed, { passive: true });
+    for (const id of ["filter-text", "filter-view", "sort"]) $(id).addEventListener("input", changed);
+    $("filters").addEventListener("submit", (e) => e.preventDefault());
+    setInterval(changed, 5000); // "seen 5 s ago" ages even when nothing happens
+
+    openFeed({
+      snapshot(m) {
+        rows.clear();
+        take(m.rows);
+        summary = m.summary || summary;
+        changed();
+      },
+      rows(m) {
+        take(m.rows);
+        for (const sid of m.gone || []) rows.delete(sid);
+        changed();
+      },
+      summary(m) {
+        summary = m.summary || summary;
+        changed();
+      },
+    });
+  }
+
+  /* ==== one session's view ============================================== */
+  const FIELDS = [
     ["vid", "Visitor", String],
     ["site", "Site", String],
-    ["connected", "Connected", function (v) { return v ? "yes" : "no"; }],
+    ["connected", "Connected", (v) => (v ? "yes" : "no")],
+    ["device", "Device", String],
+    ["browser", "Browser", String],
+    ["os", "OS", String],
+    ["country", "Country", String],
+    ["referrer", "Referrer", String],
     ["started_ms", "Started", stamp],
-    ["seen_ms", "Last seen", function (v) { return stamp(v) + " (" + ago(v) + ")"; }],
+    ["seen_ms", "Last seen", (v) => stamp(v) + " (" + ago(v) + ")"],
     ["path", "Page", String],
     ["page_type", "Page type", String],
     ["pages", "Pages viewed", String],
-    ["dwell_ms", "Dwell", duration],
-    ["scroll_pct", "Deepest scroll", function (v) { return num(v) + "%"; }],
+    ["dwell_ms", "Time on site (visible)", duration],
+    ["scroll_pct", "Deepest scroll", (v) => num(v) + "%"],
     ["clicks", "Clicks", String],
     ["exit_intents", "Exit intents", String],
-    ["cart_value", "Cart value", money],
+    ["cart_value", "Cart value", (v) => money(v)],
     ["cart_items", "Cart items", String],
+    ["checkout_step", "Checkout step", String],
+    ["purchases", "Purchases", String],
   ];
 
-  // The headline of a log entry: the event type, the feedback act, or the rule shown.
-  var HEADLINE = { event: "e", feedback: "act", show: "rule" };
+  // A timeline entry's headline: the event, the rule shown or skipped, the visitor's act.
+  const HEADLINE = { event: "e", feedback: "act", show: "rule", skip: "rule", timer: "rule" };
+  const SKIPPED = {
+    paused: "paused", busy: "another nudge on screen", cooldown: "in cooldown", visitor_capped: "visitor cap spent",
+    globally_capped: "global cap spent", rule_capped: "rule cap spent", capped: "session cap spent", dismissed: "dismissed before",
+  };
 
-  function what(entry) {
-    return entry.what || entry[HEADLINE[entry.kind]] || "";
+  function headline(entry) {
+    const h = entry[HEADLINE[entry.kind]] || entry.what || "";
+    if (entry.kind === "skip") return h + " not shown: " + (SKIPPED[entry.why] || entry.why);
+    if (entry.kind === "show") return h + (entry.by ? " (sent by " + entry.by + ")" : "");
+    return h;
   }
 
   function extras(entry) {
-    var parts = [];
-    var headline = entry.what ? "what" : HEADLINE[entry.kind];
-    for (var k in entry) {
-      if (!Object.prototype.hasOwnProperty.call(entry, k) || k === "ts" || k === "kind" || k === "what" || k === headline) continue;
-      var v = entry[k];
-      parts.push(k + "=" + (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v)));
+    const skip = new Set(["ts", "kind", "what", HEADLINE[entry.kind], entry.kind === "skip" ? "why" : "", entry.kind === "show" ? "by" : ""]);
+    return Object.entries(entry)
+      .filter(([k]) => !skip.has(k))
+      .map(([k, v]) => k + "=" + (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v)))
+      .join("  ");
+  }
+
+  // "0.77 = logistic(bias -3.00, add_to_cart +2.40, …)"
+  function scoreWords(score) {
+    const parts = (score.top || []).map((p) => p[0] + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2));
+    return score.value.toFixed(3) + " = logistic(bias " + score.bias.toFixed(2) + (parts.length ? ", " + parts.join(", ") : "") + ")";
+  }
+
+  function sessionPage() {
+    const sid = $("detail").getAttribute("data-sid");
+    let loading = false;
+    let again = false;
+
+    function render(s) {
+      $("detail-status").textContent = s.open ? "" : "No page open: a nudge sent now would reach nobody.";
+      $("detail-status").setAttribute("data-state", s.open ? "ok" : "gone");
+      const dl = $("detail-fields");
+      clear(dl);
+      for (const [key, label, fmt] of FIELDS) {
+        const v = s[key];
+        const item = el("div", { class: "field" });
+        item.appendChild(el("dt", null, label));
+        item.appendChild(el("dd", { "data-field": key }, v == null || v === "" ? "—" : fmt(v)));
+        dl.appendChild(item);
+      }
+      renderScores(s.scores || {});
+      renderRules(s.rules || []);
+      renderLog(Array.isArray(s.log) ? s.log : []);
     }
-    return parts.join("  ");
-  }
 
-  function renderDetail(s) {
-    $("detail-sid").textContent = s.sid || selectedSid;
-    $("detail-status").textContent = "";
-    $("detail-status").removeAttribute("data-state");
+    function renderScores(scores) {
+      const box = $("detail-scores");
+      clear(box);
+      const names = Object.keys(scores);
+      $("detail-scores-empty").hidden = names.length > 0;
+      for (const name of names) {
+        const sc = scores[name];
+        const item = el("div", { class: "score-field" });
+        item.appendChild(el("meter", { min: "0", max: "1", low: "0.3", high: "0.7", optimum: "1", value: String(sc.value), "aria-label": words(name) }));
+        item.appendChild(el("strong", null, words(name)));
+        item.appendChild(el("span", { "data-score": name }, scoreWords(sc)));
+        box.appendChild(item);
+      }
+    }
 
-    var dl = $("detail-fields");
-    clear(dl);
-    FIELDS.forEach(function (f) {
-      var v = s[f[0]];
-      var item = el("div", { "class": "field" });
-      item.appendChild(el("dt", null, f[1]));
-      item.appendChild(el("dd", { "data-field": f[0] }, v == null || v === "" ? "—" : f[2](v)));
-      dl.appendChild(item);
-    });
-    Object.keys(s.scores || {}).forEach(function (name) {
-      var item = el("div", { "class": "field score-field" });
-      item.appendChild(el("dt", null, name.replace(/_/g, " ")));
-      item.appendChild(el("dd", { "data-score": name }, scoreWords(s.scores[name])));
-      dl.appendChild(item);
-    });
+    function renderRules(rules) {
+      const tbody = $("rules-now").querySelector("tbody");
+      clear(tbody);
+      for (const r of rules) {
+        const tr = el("tr", { "data-rule": r.rule });
+        tr.appendChild(el("th", { scope: "row" }, r.rule));
+        tr.appendChild(el("td", null, r.when + (r.after_s ? " + " + r.after_s + " s" : "")));
+        const conds = tr.appendChild(el("td", { class: "conds" }));
+        if (!r.conditions.length) conds.textContent = "none";
+        for (const c of r.conditions) {
+          const value = c.value === "" || c.value == null ? "(read at the event)" : String(c.value);
+          conds.appendChild(el("div", { class: c.ok ? "ok" : "no" }, (c.ok ? "✓ " : "✗ ") + c.want + " — now " + value));
+        }
+        tr.appendChild(el("td", { class: "num" }, r.fired + (r.per_session ? " of " + r.per_session : "")));
+        const verdict = r.blocked ? "blocked: " + (SKIPPED[r.blocked] || r.blocked) : r.holds ? "fires at its next " + r.when : "waits: a condition does not hold";
+        tr.appendChild(el("td", { class: "verdict " + (r.blocked ? "blocked" : r.holds ? "ready" : "waiting") }, verdict));
+        tbody.appendChild(tr);
+      }
+    }
 
-    var obody = $("detail-overlays").querySelector("tbody");
-    clear(obody);
-    var list = overlayList(s.overlays);
-    list.forEach(function (o) {
-      var tr = el("tr", { "data-oid": o.oid });
-      tr.appendChild(el("td", null)).appendChild(el("code", null, o.oid));
-      tr.appendChild(el("td", null, o.rule));
-      tr.appendChild(el("td", null)).appendChild(el("span", { "class": "chip status-" + o.status }, o.status));
-      obody.appendChild(tr);
-    });
-    $("detail-overlays").hidden = !list.length;
-    $("detail-overlays-empty").hidden = list.length > 0;
+    function renderLog(log) {
+      const tbody = $("detail-log").querySelector("tbody");
+      clear(tbody);
+      for (const entry of log) {
+        const tr = el("tr", { class: "kind-" + (entry.kind || "other") });
+        tr.appendChild(el("td", { class: "ts", title: stamp(entry.ts) }, clock(entry.ts)));
+        tr.appendChild(el("td", null)).appendChild(el("span", { class: "tag kind" }, entry.kind || "?"));
+        tr.appendChild(el("td", { class: "what" }, headline(entry)));
+        tr.appendChild(el("td", { class: "extra" }, extras(entry)));
+        tbody.appendChild(tr);
+      }
+      $("detail-log").hidden = !log.length;
+      $("detail-log-empty").hidden = log.length > 0;
+    }
 
-    var lbody = $("detail-log").querySelector("tbody");
-    clear(lbody);
-    var log = Array.isArray(s.log) ? s.log : []; // the API sends the newest first
-    log.forEach(function (entry) {
-      entry = entry || {};
-      var tr = el("tr", { "class": "kind-" + (entry.kind || "other") });
-      tr.appendChild(el("td", { "class": "ts", title: stamp(entry.ts) }, clock(entry.ts)));
-      tr.appendChild(el("td", null)).appendChild(el("span", { "class": "tag kind" }, entry.kind || "?"));
-      tr.appendChild(el("td", { "class": "what" }, what(entry)));
-      tr.appendChild(el("td", { "class": "extra" }, extras(entry)));
-      lbody.appendChild(tr);
-    });
-    $("detail-log").hidden = !log.length;
-    $("detail-log-empty").hidden = log.length > 0;
-  }
-
-  function loadDetail() {
-    var sid = selectedSid;
-    if (!sid) return Promise.resolve();
-    return getJSON(LIST_URL + "/" + encodeURIComponent(sid)).then(
-      function (s) {
-        if (sid !== selectedSid) return;
-        renderDetail(s || {});
-      },
-      function (err) {
-        if (sid !== selectedSid) return;
-        var st = $("detail-status");
-        if (err && err.status === 404) {
-          st.textContent = "This session is over: the server no longer knows it.";
-          st.setAttribute("data-state", "gone");
-        } else {
-          st.textContent = "server unreachable — showing the last known details";
-          st.setAttribute("data-state", "error");
+    // One request at a time; a change that comes meanwhile asks for one more.
+    async function load() {
+      if (loading) {
+        again = true;
+        return;
+      }
+      loading = true;
+      try {
+        render(await call("/api/sessions/" + encodeURIComponent(sid)));
+      } catch (err) {
+        const st = $("detail-status");
+        st.textContent = err && err.status === 404 ? "This session is over: the server no longer knows it." : "server unreachable — showing the last known details";
+        st.setAttribute("data-state", err && err.status === 404 ? "gone" : "error");
+      } finally {
+        loading = false;
+        if (again) {
+          again = false;
+          load();
         }
       }
-    );
-  }
-
-  function select(sid) {
-    selectedSid = sid;
-    markSelected();
-    var d = $("detail");
-    d.hidden = false;
-    $("detail-sid").textContent = sid;
-    // Show what the list already knows at once, then the full record.
-    for (var i = 0; i < lastSessions.length; i++) {
-      if (lastSessions[i].sid === sid) renderDetail(lastSessions[i]);
     }
-    $("detail-status").textContent = "loading…";
-    if (d.scrollIntoView) d.scrollIntoView({ block: "nearest" });
-    loadDetail();
-  }
 
-  function closeDetail() {
-    selectedSid = null;
-    $("detail").hidden = true;
-    markSelected();
-  }
-
-  /* ---- polling ------------------------------------------------------- */
-  function poll() {
-    clearTimeout(timer);
-    var list = getJSON(LIST_URL).then(
-      function (data) {
-        var sessions = data && Array.isArray(data.sessions) ? data.sessions.slice() : [];
-        sessions.sort(function (a, b) {
-          return num(b.seen_ms) - num(a.seen_ms);
-        });
-        lastSessions = sessions;
-        renderSessions(sessions);
-        setStatus("ok", "live · updated " + clock(Date.now()));
-      },
-      function (err) {
-        var why = err && err.status ? " (HTTP " + err.status + ")" : "";
-        setStatus("error", "server unreachable" + why + " · retrying");
+    const form = $("nudge-form");
+    const kind = () => form.querySelector("input[name=kind]:checked").value;
+    form.addEventListener("change", () => {
+      for (const n of form.querySelectorAll(".for-chat")) n.hidden = kind() !== "chat";
+      for (const n of form.querySelectorAll(".for-rule")) n.hidden = kind() !== "rule";
+    });
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const out = $("nudge-result");
+      const data = kind() === "chat" ? { chat: $("nudge-message").value, agent: $("nudge-agent").value } : { rule: $("nudge-rule").value };
+      $("nudge-send").disabled = true;
+      out.textContent = "sending…";
+      out.removeAttribute("data-state");
+      try {
+        await postJSON("/api/sessions/" + encodeURIComponent(sid) + "/nudge", data);
+        out.textContent = "Sent: it is on the visitor's page.";
+        out.setAttribute("data-state", "ok");
+      } catch (err) {
+        out.textContent = (err && err.body && err.body.error) || "not sent: the server did not answer";
+        out.setAttribute("data-state", "error");
+      } finally {
+        $("nudge-send").disabled = false;
+        load();
       }
-    );
-    Promise.all([list, loadDetail()]).then(schedule, schedule);
+    });
+
+    openFeed({
+      snapshot: load,
+      rows(m) {
+        if ((m.rows || []).some((r) => r.sid === sid) || (m.gone || []).includes(sid)) load();
+      },
+      paused: load,
+      rules: load,
+    });
   }
 
-  function schedule() {
-    clearTimeout(timer);
-    timer = setTimeout(poll, POLL_MS);
+  /* ==== the rules page =================================================== */
+  const COUNTERS = ["triggered", "shown", "clicked", "dismissed", "converted"];
+  const COLOURS = { triggered: "#9aa4b2", shown: "#2f5bd3", clicked: "#1f9d55", dismissed: "#c27c0e", converted: "#8b3fd1" };
+
+  function rulesPage() {
+    let stats = null;
+    let picked = null; // a rule id, or null for all rules together
+    let paused = {};
+
+    async function loadStats() {
+      try {
+        stats = await call("/api/stats?period=" + encodeURIComponent($("period").value));
+        paused = stats.paused || paused;
+        $("attribution").textContent = Math.round(num(stats.attribution_s) / 3600) + " h";
+        renderStats();
+      } catch (err) {
+        setStatus("error", "counters unavailable");
+      }
+    }
+
+    function renderStats() {
+      for (const tr of document.querySelectorAll("#rule-stats tbody tr[data-rule]")) {
+        const rule = tr.getAttribute("data-rule");
+        const totals = (stats && stats.totals[rule]) || {};
+        for (const c of COUNTERS) tr.querySelector('[data-counter="' + c + '"]').textContent = String(num(totals[c]));
+        tr.classList.toggle("picked", rule === picked);
+        const btn = tr.querySelector("button.pause");
+        if (!btn) continue; // nudges sent by hand cannot be paused
+        const isPaused = Object.prototype.hasOwnProperty.call(paused, rule);
+        btn.textContent = isPaused ? "Resume" : "Pause";
+        btn.setAttribute("aria-pressed", String(isPaused));
+        tr.classList.toggle("paused", isPaused);
+      }
+      drawChart();
+    }
+
+    function series() {
+      const n = stats ? stats.starts.length : 0;
+      const out = {};
+      for (const c of COUNTERS) out[c] = new Array(n).fill(0);
+      if (!stats) return out;
+      for (const [rule, per] of Object.entries(stats.series)) {
+        if (rule === "*" || (picked && rule !== picked)) continue;
+        for (const c of COUNTERS) (per[c] || []).forEach((v, i) => (out[c][i] += v));
+      }
+      return out;
+    }
+
+    // A line per counter over the period, with axes, ticks and a legend.
+    function drawChart() {
+      const chart = $("chart");
+      clear(chart);
+      $("chart-title").textContent = (picked ? "Rule " + picked : "All rules") + ", over the last " + $("period").selectedOptions[0].textContent;
+      if (!stats) return;
+      const W = 900, H = 260, L = 48, R = 130, T = 16, B = 36;
+      const data = series();
+      const n = stats.starts.length;
+      const max = Math.max(1, ...COUNTERS.flatMap((c) => data[c]));
+      const step = niceStep(max);
+      const top = Math.ceil(max / step) * step;
+      const x = (i) => L + (n <= 1 ? 0 : (i * (W - L - R)) / (n - 1));
+      const y = (v) => T + (H - T - B) * (1 - v / top);
+      for (let v = 0; v <= top; v += step) {
+        chart.appendChild(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
+        chart.appendChild(svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "tick" }, v));
+      }
+      chart.appendChild(svg("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
+      chart.appendChild(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
+      const every = Math.max(1, Math.ceil(n / 8));
+      stats.starts.forEach((start, i) => {
+        if (i % every && i !== n - 1) return;
+        const d = new Date(start + stats.bin_ms);
+        const label = stats.bin_ms >= 86400000 ? d.getDate() + "/" + (d.getMonth() + 1) : stats.bin_ms >= 21600000 ? d.getDate() + "/" + (d.getMonth() + 1) + " " + pad(d.getHours()) + "h" : pad(d.getHours()) + ":00";
+        chart.appendChild(svg("text", { x: x(i), y: H - B + 16, "text-anchor": "middle", class: "tick" }, label));
+      });
+      chart.appendChild(svg("text", { x: L, y: H - 4, class: "axis-label" }, "time (bins of " + Math.round(stats.bin_ms / 3600000) + " h)"));
+      chart.appendChild(svg("text", { x: 12, y: T + (H - T - B) / 2, class: "axis-label", transform: "rotate(-90 12 " + (T + (H - T - B) / 2) + ")", "text-anchor": "middle" }, "count"));
+      COUNTERS.forEach((c, k) => {
+        const pts = data[c].map((v, i) => x(i) + "," + y(v)).join(" ");
+        chart.appendChild(svg("polyline", { points: pts, fill: "none", stroke: COLOURS[c], "stroke-width": 2, "data-counter": c }));
+        chart.appendChild(svg("rect", { x: W - R + 16, y: T + k * 20, width: 12, height: 12, fill: COLOURS[c] }));
+        chart.appendChild(svg("text", { x: W - R + 34, y: T + k * 20 + 10, class: "legend" }, c + " " + data[c].reduce((a, b) => a + b, 0)));
+      });
+    }
+
+    function niceStep(max) {
+      const raw = max / 4;
+      const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+      for (const m of [1, 2, 5, 10]) if (raw <= m * mag) return Math.max(1, m * mag);
+      return Math.max(1, 10 * mag);
+    }
+
+    $("period").addEventListener("change", loadStats);
+    $("rule-stats").addEventListener("click", async (e) => {
+      const pick = e.target.closest("button.pick");
+      if (pick) {
+        picked = picked === pick.getAttribute("data-rule") ? null : pick.getAttribute("data-rule");
+        renderStats();
+        return;
+      }
+      const btn = e.target.closest("button.pause");
+      if (!btn) return;
+      const rule = btn.getAttribute("data-rule");
+      btn.disabled = true;
+      try {
+        const res = await postJSON("/api/rules/" + encodeURIComponent(rule) + "/pause", { paused: btn.getAttribute("aria-pressed") !== "true" });
+        paused = res.all;
+        renderStats();
+      } catch (err) {
+        setStatus("error", (err && err.body && err.body.error) || "could not change the rule");
+      } finally {
+        btn.disabled = false;
+      }
+    });
+
+    /* -- the editor: validated as you type, applied whole or not at all -- */
+    const editor = $("rules-editor");
+    let checkTimer = null;
+    let checked = 0;
+
+    function showProblems(res) {
+      const out = $("rules-problems");
+      if (res.ok) {
+        out.textContent = "Valid: " + res.rules.length + " rule" + (res.rules.length === 1 ? "" : "s") + ".";
+        out.setAttribute("data-state", "ok");
+        editor.removeAttribute("aria-invalid");
+      } else {
+        out.textContent = (res.problems || []).map((p) => (p.line ? "line " + p.line + ": " : "") + (p.path ? p.path + ": " : "") + p.reason).join("\n");
+        out.setAttribute("data-state", "error");
+        editor.setAttribute("aria-invalid", "true");
+      }
+      $("rules-apply").disabled = !res.ok;
+    }
+
+    async function check() {
+      const ticket = ++checked;
+      try {
+        const res = await postText("/api/rules/check", editor.value);
+        if (ticket === checked) showProblems(res);
+      } catch (err) {
+        if (ticket === checked) showProblems({ ok: false, problems: [{ reason: (err && err.body && err.body.error) || "could not check" }] });
+      }
+    }
+
+    editor.addEventListener("input", () => {
+      $("rules-apply").disabled = true;
+      $("rules-problems").textContent = "checking…";
+      clearTimeout(checkTimer);
+      checkTimer = setTimeout(check, 300);
+    });
+
+    $("rules-apply").addEventListener("click", async () => {
+      const out = $("rules-result");
+      $("rules-apply").disabled = true;
+      try {
+        const res = await postText("/api/rules/apply", editor.value);
+        out.textContent = "Version " + res.version + " is in force: " + res.rules.length + " rules.";
+        out.setAttribute("data-state", "ok");
+        location.reload(); // the counters table lists the rules in force
+      } catch (err) {
+        const body = (err && err.body) || {};
+        if (body.problems) showProblems(body);
+        out.textContent = "Not applied: " + (body.error || "the document has problems; the rules in force did not change.");
+        out.setAttribute("data-state", "error");
+      }
+    });
+
+    (async () => {
+      try {
+        const state = await call("/api/rules");
+        editor.value = state.text || "";
+        paused = state.paused || {};
+        $("rules-source").textContent = state.file ? "Applying writes " + state.file + " and reloads it." : "No rules file: applying changes the rules in memory only.";
+        check();
+      } catch (err) {
+        $("rules-problems").textContent = "could not read the rules";
+      }
+    })();
+    loadStats();
+    openFeed({
+      summary: loadStats, // counters moved, perhaps: the feed says so every few seconds
+      paused(m) {
+        paused = m.paused || {};
+        renderStats();
+      },
+      rules: () => location.reload(),
+    });
   }
 
   function init() {
-    $("detail-close").addEventListener("click", closeDetail);
-    document.addEventListener("keydown", function (e) {
-      if (e.key === "Escape" && selectedSid) closeDetail();
-    });
-    poll();
+    const page = document.body.getAttribute("data-page");
+    if (page === "live") livePage();
+    else if (page === "session") sessionPage();
+    else if (page === "rules") rulesPage();
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", init);
-  } else {
-    init();
-  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
 })();
