@@ -20,6 +20,7 @@ import asyncio
 import os
 import random
 import re
+import secrets
 import statistics
 import subprocess
 import sys
@@ -116,8 +117,10 @@ def redis_cpu_s(args: argparse.Namespace) -> float:
 async def run(args: argparse.Namespace) -> dict:
     port = free_port()
     base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws"
+    token = secrets.token_hex(16)
     cmd = [sys.executable, "-m", "kairos", "serve", "--engine", args.engine, "--redis-url", args.redis_url,
-           "--rules", str(args.rules), "--port", str(port), "--log-level", "warning", "--no-demo"]
+           "--rules", str(args.rules), "--port", str(port), "--log-level", "warning", "--no-demo",
+           "--admin-token", token]
     env = {**os.environ, "KAIROS_FRAMES_PER_S": "50", "KAIROS_FRAMES_BURST": "50"}
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
     try:
@@ -138,12 +141,18 @@ async def run(args: argparse.Namespace) -> dict:
         while ready[0] + stats.disconnects < args.sessions:
             await asyncio.sleep(0.1)
         await asyncio.sleep(args.warmup)
+        dashboard = None
+        if args.dashboard:
+            from dashboard import Dashboard
+
+            dashboard = Dashboard(base, token)
+            await dashboard.open(expect_live=ready[0])
         rss_loaded = proc.memory_info().rss
         events_before, t0 = events_total(base), time.perf_counter()
         cpu_before, me_before = proc.cpu_times(), psutil.Process().cpu_times()
         redis_before = redis_cpu_s(args)
         stats.measuring = True
-        await asyncio.sleep(args.duration)
+        seen = await dashboard.measure(args.duration) if dashboard else await asyncio.sleep(args.duration) or {}
         stats.measuring = False
         elapsed = time.perf_counter() - t0
         events_after = events_total(base)
@@ -152,6 +161,8 @@ async def run(args: argparse.Namespace) -> dict:
         rss_end = proc.memory_info().rss
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if dashboard:
+            await dashboard.close()
     finally:
         server.terminate()
         server.wait(10)
@@ -183,6 +194,7 @@ async def run(args: argparse.Namespace) -> dict:
         "server_rss_end_mib": round(rss_end / 2**20, 1),
         "rss_per_session_kib": round((rss_loaded - rss_idle) / max(1, ready[0]) / 1024, 1),
         "errors": stats.errors,
+        **seen,
     }
 
 
@@ -197,6 +209,8 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument("--dashboard", action="store_true",
+                   help="watch the live page in headless Chromium during the window (feed rate, long tasks)")
     p.add_argument("--rules", type=Path, default=RULES,
                    help="rules file (bench-rules-scores.yaml adds two intent scores, to measure what scoring costs)")
     args = p.parse_args()
