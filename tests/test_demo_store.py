@@ -689,15 +689,15 @@ def test_checkout_with_empty_cart_reports_nothing(tmp_path):
     assert out == {"formHidden": True, "emptyShown": True, "queue": []}
 
 
-# ---------------------------------------------------------------- dashboard page
-def render_dashboard(**ctx) -> str:
+# ---------------------------------------------------------------- dashboard pages
+def render_dashboard(name: str = "rules.html", **ctx) -> str:
     templates = Jinja2Templates(directory=str(TEMPLATES))
-    return templates.get_template("dashboard/index.html").render(**ctx)
+    return templates.get_template(f"dashboard/{name}").render(**ctx)
 
 
-def test_dashboard_template_renders_rules_engine_and_hooks():
+def test_the_rules_page_lists_each_rule_escaped_with_a_pause_button():
     html = render_dashboard(
-        engine="redis",
+        engine="redis", page="rules",
         rules=[
             {"id": "exit_offer", "summary": "Exit intent with a cart ≥ €50 → 10% offer"},
             {"id": "xss", "summary": "<script>alert(1)</script>"},
@@ -705,41 +705,33 @@ def test_dashboard_template_renders_rules_engine_and_hooks():
     )
     page = Page(html)
     assert page.ids["engine"][1]["data-engine"] == "redis"
-    assert "engine: redis" in page.text
-    assert [a["data-rule"] for t, a in page.tags if t == "li" and "data-rule" in a] == ["exit_offer", "xss"]
+    assert [a["data-rule"] for t, a in page.tags if t == "button" and "pause" in a.get("class", "")] == ["exit_offer", "xss"]
     assert "Exit intent with a cart ≥ €50 → 10% offer" in page.text
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    for needed in ("sessions", "sessions-body", "status", "detail", "detail-log", "detail-fields", "session-count"):
-        assert needed in page.ids, needed
     srcs = [a["src"] for a, _ in page.scripts]
     assert srcs == ["/static/dashboard/dashboard.js"]
     assert "/static/dashboard/dashboard.css" in [a.get("href") for t, a in page.tags if t == "link"]
-    # No CDN, no framework.
+    # No CDN, no framework: the page works offline.
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
 
 
-def test_dashboard_template_without_rules():
-    page = Page(render_dashboard(engine="memory", rules=[]))
-    assert "rules-empty" in page.ids
-    assert page.ids["engine"][1]["data-engine"] == "memory"
+def test_every_dashboard_page_shares_one_head_and_says_which_page_it_is():
+    for name, page_name in (("index.html", "live"), ("session.html", "session"), ("rules.html", "rules")):
+        html = render_dashboard(name, engine="memory", page=page_name, rules=[], sid="s_1", nudges=[])
+        page = Page(html)
+        assert [a for t, a in page.tags if t == "body"][0]["data-page"] == page_name
+        assert [a["src"] for a, _ in page.scripts] == ["/static/dashboard/dashboard.js"]
+        assert not re.search(r"(src|href)=\"(https?:)?//", html)
+    assert "rules-empty" in Page(render_dashboard(engine="memory", page="rules", rules=[])).ids
 
 
-def test_dashboard_js_uses_the_api_and_never_injects_html():
+def test_dashboard_js_never_injects_html():
     js = DASHBOARD_JS.read_text()
     assert DASHBOARD_CSS.is_file()
-    assert '"/api/sessions"' in js
-    assert "encodeURIComponent(sid)" in js
-    assert "server unreachable" in js
-    assert "2000" in js
     # Session data is visitor-controlled: it must never be parsed as HTML.
-    for banned in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+    for banned in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert banned not in js, banned
-    for field in (
-        "sid", "vid", "site", "started_ms", "seen_ms", "path", "page_type", "pages", "dwell_ms",
-        "scroll_pct", "clicks", "exit_intents", "cart_value", "cart_items", "connected", "overlays", "log",
-    ):
-        assert re.search(rf"\b{field}\b", js), field
 
 
 @needs_node

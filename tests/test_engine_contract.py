@@ -437,3 +437,78 @@ async def test_forgetting_in_redis_leaves_no_key_or_member_naming_the_visitor_or
         assert any("s_bystander" in k for k in after), "other visitors keep theirs"
     finally:
         await e.close()
+
+
+# --- what the dashboard reads: skipped moments, paused rules, counters ------------------------
+
+
+def skips(log: list[dict]) -> list[tuple[str, str]]:
+    return [(e["rule"], e["why"]) for e in log if e.get("kind") == "skip"]
+
+
+async def test_a_moment_blocked_for_the_same_reason_is_logged_and_counted_once(engine):
+    await open_session(engine)
+    t = now()
+    assert await engine.claim_show("s_contract1", "v_visitor01", "high", "high.1", Caps(0, 5), "{}", t) == "ok"
+    for n in range(3):  # the same rule, blocked by the overlay on screen, batch after batch
+        assert await engine.claim_show("s_contract1", "v_visitor01", "low", f"low.{n}", Caps(0, 1), "{}", t) == "busy"
+    assert skips(await engine.log("s_contract1")) == [("low", "busy")]
+    await engine.record_feedback("s_contract1", "high.1", "dismissed", "{}", t)
+    assert await engine.claim_show("s_contract1", "v_visitor01", "low", "low.9", Caps(0, 1), "{}", t) == "ok"
+    # shown now: the next block is a new moment, logged again
+    assert await engine.claim_show("s_contract1", "v_visitor01", "low", "low.10", Caps(1, 1), "{}", t) == "capped"
+    assert skips(await engine.log("s_contract1")) == [("low", "capped"), ("low", "busy")]
+    counts = (await engine.stats(t, t))
+    assert list(counts.values()) == [{"high|triggered": 1, "high|shown": 1, "high|dismissed": 1,
+                                      "low|triggered": 3, "low|shown": 1}]
+
+
+async def test_a_paused_rule_is_refused_until_it_is_resumed(engine):
+    await open_session(engine)
+    t = now()
+    await engine.set_paused("r", True, t)
+    await engine.set_paused("r", True, t + 5)  # pausing again keeps the first time
+    assert await engine.paused() == {"r": t}
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.1", Caps(0, 0), "{}", t) == "paused"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "other", "other.1", Caps(0, 0), "{}", t) == "ok"
+    await engine.set_paused("r", False, t)
+    assert await engine.paused() == {}
+    await engine.record_feedback("s_contract1", "other.1", "clicked", "{}", t)  # off the screen
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.2", Caps(0, 0), "{}", t) == "ok"
+    assert skips(await engine.log("s_contract1")) == [("r", "paused")]
+
+
+async def test_a_purchase_converts_for_the_rules_shown_to_the_visitor_within_the_window(engine):
+    t = now()
+    await open_session(engine)
+    assert await engine.claim_show("s_contract1", "v_visitor01", "old", "old.1", Caps(0, 0), "{}", t - 3 * HOUR_MS) == "ok"
+    await engine.record_feedback("s_contract1", "old.1", "clicked", "{}", t)
+    assert await engine.claim_show("s_contract1", "v_visitor01", "new", "new.1", Caps(0, 0), "{}", t - 60_000) == "ok"
+    await open_session(engine, sid="s_other0000", vid="v_someone2")
+    assert await engine.claim_show("s_other0000", "v_someone2", "theirs", "theirs.1", Caps(0, 0), "{}", t) == "ok"
+    assert await engine.record_conversion("v_visitor01", t, 2 * HOUR_MS) == ["new"]
+    assert await engine.record_conversion("v_nobody000", t, 2 * HOUR_MS) == []
+    counts = await engine.stats(t - 4 * HOUR_MS, t)
+    total: dict[str, int] = {}
+    for bucket in counts.values():
+        for key, n in bucket.items():
+            total[key] = total.get(key, 0) + n
+    assert total["new|converted"] == 1 and "old|converted" not in total and "theirs|converted" not in total
+    assert total["*|purchases"] == 2
+    assert total["old|clicked"] == 1 and total["old|shown"] == 1
+    assert len(counts) >= 2, "shows three hours apart fall in different buckets"
+
+
+async def test_counters_and_pauses_expire_in_redis(clean_redis):
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    try:
+        await open_session(e)
+        await e.set_paused("r", True, now())
+        await e.claim_show("s_contract1", "v_visitor01", "q", "q.1", Caps(0, 0), "{}", now())
+        await e.record_conversion("v_visitor01", now(), HOUR_MS)
+        r = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
+        for key in r.keys("kairos:stats:*") + ["kairos:paused"]:
+            assert r.ttl(key) > 0, key
+    finally:
+        await e.close()
