@@ -8,7 +8,7 @@ SNIPPET := client-js/dist/k.js
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test build install system-deps bench bench-timers bench-snippet bench-intent clean
+.PHONY: run test build install system-deps bench bench-dashboard bench-timers bench-snippet bench-intent clean
 
 run: $(PY_OK) $(SNIPPET)
 	$(BIN)/kairos serve --engine memory --rules examples/demo.yaml --host $(HOST) --port $(PORT)
@@ -43,6 +43,9 @@ system-deps:
 
 bench: $(PY_OK) $(SNIPPET) system-deps
 	$(BIN)/python benchmarks/load.py --engine redis --sessions 1000
+
+bench-dashboard: $(PY_OK) $(SNIPPET) system-deps
+	$(BIN)/python benchmarks/load.py --engine redis --sessions 1000 --dashboard
 
 bench-timers: $(PY_OK) system-deps
 	$(BIN)/python benchmarks/timers.py --engine redis

@@ -185,3 +185,15 @@ async def test_the_feed_sends_a_snapshot_then_each_change_and_the_erased(server)
         msg = await rows_until(lambda m: early.sid in m.get("gone", []))
         assert early.sid not in [r["sid"] for r in msg["rows"]]
         await late.leave()
+
+
+async def test_the_timeline_shows_a_score_moving_and_what_moved_it(server):
+    v = await Visitor.arrive(server.ws_url)
+    await v.events({"e": "add_to_cart", "item": "linen-shirt", "price": 59.9, "qty": 1})
+    await asyncio.sleep(0.3)
+    moves = [e for e in server.session(v.sid)["log"] if e["kind"] == "score" and e["score"] == "purchase_intent"]
+    assert moves, server.session(v.sid)["log"]
+    newest = moves[0]
+    assert newest["after"] - newest["before"] >= 0.05 and newest["top"][0][0] == "add_to_cart"
+    assert newest["after"] == pytest.approx(server.session(v.sid)["scores"]["purchase_intent"]["value"], abs=0.01)
+    await v.leave()

@@ -78,7 +78,7 @@ def test_staff_watch_two_visitors_nudge_one_by_hand_pause_a_rule_and_are_refused
     staff.click("#nudge-send")
     expect(staff.locator("#nudge-result")).to_have_text("Sent: it is on the visitor's page.")
     expect(browser_b.locator(OVERLAY)).to_contain_text("Hello from the shop floor, can we help?")
-    expect(staff.locator("#detail-log tr.kind-show").first).to_contain_text("staff (sent by staff)")
+    expect(staff.locator("#detail-log tr.kind-show").first).to_contain_text("chat invitation sent by staff")
     expect(staff.locator(f'#detail-scores [data-score="purchase_intent"]')).to_contain_text("= logistic(bias -3.00")
     shoot(staff, "dashboard-session")
     # A second one meets the cap a person cannot override either: the one on screen is theirs.

@@ -512,3 +512,11 @@ async def test_counters_and_pauses_expire_in_redis(clean_redis):
             assert r.ttl(key) > 0, key
     finally:
         await e.close()
+
+
+async def test_lines_added_after_a_batch_join_the_log_of_a_live_session_only(engine):
+    await open_session(engine)
+    await engine.append_log("s_contract1", ['{"ts":1,"kind":"score","score":"x"}'], now())
+    assert (await engine.log("s_contract1"))[0] == {"ts": 1, "kind": "score", "score": "x"}
+    await engine.append_log("s_nosession", ['{"ts":1,"kind":"score"}'], now())
+    assert await engine.log("s_nosession") == []

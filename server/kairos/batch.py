@@ -12,8 +12,9 @@ from typing import Sequence
 
 from .nudge import claim_nudge
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
+from .rules.evaluate import score_moves
 from .runtime import Runtime
-from .session import SessionState, VisitorInfo, event_log, event_ops
+from .session import SessionState, VisitorInfo, event_log, event_ops, log_entry
 from .wire import Event, Events
 
 
@@ -44,9 +45,21 @@ async def apply_events(
     else:
         state = await rt.engine.apply(sid, ops, log, now)
     state.visitor = visitor
+    await log_score_moves(rt, rules, state, batch.events, now)
     rt.feed.touch(sid, state)
     rt.metrics.inc("kairos_events_total", len(batch.events))
     return state, visitor
+
+
+async def log_score_moves(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> None:
+    """A line in the session's timeline for each score the batch moved visibly, with what moved it.
+
+    Known only once the batch is applied, so its own (small) round trip, and only
+    for the batches that move a score by MIN_LOGGED_MOVE or more.
+    """
+    moves = score_moves(rules, state, events, now)
+    if moves:
+        await rt.engine.append_log(state.sid, [log_entry("score", now, **m) for m in moves], now)
 
 
 async def arm_delayed(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> None:

@@ -12,7 +12,7 @@ from typing import Sequence
 from starlette.websockets import WebSocket
 
 from . import wire
-from .batch import apply_events, arm_delayed, claim_best
+from .batch import apply_events, arm_delayed, claim_best, log_score_moves
 from .push import Connection
 from .context import request_context
 from .rules import Rule, Ruleset
@@ -133,6 +133,7 @@ class VisitorSocket:
             return
         p = hello.page
         page_view = Event("page_view", now, {"url": p.url, "path": p.path, "title": p.title, "ref": p.ref, "prod": p.prod, "type": p.type})
+        await log_score_moves(rt, rules, state, [page_view], now)
         await self._decide(rules, state, [page_view], now, self._pending(rules))
 
     def _context(self) -> dict[str, str]:

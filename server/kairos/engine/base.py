@@ -79,6 +79,10 @@ class Engine(ABC):
         """
 
     @abstractmethod
+    async def append_log(self, sid: str, lines: Sequence[str], now_ms: int) -> None:
+        """Add lines to a live session's log (what is learnt only after a batch is applied)."""
+
+    @abstractmethod
     async def record_conversion(self, vid: str, now_ms: int, window_ms: int) -> list[str]:
         """Count a purchase, and a conversion for each rule shown to the visitor within
         `window_ms` before it (at most SHOWS_TTL_S back); the rules credited."""

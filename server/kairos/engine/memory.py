@@ -196,6 +196,11 @@ class MemoryEngine(Engine):
             self._count(now_ms, e.h[f"r:{oid}"], act)
         return True
 
+    async def append_log(self, sid: str, lines: Sequence[str], now_ms: int) -> None:
+        e = self._live(sid)
+        if e is not None:
+            e.log.extendleft(lines)
+
     async def record_conversion(self, vid: str, now_ms: int, window_ms: int) -> list[str]:
         self._count(now_ms, "*", "purchases")
         v = self._visitors.get(vid)

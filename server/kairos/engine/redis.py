@@ -105,6 +105,14 @@ class RedisEngine(Engine):
              STATS_TTL_S],
         )
 
+    async def append_log(self, sid: str, lines: Sequence[str], now_ms: int) -> None:
+        # LPUSHX: a session that expired meanwhile gets no orphan log without a TTL.
+        key = keys.log(sid)
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.lpushx(key, *lines)
+            pipe.ltrim(key, 0, LOG_MAX - 1)
+            await pipe.execute()
+
     async def record_conversion(self, vid: str, now_ms: int, window_ms: int) -> list[str]:
         since = now_ms - min(window_ms, SHOWS_TTL_S * 1000)
         stats = keys.stats(stats_bucket(now_ms))

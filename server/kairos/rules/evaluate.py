@@ -73,13 +73,48 @@ def crossed(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now_
     if not events or not ruleset.crossings:
         return []
     defs = {d.name: d for d in ruleset.scores}
-    signals = [sig for ev in events for sig in signals_of(ev.type, ev.fields, _page_type(ruleset, ev))]
+    signals = batch_signals(ruleset, events)
     out = []
     for rule, name, value in ruleset.crossings:
         after = state.scores.raw(name, now_ms)
         before = after - added(defs[name], signals)
         if squash(before) < value <= squash(after):
             out.append(rule)
+    return out
+
+
+def batch_signals(ruleset: Ruleset, events: Sequence[Event]) -> list[tuple[str, float]]:
+    """The scoring signals of a batch's events, in order."""
+    return [sig for ev in events for sig in signals_of(ev.type, ev.fields, _page_type(ruleset, ev))]
+
+
+# A score move worth a line in the session's timeline, on the 0-1 scale.
+MIN_LOGGED_MOVE = 0.05
+
+
+def score_moves(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now_ms: int,
+                min_move: float = MIN_LOGGED_MOVE) -> list[dict[str, Any]]:
+    """The scores this batch moved by at least `min_move`: before, after, and the signals that moved them most.
+
+    Like `crossed`, the score before is the score now less what the batch added.
+    """
+    if not events or not ruleset.scores:
+        return []
+    signals = batch_signals(ruleset, events)
+    out = []
+    for d in ruleset.scores:
+        by: dict[str, float] = {}
+        for sig, amount in signals:
+            if sig in d.weights:
+                by[sig] = by.get(sig, 0.0) + d.weights[sig] * amount
+        if not by:
+            continue
+        after_raw = state.scores.raw(d.name, now_ms)
+        before, after = squash(after_raw - added(d, signals)), squash(after_raw)
+        if abs(after - before) >= min_move:
+            top = sorted(by.items(), key=lambda p: (-abs(p[1]), p[0]))[:3]
+            out.append({"score": d.name, "before": round(before, 3), "after": round(after, 3),
+                        "top": [[sig, round(v, 3)] for sig, v in top]})
     return out
 
 

@@ -336,13 +336,18 @@
   };
 
   function headline(entry) {
+    if (entry.kind === "score") {
+      const top = (entry.top || []).map((p) => p[0] + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2)).join(", ");
+      return words(entry.score) + " " + num(entry.before).toFixed(2) + " → " + num(entry.after).toFixed(2) + (top ? " (" + top + ")" : "");
+    }
     const h = entry[HEADLINE[entry.kind]] || entry.what || "";
     if (entry.kind === "skip") return h + " not shown: " + (SKIPPED[entry.why] || entry.why);
-    if (entry.kind === "show") return h + (entry.by ? " (sent by " + entry.by + ")" : "");
+    if (entry.kind === "show" && entry.by) return (h === "staff" ? "chat invitation" : h) + " sent by " + entry.by;
     return h;
   }
 
   function extras(entry) {
+    if (entry.kind === "score") return "";
     const skip = new Set(["ts", "kind", "what", HEADLINE[entry.kind], entry.kind === "skip" ? "why" : "", entry.kind === "show" ? "by" : ""]);
     return Object.entries(entry)
       .filter(([k]) => !skip.has(k))
@@ -603,6 +608,7 @@
 
     /* -- the editor: validated as you type, applied whole or not at all -- */
     const editor = $("rules-editor");
+    let loaded = ""; // the document as the server gave it: an edit differs from it
     let checkTimer = null;
     let checked = 0;
 
@@ -656,7 +662,7 @@
     (async () => {
       try {
         const state = await call("/api/rules");
-        editor.value = state.text || "";
+        editor.value = loaded = state.text || "";
         paused = state.paused || {};
         $("rules-source").textContent = state.file ? "Applying writes " + state.file + " and reloads it." : "No rules file: applying changes the rules in memory only.";
         check();
@@ -671,7 +677,13 @@
         paused = m.paused || {};
         renderStats();
       },
-      rules: () => location.reload(),
+      rules(m) {
+        if (editor.value === loaded) return location.reload();
+        // Someone else put new rules in force: keep this edit, and say so.
+        const out = $("rules-result");
+        out.textContent = "Rules version " + m.version + " was put in force elsewhere. Your edit is kept: applying it replaces them.";
+        out.setAttribute("data-state", "error");
+      },
     });
   }
 
