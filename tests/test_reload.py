@@ -181,7 +181,9 @@ def test_a_file_missing_for_a_while_keeps_the_rules_and_is_reported_once(watched
 def test_an_invalid_edit_is_refused_and_the_old_rules_stay(watched, case):
     text, line, reason = INVALID[case]
     server, path = watched()
-    write(path, text)
+    # Renamed into place: an in-place write caught empty by two polls on a busy machine
+    # would be refused for being empty, not for what this case tests.
+    write(path, text, atomic=True)
     state = rules_when(server, lambda s: s["last_refusal"] is not None)
     assert (state["version"], ids(state), state["source"]) == (1, ["first"], str(path))
     message = state["last_refusal"]["message"]

@@ -158,8 +158,7 @@ async def get_session(request: Request) -> Response:
     if state is None:
         return JSONResponse({"error": "no such session", "sid": sid}, status_code=404)
     now = now_ms()
-    pending, log_lines, paused = await asyncio.gather(
-        rt.engine.pending_for(state.vid) if state.vid else asyncio.sleep(0, []), rt.engine.log(sid), rt.engine.paused())
+    pending, log_lines, paused = await asyncio.gather(rt.engine.pending_for(state.vid), rt.engine.log(sid), rt.engine.paused())
     rules = [explain(r, state, now, r.id in paused) for r in rt.rules.rules]
     return JSONResponse({**state.to_json(now), "pending": pending, "log": log_lines, "rules": rules,
                          "open": await where_open(rt, state) is not None})

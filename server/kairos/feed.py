@@ -106,7 +106,13 @@ class Feed:
 
     def announce(self, kind: str, **what: Any) -> None:
         """Tell every dashboard of a change that is not a session's (a rule paused, new rules)."""
-        asyncio.ensure_future(self._send(json.dumps({"t": kind, **what}, separators=(",", ":"))))
+        asyncio.ensure_future(self._announce(json.dumps({"t": kind, **what}, separators=(",", ":"))))
+
+    async def _announce(self, text: str) -> None:
+        try:
+            await self._send(text)
+        except Exception:  # the change itself is made; only the dashboards hear of it late
+            log.exception("dashboard feed: could not announce a change")
 
     # --- dashboards here ---------------------------------------------------------
 
