@@ -22,6 +22,7 @@ export function endpoint (explicit, src, pageHref) {
 }
 
 const ep = (a, b, c) => { try { return endpoint(a, b, c) } catch (e) { return '' } }
+const url = (rel, base) => { try { return new URL(rel, base).href } catch (e) { return '' } }
 
 // The beacon URL for a websocket URL: same host over http(s), path .../b
 // beside .../ws (wss://k.example/ws -> https://k.example/b).
@@ -37,6 +38,9 @@ export function readConfig (doc, loc) {
     site: SITE_RE.test(site) ? site : '',
     endpoint: ws,
     beacon: beaconUrl(ws),
+    // the overlay code (lazy.js) lives beside k.js; an inlined snippet takes it
+    // from the Kairos server's root
+    overlay: url('k-overlay.js', (el && el.src) || beaconUrl(ws)),
     consentRequired: attr('consent') === 'required',
     // where the visitor id lives: localStorage (default) or a first-party cookie
     cookie: attr('vid-store') === 'cookie'

@@ -7,7 +7,7 @@ import { createIds } from './ids.js'
 import { connect } from './connection.js'
 import { createBatcher } from './batch.js'
 import { startTracking, watchRoutes } from './track.js'
-import { createOverlay } from './overlay.js'
+import { lazyOverlay } from './lazy.js'
 import { pageInfo } from './page.js'
 import { VERSION, helloFrame, feedbackFrame } from './frames.js'
 import { replay } from './stub.js'
@@ -74,7 +74,7 @@ function main (w, d) {
     else if (known) batcher.flush(f => beacon(Object.assign(f, { site: cfg.site, vid: ids.vid(), sid: known })))
   }
 
-  const overlay = createOverlay(d, w, (oid, act) => {
+  const overlay = lazyOverlay(d, w, cfg.overlay, (oid, act) => {
     const f = feedbackFrame(oid, act, Date.now())
     if (!conn || !conn.send(f)) fb = fb.concat(f).slice(-10)
   })

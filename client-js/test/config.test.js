@@ -70,7 +70,7 @@ test('beaconUrl: the same host over http(s), path b beside the websocket\'s', ()
 
 test('readConfig reads data-site, data-endpoint, data-consent and data-vid-store; the beacon URL follows the endpoint', () => {
   const c = readConfig(doc({ 'data-site': 'demo', 'data-consent': 'required' }, 'https://k.example/k.js'), { href: 'https://shop.example/' })
-  assert.deepStrictEqual(c, { site: 'demo', endpoint: 'wss://k.example/ws', beacon: 'https://k.example/b', consentRequired: true, cookie: false })
+  assert.deepStrictEqual(c, { site: 'demo', endpoint: 'wss://k.example/ws', beacon: 'https://k.example/b', overlay: 'https://k.example/k-overlay.js', consentRequired: true, cookie: false })
   const d = readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'ws://localhost:9/x' }, 'https://k.example/k.js'), { href: 'https://shop.example/' })
   assert.equal(d.endpoint, 'ws://localhost:9/x')
   assert.equal(d.beacon, 'http://localhost:9/b')
@@ -84,6 +84,14 @@ test('readConfig: data-vid-store="cookie" keeps the visitor id in a cookie; anyt
   assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-vid-store': 'local' }, '/k.js'), loc).cookie, false)
   assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-vid-store': 'Cookie' }, '/k.js'), loc).cookie, false)
   assert.equal(readConfig(doc({ 'data-site': 'demo' }, '/k.js'), loc).cookie, false)
+})
+
+test('readConfig: the overlay file is beside k.js, or at the endpoint\'s host for a snippet with no src', () => {
+  const loc = { href: 'https://shop.example/p/1' }
+  assert.equal(readConfig(doc({ 'data-site': 'demo' }, 'https://cdn.example/kairos/k.js?v=1'), loc).overlay, 'https://cdn.example/kairos/k-overlay.js')
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'wss://k.example/ws' }, 'https://cdn.example/k.js'), loc).overlay, 'https://cdn.example/k-overlay.js')
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'wss://k.example/ws' }, ''), loc).overlay, 'https://k.example/k-overlay.js')
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'http://[::1' }, ''), loc).overlay, '')
 })
 
 test('readConfig: an endpoint that cannot be parsed gives no endpoint and no beacon, never an exception', () => {
