@@ -5,7 +5,7 @@ import { encode } from './codec.js'
 import { readConfig, gate } from './config.js'
 import { createIds } from './ids.js'
 import { connect } from './connection.js'
-import { createBatcher } from './batch.js'
+import { createBatcher, STORE } from './batch.js'
 import { startTracking, watchRoutes } from './track.js'
 import { lazyOverlay } from './lazy.js'
 import { pageInfo } from './page.js'
@@ -18,8 +18,6 @@ const DEFAULTS = {
   exit: true, exit_min_ms: 3000, exit_gap_ms: 10000, exit_scroll: true, exit_back: false, exit_hidden: true,
   clicks: true, click_text: true, rage_n: 4, rage_ms: 1000, hes_ms: 15000, copy: false, spa: true
 }
-// events the store reports with kairos.track(); any other name goes as `custom`
-const STORE = ['cart', 'add_to_cart', 'checkout', 'purchase']
 // a route change is announced after this long, unless kairos.page() comes first
 const ROUTE_MS = 100
 
@@ -28,7 +26,7 @@ function main (w, d) {
   if (prev && prev.version) return // loaded twice
 
   const warned = {}
-  const warn = (code, msg) => warned[code] || (warned[code] = 1, console.warn('[kairos] ' + code + ': ' + msg))
+  const warn = (code, msg) => warned[code] || (warned[code] = console.warn('[kairos] ' + code + ': ' + msg) || 1)
   const safe = fn => (a, b) => { try { return fn(a, b) } catch (e) { warn('error', e.message) } }
 
   const cfg = readConfig(d, w.location)
@@ -37,22 +35,19 @@ function main (w, d) {
   const loc = w.location
   // DNT / GPC: no connection, no tracking, nothing kept, for the whole page load
   const privacy = gate(nav, w)
-  const s = Object.assign({}, DEFAULTS)
+  const s = { ...DEFAULTS }
   const ids = createIds(w, d, cfg.cookie)
   let consented = !cfg.consentRequired
-  let conn = null
-  let tracker = null
+  let conn, tracker, suspended, watching, routeTimer
   let sid = null
-  let suspended = false
   let hellos = 0 // hellos sent for this page view; the first one is the page view
   let maxFrame = 16384
   let fb = [] // feedback waiting for the (re)connection
   let props = {} // what kairos.page() said about the current page
   const here = () => loc.pathname + loc.search
   let announced = here() // the URL of the last page view (hash changes are not page views)
-  let routeTimer = 0
 
-  const isOpen = () => !!conn && conn.state === 'open'
+  const isOpen = () => conn && conn.state === 'open'
   const batcher = createBatcher({
     send: f => conn.send(f),
     ready: isOpen,
@@ -71,12 +66,12 @@ function main (w, d) {
   const leave = () => {
     const known = ids.sid()
     if (isOpen()) batcher.flush()
-    else if (known) batcher.flush(f => beacon(Object.assign(f, { site: cfg.site, vid: ids.vid(), sid: known })))
+    else if (known) batcher.flush(f => beacon({ ...f, site: cfg.site, vid: ids.vid(), sid: known }))
   }
 
   const overlay = lazyOverlay(d, w, cfg.overlay, (oid, act) => {
     const f = feedbackFrame(oid, act, Date.now())
-    if (!conn || !conn.send(f)) fb = fb.concat(f).slice(-10)
+    if (!conn || !conn.send(f)) fb = [...fb, f].slice(-10)
   })
 
   const announce = () => {
@@ -107,13 +102,9 @@ function main (w, d) {
     else if (f.t === 'error') warn(f.code, f.msg)
   }
 
-  let watching = false
   function start () {
     if (conn || !cfg.site || privacy || !consented) return
-    if (!watching) {
-      watchRoutes(w, safe(routed))
-      watching = true
-    }
+    if (!watching) watching = watchRoutes(w, safe(routed))
     tracker = startTracking(w, d, s, emit, leave, 0, api.track)
     conn = connect(
       cfg.endpoint,
@@ -134,7 +125,7 @@ function main (w, d) {
   })
   on('pageshow', e => {
     // back from the back/forward cache: the visitor came back, a new page view
-    if (e.persisted && suspended && conn) { suspended = false; hellos = 0; conn.open() }
+    if (e.persisted && suspended && conn) { suspended = hellos = 0; conn.open() }
   })
 
   const api = w.kairos = {
@@ -142,11 +133,10 @@ function main (w, d) {
     // a store-reported event: kairos.track('add_to_cart', { sku, price, qty });
     // a name that is not one of STORE goes as { e: 'custom', name, props }.
     // Before consent it waits in memory (newest 100); under DNT/GPC it is dropped.
-    track: safe((name, fields) => {
+    track: safe((name, fields = {}) => {
       if (privacy) return
-      fields = fields || {}
       encode(fields) // throws (and the event is dropped) on values msgpack cannot carry
-      if (STORE.indexOf(name) >= 0) emit(name, fields)
+      if (STORE.includes(name)) emit(name, fields)
       else if (typeof name === 'string' && /^[\w.:-]{1,64}$/.test(name)) emit('custom', { name, props: fields })
       else warn('track', 'bad event name')
     }),

@@ -10,25 +10,29 @@
 
 // src: the file's URL; feedback(oid, act) as for createOverlay
 export function lazyOverlay (doc, win, src, feedback) {
-  let ov, waiting, loading
+  let ov, waiting, script
   return {
     show (f) {
-      if (ov) return ov.show(f)
       waiting = f
-      if (loading || !src) return
-      const s = loading = doc.createElement('script')
-      s.src = src
-      s.kairos = create => {
-        ov = create(doc, win, feedback)
-        if (waiting) ov.show(waiting)
+      if (ov) ov.show(f)
+      else if (!script) {
+        script = doc.createElement('script')
+        script.src = src
+        script.kairos = create => {
+          ov = create(doc, win, feedback)
+          if (waiting) ov.show(waiting)
+        }
+        script.onerror = () => { script.remove(); script = waiting = 0 }
+        doc.head.appendChild(script)
       }
-      s.onerror = () => { loading = waiting = 0; s.remove() }
-      doc.head.appendChild(s)
     },
     hide (oid) {
       if (ov) ov.hide(oid)
       else if (waiting && waiting.oid === oid) waiting = 0
     },
-    clear () { waiting = 0; if (ov) ov.clear() }
+    clear () {
+      waiting = 0
+      if (ov) ov.clear()
+    }
   }
 }

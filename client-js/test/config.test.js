@@ -21,12 +21,6 @@ test('privacy gate: Global Privacy Control blocks', () => {
   assert.equal(gate({ globalPrivacyControl: 'true' }, {}), '', 'only the boolean true counts')
 })
 
-test('privacy gate: data-consent="required" waits for consent', () => {
-  assert.equal(gate({}, {}, true, false), 'consent')
-  assert.equal(gate({}, {}, true, true), '')
-  assert.equal(gate({}, {}, false, false), '', 'no consent needed when not required')
-})
-
 test('endpoint: derived from the script src, ws on an http page, wss on an https page', () => {
   assert.equal(endpoint('', 'http://kairos.example:8000/k.js', 'http://shop.example/p/1'), 'ws://kairos.example:8000/ws')
   assert.equal(endpoint('', 'https://kairos.example/static/k.js?v=3#x', 'https://shop.example/'), 'wss://kairos.example/ws')
