@@ -9,7 +9,7 @@ import { createBatcher, STORE } from './batch.js'
 import { startTracking, watchRoutes } from './track.js'
 import { lazyOverlay } from './lazy.js'
 import { pageInfo } from './page.js'
-import { VERSION, helloFrame, feedbackFrame } from './frames.js'
+import { VERSION, helloFrame } from './frames.js'
 import { replay } from './stub.js'
 
 // until the server's welcome says otherwise (docs/protocol.md, welcome `track`)
@@ -69,8 +69,7 @@ function main (w, d) {
     else if (known) batcher.flush(f => beacon({ ...f, site: cfg.site, vid: ids.vid(), sid: known }))
   }
 
-  const overlay = lazyOverlay(d, w, cfg.overlay, (oid, act) => {
-    const f = feedbackFrame(oid, act, Date.now())
+  const overlay = lazyOverlay(d, w, cfg.overlay, f => {
     if (!conn || !conn.send(f)) fb = [...fb, f].slice(-10)
   })
 

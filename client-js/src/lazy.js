@@ -8,8 +8,8 @@
 // no global. Until then the latest `show` waits (one overlay at a time, so a
 // newer one replaces it); a failed fetch drops it, and the next `show` tries again.
 
-// src: the file's URL; feedback(oid, act) as for createOverlay
-export function lazyOverlay (doc, win, src, feedback) {
+// src: the file's URL; send(frame) as for createOverlay
+export function lazyOverlay (doc, win, src, send) {
   let ov, waiting, script
   return {
     show (f) {
@@ -19,7 +19,7 @@ export function lazyOverlay (doc, win, src, feedback) {
         script = doc.createElement('script')
         script.src = src
         script.kairos = create => {
-          ov = create(doc, win, feedback)
+          ov = create(doc, win, send)
           if (waiting) ov.show(waiting)
         }
         script.onerror = () => { script.remove(); script = waiting = 0 }

@@ -18,7 +18,7 @@ function setup () {
     clearTimeout: () => {}
   }
   const fb = []
-  const ov = lazyOverlay(doc, win, SRC, (oid, act) => fb.push([oid, act]))
+  const ov = lazyOverlay(doc, win, SRC, f => fb.push([f.oid, f.act]))
   const scripts = () => doc.head.children.filter(c => c.tagName === 'SCRIPT')
   // what the browser does once the file has run (src/k-overlay.js)
   const load = () => scripts()[0].kairos(createOverlay)

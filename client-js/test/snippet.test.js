@@ -9,6 +9,17 @@ import { Document, Element, Target, fire, installHistory } from './fake-dom.js'
 
 let run = 0
 
+// test/dist.test.js runs these tests again on the built files: the minifiers
+// must not change what the snippet does
+const DIST = globalThis.KAIROS_DIST === true
+let overlayFactory = createOverlay
+if (DIST) {
+  const saved = globalThis.document
+  globalThis.document = { currentScript: { kairos: f => { overlayFactory = f } } }
+  await import('../dist/k-overlay.js')
+  globalThis.document = saved
+}
+
 const mem = () => {
   const m = new Map()
   return { m, getItem: k => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), removeItem: k => m.delete(k) }
@@ -33,7 +44,7 @@ async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage, 
   doc.head.appendChild = function (el) {
     Element.prototype.appendChild.call(this, el)
     scripts.push(el)
-    if (overlay === 'load') el.kairos(createOverlay)
+    if (overlay === 'load') el.kairos(overlayFactory)
     if (overlay === 'fail') el.onerror(new Event('error'))
     return el
   }
@@ -94,7 +105,7 @@ async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage, 
   })
   console.warn = m => warnings.push(m)
   try {
-    await import('../src/index.js?run=' + (++run))
+    await import((DIST ? '../dist/k.js' : '../src/index.js') + '?run=' + (++run))
   } finally {
     Object.assign(globalThis, { window: saved.window, document: saved.document })
   }
@@ -112,7 +123,7 @@ async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage, 
   // every event the socket carried, without the dwell events (their ms depend on the real clock)
   const sentEvents = () => sockets.flatMap(s => s.sent).filter(f => f.t === 'events').flatMap(f => f.ev).filter(e => e.e !== 'dwell')
   const hide = () => { doc.visibilityState = 'hidden'; fire(doc, 'visibilitychange') }
-  const loadOverlay = () => scripts.at(-1).kairos(createOverlay)
+  const loadOverlay = () => scripts.at(-1).kairos(overlayFactory)
   return {
     scripts, loadOverlay,
     win, doc, jar, sockets, ws, open, push, fireTimers, fireMs, tick, beacons, sentEvents, hide,
