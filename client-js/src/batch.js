@@ -57,8 +57,6 @@ export function createBatcher (opts) {
       if (maxEvents > 0) max = Math.min(opts.max || 20, maxEvents)
     },
     // an empty queue: flush() only stops the timer
-    clear () { q = []; lost = 0; flush() },
-    get lost () { return lost },
-    get size () { return q.length }
+    clear () { q = []; lost = 0; flush() }
   }
 }

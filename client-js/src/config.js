@@ -26,8 +26,8 @@ const tried = fn => { try { return fn() } catch (e) { return '' } }
 // Read data-* attributes of the snippet's own <script> tag.
 export function readConfig (doc, loc) {
   const el = doc.currentScript || doc.querySelector('script[data-site]')
-  const attr = n => (el && el.getAttribute('data-' + n)) || ''
-  const src = el && el.src
+  const attr = n => el?.getAttribute('data-' + n) || ''
+  const src = el?.src
   const site = attr('site')
   const ws = tried(() => endpoint(attr('endpoint'), src, loc.href))
   const beacon = beaconUrl(ws)

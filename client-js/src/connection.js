@@ -70,7 +70,7 @@ export function connect (url, hello, onFrame) {
       const was = !stopped
       stopped = true
       clearTimeout(timer)
-      try { ws && ws.close(1000) } catch (e) {}
+      try { ws?.close(1000) } catch (e) {}
       ws = null
       state = code ? 'closed' : 'idle'
       return was

@@ -12,18 +12,19 @@ import { pageInfo } from './page.js'
 import { VERSION, helloFrame } from './frames.js'
 import { replay } from './stub.js'
 
-// until the server's welcome says otherwise (docs/protocol.md, welcome `track`)
+// until the server's welcome says otherwise (docs/protocol.md, welcome `track`);
+// exit_back and copy are off: left out
 const DEFAULTS = {
   batch_ms: 1000, dwell_ms: 5000, scroll_step: 10, idle_ms: 30000,
-  exit: true, exit_min_ms: 3000, exit_gap_ms: 10000, exit_scroll: true, exit_back: false, exit_hidden: true,
-  clicks: true, click_text: true, rage_n: 4, rage_ms: 1000, hes_ms: 15000, copy: false, spa: true
+  exit: true, exit_min_ms: 3000, exit_gap_ms: 10000, exit_scroll: true, exit_hidden: true,
+  clicks: true, click_text: true, rage_n: 4, rage_ms: 1000, hes_ms: 15000, spa: true
 }
 // a route change is announced after this long, unless kairos.page() comes first
 const ROUTE_MS = 100
 
 function main (w, d) {
   const prev = w.kairos
-  if (prev && prev.version) return // loaded twice
+  if (prev?.version) return // loaded twice
 
   const warned = {}
   const warn = (code, msg) => warned[code] || (warned[code] = console.warn('[kairos] ' + code + ': ' + msg) || 1)
@@ -47,7 +48,7 @@ function main (w, d) {
   const here = () => loc.pathname + loc.search
   let announced = here() // the URL of the last page view (hash changes are not page views)
 
-  const isOpen = () => conn && conn.state === 'open'
+  const isOpen = () => conn?.state === 'open'
   const batcher = createBatcher({
     send: f => conn.send(f),
     ready: isOpen,
@@ -60,7 +61,7 @@ function main (w, d) {
     const ts = Date.now()
     batcher.add(Object.assign({ e, ts }, fields, { e, ts }))
   }
-  const beacon = f => cfg.beacon && nav.sendBeacon && nav.sendBeacon(cfg.beacon, encode(f))
+  const beacon = f => cfg.beacon && nav.sendBeacon?.(cfg.beacon, encode(f))
   // the page is hidden or going away: what the socket cannot take now goes by
   // beacon to the session it belongs to (or waits, when there is none yet)
   const leave = () => {
@@ -70,13 +71,13 @@ function main (w, d) {
   }
 
   const overlay = lazyOverlay(d, w, cfg.overlay, f => {
-    if (!conn || !conn.send(f)) fb = [...fb, f].slice(-10)
+    if (!conn?.send(f)) fb = [...fb, f].slice(-10)
   })
 
   const announce = () => {
     clearTimeout(routeTimer)
     announced = here()
-    if (tracker) tracker.newPage()
+    tracker?.newPage()
     emit('page_view', pageInfo(d, loc, props))
   }
   // a single-page app changed its URL (pushState, replaceState, back/forward)
@@ -114,7 +115,7 @@ function main (w, d) {
   }
 
   const on = (type, fn) => w.addEventListener(type, safe(fn))
-  on('online', () => conn && conn.online())
+  on('online', () => conn?.online())
   // close on pagehide so the page can enter the back/forward cache; reopen if it comes back
   on('pagehide', () => {
     if (!conn) return
@@ -157,8 +158,8 @@ function main (w, d) {
       // ask the server to erase what it keeps about this visitor
       const vid = ids.vid(true)
       if (vid && cfg.site) beacon({ v: 1, t: 'forget', site: cfg.site, vid, sid: ids.sid() })
-      if (tracker) tracker.stop()
-      if (conn) conn.close()
+      tracker?.stop()
+      conn?.close()
       tracker = conn = sid = null
       batcher.clear()
       fb = []
@@ -166,7 +167,7 @@ function main (w, d) {
       ids.clear()
     }),
     get sid () { return sid },
-    get state () { return conn ? conn.state : 'idle' }
+    get state () { return conn?.state || 'idle' }
   }
 
   start()

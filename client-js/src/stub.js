@@ -4,7 +4,7 @@
 // Entries may also be `arguments` objects (a function stub pushing its arguments).
 
 export function replay (prev, api) {
-  for (const x of [].concat((prev && prev.q) || prev || [])) {
+  for (const x of [].concat(prev?.q || prev || [])) {
     // junk entries, unknown names, getters and throwing calls end in the catch
     try {
       const [name, ...args] = x

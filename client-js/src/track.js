@@ -163,7 +163,7 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
 
   // our entry is marked: an in-page #anchor (a popstate too) is not the way back
   on(win, 'popstate', () => {
-    const ours = !!(win.history.state || 0).kairos_back
+    const ours = !!win.history.state?.kairos_back
     if (onOurEntry && !ours && win.location.href === armedAt) {
       armedAt = 0 // once per page: the next back leaves
       exit('back')
@@ -175,7 +175,7 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   on(doc, 'click', e => {
     const t = e.target
     if (t.id === HOST_ID) return // the overlay reports its own clicks
-    const tr = t.closest && t.closest('[data-kairos-track]')
+    const tr = t.closest?.('[data-kairos-track]')
     if (tr && onTrack) onTrack(tr.getAttribute('data-kairos-track'), trackProps(tr))
     const p = s.clicks && clickPayload(t, s.click_text)
     if (!p) return
