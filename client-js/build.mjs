@@ -16,8 +16,10 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib'
 
-// Issue 4 asks for 5 KB (5,120 B) for k.js; the overlay file is held to 1 KB.
-export const BUDGET_GZIP = 6500
+// Issue 4 asks for 5 KB (5,120 B) for k.js. With every signal of issue 4 it is
+// over that (README, "Size"); this budget stops it from growing further.
+// The overlay file is held to 1 KB.
+export const BUDGET_GZIP = 5600
 export const BUDGET_OVERLAY_GZIP = 1024
 const path = p => fileURLToPath(new URL(p, import.meta.url))
 const { version } = JSON.parse(readFileSync(path('package.json'), 'utf8'))
