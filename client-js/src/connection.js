@@ -46,10 +46,10 @@ export function connect (url, hello, onFrame) {
     s.binaryType = 'arraybuffer'
     s.onopen = () => ws === s && raw(hello())
     s.onmessage = e => {
+      if (ws !== s || typeof e.data === 'string') return
       let f
-      // (a text frame is no msgpack either)
       try { f = decode(e.data) } catch (err) { return }
-      if (ws !== s || !f || f.v !== 1) return
+      if (!f || f.v !== 1) return
       if (f.t === 'welcome') { attempt = 0; state = 'open' }
       onFrame(f)
     }

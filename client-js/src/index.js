@@ -27,7 +27,7 @@ function main (w, d) {
   if (prev?.version) return // loaded twice
 
   const warned = {}
-  const warn = (code, msg) => warned[code] || (warned[code] = console.warn('[kairos] ' + code + ': ' + msg) || 1)
+  const warn = (code, msg) => warned[code] || (warned[code] = 1, console.warn('[kairos] ' + code + ': ' + msg))
   const safe = fn => (a, b) => { try { return fn(a, b) } catch (e) { warn('error', e.message) } }
 
   const cfg = readConfig(d, w.location)
