@@ -97,6 +97,7 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         size = len(httpx.get(base + "/k.js").content)
+        overlay_size = len(httpx.get(base + "/k-overlay.js").content)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True)
             runs = {True: [], False: []}
@@ -115,6 +116,7 @@ def main() -> None:
     report({
         "runs": args.runs,
         "k.js bytes (raw)": size,
+        "k-overlay.js bytes (raw; fetched only when an overlay shows)": overlay_size,
         "snippet's script ms, page load only (median)": round(med(True, "script_ms", loads) - med(False, "script_ms", loads), 1),
         "script ms, page with snippet (median)": round(med(True, "script_ms"), 1),
         "script ms, page without snippet (median)": round(med(False, "script_ms"), 1),

@@ -1,45 +1,67 @@
-// Bundles src/index.js into dist/k.js (one minified IIFE, es2020), prints its
-// raw / gzip / brotli sizes and fails when the gzip size is over the budget.
+// Bundles the snippet into two minified IIFEs (es2020), prints each one's
+// raw / gzip / brotli sizes and fails when a gzip size is over its budget:
+//   dist/k.js          src/index.js: every page loads it
+//   dist/k-overlay.js  src/k-overlay.js: the overlay behaviour, fetched by
+//                      k.js on the first `show` (src/lazy.js)
 //
-// esbuild bundles; terser then minifies (three compress passes): on this code
-// terser's output is about 3 % smaller gzipped than esbuild's own minifier.
+// esbuild bundles (and folds syntax: about 1 % smaller gzipped); terser then
+// minifies (three compress passes): on this code terser's output is about 3 %
+// smaller gzipped than esbuild's own minifier; uglify-js over terser's output
+// takes about 1.5 % more (its mangler and variable merging; its `varify`,
+// let -> var, and its inlining cost more gzipped than they save).
 import { build } from 'esbuild'
 import { minify } from 'terser'
+import UglifyJS from 'uglify-js'
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib'
 
-// Issue 4 asks for 5 KB (5,120 B). With every signal of issue 4 the snippet is
+// Issue 4 asks for 5 KB (5,120 B) for k.js. With every signal of issue 4 it is
 // over that (README, "Size"); this budget stops it from growing further.
-export const BUDGET_GZIP = 6500
+// The overlay file is held to 1 KB.
+export const BUDGET_GZIP = 5600
+export const BUDGET_OVERLAY_GZIP = 1024
 const path = p => fileURLToPath(new URL(p, import.meta.url))
-const out = path('dist/k.js')
 const { version } = JSON.parse(readFileSync(path('package.json'), 'utf8'))
 
-const bundled = await build({
-  entryPoints: [path('src/index.js')],
-  bundle: true,
-  write: false,
-  format: 'iife',
-  target: 'es2020',
-  platform: 'browser',
-  legalComments: 'none',
-  logLevel: 'warning'
-})
-const min = await minify(bundled.outputFiles[0].text, {
-  ecma: 2020,
-  toplevel: true,
-  compress: { passes: 3, unsafe_arrows: true, pure_getters: true },
-  format: { preamble: `/*! Kairos ${version} AGPL-3.0 */` }
-})
-mkdirSync(path('dist'), { recursive: true })
-writeFileSync(out, min.code)
-
-const code = readFileSync(out)
-const gz = gzipSync(code, { level: 9 }).length // what `gzip -9` and a precompressing server give
-const br = brotliCompressSync(code, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length
-console.log(`dist/k.js  raw ${code.length} B  gzip ${gz} B  brotli ${br} B  (budget: gzip ${BUDGET_GZIP} B)`)
-if (gz > BUDGET_GZIP) {
-  console.error(`FAIL: dist/k.js is ${gz} B gzipped, over the budget of ${BUDGET_GZIP} B`)
-  process.exit(1)
+async function bundle (entry, out, budget) {
+  const bundled = await build({
+    entryPoints: [path(entry)],
+    bundle: true,
+    write: false,
+    format: 'iife',
+    target: 'es2020',
+    platform: 'browser',
+    legalComments: 'none',
+    minifySyntax: true,
+    logLevel: 'warning'
+  })
+  const min = await minify(bundled.outputFiles[0].text, {
+    ecma: 2020,
+    toplevel: true,
+    compress: { passes: 3, unsafe_arrows: true, pure_getters: true }
+  })
+  const ugly = UglifyJS.minify(min.code, {
+    toplevel: true,
+    compress: { passes: 3, pure_getters: true, varify: false, inline: false },
+    mangle: { toplevel: true }
+  })
+  if (ugly.error) throw ugly.error
+  writeFileSync(path(out), `/*! Kairos ${version} AGPL-3.0 */\n` + ugly.code)
+  const code = readFileSync(path(out))
+  const gz = gzipSync(code, { level: 9 }).length // what `gzip -9` and a precompressing server give
+  const br = brotliCompressSync(code, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length
+  console.log(`${out.padEnd(17)}  raw ${code.length} B  gzip ${gz} B  brotli ${br} B  (budget: gzip ${budget} B)`)
+  if (gz > budget) {
+    console.error(`FAIL: ${out} is ${gz} B gzipped, over the budget of ${budget} B`)
+    return false
+  }
+  return true
 }
+
+mkdirSync(path('dist'), { recursive: true })
+const ok = [
+  await bundle('src/index.js', 'dist/k.js', BUDGET_GZIP),
+  await bundle('src/k-overlay.js', 'dist/k-overlay.js', BUDGET_OVERLAY_GZIP)
+]
+if (!ok.every(Boolean)) process.exit(1)

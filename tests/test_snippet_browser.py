@@ -308,6 +308,58 @@ def test_the_demo_store_runs_under_a_strict_csp_and_the_overlay_is_styled(serve,
 
 
 @pytest.mark.browser
+def test_the_overlay_code_is_fetched_only_when_an_overlay_is_shown(serve, page, rules):
+    server = serve("memory", rules)
+    page.add_init_script("""
+        window.__violations = [];
+        document.addEventListener('securitypolicyviolation',
+            e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));
+    """)
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "/k-overlay.js" in r.url else None)
+    page.goto(server.base + PRODUCT)
+    sid = connected(page)
+    # a visit with no overlay (no exit, no deep scroll): pointer, a click, some dwell
+    page.mouse.move(300, 300)
+    page.locator("h1").first.click()
+    wait_logged(server, sid, "click")
+    server.session_when(sid, lambda s: s["dwell_ms"] >= 1000)
+    assert fetched == [], "k.js fetched the overlay code on a page that showed none"
+
+    exit_through_the_top(page)
+    overlay = page.locator(OVERLAY)
+    expect(overlay).to_be_visible(timeout=1000)  # the show waited for the code, then appeared
+    assert fetched == [server.base + "/k-overlay.js"]
+    state = server.session_when(sid, lambda s: any(o["status"] == "shown" for o in s["overlays"].values()))
+    oid = overlay.get_attribute("data-oid")
+    assert state["overlays"][oid]["status"] == "shown"
+    page.locator("#kairos-host .k-close").click()
+    expect(overlay).to_have_count(0)
+    server.session_when(sid, lambda s: s["overlays"][oid]["status"] == "dismissed")
+    assert page.evaluate("window.__violations") == [], "the overlay file is allowed by the store's strict CSP"
+    assert sorted(page.evaluate("Object.keys(window.kairos)")) == ["consent", "identify", "page", "sid", "state", "track", "version"]
+
+
+@pytest.mark.browser
+def test_an_overlay_file_that_cannot_be_fetched_does_not_break_the_store(serve, page, rules):
+    server = serve("memory", rules)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.route("**/k-overlay.js", lambda route: route.abort())
+    page.goto(server.base + PRODUCT)
+    sid = connected(page)
+    exit_through_the_top(page)
+    wait_logged(server, sid, "exit_intent")
+    page.wait_for_timeout(300)
+    expect(page.locator(OVERLAY)).to_have_count(0)
+    # the snippet keeps reporting, and the store's own script keeps working
+    page.evaluate("kairos.track('cart', {value: 80, items: 1, cur: 'EUR'})")
+    server.session_when(sid, lambda s: s["cart_value"] == 80)
+    assert page.evaluate("kairos.state") == "open"
+    assert errors == []
+
+
+@pytest.mark.browser
 def test_consent_required_nothing_is_sent_before_consent_and_withdrawal_erases(serve, page, rules):
     server = serve("redis", rules)
     traffic: list[str] = []

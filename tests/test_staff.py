@@ -34,7 +34,7 @@ EVIL = "https://evil.example"
 # Everything a visitor's browser or a monitor may reach without logging in. A
 # route outside the staff prefixes that is not here fails the enumeration test:
 # adding one is a decision, made here, in review.
-VISITOR_PATHS = ("/", "/k.js", "/healthz", "/metrics", "/ws", "/b", "/static/dashboard")
+VISITOR_PATHS = ("/", "/k.js", "/k-overlay.js", "/healthz", "/metrics", "/ws", "/b", "/static/dashboard")
 VISITOR_PREFIXES = ("/demo",)
 
 
@@ -164,7 +164,8 @@ async def test_visitor_endpoints_stay_open(client):
     for path in ("/healthz", "/metrics", "/demo/", "/static/dashboard/dashboard.js", "/static/dashboard/dashboard.css",
                  "/dashboard/login"):
         assert (path, (await client.get(path)).status_code) == (path, 200)
-    assert (await client.get("/k.js")).status_code in (200, 503)  # 503: the snippet is not built in this checkout
+    for path in ("/k.js", "/k-overlay.js"):
+        assert (await client.get(path)).status_code in (200, 503)  # 503: the snippet is not built in this checkout
 
 
 async def test_without_an_admin_token_nobody_gets_in():

@@ -5,9 +5,11 @@
 // counted and reported as `lost` with the next frame. Pure: sending,
 // readiness, frame size and timers are injected.
 
-export const IMMEDIATE = ['exit_intent', 'cart', 'add_to_cart', 'checkout', 'purchase', 'rage_click']
+// the store's events (kairos.track) that are not `custom`
+export const STORE = ['cart', 'add_to_cart', 'checkout', 'purchase']
+export const IMMEDIATE = ['exit_intent', 'rage_click', ...STORE]
 
-// opts: send(frame), ready() -> bool, wait() -> ms (default 1000),
+// opts: send(frame), ready() -> bool, wait() -> ms,
 //       fits(frame) -> bool (default: always), max (20), cap (100),
 //       setTimer(fn, ms) / clearTimer(id) (default setTimeout / clearTimeout)
 export function createBatcher (opts) {
@@ -19,27 +21,18 @@ export function createBatcher (opts) {
   let q = []
   let seq = 0
   let lost = 0
-  let timer = null
-
-  const stopTimer = () => {
-    if (timer !== null) clearTimer(timer)
-    timer = null
-  }
+  let timer = 0
 
   // Send what is queued, through `via` (the page-hide beacon) if given, else
   // through opts.send while the connection is ready.
   function flush (via) {
-    stopTimer()
+    clearTimer(timer)
+    timer = 0
     while (q.length && (via || opts.ready())) {
       let n = Math.min(max, q.length)
-      const make = () => {
-        const f = { v: 1, t: 'events', seq, ev: q.slice(0, n) }
-        if (lost) f.lost = lost
-        return f
-      }
       let frame
       // halve the batch until it fits in a frame the server accepts
-      while (!fits(frame = make()) && n > 1) n = Math.ceil(n / 2)
+      while (!fits(frame = { v: 1, t: 'events', seq, ev: q.slice(0, n), ...lost && { lost } }) && n > 1) n = Math.ceil(n / 2)
       q.splice(0, n)
       // a single event too large for any frame is dropped, never sent
       if (fits(frame)) {
@@ -54,8 +47,8 @@ export function createBatcher (opts) {
     add (ev) {
       q.push(ev)
       if (q.length > cap) lost += q.splice(0, q.length - cap).length
-      if (IMMEDIATE.indexOf(ev.e) >= 0 || q.length >= max) flush()
-      else if (timer === null) timer = setTimer(() => flush(), opts.wait ? opts.wait() : 1000)
+      if (IMMEDIATE.includes(ev.e) || q.length >= max) flush()
+      else timer = timer || setTimer(flush, opts.wait())
     },
     flush,
     // a new connection: seq starts again at 0, the server may ask for smaller batches
@@ -63,8 +56,7 @@ export function createBatcher (opts) {
       seq = 0
       if (maxEvents > 0) max = Math.min(opts.max || 20, maxEvents)
     },
-    clear () { stopTimer(); q = []; lost = 0 },
-    get lost () { return lost },
-    get size () { return q.length }
+    // an empty queue: flush() only stops the timer
+    clear () { q = []; lost = 0; flush() }
   }
 }

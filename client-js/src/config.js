@@ -1,16 +1,11 @@
 // Configuration from the script tag, and the privacy gate.
 
-export const SITE_RE = /^[A-Za-z0-9_.-]{1,64}$/
+export const SITE_RE = /^[\w.-]{1,64}$/
 
-// Why the snippet must not connect, or '' when it may.
+// Why the snippet must not connect ('dnt', 'gpc'), or '' when it may.
 // nav and win are navigator- and window-like objects, so this stays pure.
-export function gate (nav, win, consentRequired, consented) {
-  nav = nav || {}
-  if (nav.doNotTrack === '1' || (win && win.doNotTrack === '1')) return 'dnt'
-  if (nav.globalPrivacyControl === true) return 'gpc'
-  if (consentRequired && !consented) return 'consent'
-  return ''
-}
+export const gate = (nav, win) =>
+  nav.doNotTrack === '1' || win.doNotTrack === '1' ? 'dnt' : nav.globalPrivacyControl === true ? 'gpc' : ''
 
 // The websocket URL. An explicit data-endpoint wins (relative ones resolve
 // against the script's URL, http(s) becomes ws(s)); otherwise it is the
@@ -21,22 +16,28 @@ export function endpoint (explicit, src, pageHref) {
   return u.href
 }
 
-const ep = (a, b, c) => { try { return endpoint(a, b, c) } catch (e) { return '' } }
-
 // The beacon URL for a websocket URL: same host over http(s), path .../b
 // beside .../ws (wss://k.example/ws -> https://k.example/b).
 export const beaconUrl = ws => ws && new URL('b', 'http' + ws.slice(2)).href
 
+// a URL that cannot be parsed is no URL
+const tried = fn => { try { return fn() } catch (e) { return '' } }
+
 // Read data-* attributes of the snippet's own <script> tag.
 export function readConfig (doc, loc) {
   const el = doc.currentScript || doc.querySelector('script[data-site]')
-  const attr = n => (el && el.getAttribute('data-' + n)) || ''
+  const attr = n => el?.getAttribute('data-' + n) || ''
+  const src = el?.src
   const site = attr('site')
-  const ws = ep(attr('endpoint'), el && el.src, loc.href)
+  const ws = tried(() => endpoint(attr('endpoint'), src, loc.href))
+  const beacon = beaconUrl(ws)
   return {
     site: SITE_RE.test(site) ? site : '',
     endpoint: ws,
-    beacon: beaconUrl(ws),
+    beacon,
+    // the overlay code (lazy.js) lives beside k.js; an inlined snippet takes it
+    // from the Kairos server's root
+    overlay: tried(() => new URL('k-overlay.js', src || beacon).href),
     consentRequired: attr('consent') === 'required',
     // where the visitor id lives: localStorage (default) or a first-party cookie
     cookie: attr('vid-store') === 'cookie'

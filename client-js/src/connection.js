@@ -5,7 +5,6 @@
 //        open       welcome received: events and feedback flow
 //        closed     socket closed; a reconnect is scheduled unless the close
 //                   code was terminal
-// The state changes only in set().
 
 import { encode, decode } from './codec.js'
 
@@ -16,73 +15,66 @@ export const TERMINAL = [1000, 4001, 4002, 4004]
 // Exponential backoff with full jitter (as centrifuge-js): a random delay on
 // top of the 500 ms floor, the random part at most 500 ms * 2^attempt, the
 // whole capped at 20 s.
-export function backoff (attempt, random) {
-  const ceil = Math.min(MAX_DELAY, MIN_DELAY * 2 ** Math.min(attempt, 30))
-  return Math.min(MAX_DELAY, MIN_DELAY + Math.floor((random || Math.random)() * ceil))
-}
+export const backoff = (attempt, random = Math.random) =>
+  Math.min(MAX_DELAY, MIN_DELAY + Math.floor(random() * Math.min(MAX_DELAY, MIN_DELAY * 2 ** attempt)))
 
 // hello() builds the hello frame, onFrame(frame) gets every frame from the server.
 // (Uses the global WebSocket, setTimeout and clearTimeout.)
 export function connect (url, hello, onFrame) {
   let state = 'idle'
-  let ws = null
-  let timer = null
+  let ws, timer
   let attempt = 0
   let stopped = true
 
-  const set = s => { state = s }
-  const raw = frame => { ws.send(encode(frame)) }
+  const raw = frame => ws.send(encode(frame))
 
   function open () {
     clearTimeout(timer)
     stopped = false
     if (ws) return
-    set('connecting')
+    state = 'connecting'
     let s
     try {
       s = new WebSocket(url)
     } catch (e) {
       // a malformed URL will not heal by retrying
       stopped = true
-      set('closed')
+      state = 'closed'
       return
     }
     ws = s
     s.binaryType = 'arraybuffer'
-    s.onopen = () => { if (ws === s) raw(hello()) }
+    s.onopen = () => ws === s && raw(hello())
     s.onmessage = e => {
       if (ws !== s || typeof e.data === 'string') return
       let f
       try { f = decode(e.data) } catch (err) { return }
-      if (!f || typeof f !== 'object' || f.v !== 1) return
-      if (f.t === 'welcome') { attempt = 0; set('open') }
+      if (!f || f.v !== 1) return
+      if (f.t === 'welcome') { attempt = 0; state = 'open' }
       onFrame(f)
     }
     s.onclose = e => {
       if (ws !== s) return
       ws = null
-      if (TERMINAL.indexOf(e.code) >= 0) stopped = true
-      set('closed')
+      if (TERMINAL.includes(e.code)) stopped = true
+      state = 'closed'
       if (!stopped) timer = setTimeout(open, backoff(attempt++))
     }
   }
 
-  // Stop (until open() again): the socket is closed with 1000, no reconnect.
-  // close() leaves the state idle (consent withdrawn), close(1000) closed (pagehide).
-  function close (code) {
-    const was = !stopped
-    stopped = true
-    clearTimeout(timer)
-    const s = ws
-    ws = null
-    if (s) { try { s.close(1000) } catch (e) {} }
-    set(code ? 'closed' : 'idle')
-    return was
-  }
-
   return {
     open,
-    close,
+    // Stop (until open() again): the socket is closed with 1000, no reconnect.
+    // close() leaves the state idle (consent withdrawn), close(1000) closed (pagehide).
+    close (code) {
+      const was = !stopped
+      stopped = true
+      clearTimeout(timer)
+      try { ws?.close(1000) } catch (e) {}
+      ws = null
+      state = code ? 'closed' : 'idle'
+      return was
+    },
     // the browser is back online: skip the backoff wait
     online () {
       if (!stopped && !ws) { attempt = 0; open() }

@@ -3,7 +3,7 @@
 // private mode, sandboxed iframes, quotas): every error is swallowed and the
 // ids then live in memory only.
 
-export const ID_RE = /^[A-Za-z0-9_.-]{8,64}$/
+export const ID_RE = /^[\w.-]{8,64}$/
 export const VID_KEY = 'kairos.vid'
 export const SID_KEY = 'kairos.sid'
 export const COOKIE = 'kairos_vid'
@@ -23,7 +23,7 @@ export const randomId = (prefix, bytes) =>
 export function createIds (win, doc, cookie) {
   const get = (st, k) => {
     try {
-      const v = st ? win[st].getItem(k) : (doc.cookie.match(/(?:^|;\s*)kairos_vid=([^;]*)/) || [])[1]
+      const v = st ? win[st].getItem(k) : doc.cookie.match(/(?:^|;\s*)kairos_vid=([^;]*)/)?.[1]
       return validId(v) ? v : null
     } catch (e) { return null }
   }

@@ -5,27 +5,26 @@ import { encode } from './codec.js'
 import { readConfig, gate } from './config.js'
 import { createIds } from './ids.js'
 import { connect } from './connection.js'
-import { createBatcher } from './batch.js'
+import { createBatcher, STORE } from './batch.js'
 import { startTracking, watchRoutes } from './track.js'
-import { createOverlay } from './overlay.js'
+import { lazyOverlay } from './lazy.js'
 import { pageInfo } from './page.js'
-import { VERSION, helloFrame, feedbackFrame } from './frames.js'
+import { VERSION, helloFrame } from './frames.js'
 import { replay } from './stub.js'
 
-// until the server's welcome says otherwise (docs/protocol.md, welcome `track`)
+// until the server's welcome says otherwise (docs/protocol.md, welcome `track`);
+// exit_back and copy are off: left out
 const DEFAULTS = {
   batch_ms: 1000, dwell_ms: 5000, scroll_step: 10, idle_ms: 30000,
-  exit: true, exit_min_ms: 3000, exit_gap_ms: 10000, exit_scroll: true, exit_back: false, exit_hidden: true,
-  clicks: true, click_text: true, rage_n: 4, rage_ms: 1000, hes_ms: 15000, copy: false, spa: true
+  exit: true, exit_min_ms: 3000, exit_gap_ms: 10000, exit_scroll: true, exit_hidden: true,
+  clicks: true, click_text: true, rage_n: 4, rage_ms: 1000, hes_ms: 15000, spa: true
 }
-// events the store reports with kairos.track(); any other name goes as `custom`
-const STORE = ['cart', 'add_to_cart', 'checkout', 'purchase']
 // a route change is announced after this long, unless kairos.page() comes first
 const ROUTE_MS = 100
 
 function main (w, d) {
   const prev = w.kairos
-  if (prev && prev.version) return // loaded twice
+  if (prev?.version) return // loaded twice
 
   const warned = {}
   const warn = (code, msg) => warned[code] || (warned[code] = 1, console.warn('[kairos] ' + code + ': ' + msg))
@@ -37,22 +36,19 @@ function main (w, d) {
   const loc = w.location
   // DNT / GPC: no connection, no tracking, nothing kept, for the whole page load
   const privacy = gate(nav, w)
-  const s = Object.assign({}, DEFAULTS)
+  const s = { ...DEFAULTS }
   const ids = createIds(w, d, cfg.cookie)
   let consented = !cfg.consentRequired
-  let conn = null
-  let tracker = null
+  let conn, tracker, suspended, watching, routeTimer
   let sid = null
-  let suspended = false
   let hellos = 0 // hellos sent for this page view; the first one is the page view
   let maxFrame = 16384
   let fb = [] // feedback waiting for the (re)connection
   let props = {} // what kairos.page() said about the current page
   const here = () => loc.pathname + loc.search
   let announced = here() // the URL of the last page view (hash changes are not page views)
-  let routeTimer = 0
 
-  const isOpen = () => !!conn && conn.state === 'open'
+  const isOpen = () => conn?.state === 'open'
   const batcher = createBatcher({
     send: f => conn.send(f),
     ready: isOpen,
@@ -65,24 +61,23 @@ function main (w, d) {
     const ts = Date.now()
     batcher.add(Object.assign({ e, ts }, fields, { e, ts }))
   }
-  const beacon = f => cfg.beacon && nav.sendBeacon && nav.sendBeacon(cfg.beacon, encode(f))
+  const beacon = f => cfg.beacon && nav.sendBeacon?.(cfg.beacon, encode(f))
   // the page is hidden or going away: what the socket cannot take now goes by
   // beacon to the session it belongs to (or waits, when there is none yet)
   const leave = () => {
     const known = ids.sid()
     if (isOpen()) batcher.flush()
-    else if (known) batcher.flush(f => beacon(Object.assign(f, { site: cfg.site, vid: ids.vid(), sid: known })))
+    else if (known) batcher.flush(f => beacon({ ...f, site: cfg.site, vid: ids.vid(), sid: known }))
   }
 
-  const overlay = createOverlay(d, w, (oid, act) => {
-    const f = feedbackFrame(oid, act, Date.now())
-    if (!conn || !conn.send(f)) fb = fb.concat(f).slice(-10)
+  const overlay = lazyOverlay(d, w, cfg.overlay, f => {
+    if (!conn?.send(f)) fb = [...fb, f].slice(-10)
   })
 
   const announce = () => {
     clearTimeout(routeTimer)
     announced = here()
-    if (tracker) tracker.newPage()
+    tracker?.newPage()
     emit('page_view', pageInfo(d, loc, props))
   }
   // a single-page app changed its URL (pushState, replaceState, back/forward)
@@ -107,13 +102,9 @@ function main (w, d) {
     else if (f.t === 'error') warn(f.code, f.msg)
   }
 
-  let watching = false
   function start () {
     if (conn || !cfg.site || privacy || !consented) return
-    if (!watching) {
-      watchRoutes(w, safe(routed))
-      watching = true
-    }
+    if (!watching) watching = watchRoutes(w, safe(routed))
     tracker = startTracking(w, d, s, emit, leave, 0, api.track)
     conn = connect(
       cfg.endpoint,
@@ -124,7 +115,7 @@ function main (w, d) {
   }
 
   const on = (type, fn) => w.addEventListener(type, safe(fn))
-  on('online', () => conn && conn.online())
+  on('online', () => conn?.online())
   // close on pagehide so the page can enter the back/forward cache; reopen if it comes back
   on('pagehide', () => {
     if (!conn) return
@@ -134,7 +125,7 @@ function main (w, d) {
   })
   on('pageshow', e => {
     // back from the back/forward cache: the visitor came back, a new page view
-    if (e.persisted && suspended && conn) { suspended = false; hellos = 0; conn.open() }
+    if (e.persisted && suspended && conn) { suspended = hellos = 0; conn.open() }
   })
 
   const api = w.kairos = {
@@ -142,11 +133,10 @@ function main (w, d) {
     // a store-reported event: kairos.track('add_to_cart', { sku, price, qty });
     // a name that is not one of STORE goes as { e: 'custom', name, props }.
     // Before consent it waits in memory (newest 100); under DNT/GPC it is dropped.
-    track: safe((name, fields) => {
+    track: safe((name, fields = {}) => {
       if (privacy) return
-      fields = fields || {}
       encode(fields) // throws (and the event is dropped) on values msgpack cannot carry
-      if (STORE.indexOf(name) >= 0) emit(name, fields)
+      if (STORE.includes(name)) emit(name, fields)
       else if (typeof name === 'string' && /^[\w.:-]{1,64}$/.test(name)) emit('custom', { name, props: fields })
       else warn('track', 'bad event name')
     }),
@@ -168,8 +158,8 @@ function main (w, d) {
       // ask the server to erase what it keeps about this visitor
       const vid = ids.vid(true)
       if (vid && cfg.site) beacon({ v: 1, t: 'forget', site: cfg.site, vid, sid: ids.sid() })
-      if (tracker) tracker.stop()
-      if (conn) conn.close()
+      tracker?.stop()
+      conn?.close()
       tracker = conn = sid = null
       batcher.clear()
       fb = []
@@ -177,7 +167,7 @@ function main (w, d) {
       ids.clear()
     }),
     get sid () { return sid },
-    get state () { return conn ? conn.state : 'idle' }
+    get state () { return conn?.state || 'idle' }
   }
 
   start()

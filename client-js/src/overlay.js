@@ -15,10 +15,13 @@
 // is not inline style, so a page with a strict Content-Security-Policy (no
 // 'unsafe-inline') shows the overlay styled.
 
+import { feedbackFrame } from './frames.js'
+
 export const HOST_ID = 'kairos-host'
 
-// feedback(oid, act) sends a feedback frame
-export function createOverlay (doc, win, feedback) {
+// send(frame): hands a feedback frame to the connection
+export function createOverlay (doc, win, send) {
+  const feedback = (oid, act) => send(feedbackFrame(oid, act, Date.now()))
   let host = null
   let root = null
   let cur = null // { oid, el, timer, prev }

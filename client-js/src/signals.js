@@ -2,23 +2,22 @@
 // small state machine the node tests drive directly.
 
 // Deepest scroll of the page, int percent 0..100.
-export function scrollPct (scrollY, viewH, pageH) {
-  if (!(pageH > 0)) return 0
-  return Math.max(0, Math.min(100, Math.round((scrollY + viewH) / pageH * 100)))
-}
+export const scrollPct = (scrollY, viewH, pageH) =>
+  pageH > 0 ? Math.max(0, Math.min(100, Math.round((scrollY + viewH) / pageH * 100))) : 0
 
-// Rage clicks: `n` clicks within `ms` of the first one, each within `r` CSS px
-// of it. Returns click(x, y, t): the count when a burst reaches n (once per
-// burst, so the event goes out while the visitor is still clicking), else 0.
+// Rage clicks: s.rage_n clicks within s.rage_ms of the first one, each within
+// `r` CSS px of it (s: the live settings). Returns click(x, y, t): the count
+// when a burst reaches rage_n (once per burst, so the event goes out while the
+// visitor is still clicking), else 0.
 // r = 30 px: a thumb's width; Microsoft Clarity and FullStory both use "the
 // same spot", neither publishes a radius.
-export function rage (n, ms, r = 30) {
+export function rage (s, r = 30) {
   let x0, y0, t0
   let c = 0
   return (x, y, t) => {
-    if (c && t - t0 <= ms && Math.abs(x - x0) <= r && Math.abs(y - y0) <= r) c++
+    if (c && t - t0 <= s.rage_ms && Math.abs(x - x0) <= r && Math.abs(y - y0) <= r) c++
     else { x0 = x; y0 = y; t0 = t; c = 1 }
-    return n > 1 && c === n ? c : 0
+    return s.rage_n > 1 && c === s.rage_n ? c : 0
   }
 }
 

@@ -4,12 +4,11 @@
 // Entries may also be `arguments` objects (a function stub pushing its arguments).
 
 export function replay (prev, api) {
-  const q = Array.isArray(prev) ? prev : (prev && Array.isArray(prev.q) && prev.q) || []
-  for (const x of q) {
-    const args = x && typeof x === 'object' ? [].slice.call(x) : []
-    const fn = api[args[0]]
-    if (typeof fn === 'function' && args[0][0] !== '_') {
-      try { fn.apply(api, args.slice(1)) } catch (e) {}
-    }
+  for (const x of [].concat(prev?.q || prev || [])) {
+    // junk entries, unknown names, getters and throwing calls end in the catch
+    try {
+      const [name, ...args] = x
+      if (name[0] !== '_') api[name](...args)
+    } catch (e) {}
   }
 }

@@ -6,7 +6,6 @@
 import { HOST_ID } from './overlay.js'
 import { scrollPct, rage, flick, exitOk } from './signals.js'
 
-const FIELD = /^(INPUT|SELECT|TEXTAREA)$/
 // what a click is "on": the nearest element a visitor means to press
 const ACTION = 'a,button,summary,label,[role=button],[data-kairos],[data-kairos-track],input,select,textarea'
 // elements whose own text names them (a button or link cannot contain form fields)
@@ -19,9 +18,9 @@ const ok = (s, n) => s && s.length <= n ? s : undefined
 export function kattrs (el) {
   let out
   let n = 0
-  for (const a of el.attributes || []) {
-    const k = a.name.slice(12)
-    if (a.name.slice(0, 12) === 'data-kairos-' && k.length <= 32 && n++ < 8) (out = out || {})[k] = a.value.slice(0, 64)
+  for (const { name, value } of el.attributes || []) {
+    const k = name.slice(12)
+    if (name.startsWith('data-kairos-') && k.length <= 32 && n++ < 8) (out = out || {})[k] = value.slice(0, 64)
   }
   return out
 }
@@ -29,23 +28,19 @@ export function kattrs (el) {
 // The `click` fields for a click on `target`: the nearest element a visitor
 // means to press, its tag, id, data-kairos and data-kairos-* attributes, a
 // link's path and (with `text`) a short excerpt of a link's or button's own
-// text. Never a form field's value. Fields over the protocol's limits are left
-// out rather than getting the event refused.
+// text. Never a form field's value. A field that is missing, or over the
+// protocol's limits, is undefined, which the encoder leaves out (better than
+// getting the event refused).
 export function clickPayload (target, text) {
   const el = target && target.closest && (target.closest(ACTION) || target)
-  if (!el) return null
-  const k = el.closest('[data-kairos]')
-  const a = el.closest('a[href]')
-  const p = {
+  return el ? {
     tag: el.tagName.toLowerCase().slice(0, 16),
     id: ok(el.id, 64),
-    k: ok(k && k.getAttribute('data-kairos'), 64),
+    k: ok(el.closest('[data-kairos]')?.getAttribute('data-kairos'), 64),
     ka: kattrs(el),
-    href: ok(a && a.pathname, 1024), // HTMLAnchorElement only (an SVG <a> has none)
+    href: ok(el.closest('a[href]')?.pathname, 1024), // HTMLAnchorElement only (an SVG <a> has none)
     text: ok(text && NAMED.test(el.tagName) && el.textContent.replace(/\s+/g, ' ').trim().slice(0, 64), 64)
-  }
-  for (const x in p) if (p[x] === undefined) delete p[x]
-  return p
+  } : null
 }
 
 // The fields of a `data-kairos-track` element's event: its other data-kairos-*
@@ -58,7 +53,7 @@ export function trackProps (el) {
 }
 
 // Calls fn after every history.pushState / replaceState and on popstate: the
-// moments a single-page app changes its URL.
+// moments a single-page app changes its URL. Returns true (watching).
 export function watchRoutes (win, fn) {
   const h = win.history
   for (const m of ['pushState', 'replaceState']) {
@@ -70,6 +65,7 @@ export function watchRoutes (win, fn) {
     }
   }
   win.addEventListener('popstate', fn)
+  return true
 }
 
 // win, doc: window and document (or look-alikes in tests)
@@ -85,23 +81,26 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   let live = 1
   // handlers never throw into the page, and do nothing once stopped
   const safe = fn => e => { try { live && fn(e) } catch (err) {} }
-  const on = (target, type, fn) => target.addEventListener(type, safe(fn), { passive: true, capture: true })
+  const on = (target, types, fn) => {
+    for (const type of types.split(' ')) target.addEventListener(type, safe(fn), { passive: true, capture: true })
+  }
 
-  // dwell: time with the tab visible and the visitor not idle, since the last dwell event
-  let acc = 0 // counted ms before `since`, not yet reported
-  let since = now()
-  let counting = visible()
-  const pending = () => acc + (counting && now() - since)
-  const pause = () => { acc = pending(); counting = false }
+  // dwell: time with the tab visible and the visitor not idle, since the last
+  // dwell event: `acc` ms counted before `since`, the start of the running
+  // stretch (0 while not counting). Date.now() is whole ms: so are these.
+  let acc = 0
+  let since = visible() && now()
+  const pending = () => acc + (since && now() - since)
+  const pause = () => { acc = pending(); since = 0 }
   const dwell = () => {
-    const ms = Math.round(pending())
+    const ms = pending()
     acc = 0
-    since = now()
+    since = since && now()
     if (ms > 0) emit('dwell', { ms })
   }
 
   // per page (a single-page app starts these again on each route)
-  let pageAt, maxPct, sentPct, hesitated, hes, raf, idle, rageAt, rageKey, armed, onOurEntry, armedAt
+  let pageAt, maxPct, sentPct, hesitated, hes, raf, idle, armed, onOurEntry, armedAt
   const stopHes = () => win.clearTimeout(hes)
   const newPage = () => { pageAt = now(); maxPct = sentPct = 0; hesitated = {}; onOurEntry = false; stopHes() }
   newPage()
@@ -110,10 +109,10 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   let lastInput = now()
   const input = () => {
     const t = now()
-    if (idle) emit('idle_end', { ms: Math.round(t - lastInput) })
+    if (idle) emit('idle_end', { ms: t - lastInput })
     idle = false
     lastInput = t
-    if (!counting && visible()) { since = t; counting = true }
+    if (!since && visible()) since = t
   }
 
   let lastExit = -1e15
@@ -127,17 +126,18 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
 
   const iv = win.setInterval(safe(() => {
     if (pending() >= s.dwell_ms) dwell()
-    if (counting && s.idle_ms > 0 && now() - lastInput >= s.idle_ms) {
+    const quiet = now() - lastInput
+    if (since && s.idle_ms > 0 && quiet >= s.idle_ms) {
       idle = true
       pause()
-      emit('idle', { ms: Math.round(now() - lastInput) })
+      emit('idle', { ms: quiet })
     }
     // back-button exit intent (off by default): one extra history entry for
     // this page; coming back to the real one is the visitor trying to leave
     if (s.exit_back && !armed) {
       armed = onOurEntry = true
       armedAt = win.location.href
-      win.history.pushState(Object.assign({}, win.history.state, { kairos_back: 1 }), '', armedAt)
+      win.history.pushState({ ...win.history.state, kairos_back: 1 }, '', armedAt)
     }
   }), 1000)
 
@@ -159,11 +159,11 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     }))
     if (touch && s.exit_scroll && flicked(win.scrollY, now(), win.innerHeight)) exit('scroll')
   })
-  for (const t of ['pointerdown', 'pointermove', 'keydown', 'touchstart', 'wheel']) on(win, t, input)
+  on(win, 'pointerdown pointermove keydown touchstart wheel', input)
 
   // our entry is marked: an in-page #anchor (a popstate too) is not the way back
   on(win, 'popstate', () => {
-    const ours = !!(win.history.state || 0).kairos_back
+    const ours = !!win.history.state?.kairos_back
     if (onOurEntry && !ours && win.location.href === armedAt) {
       armedAt = 0 // once per page: the next back leaves
       exit('back')
@@ -171,18 +171,17 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     onOurEntry = ours
   })
 
+  const rageAt = rage(s)
   on(doc, 'click', e => {
     const t = e.target
     if (t.id === HOST_ID) return // the overlay reports its own clicks
-    const tr = t.closest && t.closest('[data-kairos-track]')
+    const tr = t.closest?.('[data-kairos-track]')
     if (tr && onTrack) onTrack(tr.getAttribute('data-kairos-track'), trackProps(tr))
     const p = s.clicks && clickPayload(t, s.click_text)
     if (!p) return
     emit('click', p)
-    const key = s.rage_n + ' ' + s.rage_ms
-    if (key !== rageKey) { rageKey = key; rageAt = rage(s.rage_n, s.rage_ms) }
     const n = e.detail && rageAt(e.clientX, e.clientY, now())
-    if (n) emit('rage_click', Object.assign({ n }, p))
+    if (n) emit('rage_click', { n, ...p })
   })
 
   if (!touch) on(doc, 'mouseout', e => e.relatedTarget || e.clientY > 0 || exit('top'))
@@ -194,12 +193,11 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     const field = String(el.name || el.id || el.type).slice(0, 64)
     const ms = s.hes_ms
     stopHes()
-    if (ms && FIELD.test(el.tagName) && !/^(hidden|submit|button|reset|image)$/.test(el.type) && !hesitated[field]) {
+    if (ms && /^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName) && !/^(hidden|submit|button|reset|image)$/.test(el.type) && !hesitated[field]) {
       hes = win.setTimeout(safe(() => { hesitated[field] = 1; emit('hesitation', { field, ms }) }), ms)
     }
   })
-  on(doc, 'focusout', stopHes)
-  on(doc, 'submit', stopHes)
+  on(doc, 'focusout submit', stopHes)
 
   on(doc, 'copy', e => {
     const p = s.copy && clickPayload(e.target)

@@ -27,9 +27,9 @@ for (const f of VALID) {
   })
 }
 
-test('invalid.json not_msgpack (0xc1) throws a clear Error', () => {
+test('invalid.json not_msgpack (0xc1) throws an Error', () => {
   const f = INVALID.find(x => x.name === 'not_msgpack')
-  assert.throws(() => decode(bytes(f.hex)), { name: 'Error', message: /msgpack: bad type 0xc1/ })
+  assert.throws(() => decode(bytes(f.hex)), { name: 'Error', message: 'msgpack: bad input' })
 })
 
 test('the other invalid frames are well-formed MessagePack (refused by the server, not by the codec)', () => {
@@ -102,10 +102,10 @@ test('bin and ext types are not part of the protocol: decode refuses them', () =
   // bin 8/16/32 (what msgpack.packb(b"...") gives), ext, fixext
   for (const h of ['c403010203', 'c50003010203', 'c600000003010203', 'c70101ff', 'c8000101ff', 'c900000001' + '01ff', 'd40100', 'd5010000', 'd601' + '00'.repeat(4), 'd701' + '00'.repeat(8), 'd801' + '00'.repeat(16)]) {
     const t = h.slice(0, 2)
-    assert.throws(() => decode(bytes(h)), { name: 'Error', message: 'msgpack: bad type 0x' + t }, h)
+    assert.throws(() => decode(bytes(h)), { name: 'Error', message: 'msgpack: bad input' }, h)
   }
   // ...also deep inside a frame
-  assert.throws(() => decode(bytes('81a162c40100')), { message: 'msgpack: bad type 0xc4' })
+  assert.throws(() => decode(bytes('81a162c40100')), { message: 'msgpack: bad input' })
 })
 
 test('64-bit integers decode to numbers (exact up to 2^53)', () => {
@@ -151,7 +151,8 @@ test('values msgpack cannot carry are refused on encode', () => {
   assert.throws(() => encode([1, 10n]), { message: 'msgpack: cannot encode bigint' })
 })
 
-test('decode rejects garbage with a clear Error', () => {
+// (one message for every refusal: the snippet drops the frame whatever is wrong with it)
+test('decode rejects garbage with an Error', () => {
   const bad = {
     '': 'truncated input', // empty
     c1: 'bad type 0xc1', // never used
@@ -170,7 +171,7 @@ test('decode rejects garbage with a clear Error', () => {
     dfffffffff: 'truncated input'
   }
   for (const [h, msg] of Object.entries(bad)) {
-    assert.throws(() => decode(bytes(h)), { name: 'Error', message: 'msgpack: ' + msg }, h)
+    assert.throws(() => decode(bytes(h)), { name: 'Error', message: 'msgpack: bad input' }, h + ': ' + msg)
   }
 })
 

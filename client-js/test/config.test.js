@@ -21,12 +21,6 @@ test('privacy gate: Global Privacy Control blocks', () => {
   assert.equal(gate({ globalPrivacyControl: 'true' }, {}), '', 'only the boolean true counts')
 })
 
-test('privacy gate: data-consent="required" waits for consent', () => {
-  assert.equal(gate({}, {}, true, false), 'consent')
-  assert.equal(gate({}, {}, true, true), '')
-  assert.equal(gate({}, {}, false, false), '', 'no consent needed when not required')
-})
-
 test('endpoint: derived from the script src, ws on an http page, wss on an https page', () => {
   assert.equal(endpoint('', 'http://kairos.example:8000/k.js', 'http://shop.example/p/1'), 'ws://kairos.example:8000/ws')
   assert.equal(endpoint('', 'https://kairos.example/static/k.js?v=3#x', 'https://shop.example/'), 'wss://kairos.example/ws')
@@ -70,7 +64,7 @@ test('beaconUrl: the same host over http(s), path b beside the websocket\'s', ()
 
 test('readConfig reads data-site, data-endpoint, data-consent and data-vid-store; the beacon URL follows the endpoint', () => {
   const c = readConfig(doc({ 'data-site': 'demo', 'data-consent': 'required' }, 'https://k.example/k.js'), { href: 'https://shop.example/' })
-  assert.deepStrictEqual(c, { site: 'demo', endpoint: 'wss://k.example/ws', beacon: 'https://k.example/b', consentRequired: true, cookie: false })
+  assert.deepStrictEqual(c, { site: 'demo', endpoint: 'wss://k.example/ws', beacon: 'https://k.example/b', overlay: 'https://k.example/k-overlay.js', consentRequired: true, cookie: false })
   const d = readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'ws://localhost:9/x' }, 'https://k.example/k.js'), { href: 'https://shop.example/' })
   assert.equal(d.endpoint, 'ws://localhost:9/x')
   assert.equal(d.beacon, 'http://localhost:9/b')
@@ -84,6 +78,14 @@ test('readConfig: data-vid-store="cookie" keeps the visitor id in a cookie; anyt
   assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-vid-store': 'local' }, '/k.js'), loc).cookie, false)
   assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-vid-store': 'Cookie' }, '/k.js'), loc).cookie, false)
   assert.equal(readConfig(doc({ 'data-site': 'demo' }, '/k.js'), loc).cookie, false)
+})
+
+test('readConfig: the overlay file is beside k.js, or at the endpoint\'s host for a snippet with no src', () => {
+  const loc = { href: 'https://shop.example/p/1' }
+  assert.equal(readConfig(doc({ 'data-site': 'demo' }, 'https://cdn.example/kairos/k.js?v=1'), loc).overlay, 'https://cdn.example/kairos/k-overlay.js')
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'wss://k.example/ws' }, 'https://cdn.example/k.js'), loc).overlay, 'https://cdn.example/k-overlay.js')
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'wss://k.example/ws' }, ''), loc).overlay, 'https://k.example/k-overlay.js')
+  assert.equal(readConfig(doc({ 'data-site': 'demo', 'data-endpoint': 'http://[::1' }, ''), loc).overlay, '')
 })
 
 test('readConfig: an endpoint that cannot be parsed gives no endpoint and no beacon, never an exception', () => {

@@ -106,6 +106,11 @@ export class Element {
     return el
   }
 
+  remove () {
+    if (this.parentNode) this.parentNode.childNodes = this.parentNode.childNodes.filter(c => c !== this)
+    this.parentNode = null
+  }
+
   append (...xs) { for (const x of xs) typeof x === 'string' ? this.childNodes.push(x) : this.appendChild(x); return this }
   // the document or shadow root at the top
   get root () { let x = this; while (x.parentNode) x = x.parentNode; return x }
@@ -194,13 +199,14 @@ export class ShadowRoot extends Target {
   }
 }
 
-// a document: <html><body>, activeElement, createElement, focus
+// a document: <html><head><body>, activeElement, createElement, focus
 export class Document extends Target {
   constructor () {
     super()
     this.isDocument = true
     this.documentElement = new Element('html')
     this.documentElement.parentNode = this
+    this.head = this.documentElement.appendChild(new Element('head'))
     this.body = this.documentElement.appendChild(new Element('body'))
     this.activeElement = this.body
     this.visibilityState = 'visible'

@@ -36,7 +36,7 @@ function setup ({ sheets = true } = {}) {
   }
   if (sheets) win.CSSStyleSheet = CSSStyleSheet
   const fb = []
-  const ov = createOverlay(doc, win, (oid, act) => fb.push([oid, act]))
+  const ov = createOverlay(doc, win, f => fb.push([f.oid, f.act]))
   const host = () => doc.body.children.find(c => c.id === HOST_ID)
   const root = () => host() && host().shadowRoot
   const q = sel => root().querySelector(sel)

@@ -19,7 +19,7 @@ test('scrollPct: the bottom of the viewport as an int percent of the page, 0..10
 })
 
 test('rage: n clicks on the same spot within ms of the first: the count, once, at the nth click', () => {
-  const click = rage(3, 1000)
+  const click = rage({ rage_n: 3, rage_ms: 1000 })
   assert.equal(click(100, 100, 0), 0)
   assert.equal(click(105, 98, 300), 0)
   assert.equal(click(101, 103, 600), 3)
@@ -28,41 +28,41 @@ test('rage: n clicks on the same spot within ms of the first: the count, once, a
 })
 
 test('rage: clicks spread over more than ms are no burst; the window starts at the first click', () => {
-  const click = rage(3, 1000)
+  const click = rage({ rage_n: 3, rage_ms: 1000 })
   assert.equal(click(0, 0, 0), 0)
   assert.equal(click(0, 0, 600), 0)
   assert.equal(click(0, 0, 1001), 0, '1001 ms after the first: a new burst starts here')
   assert.equal(click(0, 0, 1500), 0)
   assert.equal(click(0, 0, 2001), 3, 'the window of the new burst: 1001..2001')
-  const edge = rage(2, 500)
+  const edge = rage({ rage_n: 2, rage_ms: 500 })
   edge(0, 0, 0)
   assert.equal(edge(0, 0, 500), 2, 'exactly ms counts')
 })
 
 test('rage: a click farther than r px (on either axis) from the first starts a new burst there', () => {
-  const click = rage(3, 1000) // r defaults to 30 px
+  const click = rage({ rage_n: 3, rage_ms: 1000 }) // r defaults to 30 px
   click(100, 100, 0)
   click(130, 70, 100) // 30 px away on both axes: same spot
   assert.equal(click(70, 130, 200), 3)
-  const moving = rage(3, 1000)
+  const moving = rage({ rage_n: 3, rage_ms: 1000 })
   moving(100, 100, 0)
   moving(100, 100, 100)
   assert.equal(moving(131, 100, 200), 0, '31 px right: a new burst')
   assert.equal(moving(131, 100, 300), 0)
   assert.equal(moving(131, 100, 400), 3, 'the new burst from (131, 100)')
-  const wide = rage(3, 1000, 100)
+  const wide = rage({ rage_n: 3, rage_ms: 1000 }, 100)
   wide(0, 0, 0)
   wide(90, -90, 10)
   assert.equal(wide(-100, 100, 20), 3, 'a radius of 100 px')
 })
 
 test('rage: a new burst can follow the previous one; n <= 1 never reports', () => {
-  const click = rage(2, 1000)
+  const click = rage({ rage_n: 2, rage_ms: 1000 })
   click(0, 0, 0)
   assert.equal(click(0, 0, 100), 2)
   assert.equal(click(0, 0, 2000), 0)
   assert.equal(click(0, 0, 2100), 2, 'a second burst reports again')
-  const one = rage(1, 1000)
+  const one = rage({ rage_n: 1, rage_ms: 1000 })
   assert.equal(one(0, 0, 0), 0)
   assert.equal(one(0, 0, 1), 0)
 })

@@ -4,9 +4,21 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { encode, decode } from '../src/codec.js'
+import { createOverlay } from '../src/overlay.js'
 import { Document, Element, Target, fire, installHistory } from './fake-dom.js'
 
 let run = 0
+
+// test/dist.test.js runs these tests again on the built files: the minifiers
+// must not change what the snippet does
+const DIST = globalThis.KAIROS_DIST === true
+let overlayFactory = createOverlay
+if (DIST) {
+  const saved = globalThis.document
+  globalThis.document = { currentScript: { kairos: f => { overlayFactory = f } } }
+  await import('../dist/k-overlay.js')
+  globalThis.document = saved
+}
 
 const mem = () => {
   const m = new Map()
@@ -14,7 +26,9 @@ const mem = () => {
 }
 
 // Builds a fake window/document, runs src/index.js in it, returns handles.
-async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage, meta = {}, href = 'https://shop.example/p/1', fine = true, winProps } = {}) {
+// overlay: what becomes of the overlay file's <script> (src/lazy.js): 'load'
+// runs it at once, 'fail' fails it, 'wait' leaves it to the test (loadOverlay)
+async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage, meta = {}, href = 'https://shop.example/p/1', fine = true, winProps, overlay = 'load' } = {}) {
   const sockets = []
   let timers = []
   const intervals = []
@@ -26,6 +40,14 @@ async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage, 
     close (code) { this.closedWith = code }
   }
   const doc = new Document()
+  const scripts = [] // the <script> elements the snippet added
+  doc.head.appendChild = function (el) {
+    Element.prototype.appendChild.call(this, el)
+    scripts.push(el)
+    if (overlay === 'load') el.kairos(overlayFactory)
+    if (overlay === 'fail') el.onerror(new Event('error'))
+    return el
+  }
   const script = doc.body.appendChild(new Element('script', attrs, { src: 'https://kairos.example/k.js' }))
   for (const p in meta) doc.documentElement.appendChild(new Element('meta', { property: p, content: meta[p] }))
   Object.assign(doc, { currentScript: script, referrer: 'https://www.example.org/', title: 'Linen shirt' })
@@ -83,7 +105,7 @@ async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage, 
   })
   console.warn = m => warnings.push(m)
   try {
-    await import('../src/index.js?run=' + (++run))
+    await import((DIST ? '../dist/k.js' : '../src/index.js') + '?run=' + (++run))
   } finally {
     Object.assign(globalThis, { window: saved.window, document: saved.document })
   }
@@ -101,7 +123,9 @@ async function boot ({ attrs = { 'data-site': 'demo' }, nav = {}, pre, storage, 
   // every event the socket carried, without the dwell events (their ms depend on the real clock)
   const sentEvents = () => sockets.flatMap(s => s.sent).filter(f => f.t === 'events').flatMap(f => f.ev).filter(e => e.e !== 'dwell')
   const hide = () => { doc.visibilityState = 'hidden'; fire(doc, 'visibilitychange') }
+  const loadOverlay = () => scripts.at(-1).kairos(overlayFactory)
   return {
+    scripts, loadOverlay,
     win, doc, jar, sockets, ws, open, push, fireTimers, fireMs, tick, beacons, sentEvents, hide,
     timers: () => timers, warnings, restore, k: win.kairos
   }
@@ -712,5 +736,40 @@ test('feedback is sent at once while open, and queued across a reconnect', async
     assert.equal(s.ws().sent[0].re, true, 'the reconnect is not another page view')
     s.push(WELCOME)
     assert.deepStrictEqual(s.ws().sent.slice(1).map(f => [f.t, f.act]), [['feedback', 'expired']])
+  } finally { s.restore() }
+})
+
+test('the overlay file is fetched only on the first show, beside k.js; a show before it arrives is shown then', async () => {
+  const s = await running({ overlay: 'wait' })
+  try {
+    fire(s.doc, 'click', { target: new Element('button', { id: 'b' }), clientX: 1, clientY: 1 })
+    assert.equal(s.scripts.length, 0, 'no overlay, no fetch')
+    s.push({ v: 1, t: 'show', oid: 'o1', kind: 'offer', html: OVERLAY, css: '', place: 'center', ttl_ms: 0, rule: 'r' })
+    s.push({ v: 1, t: 'show', oid: 'o2', kind: 'offer', html: OVERLAY.replace('<p>x', '<p>y'), css: '', place: 'center', ttl_ms: 0, rule: 'r' })
+    assert.equal(s.scripts.length, 1)
+    assert.equal(s.scripts[0].src, 'https://kairos.example/k-overlay.js')
+    assert.equal(s.ws().sent.filter(f => f.t === 'feedback').length, 0, 'not shown yet')
+    s.loadOverlay()
+    const host = s.doc.body.children.find(c => c.id === 'kairos-host')
+    assert.match(host.shadowRoot.innerHTML, /<p>y/, 'the newest show waiting')
+    assert.deepStrictEqual(s.ws().sent.filter(f => f.t === 'feedback').map(f => [f.oid, f.act]), [['o2', 'shown']])
+    assert.equal(Object.keys(s.win).includes('kairos'), true)
+    assert.deepStrictEqual(Object.keys(s.k).sort(), ['consent', 'identify', 'page', 'sid', 'state', 'track', 'version'])
+  } finally { s.restore() }
+})
+
+test('an overlay file that fails to load breaks nothing: events flow, the next show tries again', async () => {
+  const s = await running({ overlay: 'fail' })
+  try {
+    s.push({ v: 1, t: 'show', oid: 'o1', kind: 'offer', html: OVERLAY, css: '', place: 'center', ttl_ms: 0, rule: 'r' })
+    assert.equal(s.scripts.length, 1)
+    assert.equal(s.scripts[0].parentNode, null, 'the failed <script> is gone')
+    assert.deepStrictEqual(s.warnings, [])
+    s.k.track('cart', { value: 1, items: 1, cur: 'EUR' })
+    assert.deepStrictEqual(s.sentEvents().map(e => e.e), ['cart'])
+    s.push({ v: 1, t: 'show', oid: 'o2', kind: 'offer', html: OVERLAY, css: '', place: 'center', ttl_ms: 0, rule: 'r' })
+    assert.equal(s.scripts.length, 2)
+    assert.equal(s.ws().sent.filter(f => f.t === 'feedback').length, 0)
+    assert.equal(s.k.state, 'open')
   } finally { s.restore() }
 })

@@ -2,8 +2,13 @@
 // with a fake clock: every signal the snippet reports, and what it never reports.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { clickPayload, kattrs, trackProps, watchRoutes, startTracking } from '../src/track.js'
+import { clickPayload as payload, kattrs, trackProps, watchRoutes, startTracking } from '../src/track.js'
+import { encode, decode } from '../src/codec.js'
 import { Document, Element, Target, parse, fire, installHistory } from './fake-dom.js'
+
+// what the server gets: fields left undefined are not encoded
+const wire = o => o && decode(encode(o))
+const clickPayload = (...a) => wire(payload(...a))
 
 // build a tree from markup; returns the element with id `pick` (or the first one)
 function dom (html, pick) {
@@ -181,7 +186,7 @@ function world ({ fine = true, settings = {}, start = 1e6 } = {}) {
   const tracked = []
   const leaves = [] // how many events there were at each leave()
   const s = Object.assign({}, DEFAULTS, settings)
-  const tracker = startTracking(win, doc, s, (e, f) => events.push(Object.assign({ e }, f)), () => leaves.push(events.length), () => now,
+  const tracker = startTracking(win, doc, s, (e, f) => events.push(wire(Object.assign({ e }, f))), () => leaves.push(events.length), () => now,
     (name, props) => tracked.push([name, props]))
   const advance = ms => {
     const end = now + ms

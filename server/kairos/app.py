@@ -25,13 +25,21 @@ from .ws import visitor_endpoint
 STATIC = Path(__file__).parent / "static"
 
 
-async def snippet(request: Request) -> Response:
-    path = request.app.state.kairos.settings.snippet_path
+def _script(path: Path) -> Response:
     if not path.is_file():
         return PlainTextResponse(f"the snippet is not built: run `make build` ({path} is missing)\n", status_code=503)
     # A stable URL stores embed for good: let browsers revalidate every 5 minutes
     # so a new snippet reaches visitors the same day.
     return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"})
+
+
+async def snippet(request: Request) -> Response:
+    return _script(request.app.state.kairos.settings.snippet_path)
+
+
+async def snippet_overlay(request: Request) -> Response:
+    # k.js fetches it on the first overlay, from beside itself (client-js/src/lazy.js)
+    return _script(request.app.state.kairos.settings.snippet_path.with_name("k-overlay.js"))
 
 
 async def health(request: Request) -> Response:
@@ -79,6 +87,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     routes = [
         Route("/", index),
         Route("/k.js", snippet),
+        Route("/k-overlay.js", snippet_overlay),
         Route("/healthz", health),
         Route("/metrics", metrics),
         WebSocketRoute("/ws", visitor_endpoint),
