@@ -71,6 +71,8 @@ def test_staff_watch_two_visitors_nudge_one_by_hand_pause_a_rule_and_are_refused
     expect(staff.locator("#detail-log")).to_contain_text("exit-offer")
     expect(staff.locator("#detail-log tr.kind-show").first).to_contain_text("exit-offer")
     expect(staff.locator('#rules-now tr[data-rule="exit-offer"] .verdict')).to_contain_text("session cap spent")
+    expect(staff.locator("#detail-log tr.kind-score").first).to_contain_text("exit risk")  # the exit intent moved it
+    shoot(staff, "dashboard-session")
 
     # Staff send visitor B a chat invitation by hand; it appears on B's page and in B's timeline.
     staff.goto(f"{server.base}/dashboard/sessions/{b}")
@@ -80,7 +82,6 @@ def test_staff_watch_two_visitors_nudge_one_by_hand_pause_a_rule_and_are_refused
     expect(browser_b.locator(OVERLAY)).to_contain_text("Hello from the shop floor, can we help?")
     expect(staff.locator("#detail-log tr.kind-show").first).to_contain_text("chat invitation sent by staff")
     expect(staff.locator(f'#detail-scores [data-score="purchase_intent"]')).to_contain_text("= logistic(bias -3.00")
-    shoot(staff, "dashboard-session")
     # A second one meets the cap a person cannot override either: the one on screen is theirs.
     staff.click("#nudge-send")
     expect(staff.locator("#nudge-result")).to_contain_text("not sent")

@@ -111,6 +111,7 @@ async def feed_endpoint(ws: WebSocket) -> None:
         watcher.ready(json.dumps({
             "t": "snapshot", "rows": [row(s, now) for s in states], "paused": paused,
             "rules": [r.id for r in rt.rules.rules], "version": rt.rules_version, "summary": summary,
+            "session_ttl_s": rt.settings.session_ttl_s,
         }, separators=(",", ":")))
         summary_task = asyncio.create_task(_send_summaries(rt, conn, day_ms))
         while not conn.closing:

@@ -171,6 +171,7 @@
     let order = []; // the rows shown, filtered and sorted
     let summary = { shown_1h: 0, conversions_today: 0 };
     let scoreNames = [];
+    let ttlMs = 30 * 60 * 1000; // the server's session TTL, from the snapshot
     let dirty = false;
     const viewport = $("sessions-viewport");
     const body = $("sessions-body");
@@ -221,7 +222,12 @@
       const key = sortKey($("sort").value);
       order = [];
       let live = 0;
+      const expired = Date.now() - ttlMs;
       for (const r of rows.values()) {
+        if (!r.connected && num(r.seen_ms) < expired) {
+          rows.delete(r.sid); // the server has forgotten it by now
+          continue;
+        }
         if (r.connected) live += 1;
         if (matches(r, text, view)) order.push(r);
       }
@@ -287,6 +293,7 @@
     openFeed({
       snapshot(m) {
         rows.clear();
+        ttlMs = num(m.session_ttl_s) * 1000 || ttlMs;
         take(m.rows);
         summary = m.summary || summary;
         changed();
