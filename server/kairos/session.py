@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from .scores import ScoreDef, Scores, add_part, bias_ops, score_ops, signals_of
+from .traffic import traffic_source
 from .wire import Event, Hello, Page
 
 # An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del,
@@ -98,6 +99,8 @@ class SessionState:
     product: dict[str, Any] | None = None
     referrer: str = ""
     utm: dict[str, str] = field(default_factory=dict)
+    # Where the visit came from (traffic.py): search, social, email, paid, referral, internal, direct.
+    traffic: str = ""
     tz: int = 0
     lang: str = ""
     # From the User-Agent and a GeoIP lookup at the session's first page; the IP
@@ -195,7 +198,7 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     "page_dwell_ms": int, "scroll_pct": int, "clicks": int, "exit_intents": int, "idle_ms": int,
     "rage_clicks": int, "hesitations": int, "copies": int, "uid": str, "lost": int,
     "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
-    "purchases": int, "referrer": str, "tz": int, "lang": str, "connected": int, "node": str,
+    "purchases": int, "referrer": str, "traffic": str, "tz": int, "lang": str, "connected": int, "node": str,
     "device": str, "browser": str, "os": str, "country": str, "region": str,
 }
 
@@ -253,6 +256,7 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
         ("setnx", "started_ms", str(now_ms)),
         # Where the visit came from is the first page's referrer, not an internal link's.
         ("setnx", "referrer", hello.page.ref),
+        ("setnx", "traffic", traffic_source(hello.page.ref, hello.page.url)),
         ("set", "tz", str(hello.tz)),
         ("set", "lang", hello.lang),
         ("incr", "connected", "1"),

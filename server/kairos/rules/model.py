@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from ..caps import Caps, Window
 from ..scores import ScoreDef
+from ..traffic import SOURCES
 from ..wire import EVENT_TYPES
 from .signals import SIGNALS
 
@@ -288,6 +289,10 @@ def _condition(name: str, raw: Any, page_types: set[str] | None, scores: set[str
             raise ValueError(f"{name} is true or false, got {value!r}")
         if kind != "bool" and _kind_of(value) != kind:
             raise ValueError(f"{name} is a {kind}, got {value!r}")
+    if name == "traffic":
+        for value in _condition_values(cond):
+            if value not in SOURCES:
+                raise ValueError(f"traffic: unknown source {value!r}; expected one of {', '.join(SOURCES)}")
     if name in ("page_type", "previous_page_type") and page_types is not None:
         for value in _condition_values(cond):
             if value not in page_types:

@@ -5,7 +5,8 @@
  *
  * session = {sid, vid, site, started_ms, seen_ms, path, page_type, pages,
  *            dwell_ms, scroll_pct, clicks, exit_intents, cart_value,
- *            cart_items, connected, overlays: {oid: {rule, status}}}
+ *            cart_items, traffic, device, country, connected,
+ *            overlays: {oid: {rule, status}}}
  *
  * Staff only: the page and the API need a login (the session cookie goes
  * with every same-origin fetch). When it has expired the API answers 401 and
@@ -248,6 +249,9 @@
     ["exit_intents", "Exit intents", String],
     ["cart_value", "Cart value", money],
     ["cart_items", "Cart items", String],
+    ["traffic", "Came from", String],
+    ["device", "Device", String],
+    ["country", "Country", String],
   ];
 
   // The headline of a log entry: the event type, the feedback act, or the rule shown.
