@@ -8,10 +8,12 @@ like one sent over the socket.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Sequence
 
 from .nudge import claim_nudge
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
+from .intent.sessions import features, label
 from .runtime import Runtime
 from .session import SessionState, VisitorInfo, event_log, event_ops
 from .wire import Event, Events
@@ -26,6 +28,8 @@ async def apply_events(
     the visitor too, which refreshes what is known of them.
     """
     ops = event_ops(batch.events, rules.classify, now, site, rules.scores)
+    if visitor.first_ms:  # read from the visitor's keys (a beacon's page view is not)
+        ops.append(("set", "visits", str(visitor.sessions)))
     if batch.lost:
         ops.append(("incr", "lost", str(batch.lost)))
         rt.metrics.inc("kairos_events_lost_total", batch.lost)
@@ -61,3 +65,16 @@ async def claim_best(
         if frame is not None:
             return frame
     return None
+
+
+async def keep_for_training(rt: Runtime, rules: Ruleset, state: SessionState, now: int) -> None:
+    """Keep the session's feature row and outcome for `kairos export-sessions`, replacing its last one.
+
+    Called when a page load ends (its socket closes, or its beacon comes), so
+    the last row of a session is the session as it ended. Bots are left out:
+    they would teach a model what bots do.
+    """
+    if not rt.settings.archive_ttl_s or state.pages == 0 or state.device == "bot":
+        return
+    row = {"at": now, "features": features(state, rules.page_types.names), "purchased": label(state)}
+    await rt.engine.archive(state.sid, json.dumps(row, separators=(",", ":")), now)

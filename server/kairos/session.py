@@ -23,9 +23,12 @@ from .traffic import traffic_source
 from .wire import Event, Hello, Page
 
 # An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del,
-# copy (the field takes the value of the field named by `value`), and count
+# copy (the field takes the value of the field named by `value`), count
 # (add one to a named counter such as `c:<name>`; a name not counted yet is only
-# taken while its family — `c` — has fewer than `value` names, tallied in `c#`).
+# taken while its family — `c` — has fewer than `value` names, tallied in `c#`),
+# and incr_pt (add `value` to the field `field` + the session's page type as it
+# is when the op runs: dwell counted to the page type it was spent on, even
+# when the batch's page view changes the type half-way through).
 Op = tuple[str, str, str]
 
 # Custom events are counted by name (`c:<name>`) for the first this many names of
@@ -124,6 +127,12 @@ class SessionState:
     timer_fires: dict[str, int] = field(default_factory=dict)
     # Intent scores: each signal's decaying part, and each score's bias (scores.py).
     scores: Scores = field(default_factory=Scores)
+    # Per page type: page views and visible time (the purchase-intent model's features).
+    type_pages: dict[str, int] = field(default_factory=dict)
+    type_dwell_ms: dict[str, int] = field(default_factory=dict)
+    # The visitor's sessions, this one included, as last read from the visitor's
+    # keys (0: not read yet); kept so an ended session still says new or returning.
+    visits: int = 0
     # Not stored in the session: read from the visitor's keys at page views.
     visitor: VisitorInfo = field(default_factory=VisitorInfo)
 
@@ -159,6 +168,10 @@ class SessionState:
                 s.scores.stored[name] = value
             elif prefix == "sb":
                 s.scores.stored_bias[name] = value
+            elif prefix == "pt":
+                s.type_pages[name] = int(value)
+            elif prefix == "pd":
+                s.type_dwell_ms[name] = int(value)
         return s
 
     def to_json(self, now_ms: int | None = None) -> dict[str, Any]:
@@ -172,6 +185,8 @@ class SessionState:
         out["counts"] = dict(self.counts)
         out["custom"] = dict(self.custom)
         out["timer_fires"] = dict(self.timer_fires)
+        out["type_pages"] = dict(self.type_pages)
+        out["type_dwell_ms"] = dict(self.type_dwell_ms)
         out["scores"] = self.scores_json(int(time.time() * 1000) if now_ms is None else now_ms)
         return out
 
@@ -199,7 +214,7 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     "rage_clicks": int, "hesitations": int, "copies": int, "uid": str, "lost": int,
     "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
     "purchases": int, "referrer": str, "traffic": str, "tz": int, "lang": str, "connected": int, "node": str,
-    "device": str, "browser": str, "os": str, "country": str, "region": str,
+    "device": str, "browser": str, "os": str, "country": str, "region": str, "visits": int,
 }
 
 
@@ -225,6 +240,7 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
         ("set", "page_type", page_type),
         ("set", "page_since_ms", str(now_ms)),
         ("incr", "pages", "1"),
+        ("incr", f"pt:{page_type}", "1"),
         ("set", "page_dwell_ms", "0"),
         ("set", "scroll_pct", "0"),
         ("set", "idle_ms", "0"),
@@ -305,7 +321,8 @@ def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_
             case "page_view":
                 ops += page_ops(f, page_type, now_ms)
             case "dwell":
-                ops += [("incr", "dwell_ms", str(f["ms"])), ("incr", "page_dwell_ms", str(f["ms"]))]
+                ops += [("incr", "dwell_ms", str(f["ms"])), ("incr", "page_dwell_ms", str(f["ms"])),
+                        ("incr_pt", "pd:", str(f["ms"]))]
             case "scroll":
                 ops.append(("max", "scroll_pct", str(f["pct"])))
             case "click" | "rage_click" | "exit_intent" | "hesitation" | "copy":
@@ -376,6 +393,9 @@ def apply_ops(h: dict[str, str], ops: Iterable[Op]) -> None:
             h.pop(name, None)
         elif kind == "score":
             h[name] = add_part(h.get(name), value)
+        elif kind == "incr_pt":
+            key = name + h.get("page_type", "other")
+            h[key] = str(int(h.get(key, "0")) + int(value))
         elif kind == "copy":
             if value in h:
                 h[name] = h[value]

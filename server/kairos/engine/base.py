@@ -21,6 +21,9 @@ SHOWS_TTL_S = 7 * 24 * 3600
 # A visitor's sessions are remembered under the visitor (newest first, this many)
 # so that forgetting the visitor finds the sessions of every tab they had open.
 SESSIONS_KEEP = 16
+# Session rows kept for training: at most this many (about 1 KB each), and no
+# longer than the archive's retention (Settings.archive_ttl_s).
+ARCHIVE_KEEP = 200_000
 
 
 class Engine(ABC):
@@ -97,6 +100,16 @@ class Engine(ABC):
     @abstractmethod
     async def ttl_s(self, sid: str) -> dict[str, float]:
         """Remaining time to live of every stored item of a session, by item name."""
+
+    # --- sessions kept for training ----------------------------------------------
+
+    @abstractmethod
+    async def archive(self, sid: str, row: str, now_ms: int) -> None:
+        """Keep (or replace) a session's row for training, for the archive's retention."""
+
+    @abstractmethod
+    async def archived(self, last_before_ms: int, limit: int = ARCHIVE_KEEP) -> list[str]:
+        """The rows kept, of sessions last written before `last_before_ms`, oldest first."""
 
     # --- delayed rules ---------------------------------------------------------
 
