@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .rules.describe import describe
@@ -39,7 +39,24 @@ async def get_session(request: Request) -> Response:
     return JSONResponse({**state.to_json(), "pending": pending, "log": await rt.engine.log(sid)})
 
 
+async def export_sessions(request: Request) -> Response:
+    """Ended sessions' feature rows and outcomes as CSV (`kairos export-sessions`).
+
+    Ended: quiet for a session TTL, so the row is the session's last. `?all=1`
+    adds sessions that may still go on (and may still order).
+    """
+    from .intent.sessions import to_csv
+
+    rt = _rt(request)
+    now = now_ms()
+    before = now + 1 if request.query_params.get("all") == "1" else now - rt.settings.session_ttl_s * 1000
+    rows = await rt.engine.archived(before)
+    return PlainTextResponse(to_csv(rows), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="sessions.csv"'})
+
+
 routes = [
+    Route("/api/export/sessions.csv", export_sessions),
     Route("/dashboard", dashboard_page),
     Route("/api/sessions", list_sessions),
     Route("/api/sessions/{sid}", get_session),

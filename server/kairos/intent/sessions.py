@@ -22,7 +22,10 @@ Not a feature: anything that gives the outcome away once the session has ended
 from __future__ import annotations
 
 import calendar
+import csv
 import datetime as dt
+import io
+import json
 from typing import Any, Iterable
 
 from ..session import SessionState
@@ -37,9 +40,9 @@ LABEL = "purchased"
 
 
 def features(state: SessionState, page_types: Iterable[str]) -> dict[str, Any]:
-    """The session's feature row. `page_types`: the declared page types (with `other`), one pair of columns each."""
+    """The session's feature row. `page_types`: the declared page types, one pair of columns each (and `other`)."""
     row: dict[str, Any] = {"pages": state.pages}
-    for t in sorted(set(page_types) | set(state.type_pages)):
+    for t in sorted(set(page_types) | {"other"} | set(state.type_pages)):
         row[f"pages_{t}"] = state.type_pages.get(t, 0)
         row[f"dwell_s_{t}"] = state.type_dwell_ms.get(t, 0) / 1000
     engaged = state.pages >= 2 or state.dwell_ms > ENGAGED_MS or state.adds > 0 or state.purchases > 0
@@ -76,6 +79,25 @@ def as_text(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if not value.is_integer() else str(int(value))
     return str(value)
+
+
+def to_csv(rows: Iterable[str]) -> str:
+    """The export: kept rows (JSON, as engine.archive holds them) as a CSV that `kairos train --label purchased` reads.
+
+    Columns are every feature any row has, in the order first seen; a row
+    without one (its rules had another page type then) leaves it empty.
+    """
+    parsed = [json.loads(r) for r in rows]
+    columns: dict[str, None] = {}
+    for r in parsed:
+        columns.update(dict.fromkeys(r["features"]))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*columns, LABEL])
+    for r in parsed:
+        f = r["features"]
+        writer.writerow([as_text(f.get(c)) for c in columns] + [as_text(bool(r["purchased"]))])
+    return out.getvalue()
 
 
 # --- special days ----------------------------------------------------------------
