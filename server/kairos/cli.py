@@ -101,6 +101,13 @@ def _check(path: str) -> int:
     if rules.track:
         words = {True: "on", False: "off"}
         print("  tracking: " + ", ".join(f"{k} {words.get(v, v) if isinstance(v, bool) else v}" for k, v in rules.track.items()))
+    for name, m in rules.models.items():
+        cv = (m.model.training.get("cv") or {}).get("roc_auc") or {}
+        trained = f", cross-validated ROC AUC {cv['mean']:.3f}" if "mean" in cv else ""
+        print(f"  score {name}: model {m.path} ({len(m.model.trees)} trees over {len(m.columns_read())} session features{trained})")
+        missing = m.columns_missing()
+        if missing:
+            print(f"    note: a session has no {', '.join(missing)}: the model always reads them as missing")
     for score in rules.scores:
         weights = ", ".join(f"{signal} {w:+g}" for signal, w in score.weights.items())
         s = score.half_life_ms / 1000
@@ -176,6 +183,13 @@ def _explain(args: argparse.Namespace) -> int:
     if not scores:
         print("  no intent scores (the rules in force declare none under 'scores:')")
     for name, score in scores.items():
+        if "model" in score:  # a trained model's score: its baseline and the features that moved it most
+            rest = f" {score['rest']:+.3f} rest" if score.get("rest") else ""
+            print(f"  {name} {score['value']:.3f}  = logistic({score['bias']:+.3f} baseline"
+                  + "".join(f" {v:+.3f}" for _, v, *_ in score["top"]) + f"{rest})  model {score['model']}")
+            for column, value, *seen in score["top"]:
+                print(f"    {value:+.3f}  {column}" + (f" = {'missing' if seen[0] is None else seen[0]}" if seen else ""))
+            continue
         print(f"  {name} {score['value']:.3f}  = logistic({score['bias']:+.3f} bias"
               + "".join(f" {v:+.3f}" for _, v in score["top"]) + ")")
         for signal, value in score["top"]:

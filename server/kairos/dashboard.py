@@ -26,6 +26,8 @@ async def dashboard_page(request: Request) -> Response:
 async def list_sessions(request: Request) -> Response:
     rt = _rt(request)
     states = await rt.engine.sessions(now_ms())
+    for s in states:
+        s.models = rt.rules.models
     return JSONResponse({"sessions": [s.to_json() for s in states]})
 
 
@@ -35,6 +37,7 @@ async def get_session(request: Request) -> Response:
     state = await rt.engine.session(sid)
     if state is None:
         return JSONResponse({"error": "no such session", "sid": sid}, status_code=404)
+    state.models = rt.rules.models
     pending = await rt.engine.pending_for(state.vid) if state.vid else []
     return JSONResponse({**state.to_json(), "pending": pending, "log": await rt.engine.log(sid)})
 

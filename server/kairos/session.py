@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from .scores import ScoreDef, Scores, add_part, bias_ops, score_ops, signals_of
@@ -135,6 +135,11 @@ class SessionState:
     visits: int = 0
     # Not stored in the session: read from the visitor's keys at page views.
     visitor: VisitorInfo = field(default_factory=VisitorInfo)
+    # Not stored either: the scores a trained model computes (intent.score.ModelScore,
+    # by name), as the rules in force declare them, and their values once computed
+    # for this state (a state is one batch's view: its features do not change).
+    models: Mapping[str, Any] = field(default_factory=dict)
+    rated: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, sid: str, h: dict[str, str]) -> "SessionState":
@@ -192,15 +197,29 @@ class SessionState:
 
     def score(self, name: str, now_ms: int) -> float:
         """A declared score's value now, 0..1."""
-        return self.scores.value(name, now_ms)
+        model = self.models.get(name)
+        if model is None:
+            return self.scores.value(name, now_ms)
+        value = self.rated.get(name)
+        if value is None:
+            value = self.rated[name] = model.value(self)
+        return value
 
     def scores_json(self, now_ms: int, top: int | None = None) -> dict[str, Any]:
-        """Each score now, its bias and its parts (signal, log-odds), largest effect first."""
-        return {
+        """Each score now, its bias and its parts (signal, log-odds), largest effect first.
+
+        A model's score shows the model's baseline and the columns of the
+        session's features that moved it most (`model`: the file; `rest`: what the
+        columns not shown add up to).
+        """
+        out = {
             name: {"value": self.scores.value(name, now_ms), "bias": self.scores.bias(name),
                    "top": [[sig, v] for sig, v in self.scores.contributions(name, now_ms)[:top]]}
-            for name in self.scores.names()
+            for name in self.scores.names() if name not in self.models
         }
+        for name, model in self.models.items():
+            out[name] = model.explain(self)
+        return out
 
 
 def _float(v: str) -> float:

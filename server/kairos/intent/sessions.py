@@ -45,7 +45,8 @@ def features(state: SessionState, page_types: Iterable[str]) -> dict[str, Any]:
     for t in sorted(set(page_types) | {"other"} | set(state.type_pages)):
         row[f"pages_{t}"] = state.type_pages.get(t, 0)
         row[f"dwell_s_{t}"] = state.type_dwell_ms.get(t, 0) / 1000
-    engaged = state.pages >= 2 or state.dwell_ms > ENGAGED_MS or state.adds > 0 or state.purchases > 0
+    # (An order is GA4's key event too, but it is the outcome: an add to cart stands in.)
+    engaged = state.pages >= 2 or state.dwell_ms > ENGAGED_MS or state.adds > 0
     local = dt.datetime.fromtimestamp(state.started_ms / 1000 + state.tz * 60, dt.timezone.utc) if state.started_ms else None
     visits = state.visits or state.visitor.sessions
     row.update({
