@@ -217,11 +217,17 @@
     });
   }
 
-  // A score and what makes it: "0.77 = bias -3.00 + add_to_cart +2.40 + ..."
+  // A score and what makes it: "0.77 = bias -3.00 + add_to_cart +2.40 + ..."; a trained
+  // model's: "0.64 from model.json: baseline -1.70, adds_to_cart=2 +1.10, ..."
   function scoreWords(score) {
     var parts = (score.top || []).map(function (p) {
-      return p[0] + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2);
+      var seen = p.length > 2 ? "=" + (p[2] === null ? "missing" : String(p[2])) : "";
+      return p[0] + seen + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2);
     });
+    if (score.model) {
+      return score.value.toFixed(3) + " from " + score.model + ": baseline " + score.bias.toFixed(2) +
+        (parts.length ? ", " + parts.join(", ") : "");
+    }
     return score.value.toFixed(3) + " = logistic(bias " + score.bias.toFixed(2) + (parts.length ? ", " + parts.join(", ") : "") + ")";
   }
 
