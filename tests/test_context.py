@@ -165,6 +165,7 @@ TRAFFIC = [
     ("https://out.reddit.com/", SHOP, "social"),
     ("https://mail.google.com/", SHOP, "email"),
     ("https://outlook.live.com/", SHOP, "email"),
+    ("https://webmail.example.net/", SHOP, "email"),
     ("https://www.some-blog.example/best-shirts", SHOP, "referral"),
     ("https://shop.example/demo/", SHOP, "internal"),
     ("https://www.shop.example/demo/", SHOP, "internal"),

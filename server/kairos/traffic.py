@@ -38,7 +38,8 @@ _SOCIAL_CLICK_IDS = frozenset({"fbclid", "igshid"})
 _EMAIL_IDS = frozenset({"mc_cid", "mc_eid"})
 
 # Hosts by class. `name.*` matches the name under any country domain (google.de,
-# google.co.uk); a plain entry matches that domain and its subdomains. Drawn from
+# google.co.uk); `name.` any host that starts with it (webmail.example.net); a
+# plain entry matches that domain and its subdomains. Drawn from
 # the engines and networks of Matomo's searchengine-and-social-list
 # (github.com/matomo-org/searchengine-and-social-list) and GA4's source categories,
 # cut to the ones that send shoppers in numbers; anything else is a referral.
@@ -56,7 +57,7 @@ SOCIAL_HOSTS = (
 # Webmail that passes a referrer (many clients send none, and then only a UTM tag tells).
 EMAIL_HOSTS = (
     "mail.google.com", "outlook.live.com", "outlook.office.com", "outlook.office365.com", "mail.yahoo.com",
-    "mail.aol.com", "mail.proton.me", "mail.zoho.com", "webmail.*", "mail.yandex.ru", "e.mail.ru",
+    "mail.aol.com", "mail.proton.me", "mail.zoho.com", "webmail.", "mail.yandex.ru", "e.mail.ru",
 )
 # UTM sources by name, for a tag without a medium (utm_source=google).
 _SEARCH_NAMES = frozenset({"google", "bing", "duckduckgo", "yahoo", "yandex", "baidu", "ecosia", "brave", "qwant",
@@ -66,13 +67,13 @@ _SOCIAL_NAMES = frozenset({"facebook", "fb", "instagram", "ig", "twitter", "x", 
 
 
 def _matches(host: str, pattern: str) -> bool:
+    if pattern.endswith("."):
+        return host.startswith(pattern)
     if pattern.endswith(".*"):
         # name.tld or name.co.uk, with any subdomain in front; the country part is
         # one or two short labels (so google.evil-site.com is not Google)
         labels = host.split(".")
         name = pattern[:-2]
-        if "." in name:  # webmail.* is a subdomain: webmail.anything
-            return host.startswith(name + ".")
         for i, label in enumerate(labels):
             rest = labels[i + 1:]
             if label == name and 1 <= len(rest) <= 2 and all(0 < len(x) <= 3 for x in rest):
