@@ -20,15 +20,18 @@ from .wire import Event, Events
 
 
 async def apply_events(
-    rt: Runtime, rules: Ruleset, sid: str, vid: str, site: str, batch: Events, visitor: VisitorInfo, now: int
+    rt: Runtime, rules: Ruleset, sid: str, vid: str, site: str, batch: Events, visitor: VisitorInfo, now: int,
+    last: bool = False,
 ) -> tuple[SessionState, VisitorInfo]:
     """Apply a batch's events (and its `lost` count) to the session; the new state and visitor info.
 
     A page view in the batch (a single-page store navigated) is recorded under
-    the visitor too, which refreshes what is known of them.
+    the visitor too, which refreshes what is known of them. `last`: the page
+    load's last batch (a beacon), which also records the visitor's session
+    count for the row kept for training (a socket does that when it closes).
     """
     ops = event_ops(batch.events, rules.classify, now, site, rules.scores)
-    if visitor.first_ms:  # read from the visitor's keys (a beacon's page view is not)
+    if last and visitor.first_ms:  # read from the visitor's keys (a beacon's page view is not)
         ops.append(("set", "visits", str(visitor.sessions)))
     if batch.lost:
         ops.append(("incr", "lost", str(batch.lost)))
