@@ -20,10 +20,10 @@ TTL_S = 60
 PRODUCT = {"name": "Linen shirt", "price": 59.9, "url": "https://shop.example/demo/products/linen-shirt?utm_source=news"}
 
 
-def make_engine(kind: str, redis_url: str, ttl_s: int = TTL_S, pool_size: int = 8):
+def make_engine(kind: str, redis_url: str, ttl_s: int = TTL_S, pool_size: int = 8, archive_ttl_s: int = 3600):
     if kind == "memory":
-        return MemoryEngine(session_ttl_s=ttl_s)
-    return RedisEngine(redis_url, session_ttl_s=ttl_s, pool_size=pool_size)
+        return MemoryEngine(session_ttl_s=ttl_s, archive_ttl_s=archive_ttl_s)
+    return RedisEngine(redis_url, session_ttl_s=ttl_s, pool_size=pool_size, archive_ttl_s=archive_ttl_s)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -209,6 +209,7 @@ async def test_redis_keys_are_hash_tagged_and_all_expire(clean_redis):
         await open_session(e)
         await e.mark_live("s_contract1", now())
         await e.claim_show("s_contract1", "v_visitor01", "r", "r.1", Caps(0, 0), "{}", now())
+        await e.archive("s_contract1", "{}", now())
         r = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
         keys = r.keys("*")
         assert keys, "nothing was written"
@@ -520,3 +521,85 @@ async def test_lines_added_after_a_batch_join_the_log_of_a_live_session_only(eng
     assert (await engine.log("s_contract1"))[0] == {"ts": 1, "kind": "score", "score": "x"}
     await engine.append_log("s_nosession", ['{"ts":1,"kind":"score"}'], now())
     assert await engine.log("s_nosession") == []
+
+
+# --- session features: what a purchase-intent model reads -------------------------------------
+
+
+def view(path: str) -> Event:
+    return Event("page_view", 0, {"url": f"https://shop.example{path}", "path": path, "title": ""})
+
+
+def dwell(ms: int) -> Event:
+    return Event("dwell", 0, {"ms": ms})
+
+
+PAGE_TYPES = ("other", "product")
+# name: (batches after the hello on a product page, the features expected)
+FEATURES = {
+    "a glance of 3 s is a bounce": ([[dwell(3000)]], {
+        "pages": 1, "pages_product": 1, "dwell_s_product": 3.0, "pages_other": 0, "dwell_s_other": 0.0,
+        "dwell_s": 3.0, "bounce": True, "page_type": "product"}),
+    "one page read for 30 s is not": ([[dwell(30_000)]], {"pages": 1, "dwell_s_product": 30.0, "bounce": False}),
+    "dwell goes to the page type it was spent on, inside one batch": (
+        [[dwell(5000), view("/demo/cart"), dwell(4000)], [dwell(2000)]],
+        {"pages": 2, "pages_product": 1, "pages_other": 1, "dwell_s_product": 5.0, "dwell_s_other": 6.0,
+         "dwell_s": 11.0, "page_type": "other", "bounce": False}),
+    "two route changes in one batch": (
+        [[view("/demo/"), view("/demo/products/boot"), dwell(1500)]],
+        {"pages": 3, "pages_product": 2, "pages_other": 1, "dwell_s_product": 1.5, "dwell_s_other": 0.0}),
+    "adds, exits and clicks": (
+        [[Event("add_to_cart", 0, {}), Event("exit_intent", 0, {}), Event("click", 0, {"tag": "a"})]],
+        {"adds_to_cart": 1, "exit_intents": 1, "clicks": 1, "bounce": False}),
+}
+
+
+@pytest.mark.parametrize("case", list(FEATURES))
+async def test_both_engines_keep_the_same_session_features(case, clean_redis):
+    from kairos.intent.sessions import features
+
+    batches, want = FEATURES[case]
+    rows = {}
+    for kind in ("memory", "redis"):
+        e = make_engine(kind, clean_redis)
+        await e.start()
+        try:
+            state = await open_session(e, sid=f"s_feat_{kind}")
+            for events in batches:
+                state = await e.apply(state.sid, event_ops(events, classify, now()), [], now())
+            rows[kind] = features(state, PAGE_TYPES)
+        finally:
+            await e.close()
+    assert rows["memory"] == rows["redis"]
+    assert {k: rows["memory"][k] for k in want} == want
+
+
+async def test_ended_sessions_are_kept_for_training_newest_row_per_session(engine):
+    t = now()
+    await engine.archive("s_archive_a", "a1", t - 3000)
+    await engine.archive("s_archive_b", "b1", t - 2000)
+    await engine.archive("s_archive_a", "a2", t - 1000)  # the same session, later: replaces its row
+    assert await engine.archived(t) == ["b1", "a2"]
+    assert await engine.archived(t - 1500) == ["b1"], "only sessions quiet since then"
+
+
+async def test_rows_kept_for_training_expire_with_the_retention(clean_redis):
+    for kind in ("memory", "redis"):
+        e = make_engine(kind, clean_redis, archive_ttl_s=2)
+        await e.start()
+        try:
+            await e.archive("s_old", "old", now() - 3000)
+            await e.archive("s_new", "new", now())
+            assert await e.archived(now() + 1) == ["new"], kind
+        finally:
+            await e.close()
+    r = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
+    assert r.keys("*archive*") and all(0 < r.ttl(k) <= 2 for k in r.keys("*archive*"))
+
+
+async def test_forgetting_a_visitor_drops_their_sessions_rows_for_training(engine):
+    await visitor_with_two_tabs(engine)
+    await engine.archive("s_tabone001", "theirs", now())
+    await engine.archive("s_bystander", "not theirs", now())
+    await engine.forget("v_forget001", None)
+    assert await engine.archived(now() + 1) == ["not theirs"]

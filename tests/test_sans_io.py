@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE = ["kairos.wire", "kairos.session", "kairos.rules", "kairos.rules.evaluate", "kairos.rules.model"]
+CORE = ["kairos.wire", "kairos.session", "kairos.rules", "kairos.rules.evaluate", "kairos.rules.model", "kairos.traffic",
+        "kairos.intent.model", "kairos.intent.sessions", "kairos.intent.score"]
 # (socket itself is pulled in by the standard library via pydantic -> email.utils.)
 FORBIDDEN = ["redis", "starlette", "uvicorn", "asyncio", "websockets", "httpx", "jinja2"]
 

@@ -8,25 +8,32 @@ like one sent over the socket.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Sequence
 
 from .nudge import claim_nudge
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
 from .rules.evaluate import score_moves
+from .intent.sessions import features, label
 from .runtime import Runtime
 from .session import SessionState, VisitorInfo, event_log, event_ops, log_entry
 from .wire import Event, Events
 
 
 async def apply_events(
-    rt: Runtime, rules: Ruleset, sid: str, vid: str, site: str, batch: Events, visitor: VisitorInfo, now: int
+    rt: Runtime, rules: Ruleset, sid: str, vid: str, site: str, batch: Events, visitor: VisitorInfo, now: int,
+    last: bool = False,
 ) -> tuple[SessionState, VisitorInfo]:
     """Apply a batch's events (and its `lost` count) to the session; the new state and visitor info.
 
     A page view in the batch (a single-page store navigated) is recorded under
-    the visitor too, which refreshes what is known of them.
+    the visitor too, which refreshes what is known of them. `last`: the page
+    load's last batch (a beacon), which also records the visitor's session
+    count for the row kept for training (a socket does that when it closes).
     """
     ops = event_ops(batch.events, rules.classify, now, site, rules.scores)
+    if last and visitor.first_ms:  # read from the visitor's keys (a beacon's page view is not)
+        ops.append(("set", "visits", str(visitor.sessions)))
     if batch.lost:
         ops.append(("incr", "lost", str(batch.lost)))
         rt.metrics.inc("kairos_events_lost_total", batch.lost)
@@ -78,3 +85,16 @@ async def claim_best(
         if frame is not None:
             return frame
     return None
+
+
+async def keep_for_training(rt: Runtime, rules: Ruleset, state: SessionState, now: int) -> None:
+    """Keep the session's feature row and outcome for `kairos export-sessions`, replacing its last one.
+
+    Called when a page load ends (its socket closes, or its beacon comes), so
+    the last row of a session is the session as it ended. Bots are left out:
+    they would teach a model what bots do.
+    """
+    if not rt.settings.archive_ttl_s or state.pages == 0 or state.device == "bot":
+        return
+    row = {"at": now, "features": features(state, rules.page_types.names), "purchased": label(state)}
+    await rt.engine.archive(state.sid, json.dumps(row, separators=(",", ":")), now)

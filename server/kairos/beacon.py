@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import wire
-from .batch import apply_events, arm_delayed
+from .batch import apply_events, arm_delayed, keep_for_training
 from .rules import evaluate
 from .runtime import Runtime, now_ms
 from .session import VisitorInfo
@@ -97,7 +97,8 @@ async def _events(rt: Runtime, b: BeaconEvents) -> Response:
     if not any(e.type == "page_view" for e in batch.events):
         # What the rules know of the visitor, without counting a page view.
         visitor = await rt.engine.visit(b.vid, b.sid, state.path, state.page_type, False, now)
-    state, _ = await apply_events(rt, rules, b.sid, b.vid, b.site, batch, visitor, now)
+    state, _ = await apply_events(rt, rules, b.sid, b.vid, b.site, batch, visitor, now, last=True)
+    await keep_for_training(rt, rules, state, now)  # a beacon is a page's last word
     if batch.events:
         # Delayed rules arm as usual: their timers deliver, or keep, the nudge later.
         await arm_delayed(rt, rules, state, batch.events, now)

@@ -1,4 +1,4 @@
-"""The `kairos` command: serve, check, train, predict."""
+"""The `kairos` command: serve, check, train, predict, explain, export-sessions."""
 
 from __future__ import annotations
 
@@ -57,9 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (default: %(default)s)")
     explain.add_argument("--token", help="admin token (default: KAIROS_ADMIN_TOKEN, else STATE_DIR/admin-token)")
 
+    export = sub.add_parser("export-sessions", help="write ended sessions' features and outcome as a CSV for kairos train")
+    export.add_argument("-o", "--output", metavar="SESSIONS.csv", help="write here (default: standard output)")
+    export.add_argument("--all", action="store_true", help="include sessions that may still go on (their outcome may change)")
+    export.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (default: %(default)s)")
+    export.add_argument("--token", help="admin token (default: KAIROS_ADMIN_TOKEN, else STATE_DIR/admin-token)")
+
     args = parser.parse_args(argv)
     if args.command == "explain":
         return _explain(args)
+    if args.command == "export-sessions":
+        return _export_sessions(args)
     if args.command == "check":
         return _check(args.file)
     if args.command == "train":
@@ -93,6 +101,13 @@ def _check(path: str) -> int:
     if rules.track:
         words = {True: "on", False: "off"}
         print("  tracking: " + ", ".join(f"{k} {words.get(v, v) if isinstance(v, bool) else v}" for k, v in rules.track.items()))
+    for name, m in rules.models.items():
+        cv = (m.model.training.get("cv") or {}).get("roc_auc") or {}
+        trained = f", cross-validated ROC AUC {cv['mean']:.3f}" if "mean" in cv else ""
+        print(f"  score {name}: model {m.path} ({len(m.model.trees)} trees over {len(m.columns_read())} session features{trained})")
+        missing = m.columns_missing()
+        if missing:
+            print(f"    note: a session has no {', '.join(missing)}: the model always reads them as missing")
     for score in rules.scores:
         weights = ", ".join(f"{signal} {w:+g}" for signal, w in score.weights.items())
         s = score.half_life_ms / 1000
@@ -103,34 +118,78 @@ def _check(path: str) -> int:
     return 0
 
 
-def _explain(args: argparse.Namespace) -> int:
-    """Print each score of a session now, and the signals that make it, from the server's /api."""
-    import json
+class _StaffError(Exception):
+    """A staff request that failed; the message is for the command's user."""
+
+
+def _staff_get(url: str, path: str, token: str | None, not_found: str = "not found") -> bytes:
+    """GET a staff path of a running server with the admin token (flag, KAIROS_ADMIN_TOKEN or the state file)."""
     import urllib.error
     import urllib.request
 
     settings = Settings.load()
-    token = args.token or settings.admin_token
+    token = token or settings.admin_token
     token_file = Path(settings.state_dir) / "admin-token"
     if not token and token_file.is_file():
         token = token_file.read_text().strip()
-    request = urllib.request.Request(f"{args.url.rstrip('/')}/api/sessions/{args.sid}",
-                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(f"{url.rstrip('/')}{path}", headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            state = json.load(response)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read()
     except urllib.error.HTTPError as exc:
-        reason = {401: "the admin token was refused (--token, or KAIROS_ADMIN_TOKEN)", 404: "no such session"}
-        print(f"kairos explain: {args.sid}: {reason.get(exc.code, f'HTTP {exc.code}')}", file=sys.stderr)
-        return 1
+        reason = {401: "the admin token was refused (--token, or KAIROS_ADMIN_TOKEN)", 404: not_found}
+        raise _StaffError(reason.get(exc.code, f"HTTP {exc.code}")) from None
     except (urllib.error.URLError, OSError) as exc:
-        print(f"kairos explain: cannot reach {args.url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        raise _StaffError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _export_sessions(args: argparse.Namespace) -> int:
+    """Write the server's kept session rows as CSV: the input of `kairos train --label purchased`."""
+    try:
+        body = _staff_get(args.url, "/api/export/sessions.csv" + ("?all=1" if args.all else ""), args.token,
+                          "this server has no session export (an older Kairos?)")
+    except _StaffError as exc:
+        print(f"kairos export-sessions: {exc}", file=sys.stderr)
+        return 1
+    text = body.decode("utf-8")
+    n = max(0, len(text.splitlines()) - 1)
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"kairos export-sessions: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    else:
+        sys.stdout.write(text)
+    purchased = sum(1 for line in text.splitlines()[1:] if line.endswith(",TRUE"))
+    print(f"{n:,} sessions ({purchased:,} with an order){' written to ' + args.output if args.output else ''}",
+          file=sys.stderr)
+    if n and not purchased:
+        print("  none ordered: kairos train needs sessions with and without an order", file=sys.stderr)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """Print each score of a session now, and the signals that make it, from the server's /api."""
+    import json
+
+    try:
+        state = json.loads(_staff_get(args.url, f"/api/sessions/{args.sid}", args.token, "no such session"))
+    except _StaffError as exc:
+        print(f"kairos explain: {args.sid}: {exc}", file=sys.stderr)
         return 1
     print(f"session {state['sid']}: {state.get('pages', 0)} pages, now on {state.get('path') or '?'}")
     scores = state.get("scores") or {}
     if not scores:
         print("  no intent scores (the rules in force declare none under 'scores:')")
     for name, score in scores.items():
+        if "model" in score:  # a trained model's score: its baseline and the features that moved it most
+            rest = f" {score['rest']:+.3f} rest" if score.get("rest") else ""
+            print(f"  {name} {score['value']:.3f}  = logistic({score['bias']:+.3f} baseline"
+                  + "".join(f" {v:+.3f}" for _, v, *_ in score["top"]) + f"{rest})  model {score['model']}")
+            for column, value, *seen in score["top"]:
+                print(f"    {value:+.3f}  {column}" + (f" = {'missing' if seen[0] is None else seen[0]}" if seen else ""))
+            continue
         print(f"  {name} {score['value']:.3f}  = logistic({score['bias']:+.3f} bias"
               + "".join(f" {v:+.3f}" for _, v in score["top"]) + ")")
         for signal, value in score["top"]:

@@ -2,6 +2,11 @@
 
 The edge of the privacy promise: the IP address is used for one GeoIP lookup
 here and goes no further — not into the session, not into a log.
+
+Geography the server cannot tell — no database configured, an address the
+database does not hold, a Country database asked for a region — is "unknown",
+a value rules can name (`country: unknown`), never an empty string that reads
+like a bug.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ def device_of(user_agent: str) -> tuple[str, str, str]:
     ua = parse_ua(user_agent or "")
     if ua.is_bot:
         device = "bot"
-    elif ua.is_tablet:
+    # Firefox on an Android tablet says "(Android 13; Tablet; rv:…)" (MDN, "Firefox
+    # user agent string reference"); user-agents 2.2 files it under mobile.
+    elif ua.is_tablet or ua.device.family == "Generic Tablet":
         device = "tablet"
     elif ua.is_mobile:
         device = "mobile"
@@ -35,30 +42,47 @@ def device_of(user_agent: str) -> tuple[str, str, str]:
     return device, browser, os
 
 
+UNKNOWN = "unknown"
+
+
 class GeoLookup:
-    """Country and region from a MaxMind (GeoIP2/GeoLite2 City or Country) database, if one is configured."""
+    """Country and region from a MaxMind (GeoIP2/GeoLite2 City or Country) database, if one is configured.
+
+    A missing or unreadable database is not fatal: the server says so once, at
+    start-up, and every visitor's geography is "unknown".
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.reader = None
-        if path is not None:
-            import geoip2.database
+        self._city = False
+        if path is None:
+            log.warning("no GeoIP database configured (--geoip-db or KAIROS_GEOIP_DB): "
+                        "country and region are 'unknown' for every visitor")
+            return
+        import geoip2.database
+        import maxminddb.errors
 
+        try:
             self.reader = geoip2.database.Reader(str(path))
-            self._city = "City" in self.reader.metadata().database_type
+        except (OSError, ValueError, maxminddb.errors.InvalidDatabaseError) as exc:
+            log.warning("GeoIP database %s cannot be read (%s): country and region are 'unknown' for every visitor",
+                        path, getattr(exc, "strerror", None) or exc)
+            return
+        self._city = "City" in self.reader.metadata().database_type
 
     def lookup(self, ip: str | None) -> tuple[str, str]:
-        """(country ISO code, region ISO code); empty strings when unknown."""
+        """(country ISO code, region ISO code); "unknown" for either when the database cannot tell."""
         if self.reader is None or not ip:
-            return "", ""
+            return UNKNOWN, UNKNOWN
         import geoip2.errors
 
         try:
             if self._city:
                 r = self.reader.city(ip)
-                return r.country.iso_code or "", r.subdivisions.most_specific.iso_code or ""
-            return self.reader.country(ip).country.iso_code or "", ""
+                return r.country.iso_code or UNKNOWN, r.subdivisions.most_specific.iso_code or UNKNOWN
+            return self.reader.country(ip).country.iso_code or UNKNOWN, UNKNOWN
         except (geoip2.errors.AddressNotFoundError, ValueError):
-            return "", ""
+            return UNKNOWN, UNKNOWN
 
     def close(self) -> None:
         if self.reader is not None:

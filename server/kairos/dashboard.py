@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -109,7 +109,7 @@ async def feed_endpoint(ws: WebSocket) -> None:
         states, paused, summary = await asyncio.gather(
             rt.engine.sessions(now, limit=SNAPSHOT_MAX), rt.engine.paused(), _summary(rt, now, day_ms))
         watcher.ready(json.dumps({
-            "t": "snapshot", "rows": [row(s, now) for s in states], "paused": paused,
+            "t": "snapshot", "rows": [row(s, now, rt.rules.models) for s in states], "paused": paused,
             "rules": [r.id for r in rt.rules.rules], "version": rt.rules_version, "summary": summary,
             "session_ttl_s": rt.settings.session_ttl_s,
         }, separators=(",", ":")))
@@ -149,6 +149,8 @@ async def _summary(rt: Runtime, now: int, day_ms: int) -> dict[str, int]:
 async def list_sessions(request: Request) -> Response:
     rt = _rt(request)
     states = await rt.engine.sessions(now_ms())
+    for s in states:
+        s.models = rt.rules.models
     return JSONResponse({"sessions": [s.to_json() for s in states]})
 
 
@@ -158,6 +160,7 @@ async def get_session(request: Request) -> Response:
     state = await rt.engine.session(sid)
     if state is None:
         return JSONResponse({"error": "no such session", "sid": sid}, status_code=404)
+    state.models = rt.rules.models
     now = now_ms()
     pending, log_lines, paused = await asyncio.gather(rt.engine.pending_for(state.vid), rt.engine.log(sid), rt.engine.paused())
     rules = [explain(r, state, now, r.id in paused) for r in rt.rules.rules]
@@ -354,11 +357,28 @@ async def _body_text(request: Request) -> str | Response:
         return JSONResponse({"ok": False, "problems": _problems(not_text("editor", exc))}, status_code=422)
 
 
+async def export_sessions(request: Request) -> Response:
+    """Ended sessions' feature rows and outcomes as CSV (`kairos export-sessions`).
+
+    Ended: quiet for a session TTL, so the row is the session's last. `?all=1`
+    adds sessions that may still go on (and may still order).
+    """
+    from .intent.sessions import to_csv
+
+    rt = _rt(request)
+    now = now_ms()
+    before = now + 1 if request.query_params.get("all") == "1" else now - rt.settings.session_ttl_s * 1000
+    rows = await rt.engine.archived(before)
+    return PlainTextResponse(to_csv(rows), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="sessions.csv"'})
+
+
 routes = [
     Route("/dashboard", live_page),
     Route("/dashboard/sessions/{sid}", session_page),
     Route("/dashboard/rules", rules_page),
     WebSocketRoute("/dashboard/feed", feed_endpoint),
+    Route("/api/export/sessions.csv", export_sessions),
     Route("/api/sessions", list_sessions),
     Route("/api/sessions/{sid}", get_session),
     Route("/api/sessions/{sid}/nudge", nudge_session, methods=["POST"]),

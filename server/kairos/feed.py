@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .push import Connection
 from .session import SessionState
@@ -39,16 +39,22 @@ ASK_EVERY_S = 1.0
 DASHBOARD_QUEUE = 256
 
 
-def row(s: SessionState, now_ms: int) -> dict[str, Any]:
-    """A session as a row of the live page: what a merchandiser scans, nothing more."""
+def row(s: SessionState, now_ms: int, models: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A session as a row of the live page: what a merchandiser scans, nothing more.
+
+    `models`: the rules' trained-model scores, which a session's state does not carry.
+    """
+    if models:
+        s.models = models
+    names = sorted(set(s.scores.names()) | set(s.models))
     return {
         "sid": s.sid, "site": s.site, "device": s.device, "browser": s.browser, "os": s.os,
-        "country": s.country, "region": s.region, "path": s.path, "title": s.title, "page_type": s.page_type,
+        "country": s.country, "region": s.region, "traffic": s.traffic, "path": s.path, "title": s.title, "page_type": s.page_type,
         "started_ms": s.started_ms, "seen_ms": s.seen_ms, "pages": s.pages, "dwell_ms": s.dwell_ms,
         "scroll_pct": s.scroll_pct, "clicks": s.clicks, "exit_intents": s.exit_intents,
         "cart_value": s.cart_value, "cart_items": s.cart_items, "currency": s.currency,
         "checkout_step": s.checkout_step, "purchases": s.purchases, "connected": s.connected > 0,
-        "scores": {name: round(s.score(name, now_ms), 4) for name in s.scores.names()},
+        "scores": {name: round(s.score(name, now_ms), 4) for name in names},
         "nudges": [[o.rule, o.status] for o in s.overlays.values()],
     }
 
@@ -171,7 +177,8 @@ class Feed:
                 else:
                     dirty[sid] = state
         now_ms = int(time.time() * 1000)
-        msg: dict[str, Any] = {"t": "rows", "rows": [row(s, now_ms) for s in dirty.values() if s is not None]}
+        models = self.rt.rules.models
+        msg: dict[str, Any] = {"t": "rows", "rows": [row(s, now_ms, models) for s in dirty.values() if s is not None]}
         if gone:
             msg["gone"] = gone
         await self._send(json.dumps(msg, separators=(",", ":")))

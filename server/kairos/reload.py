@@ -65,7 +65,9 @@ class FileSignature:
 def parse(rt: "Runtime", text: str, source: str) -> Ruleset:
     """Validate a rules document against the templates that exist now; RulesError if invalid."""
     try:
-        return parse_rules(text, source, rt.renderer.names(), rt.renderer.problem)
+        # Model files are named relative to the rules file, whichever way the text came.
+        base = rt.settings.rules.parent if rt.settings.rules is not None else None
+        return parse_rules(text, source, rt.renderer.names(), rt.renderer.problem, base)
     except RecursionError:  # PyYAML recurses once per level of nesting: `[[[[…`
         raise RulesError([Problem(source, None, "", "nested too deeply to be a rules document")]) from None
 

@@ -44,6 +44,7 @@ class Runtime:
             redis_url=settings.redis_url,
             session_ttl_s=settings.session_ttl_s,
             redis_pool_size=settings.redis_pool_size,
+            archive_ttl_s=settings.archive_ttl_s or 1,
         )
         self.renderer = Renderer(settings.templates_dir / "overlays")
         self.geo = GeoLookup(settings.geoip_db)

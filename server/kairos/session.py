@@ -15,16 +15,20 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 from .scores import ScoreDef, Scores, add_part, bias_ops, score_ops, signals_of
+from .traffic import traffic_source
 from .wire import Event, Hello, Page
 
 # An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del,
-# copy (the field takes the value of the field named by `value`), and count
+# copy (the field takes the value of the field named by `value`), count
 # (add one to a named counter such as `c:<name>`; a name not counted yet is only
-# taken while its family — `c` — has fewer than `value` names, tallied in `c#`).
+# taken while its family — `c` — has fewer than `value` names, tallied in `c#`),
+# and incr_pt (add `value` to the field `field` + the session's page type as it
+# is when the op runs: dwell counted to the page type it was spent on, even
+# when the batch's page view changes the type half-way through).
 Op = tuple[str, str, str]
 
 # Custom events are counted by name (`c:<name>`) for the first this many names of
@@ -98,6 +102,8 @@ class SessionState:
     product: dict[str, Any] | None = None
     referrer: str = ""
     utm: dict[str, str] = field(default_factory=dict)
+    # Where the visit came from (traffic.py): search, social, email, paid, referral, internal, direct.
+    traffic: str = ""
     tz: int = 0
     lang: str = ""
     # From the User-Agent and a GeoIP lookup at the session's first page; the IP
@@ -121,8 +127,19 @@ class SessionState:
     timer_fires: dict[str, int] = field(default_factory=dict)
     # Intent scores: each signal's decaying part, and each score's bias (scores.py).
     scores: Scores = field(default_factory=Scores)
+    # Per page type: page views and visible time (the purchase-intent model's features).
+    type_pages: dict[str, int] = field(default_factory=dict)
+    type_dwell_ms: dict[str, int] = field(default_factory=dict)
+    # The visitor's sessions, this one included, as last read from the visitor's
+    # keys (0: not read yet); kept so an ended session still says new or returning.
+    visits: int = 0
     # Not stored in the session: read from the visitor's keys at page views.
     visitor: VisitorInfo = field(default_factory=VisitorInfo)
+    # Not stored either: the scores a trained model computes (intent.score.ModelScore,
+    # by name), as the rules in force declare them, and their values once computed
+    # for this state (a state is one batch's view: its features do not change).
+    models: Mapping[str, Any] = field(default_factory=dict)
+    rated: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, sid: str, h: dict[str, str]) -> "SessionState":
@@ -156,6 +173,10 @@ class SessionState:
                 s.scores.stored[name] = value
             elif prefix == "sb":
                 s.scores.stored_bias[name] = value
+            elif prefix == "pt":
+                s.type_pages[name] = int(value)
+            elif prefix == "pd":
+                s.type_dwell_ms[name] = int(value)
         return s
 
     def to_json(self, now_ms: int | None = None) -> dict[str, Any]:
@@ -169,20 +190,36 @@ class SessionState:
         out["counts"] = dict(self.counts)
         out["custom"] = dict(self.custom)
         out["timer_fires"] = dict(self.timer_fires)
+        out["type_pages"] = dict(self.type_pages)
+        out["type_dwell_ms"] = dict(self.type_dwell_ms)
         out["scores"] = self.scores_json(int(time.time() * 1000) if now_ms is None else now_ms)
         return out
 
     def score(self, name: str, now_ms: int) -> float:
         """A declared score's value now, 0..1."""
-        return self.scores.value(name, now_ms)
+        model = self.models.get(name)
+        if model is None:
+            return self.scores.value(name, now_ms)
+        value = self.rated.get(name)
+        if value is None:
+            value = self.rated[name] = model.value(self)
+        return value
 
     def scores_json(self, now_ms: int, top: int | None = None) -> dict[str, Any]:
-        """Each score now, its bias and its parts (signal, log-odds), largest effect first."""
-        return {
+        """Each score now, its bias and its parts (signal, log-odds), largest effect first.
+
+        A model's score shows the model's baseline and the columns of the
+        session's features that moved it most (`model`: the file; `rest`: what the
+        columns not shown add up to).
+        """
+        out = {
             name: {"value": self.scores.value(name, now_ms), "bias": self.scores.bias(name),
                    "top": [[sig, v] for sig, v in self.scores.contributions(name, now_ms)[:top]]}
-            for name in self.scores.names()
+            for name in self.scores.names() if name not in self.models
         }
+        for name, model in self.models.items():
+            out[name] = model.explain(self)
+        return out
 
 
 def _float(v: str) -> float:
@@ -195,8 +232,8 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     "page_dwell_ms": int, "scroll_pct": int, "clicks": int, "exit_intents": int, "idle_ms": int,
     "rage_clicks": int, "hesitations": int, "copies": int, "uid": str, "lost": int,
     "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
-    "purchases": int, "referrer": str, "tz": int, "lang": str, "connected": int, "node": str,
-    "device": str, "browser": str, "os": str, "country": str, "region": str,
+    "purchases": int, "referrer": str, "traffic": str, "tz": int, "lang": str, "connected": int, "node": str,
+    "device": str, "browser": str, "os": str, "country": str, "region": str, "visits": int,
 }
 
 
@@ -222,6 +259,7 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
         ("set", "page_type", page_type),
         ("set", "page_since_ms", str(now_ms)),
         ("incr", "pages", "1"),
+        ("incr", f"pt:{page_type}", "1"),
         ("set", "page_dwell_ms", "0"),
         ("set", "scroll_pct", "0"),
         ("set", "idle_ms", "0"),
@@ -254,6 +292,7 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
         ("set", "seen_ms", str(now_ms)),
         # Where the visit came from is the first page's referrer, not an internal link's.
         ("setnx", "referrer", hello.page.ref),
+        ("setnx", "traffic", traffic_source(hello.page.ref, hello.page.url)),
         ("set", "tz", str(hello.tz)),
         ("set", "lang", hello.lang),
         ("incr", "connected", "1"),
@@ -302,7 +341,8 @@ def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_
             case "page_view":
                 ops += page_ops(f, page_type, now_ms)
             case "dwell":
-                ops += [("incr", "dwell_ms", str(f["ms"])), ("incr", "page_dwell_ms", str(f["ms"]))]
+                ops += [("incr", "dwell_ms", str(f["ms"])), ("incr", "page_dwell_ms", str(f["ms"])),
+                        ("incr_pt", "pd:", str(f["ms"]))]
             case "scroll":
                 ops.append(("max", "scroll_pct", str(f["pct"])))
             case "click" | "rage_click" | "exit_intent" | "hesitation" | "copy":
@@ -373,6 +413,9 @@ def apply_ops(h: dict[str, str], ops: Iterable[Op]) -> None:
             h.pop(name, None)
         elif kind == "score":
             h[name] = add_part(h.get(name), value)
+        elif kind == "incr_pt":
+            key = name + h.get("page_type", "other")
+            h[key] = str(int(h.get(key, "0")) + int(value))
         elif kind == "copy":
             if value in h:
                 h[name] = h[value]

@@ -46,6 +46,9 @@ class Settings:
     snippet_path: Path = ROOT / "client-js" / "dist" / "k.js"
     # 30 min: the customary web-analytics session timeout (Google Analytics' default).
     session_ttl_s: int = 1800
+    # How long an ended session's feature row and outcome are kept for training
+    # (kairos export-sessions): no id, URL or IP in it. 0 keeps none.
+    archive_ttl_s: int = 30 * 24 * 3600
     allowed_origins: tuple[str, ...] = ()
     max_frame_bytes: int = wire.MAX_FRAME_BYTES
     max_events: int = wire.MAX_EVENTS
@@ -56,7 +59,7 @@ class Settings:
     # clock for tests and demos (0.005 turns 3 minutes into 0.9 s). 1 in production.
     delay_scale: float = 1.0
     # A MaxMind GeoIP2/GeoLite2 City or Country database, for the country and
-    # region conditions. Without one they are empty.
+    # region conditions. Without one they are "unknown".
     geoip_db: Path | None = None
     # Run the timer loop here. Off: this process serves sockets and hears nudges
     # from the processes that do (their loops claim the timers).

@@ -108,6 +108,7 @@ class TimerService(Bus):
             return "session_gone"
         line = log_entry("timer", now, rule=rule.id, late_ms=now - t.due_ms)
         state = await rt.engine.apply(t.sid, [("incr", f"x:{rule.id}", "1")], [line], now)
+        state.models = rt.rules.models  # an `unless` condition may read a model's score
         rt.feed.touch(t.sid, state)
         if cancelled_by(rule, t, state, now) is not None:
             return "cancelled"

@@ -12,7 +12,7 @@ from typing import Sequence
 from starlette.websockets import WebSocket
 
 from . import wire
-from .batch import apply_events, arm_delayed, claim_best, log_score_moves
+from .batch import apply_events, arm_delayed, claim_best, keep_for_training, log_score_moves
 from .push import Connection
 from .context import request_context
 from .rules import Rule, Ruleset
@@ -143,8 +143,14 @@ class VisitorSocket:
         return request_context(self.ws.headers.get("user-agent", ""), ip, self.rt.geo)
 
     async def _mark_disconnected(self) -> None:
+        """The page load is over: count the socket out, and keep the session's row for training."""
+        now = now_ms()
+        ops = [("incr", "connected", "-1")]
+        if self.visitor.first_ms:
+            ops.append(("set", "visits", str(self.visitor.sessions)))
         try:
-            state = await self.rt.engine.apply(self.sid, [("incr", "connected", "-1")], [], now_ms())
+            state = await self.rt.engine.apply(self.sid, ops, [], now)
+            await keep_for_training(self.rt, self.rt.rules, state, now)
             self.rt.feed.touch(self.sid, state)
         except Exception:
             log.exception("could not record the disconnect of sid=%s", self.sid)

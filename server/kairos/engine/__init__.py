@@ -13,12 +13,13 @@ from .memory import MemoryEngine
 __all__ = ["Engine", "MemoryEngine", "create_engine"]
 
 
-def create_engine(kind: str, *, redis_url: str, session_ttl_s: int, redis_pool_size: int = 8) -> Engine:
+def create_engine(kind: str, *, redis_url: str, session_ttl_s: int, redis_pool_size: int = 8,
+                  archive_ttl_s: int = 30 * 24 * 3600) -> Engine:
     """Build the engine named on the command line."""
     if kind == "memory":
-        return MemoryEngine(session_ttl_s=session_ttl_s)
+        return MemoryEngine(session_ttl_s=session_ttl_s, archive_ttl_s=archive_ttl_s)
     if kind == "redis":
         from .redis import RedisEngine  # imported here so the memory engine needs no Redis client
 
-        return RedisEngine(redis_url, session_ttl_s=session_ttl_s, pool_size=redis_pool_size)
+        return RedisEngine(redis_url, session_ttl_s=session_ttl_s, pool_size=redis_pool_size, archive_ttl_s=archive_ttl_s)
     raise ValueError(f"unknown engine {kind!r}, expected 'memory' or 'redis'")

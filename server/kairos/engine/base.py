@@ -39,6 +39,9 @@ def stats_bucket(now_ms: int) -> int:
 def stats_buckets(since_ms: int, until_ms: int) -> range:
     """Every bucket start from the one holding `since_ms` to the one holding `until_ms`."""
     return range(stats_bucket(since_ms), stats_bucket(until_ms) + 1, STATS_BUCKET_MS)
+# Session rows kept for training: at most this many (about 1 KB each), and no
+# longer than the archive's retention (Settings.archive_ttl_s).
+ARCHIVE_KEEP = 200_000
 
 
 class Engine(ABC):
@@ -141,6 +144,16 @@ class Engine(ABC):
     @abstractmethod
     async def ttl_s(self, sid: str) -> dict[str, float]:
         """Remaining time to live of every stored item of a session, by item name."""
+
+    # --- sessions kept for training ----------------------------------------------
+
+    @abstractmethod
+    async def archive(self, sid: str, row: str, now_ms: int) -> None:
+        """Keep (or replace) a session's row for training, for the archive's retention."""
+
+    @abstractmethod
+    async def archived(self, last_before_ms: int, limit: int = ARCHIVE_KEEP) -> list[str]:
+        """The rows kept, of sessions last written before `last_before_ms`, oldest first."""
 
     # --- delayed rules ---------------------------------------------------------
 

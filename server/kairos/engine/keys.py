@@ -17,6 +17,12 @@ TIMERS_DATA = f"{PREFIX}:{{timers}}:data"
 TIMERS_WAKE = f"{PREFIX}:timers:wake"
 
 
+# Ended page loads' session rows for training (kairos export-sessions): sid -> last
+# write (ms), and sid -> row. One hash tag: one script keeps the two in step.
+ARCHIVE_INDEX = f"{PREFIX}:{{archive}}:idx"
+ARCHIVE_ROWS = f"{PREFIX}:{{archive}}:rows"
+
+
 def node_channel(node: str) -> str:
     """Where a process hears of nudges for the sockets it holds."""
     return f"{PREFIX}:node:{node}"

@@ -13,8 +13,8 @@ from ..caps import Caps, bucket, visitor_verdict
 from ..rules.delayed import Timer
 from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note_skip, record_feedback, record_show,
                        session_verdict)
-from .base import (COUNTED_ACTS, LOG_MAX, SESSIONS_KEEP, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine,
-                   parse_log, stats_bucket, stats_buckets)
+from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, SESSIONS_KEEP, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP,
+                   VIEWS_WINDOW_MS, Engine, parse_log, stats_bucket, stats_buckets)
 
 SWEEP_EVERY_S = 60.0
 
@@ -44,9 +44,13 @@ class MemoryEngine(Engine):
 
     name = "memory"
 
-    def __init__(self, session_ttl_s: int = 1800, visitor_ttl_s: int = 30 * 24 * 3600) -> None:
+    def __init__(self, session_ttl_s: int = 1800, visitor_ttl_s: int = 30 * 24 * 3600,
+                 archive_ttl_s: int = 30 * 24 * 3600) -> None:
         self.session_ttl_s = session_ttl_s
         self.visitor_ttl_s = visitor_ttl_s
+        self.archive_ttl_s = archive_ttl_s
+        # sid -> (ms of the last write, row); insertion order is write order
+        self._archive: dict[str, tuple[int, str]] = {}
         self._visitors: dict[str, _Visitor] = {}
         self._rule_counts: dict[tuple[str, int], int] = {}
         self._sessions: dict[str, _Entry] = {}
@@ -184,7 +188,24 @@ class MemoryEngine(Engine):
             del self._sessions[c]
         for key in [k for k in self._timers if k.partition("|")[0] in erased]:
             del self._timers[key]  # its heap entry is skipped when it surfaces
+        # Training rows: of every session listed under the visitor, and those erased.
+        for c in set(erased) | (set(v.sids) | {v.sid} if v else set()):
+            self._archive.pop(c, None)
         return erased
+
+    async def archive(self, sid: str, row: str, now_ms: int) -> None:
+        self._archive.pop(sid, None)
+        self._archive[sid] = (now_ms, row)
+        cutoff = now_ms - self.archive_ttl_s * 1000
+        while self._archive:
+            oldest, (ms, _) = next(iter(self._archive.items()))
+            if ms > cutoff and len(self._archive) <= ARCHIVE_KEEP:
+                break
+            del self._archive[oldest]
+
+    async def archived(self, last_before_ms: int, limit: int = ARCHIVE_KEEP) -> list[str]:
+        cutoff = int(time.time() * 1000) - self.archive_ttl_s * 1000
+        return [row for ms, row in self._archive.values() if cutoff < ms < last_before_ms][:limit]
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         e = self._live(sid)

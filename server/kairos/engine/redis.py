@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 import asyncio
 import logging
+import time
 
 from ..caps import Caps, bucket
 from ..rules.delayed import Timer
@@ -17,8 +18,8 @@ from ..rules.model import MAX_DELAY_S
 from ..session import Op, SessionState, VisitorInfo
 from . import keys
 from .autopipe import AutoPipeline
-from .base import (COUNTED_ACTS, LOG_MAX, PAUSED_TTL_S, SESSIONS_KEEP, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP,
-                   VIEWS_WINDOW_MS, Bus, Engine, parse_log, stats_bucket, stats_buckets)
+from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, PAUSED_TTL_S, SESSIONS_KEEP, SHOWS_TTL_S, STATS_TTL_S,
+                   VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, parse_log, stats_bucket, stats_buckets)
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
@@ -44,10 +45,12 @@ class RedisEngine(Engine):
 
     name = "redis"
 
-    def __init__(self, url: str, session_ttl_s: int = 1800, pool_size: int = 8, visitor_ttl_s: int = 30 * 24 * 3600) -> None:
+    def __init__(self, url: str, session_ttl_s: int = 1800, pool_size: int = 8, visitor_ttl_s: int = 30 * 24 * 3600,
+                 archive_ttl_s: int = 30 * 24 * 3600) -> None:
         self.url = url
         self.session_ttl_s = session_ttl_s
         self.visitor_ttl_s = visitor_ttl_s
+        self.archive_ttl_s = archive_ttl_s
         self.pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=pool_size, timeout=POOL_WAIT_S, decode_responses=True
         )
@@ -58,11 +61,13 @@ class RedisEngine(Engine):
         self._arm = self.r.register_script(_script("arm_timers.lua"))
         self._claim_timers = self.r.register_script(_script("claim_timers.lua"))
         self._visit = self.r.register_script(_script("visit.lua"))
+        self._archive = self.r.register_script(_script("archive.lua"))
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)))
 
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
-        for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers, self._visit):
+        for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers, self._visit,
+                       self._archive):
             script.sha = await self.r.script_load(script.script)
         self.pipe.start()
 
@@ -183,8 +188,13 @@ class RedisEngine(Engine):
         rules = {oid.rsplit(".", 1)[0] for oid in oids}
         doomed = [keys.visitor(vid, part) for part in ("info", "views", "shows", *(f"shows:{r}" for r in rules))]
         doomed += [k for c in erased for k in (keys.session(c), keys.log(c))]
+        # Training rows: of every session listed under the visitor, and those erased.
+        theirs = sorted(set(erased) | {info.get("sid", "")} - {""} | {f[2:] for f in info if f.startswith("s:")})
         async with self.r.pipeline(transaction=False) as pipe:
             pipe.delete(*doomed)
+            if theirs:
+                pipe.zrem(keys.ARCHIVE_INDEX, *theirs)
+                pipe.hdel(keys.ARCHIVE_ROWS, *theirs)
             if erased:
                 pipe.zrem(keys.LIVE, *erased)
             if timers:
@@ -218,6 +228,18 @@ class RedisEngine(Engine):
         states = [SessionState.from_hash(sid, h) for sid, h in zip(sids, hashes) if h]
         states.sort(key=lambda s: s.seen_ms, reverse=True)
         return states
+
+    async def archive(self, sid: str, row: str, now_ms: int) -> None:
+        await self.pipe.evalsha(self._archive, [keys.ARCHIVE_INDEX, keys.ARCHIVE_ROWS],
+                                [sid, row, now_ms, self.archive_ttl_s, ARCHIVE_KEEP])
+
+    async def archived(self, last_before_ms: int, limit: int = ARCHIVE_KEEP) -> list[str]:
+        cutoff = int(time.time() * 1000) - self.archive_ttl_s * 1000
+        sids = await self.r.zrangebyscore(keys.ARCHIVE_INDEX, f"({cutoff}", f"({last_before_ms}", start=0, num=limit)
+        rows: list[str] = []
+        for i in range(0, len(sids), 1000):  # in slices: one reply stays small
+            rows += [r for r in await self.r.hmget(keys.ARCHIVE_ROWS, sids[i:i + 1000]) if r is not None]
+        return rows
 
     async def ttl_s(self, sid: str) -> dict[str, float]:
         async with self.r.pipeline(transaction=False) as pipe:

@@ -56,6 +56,12 @@ class Model:
         self.threshold = threshold
         self.training = dict(training or {})
         self._encode = feat.encoder(self.features)
+        # scikit-learn shrinks only the leaves by the learning rate; inner nodes keep
+        # their unshrunk value, so contributions() shrinks those itself.
+        params = self.training.get("params") if isinstance(self.training.get("params"), dict) else {}
+        rate = params.get("learning_rate", 1.0)
+        self._shrink = float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0 else 1.0
+        self._column_of = [f.column for f in self.features for _ in f.inputs()]
 
     def raw(self, row: Mapping[str, Any]) -> float:
         """The log-odds of a purchase for one session (column -> value)."""
@@ -77,6 +83,36 @@ class Model:
     def predict(self, row: Mapping[str, Any]) -> float:
         """The probability (0..1) that this session ends in a purchase."""
         return sigmoid(self.raw(row))
+
+    def contributions(self, row: Mapping[str, Any]) -> dict[str, float]:
+        """How much each column moved this session's log-odds away from the baseline.
+
+        Each split along a session's path through a tree is credited with the
+        change in the node's value it led to (the "Saabas" attribution, as
+        treeinterpreter computes it); the changes add up, tree by tree, to the
+        leaf, so baseline + the sum of the contributions is `raw(row)`.
+        """
+        x = self._encode(row)
+        shrink, by_input = self._shrink, [0.0] * len(self.inputs)
+        for nodes in self.trees:
+            node = nodes[0]
+            value = node[5] * shrink
+            while node[0] >= 0:
+                v = x[node[1]]
+                if v <= node[2]:
+                    child = nodes[node[0]]
+                elif v > node[2]:
+                    child = nodes[node[3]]
+                else:
+                    child = nodes[node[0] if node[4] else node[3]]
+                child_value = child[5] if child[0] < 0 else child[5] * shrink
+                by_input[node[1]] += child_value - value
+                node, value = child, child_value
+        out: dict[str, float] = {}
+        for column, c in zip(self._column_of, by_input):
+            if c:
+                out[column] = out.get(column, 0.0) + c
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """The model file's content."""

@@ -36,6 +36,10 @@ for i = 1, #ops, 3 do
       new = tonumber(val) * math.exp(-(tonumber(now) - tonumber(t)) * 0.6931471805599453 / tonumber(hl)) + tonumber(add)
     end
     redis.call('HSET', h, f, string.format('%.17g', new) .. ' ' .. now .. ' ' .. hl)
+  elseif kind == 'incr_pt' then
+    -- per page type: the field named by the prefix and the page type as it is now
+    local t = redis.call('HGET', h, 'page_type') or 'other'
+    redis.call('HINCRBY', h, f .. t, v)
   elseif kind == 'count' then
     if redis.call('HEXISTS', h, f) == 1 then
       redis.call('HINCRBY', h, f, 1)

@@ -54,6 +54,7 @@ def timers_to_arm(
     batch than the arming one means the moment has already passed.
     """
     out: list[Timer] = []
+    state.models = ruleset.models
     for rule in ruleset.rules:
         if rule.after is None:
             continue

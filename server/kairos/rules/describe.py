@@ -57,6 +57,7 @@ SUBJECTS: dict[str, str] = {
     "adds_to_cart": "the number of adds to cart this session",
     "purchases": "the number of orders this session",
     "referrer": "the referrer of the visit",
+    "traffic": "the visit's traffic source",
     "click_target": "the clicked element (data-kairos or id)",
 }
 

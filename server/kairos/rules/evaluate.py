@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..intent.score import before_batch
 from ..scores import added, signals_of, squash
 from ..session import SessionState
 from ..wire import Event
@@ -52,6 +53,7 @@ def evaluate(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now
     the visitor's clock conditions (local_hour, local_weekday) are read at.
     """
     decisions: dict[str, Decision] = {}
+    state.models = ruleset.models  # the scores trained models compute, as these rules declare them
     for event in events:
         for rule in ruleset.by_event.get(event.type, ()):
             if rule.after is not None:
@@ -72,10 +74,19 @@ def crossed(ruleset: Ruleset, state: SessionState, events: Sequence[Event], now_
     """
     if not events or not ruleset.crossings:
         return []
+    state.models = ruleset.models
     defs = {d.name: d for d in ruleset.scores}
     signals = batch_signals(ruleset, events)
+    earlier = None  # the session before the batch, as a model sees it; worked out once if a model is crossed
     out = []
     for rule, name, value in ruleset.crossings:
+        model = ruleset.models.get(name)
+        if model is not None:
+            if earlier is None:
+                earlier = before_batch(state, events, ruleset.classify)
+            if model.value(earlier) < value <= state.score(name, now_ms):
+                out.append(rule)
+            continue
         after = state.scores.raw(name, now_ms)
         before = after - added(defs[name], signals)
         if squash(before) < value <= squash(after):

@@ -7,13 +7,15 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal, Mapping, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from ..caps import Caps, Window
 from ..scores import ScoreDef
+from ..traffic import SOURCES
 from ..wire import EVENT_TYPES
 from .signals import SIGNALS
 
@@ -288,6 +290,10 @@ def _condition(name: str, raw: Any, page_types: set[str] | None, scores: set[str
             raise ValueError(f"{name} is true or false, got {value!r}")
         if kind != "bool" and _kind_of(value) != kind:
             raise ValueError(f"{name} is a {kind}, got {value!r}")
+    if name == "traffic":
+        for value in _condition_values(cond):
+            if value not in SOURCES:
+                raise ValueError(f"traffic: unknown source {value!r}; expected one of {', '.join(SOURCES)}")
     if name in ("page_type", "previous_page_type") and page_types is not None:
         for value in _condition_values(cond):
             if value not in page_types:
@@ -409,17 +415,36 @@ class ScoreSpec(_Strict):
         return ScoreDef(name, int(self.half_life * 1000), self.bias, dict(self.weights))
 
 
+class ModelSpec(_Strict):
+    """A score a trained model computes from the session's features: `{model: model.json}`.
+
+    The path is relative to the rules file. The file is read when the rules are
+    loaded (parse_rules), so a missing or broken model refuses the rules file.
+    """
+
+    model: str = Field(min_length=1)
+
+
+def _score_kind(v: Any) -> str:
+    # Upper-case tags: parse_rules leaves them out of the place it reports.
+    return "Model" if isinstance(v, ModelSpec) or (isinstance(v, dict) and "model" in v) else "Weights"
+
+
+ScoreEntry = Annotated[Union[Annotated[ScoreSpec, Tag("Weights")], Annotated[ModelSpec, Tag("Model")]],
+                       Discriminator(_score_kind)]
+
+
 class RulesFile(_Strict):
     version: Literal[1]
     page_types: dict[str, str | list[str]] = {}
     caps: GlobalCaps = GlobalCaps()
     track: Track = Track()
-    scores: dict[str, ScoreSpec] = {}
+    scores: dict[str, ScoreEntry] = {}
     rules: list[Rule] = []
 
     @field_validator("scores")
     @classmethod
-    def _score_names(cls, v: dict[str, ScoreSpec]) -> dict[str, ScoreSpec]:
+    def _score_names(cls, v: dict[str, Any]) -> dict[str, Any]:
         if len(v) > MAX_SCORES:
             raise ValueError(f"{len(v)} scores, at most {MAX_SCORES}")
         for name in v:
@@ -518,6 +543,8 @@ class Ruleset:
     scores: tuple[ScoreDef, ...] = ()
     # The rules triggered by a score crossing a value: (rule, score, value), read once at load.
     crossings: tuple[tuple[Rule, str, float], ...] = ()
+    # The scores trained models compute (`{model: model.json}`), by name: intent.score.ModelScore.
+    models: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> "Ruleset":
@@ -567,9 +594,14 @@ ThenCheck = Callable[[Then], "str | None"]
 
 
 def parse_rules(
-    text: str, source: str = "<rules>", templates: set[str] | None = None, check_then: ThenCheck | None = None
+    text: str, source: str = "<rules>", templates: set[str] | None = None, check_then: ThenCheck | None = None,
+    base_dir: str | Path | None = None,
 ) -> Ruleset:
-    """Validate a rules document fully; raise RulesError naming every problem."""
+    """Validate a rules document fully; raise RulesError naming every problem.
+
+    `base_dir`: where the model files of `{model: …}` scores are looked for
+    (load_rules: the rules file's directory; default: the working directory).
+    """
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -596,29 +628,62 @@ def parse_rules(
         seen: set[tuple[Any, ...]] = set()
         unique = [p for p in problems if not ((p.line, p.path) in seen or seen.add((p.line, p.path)))]
         raise RulesError(unique) from None
+    page_types = PageTypes.build(doc.page_types)
+    models, problems = _load_models(doc, root, source, Path(base_dir) if base_dir is not None else Path.cwd(), page_types)
     if check_then is not None:
-        problems = []
         for i, rule in enumerate(doc.rules):
             reason = check_then(rule.then)
             if reason:
                 loc = ("rules", i, "then")
                 problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), reason))
-        if problems:
-            raise RulesError(problems)
+    if problems:
+        raise RulesError(problems)
     enabled = tuple(r for r in doc.rules if r.enabled)
     by_event: dict[str, list[Rule]] = {}
     for rule in enabled:
         by_event.setdefault(rule.when, []).append(rule)
     return Ruleset(
         rules=enabled,
-        page_types=PageTypes.build(doc.page_types),
+        page_types=page_types,
         source=source,
         by_event={k: tuple(v) for k, v in by_event.items()},
         caps=doc.caps,
         track=doc.track.settings(),
-        scores=tuple(spec.define(name) for name, spec in doc.scores.items()),
+        scores=tuple(spec.define(name) for name, spec in doc.scores.items() if isinstance(spec, ScoreSpec)),
         crossings=tuple((r, *r.crossing) for r in enabled if r.crossing),
+        models=models,
     )
+
+
+def _load_models(doc: RulesFile, root: yaml.Node | None, source: str, base_dir: Path,
+                 page_types: PageTypes) -> tuple[dict[str, Any], list[Problem]]:
+    """Read the model file of every `{model: …}` score; a problem with its line for each one that cannot be used."""
+    from ..intent import ModelError, load
+    from ..intent.score import ModelScore
+
+    models: dict[str, Any] = {}
+    problems = []
+    for name, spec in doc.scores.items():
+        if not isinstance(spec, ModelSpec):
+            continue
+        path = Path(spec.model).expanduser()
+        try:
+            model = load(path if path.is_absolute() else base_dir / path)
+        except ModelError as exc:
+            loc = ("scores", name, "model")
+            problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), str(exc)))
+            continue
+        score = ModelScore(name, spec.model, model, tuple(sorted(page_types.names)))
+        if not score.columns_read():
+            loc = ("scores", name, "model")
+            columns = [f.column for f in model.features]
+            problems.append(Problem(source, _line_of(root, loc), _loc_path(loc),
+                                    f"{spec.model} reads none of a session's features (it reads {', '.join(columns[:6])}"
+                                    f"{', …' if len(columns) > 6 else ''}): it would give every visitor the same score; "
+                                    "train it on what `kairos export-sessions` writes"))
+            continue
+        models[name] = score
+    return models, problems
 
 
 def load_rules(path: str | Path, templates: set[str] | None = None, check_then: ThenCheck | None = None) -> Ruleset:
@@ -628,4 +693,4 @@ def load_rules(path: str | Path, templates: set[str] | None = None, check_then: 
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError([Problem(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
-    return parse_rules(text, str(p), templates, check_then)
+    return parse_rules(text, str(p), templates, check_then, p.parent)

@@ -73,6 +73,8 @@ SIGNALS: dict[str, tuple[str, Getter, str]] = {
     "utm_campaign": ("text", lambda s, e, now: s.utm.get("utm_campaign", ""), "the UTM campaign"),
     "lang": ("text", lambda s, e, now: s.lang, "the browser language"),
     "referrer_host": ("text", lambda s, e, now: _host(s.referrer), "the site they came from"),
+    "traffic": ("text", lambda s, e, now: s.traffic,
+                "where the visit came from: search, social, email, paid, referral, internal or direct"),
     "device": ("text", lambda s, e, now: s.device, "their device"),
     "browser": ("text", lambda s, e, now: s.browser, "their browser"),
     "os": ("text", lambda s, e, now: s.os, "their operating system"),

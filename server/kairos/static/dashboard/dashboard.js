@@ -201,7 +201,7 @@
       if (view === "cart" && !num(r.cart_items)) return false;
       if (view === "nudged" && !(r.nudges && r.nudges.length)) return false;
       if (!text) return true;
-      const hay = [r.sid, r.path, r.title, r.page_type, r.country, r.region, r.device, r.browser, r.site].join(" ").toLowerCase();
+      const hay = [r.sid, r.path, r.title, r.page_type, r.country, r.region, r.device, r.browser, r.traffic, r.site].join(" ").toLowerCase();
       return hay.includes(text);
     }
 
@@ -270,7 +270,8 @@
       const sid = tr.appendChild(el("td", { class: "sid", title: r.sid }));
       sid.appendChild(el("span", { class: "dot " + (r.connected ? "on" : "off"), title: r.connected ? "connected" : "not connected" }));
       sid.appendChild(el("a", { href: "/dashboard/sessions/" + encodeURIComponent(r.sid) }, shortId(r.sid)));
-      const who = [r.device, r.browser, r.country || "unknown", r.region].filter(Boolean).join(" · ");
+      const where = r.region && r.region !== "unknown" ? r.country + " " + r.region : r.country || "unknown";
+      const who = [r.device, r.browser, where, r.traffic].filter(Boolean).join(" · ");
       tr.appendChild(el("td", { class: "who", title: [r.os, r.site].filter(Boolean).join(" · ") }, who));
       const page = tr.appendChild(el("td", { class: "page", title: r.title || r.path || "" }));
       page.appendChild(el("span", { class: "path" }, r.path || "—"));
@@ -319,6 +320,7 @@
     ["browser", "Browser", String],
     ["os", "OS", String],
     ["country", "Country", String],
+    ["traffic", "Came from", String],
     ["referrer", "Referrer", String],
     ["started_ms", "Started", stamp],
     ["seen_ms", "Last seen", (v) => stamp(v) + " (" + ago(v) + ")"],
@@ -362,10 +364,16 @@
       .join("  ");
   }
 
-  // "0.77 = logistic(bias -3.00, add_to_cart +2.40, …)"
+  // "0.77 = logistic(bias -3.00, add_to_cart +2.40, …)"; a trained model's:
+  // "0.64 from model.json: baseline -1.70, adds_to_cart=2 +1.10, …"
   function scoreWords(score) {
-    const parts = (score.top || []).map((p) => p[0] + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2));
-    return score.value.toFixed(3) + " = logistic(bias " + score.bias.toFixed(2) + (parts.length ? ", " + parts.join(", ") : "") + ")";
+    const parts = (score.top || []).map((p) => {
+      const seen = p.length > 2 ? "=" + (p[2] === null ? "missing" : String(p[2])) : "";
+      return p[0] + seen + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2);
+    });
+    const list = parts.length ? ", " + parts.join(", ") : "";
+    if (score.model) return score.value.toFixed(3) + " from " + score.model + ": baseline " + score.bias.toFixed(2) + list;
+    return score.value.toFixed(3) + " = logistic(bias " + score.bias.toFixed(2) + list + ")";
   }
 
   function sessionPage() {
