@@ -102,7 +102,7 @@ async def feed_endpoint(ws: WebSocket) -> None:
         day_ms = 0
     conn = Connection(ws, max_queued=DASHBOARD_QUEUE)
     watcher = Watcher(conn)
-    rt.feed.add(watcher)
+    await rt.feed.add(watcher)
     summary_task: asyncio.Task[None] | None = None
     try:
         now = now_ms()

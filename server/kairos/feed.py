@@ -122,12 +122,15 @@ class Feed:
 
     # --- dashboards here ---------------------------------------------------------
 
-    def add(self, watcher: Watcher) -> None:
+    async def add(self, watcher: Watcher) -> None:
+        first = not self.watchers
         self.watchers.add(watcher)
-        self._told_at = float("-inf")  # say so in Redis at the next tick
-        if not self._watched:
-            # Every process starts gathering now, not at its next look at the flag.
-            self._watched = True
+        if first:
+            # The flag first, then the word: a process that hears the word and looks
+            # at the flag finds it set.
+            self._told_at = time.monotonic()
+            await self.rt.engine.watch_feed(WATCH_TTL_S)
+            self._start_watching()
             self.announce("watching")
 
     def remove(self, watcher: Watcher) -> None:
@@ -135,9 +138,18 @@ class Feed:
 
     def deliver(self, text: str) -> None:
         """A feed message (from this process or another) to this process's dashboards."""
-        self._watched = True  # someone somewhere watches; the flag in Redis says until when
+        self._start_watching()  # someone somewhere watches; the flag in Redis says until when
         for w in tuple(self.watchers):
             w.send(text)
+
+    def _start_watching(self) -> None:
+        """From now on gather changes; and send the sessions held here once, so that a
+        dashboard that came while nobody was gathering misses none of them."""
+        if not self._watched:
+            self._watched = True
+            self._asked_at = time.monotonic()
+            for sid in self.rt.hub.sids():
+                self._dirty.setdefault(sid, None)
 
     # --- the loop ----------------------------------------------------------------
 
@@ -158,8 +170,10 @@ class Feed:
             await engine.watch_feed(WATCH_TTL_S)
         if now - self._asked_at >= ASK_EVERY_S:
             self._asked_at = now
-            self._watched = bool(self.watchers) or await engine.feed_watched()
-            if not self._watched:
+            if bool(self.watchers) or await engine.feed_watched():
+                self._start_watching()
+            else:
+                self._watched = False
                 self._dirty.clear()
                 self._gone.clear()
         if self._dirty or self._gone:

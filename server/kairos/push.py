@@ -133,6 +133,10 @@ class Hub:
             conn.close(wire.CLOSE_NORMAL)
         return len(conns)
 
+    def sids(self) -> list[str]:
+        """The sessions with a socket here."""
+        return list(self._by_sid)
+
     def connected(self, sid: str) -> bool:
         return sid in self._by_sid
 
