@@ -24,11 +24,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import stats
 from .feed import DASHBOARD_QUEUE, Watcher, row
-from .nudge import claim_nudge, deliver, where_open
+from .nudge import claim_nudge_or_why, deliver, where_open
 from .push import Connection
-from .reload import ADMIN_SOURCE, MAX_ADMIN_BODY, FileSignature, not_text, parse, replace_from_text
+from .reload import ADMIN_SOURCE, FileSignature, not_text, parse, problems_json, read_body
 from .rules import Rule, RulesError
-from .rules.describe import describe
+from .rules.describe import summaries
 from .rules.evaluate import explain
 from .runtime import Runtime, now_ms
 
@@ -68,15 +68,11 @@ def _page(request: Request, template: str, **context: Any) -> Response:
     )
 
 
-def _rules_list(rt: Runtime) -> list[dict[str, str]]:
-    return [{"id": r.id, "summary": describe(r, rt.rules.page_types)} for r in rt.rules.rules]
-
-
 # --- pages -----------------------------------------------------------------------
 
 
 async def live_page(request: Request) -> Response:
-    return _page(request, "index.html", page="live", rules=_rules_list(_rt(request)))
+    return _page(request, "index.html", page="live", rules=summaries(_rt(request).rules))
 
 
 async def session_page(request: Request) -> Response:
@@ -86,7 +82,7 @@ async def session_page(request: Request) -> Response:
 
 
 async def rules_page(request: Request) -> Response:
-    return _page(request, "rules.html", page="rules", rules=_rules_list(_rt(request)))
+    return _page(request, "rules.html", page="rules", rules=summaries(_rt(request).rules))
 
 
 # --- the live feed ------------------------------------------------------------------
@@ -192,11 +188,8 @@ async def nudge_session(request: Request) -> Response:
     if where is None:
         return _problem(409, "the visitor has no page open", why="offline")
     now = now_ms()
-    frame = await claim_nudge(rt, rule, state, now, by="staff")
+    frame, why = await claim_nudge_or_why(rt, rule, state, now, by="staff")
     if frame is None:
-        # The caps said no; the engine logged why. Read it back for the answer.
-        why = next((e.get("why") for e in await rt.engine.log(sid, 5) if e.get("kind") == "skip"
-                    and e.get("rule") == rule.id), None) or "capped"
         return _problem(409, f"not sent: {REFUSALS.get(why, why)}", why=why)
     delivered = await deliver(rt, state, frame, where)
     log.info("staff sent %s to sid=%s", rule.id, sid)
@@ -236,7 +229,7 @@ async def rules_state(request: Request) -> Response:
         with contextlib.suppress(OSError, UnicodeDecodeError):
             text = Path(path).read_text(encoding="utf-8")
     return JSONResponse({
-        "version": rt.rules_version, "source": rt.rules.source, "rules": _rules_list(rt),
+        "version": rt.rules_version, "source": rt.rules.source, "rules": summaries(rt.rules),
         "paused": await rt.engine.paused(), "text": text,
         "file": str(path) if path is not None else None,
         "last_refusal": None if rt.last_refusal is None else
@@ -271,8 +264,8 @@ async def check_rules(request: Request) -> Response:
     try:
         ruleset = await asyncio.to_thread(parse, rt, text, "editor")
     except RulesError as exc:
-        return JSONResponse({"ok": False, "problems": _problems(exc)})
-    return JSONResponse({"ok": True, "rules": [{"id": r.id, "summary": describe(r, ruleset.page_types)} for r in ruleset.rules]})
+        return JSONResponse({"ok": False, "problems": problems_json(exc)})
+    return JSONResponse({"ok": True, "rules": summaries(ruleset)})
 
 
 async def apply_rules(request: Request) -> Response:
@@ -290,7 +283,7 @@ async def apply_rules(request: Request) -> Response:
     try:
         ruleset = await asyncio.to_thread(parse, rt, text, source)
     except RulesError as exc:
-        return JSONResponse({"ok": False, "problems": _problems(exc)}, status_code=422)
+        return JSONResponse({"ok": False, "problems": problems_json(exc)}, status_code=422)
     if path is not None:
         try:
             await asyncio.to_thread(_write_atomically, Path(path), text)
@@ -341,20 +334,14 @@ def _problem(status: int, message: str, **more: Any) -> Response:
     return JSONResponse({"ok": False, "error": message, **more}, status_code=status)
 
 
-def _problems(exc: RulesError) -> list[dict[str, Any]]:
-    return [{"line": p.line, "path": p.path, "reason": p.reason} for p in exc.problems]
-
-
 async def _body_text(request: Request) -> str | Response:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_ADMIN_BODY:
-            return _problem(413, f"a rules document is at most {MAX_ADMIN_BODY} bytes")
+    body = await read_body(request)
+    if isinstance(body, Response):
+        return body
     try:
-        return bytes(body).decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return JSONResponse({"ok": False, "problems": _problems(not_text("editor", exc))}, status_code=422)
+        return JSONResponse({"ok": False, "problems": problems_json(not_text("editor", exc))}, status_code=422)
 
 
 async def export_sessions(request: Request) -> Response:

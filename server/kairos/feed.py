@@ -94,7 +94,6 @@ class Feed:
         self._watched = False
         self._asked_at = float("-inf")
         self._told_at = float("-inf")
-        self.sent = 0  # messages published or delivered (for tests and /metrics)
 
     # --- what changed ------------------------------------------------------------
 
@@ -198,6 +197,5 @@ class Feed:
         await self._send(json.dumps(msg, separators=(",", ":")))
 
     async def _send(self, text: str) -> None:
-        self.sent += 1
         if not await self.rt.engine.publish_feed(text):
             self.deliver(text)

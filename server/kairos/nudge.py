@@ -30,11 +30,19 @@ async def deliver(rt: Runtime, state: SessionState, frame: bytes, where: str) ->
     return rt.hub.push(state.sid, frame) > 0
 
 
-async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int, by: str | None = None) -> bytes | None:
-    """The `show` frame for a rule's nudge if the engine's caps let it through, else None.
+async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int) -> bytes | None:
+    """The `show` frame for a rule's nudge if the engine's caps let it through, else None."""
+    frame, _ = await claim_nudge_or_why(rt, rule, state, now_ms)
+    return frame
+
+
+async def claim_nudge_or_why(rt: Runtime, rule: Rule, state: SessionState, now_ms: int,
+                             by: str | None = None) -> tuple[bytes | None, str]:
+    """The `show` frame and "ok" if the engine's caps let the nudge through, else None and which cap stopped it.
 
     The caps are checked and the show recorded in one atomic engine call, so
-    two processes deciding at once cannot both show a capped nudge.
+    two processes deciding at once cannot both show a capped nudge. `by`: who
+    sent it, when a person did (the log says so).
     """
     html, css = rt.renderer.render(rule.then, state)
     oid = f"{rule.id}.{secrets.token_hex(4)}"
@@ -43,8 +51,8 @@ async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int,
     verdict = await rt.engine.claim_show(state.sid, state.vid, rule.id, oid, caps, line, now_ms)
     if verdict != "ok":
         log.debug("rule %s not shown to sid=%s: %s", rule.id, state.sid, verdict)
-        return None
+        return None, verdict
     then = rule.then
     rt.metrics.inc("kairos_shows_total", rule=rule.id)
     rt.feed.touch(state.sid)
-    return wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id)
+    return wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id), verdict

@@ -211,14 +211,14 @@ YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "
 
 def rules_status(rt: "Runtime") -> dict[str, Any]:
     """The rules in force, as GET /admin/rules shows them."""
-    from .rules.describe import describe
+    from .rules.describe import summaries
 
     ruleset = rt.rules
     refusal = rt.last_refusal
     return {
         "version": rt.rules_version,
         "source": ruleset.source,
-        "rules": [{"id": r.id, "summary": describe(r, ruleset.page_types)} for r in ruleset.rules],
+        "rules": summaries(ruleset),
         "last_refusal": None if refusal is None else
         {"at_ms": refusal.at_ms, "source": refusal.source, "message": refusal.message},
         "watching": rt.rules_watcher.status() if rt.rules_watcher is not None else None,
@@ -235,6 +235,24 @@ async def put_rules(request: Request) -> Response:
     if ctype and ctype not in YAML_TYPES:
         return JSONResponse({"ok": False, "error": f"send the rules as application/yaml or text/plain, not {ctype}"},
                             status_code=415)
+    body = await read_body(request)
+    if isinstance(body, Response):
+        return body
+    rt: Runtime = request.app.state.kairos
+    try:
+        text = body.decode("utf-8")
+        version = await replace_from_text(rt, text, ADMIN_SOURCE)
+    except UnicodeDecodeError as exc:
+        err = not_text(ADMIN_SOURCE, exc)
+        rt.refuse_rules(ADMIN_SOURCE, err)
+        return _refused(err)
+    except RulesError as exc:
+        return _refused(exc)
+    return JSONResponse({"ok": True, "version": version, "rules": [r.id for r in rt.rules.rules]})
+
+
+async def read_body(request: Request) -> bytes | Response:
+    """A rules document sent in a request's body, or the answer to one too big to read."""
     too_big = JSONResponse({"ok": False, "error": f"a rules document is at most {MAX_ADMIN_BODY} bytes"}, status_code=413)
     try:
         if int(request.headers.get("content-length", "0")) > MAX_ADMIN_BODY:
@@ -246,22 +264,16 @@ async def put_rules(request: Request) -> Response:
         body += chunk
         if len(body) > MAX_ADMIN_BODY:
             return too_big
-    rt: Runtime = request.app.state.kairos
-    try:
-        text = bytes(body).decode("utf-8")
-        version = await replace_from_text(rt, text, ADMIN_SOURCE)
-    except UnicodeDecodeError as exc:
-        err = not_text(ADMIN_SOURCE, exc)
-        rt.refuse_rules(ADMIN_SOURCE, err)
-        return _refused(err)
-    except RulesError as exc:
-        return _refused(exc)
-    return JSONResponse({"ok": True, "version": version, "rules": [r.id for r in rt.rules.rules]})
+    return bytes(body)
+
+
+def problems_json(exc: RulesError) -> list[dict[str, Any]]:
+    """A refused document's problems as the APIs answer them."""
+    return [{"line": p.line, "path": p.path, "reason": p.reason} for p in exc.problems]
 
 
 def _refused(exc: RulesError) -> Response:
-    problems = [{"line": p.line, "path": p.path, "reason": p.reason} for p in exc.problems]
-    return JSONResponse({"ok": False, "problems": problems, "message": str(exc)}, status_code=422)
+    return JSONResponse({"ok": False, "problems": problems_json(exc), "message": str(exc)}, status_code=422)
 
 
 admin_routes = [

@@ -85,6 +85,11 @@ NO_TYPE = "a page of no declared type"
 _TIMES = {1: "once", 2: "twice"}
 
 
+def summaries(ruleset: Any) -> list[dict[str, str]]:
+    """Each rule of a ruleset, by id, in one sentence: as the dashboard and the admin API list them."""
+    return [{"id": r.id, "summary": describe(r, ruleset.page_types)} for r in ruleset.rules]
+
+
 def describe(rule: Any, page_types: Iterable[str] | Mapping[str, Any] | Any | None = None) -> str:
     """The rule as one sentence.
 
