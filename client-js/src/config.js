@@ -8,11 +8,13 @@ export const gate = (nav, win) =>
   nav.doNotTrack === '1' || win.doNotTrack === '1' ? 'dnt' : nav.globalPrivacyControl === true ? 'gpc' : ''
 
 // The websocket URL. An explicit data-endpoint wins (relative ones resolve
-// against the script's URL, http(s) becomes ws(s)); otherwise it is the
-// script's host at /ws, over wss when the page or the script is on https.
+// against the script's URL); otherwise it is the script's host at /ws. Over
+// TLS when the script came over TLS: http(s) becomes ws(s). (An http script
+// on an https page is not a case: the browser blocks it as mixed content,
+// localhost aside, where ws:// is allowed too.)
 export function endpoint (explicit, src, pageHref) {
   const u = new URL(explicit || '/ws', new URL(src || pageHref, pageHref))
-  u.protocol = /^(https|wss):/.test(u.protocol) || (!explicit && /^https:/i.test(pageHref)) ? 'wss:' : 'ws:'
+  u.protocol = u.protocol.replace('http', 'ws')
   return u.href
 }
 

@@ -31,11 +31,13 @@ test('endpoint: derived from the script src, ws on an http page, wss on an https
   assert.equal(endpoint('', '', 'http://shop.example/a'), 'ws://shop.example/ws')
 })
 
-test('endpoint: https on either side means wss', () => {
+test('endpoint: TLS as the script came', () => {
   // script served over https on an http page: the server speaks TLS
   assert.equal(endpoint('', 'https://kairos.example/k.js', 'http://shop.example/'), 'wss://kairos.example/ws')
-  // an https page never opens ws:// (mixed content), whatever the tag says
-  assert.equal(endpoint('', 'http://kairos.example/k.js', 'https://shop.example/'), 'wss://kairos.example/ws')
+  // a script from http://localhost may run on an https page (browsers exempt
+  // localhost from mixed-content blocking, for ws:// too)
+  assert.equal(endpoint('', 'http://localhost:8000/k.js', 'https://shop.example/'), 'ws://localhost:8000/ws')
+  assert.equal(endpoint('', 'HTTPS://kairos.example/k.js', 'http://shop.example/'), 'wss://kairos.example/ws')
 })
 
 test('endpoint: an explicit data-endpoint wins', () => {

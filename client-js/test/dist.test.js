@@ -2,7 +2,8 @@
 // dist/k-overlay.js as `npm run build` made them: the minifiers must not
 // change what the snippet does.
 import { test } from 'node:test'
-import { existsSync, statSync, readdirSync } from 'node:fs'
+import { existsSync, statSync, readdirSync, readFileSync } from 'node:fs'
+import { gunzipSync, brotliDecompressSync } from 'node:zlib'
 
 const at = p => new URL(p, import.meta.url)
 const built = ['../dist/k.js', '../dist/k-overlay.js'].map(at)
@@ -15,4 +16,15 @@ if (!built.every(existsSync)) {
 } else {
   globalThis.KAIROS_DIST = true
   await import('./snippet.test.js')
+}
+
+// What the server sends (app.py): each file's .gz and .br hold its bytes exactly
+if (built.every(existsSync)) {
+  test('the precompressed files decompress to the built files', () => {
+    for (const f of built) {
+      const js = readFileSync(f)
+      if (!gunzipSync(readFileSync(new URL(f.href + '.gz'))).equals(js)) throw new Error(f.pathname + '.gz differs')
+      if (!brotliDecompressSync(readFileSync(new URL(f.href + '.br'))).equals(js)) throw new Error(f.pathname + '.br differs')
+    }
+  })
 }
