@@ -11,12 +11,13 @@ from typing import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from . import dashboard, login, reload, staff
+from .assets import Precompressed
 from .beacon import beacon_endpoint
 from .runtime import Runtime
 from .settings import Settings
@@ -25,21 +26,26 @@ from .ws import visitor_endpoint
 STATIC = Path(__file__).parent / "static"
 
 
-def _script(path: Path) -> Response:
-    if not path.is_file():
-        return PlainTextResponse(f"the snippet is not built: run `make build` ({path} is missing)\n", status_code=503)
+def _script(request: Request, asset: Precompressed) -> Response:
+    response = asset.response(request.headers)
+    if response is None:
+        return PlainTextResponse(f"the snippet is not built: run `make build` ({asset.path} is missing)\n",
+                                 status_code=503, headers={"Vary": "Accept-Encoding"})
+    return response
+
+
+def _snippet_file(path: Path) -> Precompressed:
     # A stable URL stores embed for good: let browsers revalidate every 5 minutes
     # so a new snippet reaches visitors the same day.
-    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"})
+    return Precompressed(path, "text/javascript; charset=utf-8", "public, max-age=300")
 
 
 async def snippet(request: Request) -> Response:
-    return _script(request.app.state.kairos.settings.snippet_path)
+    return _script(request, request.app.state.snippet)
 
 
 async def snippet_overlay(request: Request) -> Response:
-    # k.js fetches it on the first overlay, from beside itself (client-js/src/lazy.js)
-    return _script(request.app.state.kairos.settings.snippet_path.with_name("k-overlay.js"))
+    return _script(request, request.app.state.snippet_overlay)
 
 
 async def health(request: Request) -> Response:
@@ -105,6 +111,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
     guard = staff.Staff(settings.admin_token)
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(staff.StaffGuard, staff=guard)])
     app.state.kairos = rt
+    app.state.snippet = _snippet_file(rt.settings.snippet_path)
+    # k.js fetches it on the first overlay, from beside itself (client-js/src/lazy.js)
+    app.state.snippet_overlay = _snippet_file(rt.settings.snippet_path.with_name("k-overlay.js"))
     app.state.staff = guard
     app.state.login_failures = login.LoginFailures()
     app.state.templates = templates
