@@ -10,7 +10,9 @@ seen by the page. Run: `make bench-snippet` (or `python benchmarks/snippet.py`).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import tempfile
 import subprocess
 import sys
 import time
@@ -74,8 +76,42 @@ def measure(browser, base: str, snippet: bool, scenario=visit) -> dict[str, floa
         "longest_task_ms": max(page.evaluate("() => window.__long") or [0]),
         "wall_s": time.perf_counter() - started,
     }
+    if snippet:
+        # what crossed the wire for k.js, as the page's Resource Timing saw it
+        # (encodedBodySize: the body before decoding, whatever the cache did)
+        result["k.js encoded bytes"] = page.evaluate(
+            "() => performance.getEntriesByType('resource').find(e => new URL(e.name).pathname === '/k.js')?.encodedBodySize")
     context.close()
     return result
+
+
+def forced_layouts(browser, base: str, runs: int) -> tuple[int, float]:
+    """Synchronous layouts k.js forced during page loads (count, ms in all), from Chromium's trace.
+
+    A script that reads geometry (innerWidth, offsetTop, scrollHeight...) while
+    the page has changed makes the browser lay it out there and then; the trace
+    gives such a Layout event the script's stack.
+    """
+    count, ms = 0, 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "trace.json"
+        for _ in range(runs):
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            page = context.new_page()
+            browser.start_tracing(page=page, path=str(trace), categories=[
+                "devtools.timeline", "disabled-by-default-devtools.timeline",
+                "disabled-by-default-devtools.timeline.stack"])
+            load(page, base)
+            browser.stop_tracing()
+            context.close()
+            for event in json.loads(trace.read_text())["traceEvents"]:
+                if event.get("name") != "Layout" or event.get("ph") != "X":
+                    continue
+                stack = (event.get("args", {}).get("beginData") or {}).get("stackTrace") or []
+                if any(Path(frame.get("url", "")).name in ("k.js", "k-overlay.js") for frame in stack):
+                    count += 1
+                    ms += event.get("dur", 0) / 1000
+    return count, ms
 
 
 def main() -> None:
@@ -96,7 +132,12 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        size = len(httpx.get(base + "/k.js").content)
+        size = len(httpx.get(base + "/k.js", headers={"Accept-Encoding": "identity"}).content)
+        # what the server sends each kind of browser (Content-Encoding as asked)
+        sent = {}
+        for enc in ("gzip", "br"):
+            with httpx.stream("GET", base + "/k.js", headers={"Accept-Encoding": enc}) as r:
+                sent[enc] = len(b"".join(r.iter_raw()))
         overlay_size = len(httpx.get(base + "/k-overlay.js").content)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True)
@@ -107,6 +148,7 @@ def main() -> None:
                 for snippet in (True, False):
                     runs[snippet].append(measure(browser, base, snippet))
                     loads[snippet].append(measure(browser, base, snippet, load))
+            layouts, layout_ms = forced_layouts(browser, base, args.runs)
             browser.close()
     finally:
         server.terminate()
@@ -116,6 +158,8 @@ def main() -> None:
     report({
         "runs": args.runs,
         "k.js bytes (raw)": size,
+        "k.js bytes sent, gzip / br": f"{sent['gzip']} / {sent['br']}",
+        "k.js bytes Chromium received (Resource Timing)": runs[True][0]["k.js encoded bytes"],
         "k-overlay.js bytes (raw; fetched only when an overlay shows)": overlay_size,
         "snippet's script ms, page load only (median)": round(med(True, "script_ms", loads) - med(False, "script_ms", loads), 1),
         "script ms, page with snippet (median)": round(med(True, "script_ms"), 1),
@@ -125,6 +169,7 @@ def main() -> None:
         "long tasks (>50 ms), with snippet, all runs": sum(r["long_tasks"] for r in runs[True]),
         "long tasks (>50 ms), without, all runs": sum(r["long_tasks"] for r in runs[False]),
         "longest task ms, with snippet": round(max(r["longest_task_ms"] for r in runs[True]), 1),
+        f"layouts forced by the snippet in {args.runs} page loads (count, ms)": f"{layouts}, {layout_ms:.1f}",
     }, args.json)
 
 
