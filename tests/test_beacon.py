@@ -219,3 +219,19 @@ async def test_forget_without_a_session_id_erases_the_visitor(serve):
     await v.leave()
     assert post(server, {"v": 1, "t": "forget", "site": "demo", "vid": v.vid, "sid": None}).status_code == 204
     assert server.api(f"/api/sessions/{v.sid}").status_code == 404
+
+
+@pytest.mark.parametrize("header", ["DNT", "Sec-GPC"])
+async def test_a_beacon_from_a_browser_asking_not_to_be_tracked_is_refused_but_forget_is_not(serve, header):
+    # The browser's own header counts, whatever the page's code put in the body.
+    server = serve("memory")
+    v = await Visitor.arrive(server.ws_url)
+    await v.leave()
+    r = post(server, last_batch(v, {"e": "click", "tag": "a"}), {header: "1"})
+    assert (r.status_code, r.json()["error"]) == (403, "no_consent")
+    assert server.session(v.sid)["clicks"] == 0, "nothing of it kept"
+    assert post(server, last_batch(v, {"e": "click", "tag": "a"}), {header: "0"}).status_code == 204
+    assert server.session(v.sid)["clicks"] == 1
+    # Erasing is what such a visitor wants most: always done.
+    assert post(server, {"v": 1, "t": "forget", "site": "demo", "vid": v.vid, "sid": v.sid}, {header: "1"}).status_code == 204
+    assert server.api(f"/api/sessions/{v.sid}").status_code == 404

@@ -289,3 +289,19 @@ def test_meta_tags_are_bounded_and_a_bad_meta_map_is_refused():
     refused = wire.decode(msgpack.packb({"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e", "sid": None,
                                          "page": {"url": "u", "path": "/", "meta": ["og:type"]}, "consent": True}))
     assert isinstance(refused, wire.WireError) and refused.code == "bad_field"
+
+
+@pytest.mark.parametrize("headers,signal", [
+    ({}, None),
+    ({"DNT": "1"}, "dnt"),
+    ({"dnt": " 1 "}, "dnt"),
+    ({"DNT": "0"}, None),
+    ({"Sec-GPC": "1"}, "gpc"),
+    ({"sec-gpc": "0"}, None),
+    ({"DNT": "0", "Sec-GPC": "1"}, "gpc"),
+    ({"DNT": "yes"}, None),
+])
+def test_the_browsers_privacy_headers_are_read(headers, signal):
+    from starlette.datastructures import Headers
+
+    assert wire.privacy_signal(Headers(headers=headers)) == signal

@@ -211,6 +211,25 @@ async def test_a_connection_without_a_valid_hello_is_closed(serve, frame, code, 
         assert ws.close_code == close
 
 
+@pytest.mark.parametrize("header", ["DNT", "Sec-GPC"])
+async def test_a_browser_asking_not_to_be_tracked_is_refused_whatever_the_hello_says(serve, header):
+    # A browser sends DNT: 1 / Sec-GPC: 1 on the handshake itself; the hello
+    # here claims neither (as a client that does not look would).
+    server = serve("memory")
+    async with connect(server.ws_url, compression=None, additional_headers={header: "1"}) as ws:
+        await ws.send(msgpack.packb(hello_frame("v_private02")))
+        err = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))
+        await asyncio.wait_for(ws.wait_closed(), 5)
+    assert (err["code"], ws.close_code) == ("no_consent", 4004)
+    assert server.api("/api/sessions").json() == {"sessions": []}
+    # DNT: 0 is a browser saying tracking is fine
+    v = await Visitor.arrive(server.ws_url)
+    async with connect(server.ws_url, compression=None, additional_headers={header: "0"}) as ws:
+        await ws.send(msgpack.packb(hello_frame("v_fine0001")))
+        assert msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))["t"] == "welcome"
+    await assert_unaffected(server, v)
+
+
 @pytest.mark.parametrize("engine", ["memory", "redis"])
 async def test_without_consent_nothing_is_stored(serve, engine):
     server = serve(engine)

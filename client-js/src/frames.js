@@ -2,10 +2,11 @@
 
 export const VERSION = '0.1.0'
 
-// nav, win: navigator- and window-like objects; date: a Date (for the UTC offset);
-// re: a reconnection within the same page load, which the server must not count
-// as another page view
-export function helloFrame (site, vid, sid, page, nav, win, date, re) {
+// nav: navigator-like; date: a Date (for the UTC offset); re: a reconnection
+// within the same page load, which the server must not count as another page view.
+// No `dnt` / `gpc`: the snippet does not connect under either (config.js gate),
+// and the server reads the browser's DNT / Sec-GPC headers itself.
+export function helloFrame (site, vid, sid, page, nav, date, re) {
   const f = {
     v: 1,
     t: 'hello',
@@ -15,8 +16,6 @@ export function helloFrame (site, vid, sid, page, nav, win, date, re) {
     page,
     // the snippet connects only with consent (or when the store does not ask for it)
     consent: true,
-    dnt: nav.doNotTrack === '1' || win.doNotTrack === '1',
-    gpc: nav.globalPrivacyControl === true,
     sv: VERSION,
     tz: -date.getTimezoneOffset(),
     lang: (nav.language || '').slice(0, 35)

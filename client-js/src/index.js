@@ -108,7 +108,7 @@ function main (w, d) {
     tracker = startTracking(w, d, s, emit, leave, 0, api.track)
     conn = connect(
       cfg.endpoint,
-      () => helloFrame(cfg.site, ids.vid(), ids.sid(), pageInfo(d, loc, props), nav, w, new Date(), hellos++ > 0),
+      () => helloFrame(cfg.site, ids.vid(), ids.sid(), pageInfo(d, loc, props), nav, new Date(), hellos++ > 0),
       safe(onFrame)
     )
     conn.open()

@@ -24,14 +24,13 @@ PAGE = {
 
 VALID = [
     ("hello", "c2s", {"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e", "sid": None,
-                      "page": PAGE, "consent": True, "dnt": False, "gpc": False, "sv": "0.1.0",
-                      "tz": 60, "lang": "en-GB"}),
+                      "page": PAGE, "consent": True, "sv": "0.1.0", "tz": 60, "lang": "en-GB"}),
     ("hello_resume", "c2s", {"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e",
                              "sid": "s_8b1d0c3f55", "page": {"url": "https://shop.example/cart",
                              "path": "/cart", "title": "Cart", "ref": "", "meta": {}}, "consent": True,
-                             "dnt": False, "gpc": False, "sv": "0.1.0", "tz": -300, "lang": "en-US"}),
+                             "sv": "0.1.0", "tz": -300, "lang": "en-US"}),
     # kairos.page({type, product}) before the hello: the store's own words, read leniently by the server.
-    # With the viewport (`vp`) an earlier k.js sent, which the server still accepts.
+    # With `dnt`, `gpc` and the viewport (`vp`), as an earlier k.js sent them: still accepted.
     ("hello_declared", "c2s", {"v": 1, "t": "hello", "site": "demo", "vid": "v_4f9c2a7d1e", "sid": None,
                                "page": {"url": "https://shop.example/app/p/42", "path": "/app/p/42", "title": "Shop",
                                         "ref": "", "type": "product",

@@ -26,7 +26,7 @@ from .wire import BeaconEvents, Forget, WireError
 log = logging.getLogger("kairos.beacon")
 
 # Refusals, by code: what the HTTP status says about them.
-_STATUS = {"too_large": 413, "rate_limited": 429, "unknown_session": 404, "origin": 403}
+_STATUS = {"too_large": 413, "rate_limited": 429, "unknown_session": 404, "origin": 403, "no_consent": 403}
 
 
 def refuse(rt: Runtime, err: WireError, sid: str | None = None) -> Response:
@@ -59,7 +59,9 @@ async def beacon_endpoint(request: Request) -> Response:
     rt.metrics.inc("kairos_beacons_total", type="forget" if isinstance(beacon, Forget) else "events")
     try:
         if isinstance(beacon, Forget):
-            return await _forget(rt, beacon)
+            return await _forget(rt, beacon)  # erasing is always allowed
+        if wire.privacy_signal(request.headers):
+            return refuse(rt, WireError("no_consent", "Do-Not-Track / Global Privacy Control is on: nothing is kept"), beacon.sid)
         return await _events(rt, beacon)
     except Exception:
         log.exception("fault handling a beacon of sid=%s", beacon.sid)

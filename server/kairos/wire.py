@@ -11,6 +11,7 @@ import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -416,6 +417,23 @@ def _who(raw: dict) -> tuple[str, str, str | None]:
     if sid is not None and not (isinstance(sid, str) and _ID.match(sid)):
         raise _Bad("sid: expected nil or 8-64 characters of [A-Za-z0-9_.-]")
     return site, vid, sid
+
+
+def privacy_signal(headers: Mapping[str, str]) -> str | None:
+    """"dnt" or "gpc" when a request's headers say the visitor does not want to be tracked, else None.
+
+    A browser with Do-Not-Track on sends `DNT: 1`, one with Global Privacy
+    Control on `Sec-GPC: 1`, with every request, the websocket handshake and
+    sendBeacon's POST included (W3C Tracking Preference Expression §5.2; GPC
+    §3.1): the wishes navigator.doNotTrack and navigator.globalPrivacyControl
+    show a page, which k.js checks before it connects. Read here, they hold
+    whatever a client's code says. `headers` is case-insensitive (Starlette's).
+    """
+    if headers.get("dnt", "").strip() == "1":
+        return "dnt"
+    if headers.get("sec-gpc", "").strip() == "1":
+        return "gpc"
+    return None
 
 
 def _decode_hello(raw: dict, _max_events: int) -> Hello:

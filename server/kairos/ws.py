@@ -101,7 +101,8 @@ class VisitorSocket:
             why = frame.msg if isinstance(frame, WireError) else "the first frame must be a binary hello frame"
             self.refuse(WireError("hello_required", why, wire.CLOSE_NO_HELLO))
             return None
-        if not frame.consent or frame.dnt or frame.gpc:
+        # The browser's own DNT / Sec-GPC headers count as much as the hello's fields.
+        if not frame.consent or frame.dnt or frame.gpc or wire.privacy_signal(self.ws.headers):
             self.refuse(WireError("no_consent", "no consent, or Do-Not-Track / Global Privacy Control is on", wire.CLOSE_NO_CONSENT))
             return None
         return frame
