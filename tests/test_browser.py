@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 
+import msgpack
 import pytest
 from playwright.sync_api import Page, expect
 
-from conftest import connected, exit_through_the_top, login
+from conftest import CHROMIUM, CHROMIUM_ARGS, connected, exit_through_the_top, login
 
 PRODUCT = "/demo/products/linen-shirt"
 OVERLAY = "#kairos-host .k-overlay"  # Playwright's CSS engine pierces open shadow roots
@@ -111,6 +113,40 @@ def test_a_visitor_with_gpc_or_dnt_is_not_tracked_at_all(serve, page, signal):
     assert sockets == []
     assert page.evaluate("window.localStorage.getItem('kairos.vid')") is None
     assert server.api("/api/sessions").json() == {"sessions": []}
+
+
+@pytest.mark.browser
+def test_a_beacon_from_a_chromium_with_do_not_track_on_is_refused(serve, browser, page, tmp_path):
+    # Chromium with its "Send a Do Not Track request" setting on sends DNT: 1
+    # with sendBeacon's POST (not on a websocket handshake). The server reads it,
+    # so the beacon is refused even where a page's code hides navigator.doNotTrack.
+    server = serve("memory")
+    page.goto(server.base + PRODUCT)
+    sid = connected(page)
+    vid = page.evaluate("() => localStorage.getItem('kairos.vid')")
+    body = list(msgpack.packb({"v": 1, "t": "events", "site": "demo", "vid": vid, "sid": sid, "seq": 9,
+                               "ev": [{"e": "click", "ts": 1767225600000, "tag": "a"}]}))
+    send = "bytes => navigator.sendBeacon('/b', new Uint8Array(bytes))"
+    (tmp_path / "Default").mkdir()
+    (tmp_path / "Default" / "Preferences").write_text(json.dumps({"enable_do_not_track": True}))
+    dnt = browser.browser_type.launch_persistent_context(
+        tmp_path, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    try:
+        other = dnt.new_page()
+        other.add_init_script("Object.defineProperty(Navigator.prototype, 'doNotTrack', {get: () => null})")
+        with other.expect_response("**/b") as answer:
+            other.goto(server.base + "/demo/")
+            assert other.evaluate(send, body), "the browser took the beacon"
+        assert answer.value.request.header_value("dnt") == "1"
+        assert answer.value.status == 403
+    finally:
+        dnt.close()
+    assert server.session(sid)["clicks"] == 0, "nothing of it kept"
+    # the same beacon from the visitor's own browser, without the setting, is applied
+    with page.expect_response("**/b") as answer:
+        assert page.evaluate(send, body)
+    assert answer.value.status == 204
+    assert server.session(sid)["clicks"] == 1
 
 
 @pytest.mark.browser

@@ -5,7 +5,8 @@ export const VERSION = '0.1.0'
 // nav: navigator-like; date: a Date (for the UTC offset); re: a reconnection
 // within the same page load, which the server must not count as another page view.
 // No `dnt` / `gpc`: the snippet does not connect under either (config.js gate),
-// and the server reads the browser's DNT / Sec-GPC headers itself.
+// so they could only ever be false; the server reads the browser's DNT /
+// Sec-GPC headers itself where it sends them.
 export function helloFrame (site, vid, sid, page, nav, date, re) {
   const f = {
     v: 1,

@@ -423,11 +423,12 @@ def privacy_signal(headers: Mapping[str, str]) -> str | None:
     """"dnt" or "gpc" when a request's headers say the visitor does not want to be tracked, else None.
 
     A browser with Do-Not-Track on sends `DNT: 1`, one with Global Privacy
-    Control on `Sec-GPC: 1`, with every request, the websocket handshake and
-    sendBeacon's POST included (W3C Tracking Preference Expression §5.2; GPC
-    §3.1): the wishes navigator.doNotTrack and navigator.globalPrivacyControl
-    show a page, which k.js checks before it connects. Read here, they hold
-    whatever a client's code says. `headers` is case-insensitive (Starlette's).
+    Control on `Sec-GPC: 1`, with its requests (W3C Tracking Preference
+    Expression §5.2; GPC §3.1): the wishes navigator.doNotTrack and
+    navigator.globalPrivacyControl show a page, which k.js checks before it
+    connects. Read here, they hold whatever a client's code says. Chromium
+    (156) sends DNT with sendBeacon's POST but not with a websocket handshake
+    (tests/test_browser.py). `headers` is case-insensitive (Starlette's).
     """
     if headers.get("dnt", "").strip() == "1":
         return "dnt"
