@@ -213,8 +213,8 @@ async def test_a_connection_without_a_valid_hello_is_closed(serve, frame, code, 
 
 @pytest.mark.parametrize("header", ["DNT", "Sec-GPC"])
 async def test_a_browser_asking_not_to_be_tracked_is_refused_whatever_the_hello_says(serve, header):
-    # A browser sends DNT: 1 / Sec-GPC: 1 on the handshake itself; the hello
-    # here claims neither (as a client that does not look would).
+    # A client sending DNT: 1 / Sec-GPC: 1 on the handshake itself (Chromium
+    # does not, test_browser.py); the hello here claims neither.
     server = serve("memory")
     async with connect(server.ws_url, compression=None, additional_headers={header: "1"}) as ws:
         await ws.send(msgpack.packb(hello_frame("v_private02")))
