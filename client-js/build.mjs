@@ -51,7 +51,7 @@ async function bundle (entry, out, budget) {
   writeFileSync(path(out), `/*! Kairos ${version} AGPL-3.0 */\n` + ugly.code)
   const code = readFileSync(path(out))
   const gz = gzipSync(code, { level: 9 }).length // zlib's best, what `gzip -9` gives (±15 B)
-  // What the server sends (app.py _script): the same gzip format, compressed
+  // What the server sends (server/kairos/assets.py): the same gzip format, compressed
   // harder by zopfli (15 iterations, its default), and brotli at its best.
   const served = {
     gz: await gzipAsync(code, { numiterations: 15 }),

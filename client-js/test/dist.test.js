@@ -18,7 +18,7 @@ if (!built.every(existsSync)) {
   await import('./snippet.test.js')
 }
 
-// What the server sends (app.py): each file's .gz and .br hold its bytes exactly
+// What the server sends (server/kairos/assets.py): each file's .gz and .br hold its bytes exactly
 if (built.every(existsSync)) {
   test('the precompressed files decompress to the built files', () => {
     for (const f of built) {

@@ -44,7 +44,6 @@ test('hello built from a browser-like page is byte-identical to the hello fixtur
     { href: 'https://shop.example/products/linen-shirt?utm_source=news', pathname: '/products/linen-shirt' }
   )
   const nav = { language: 'en-GB', doNotTrack: null, globalPrivacyControl: false }
-  const win = { innerWidth: 1280, innerHeight: 800 }
   const date = { getTimezoneOffset: () => -60 }
   const frame = helloFrame('demo', 'v_4f9c2a7d1e', null, page, nav, date)
   assert.deepStrictEqual(frame, f.frame)
