@@ -3,7 +3,7 @@
     python benchmarks/intent.py [--model MODEL.json] [--data SESSIONS.csv]
 
 Scores every session of the table (by default the UCI Online Shoppers table
-beside the repository, ../shared/data/) one at a time with the pure-Python
+in examples/data/) one at a time with the pure-Python
 scorer the server uses, timing each call: encoding the row and walking every
 tree. Without --model it first trains one with `kairos train`'s settings (needs
 the train extra). Run: `make bench-intent`.
@@ -24,7 +24,7 @@ from common import percentile, report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-UCI = ROOT.parent / "shared" / "data" / "online_shoppers_intention.csv"
+UCI = ROOT / "examples" / "data" / "online_shoppers_intention.csv"
 
 
 def main() -> int:
@@ -39,7 +39,7 @@ def main() -> int:
     from kairos.intent import load, save
 
     if not args.data.is_file():
-        sys.exit(f"{args.data}: not found (the UCI table lives in ../shared/data/ beside the repository)")
+        sys.exit(f"{args.data}: not found")
     model_path = args.model
     if model_path is None:
         from kairos.intent import train
