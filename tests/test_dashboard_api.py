@@ -146,9 +146,9 @@ async def test_counters_by_period(server):
     await v.send({"v": 1, "t": "feedback", "oid": show["oid"], "act": "clicked", "ts": 1})
     await v.events({"e": "purchase", "value": 59.9, "order": "o-1"})
     await asyncio.sleep(0.3)
-    for period, bins in (("24h", 24), ("7d", 28), ("30d", 30)):
+    for period in ("24h", "7d", "30d"):
         s = (await get(server, f"/api/stats?period={period}")).json()
-        assert len(s["starts"]) == bins
+        assert s["bin"] == "5 min" and len(s["starts"]) in (1, 2), "the chart spans the data: these few seconds"
         assert s["totals"]["exit-offer"] == {"triggered": 1, "shown": 1, "clicked": 1, "converted": 1}
         assert s["series"]["exit-offer"]["shown"][-1] == 1, "the newest bin holds it"
         assert s["totals"]["*"] == {"purchases": 1}

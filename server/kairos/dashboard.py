@@ -170,6 +170,7 @@ async def nudge_session(request: Request) -> Response:
     It goes through the same caps as a rule's (the rule's, or for a chat the
     global cap) and is logged in the session's timeline as shown by staff.
     """
+    started_s = time.perf_counter()  # the push latency of a staff nudge starts with the request
     rt = _rt(request)
     sid = request.path_params["sid"]
     try:
@@ -191,7 +192,7 @@ async def nudge_session(request: Request) -> Response:
     frame, why = await claim_nudge_or_why(rt, rule, state, now, by="staff")
     if frame is None:
         return _problem(409, f"not sent: {REFUSALS.get(why, why)}", why=why)
-    delivered = await deliver(rt, state, frame, where)
+    delivered = await deliver(rt, state, frame, where, rt.metrics.pushed("staff", started_s))
     log.info("staff sent %s to sid=%s", rule.id, sid)
     return JSONResponse({"ok": True, "rule": rule.id, "delivered": delivered})
 
@@ -314,15 +315,23 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 async def rule_stats(request: Request) -> Response:
-    """Each rule's counters over a period (24h, 7d or 30d), in bins for a chart."""
+    """Each rule's counters over a period (24h, 7d or 30d), in bins for a chart.
+
+    `tz`: the viewer's offset from UTC in minutes (east positive), so bins start on their clock's round times.
+    """
     rt = _rt(request)
     period = request.query_params.get("period", "24h")
     if period not in stats.PERIODS:
         return _problem(400, f"period is one of {', '.join(stats.PERIODS)}")
+    try:
+        offset_min = int(request.query_params.get("tz", "0"))
+    except ValueError:
+        offset_min = 0
     now = now_ms()
-    span_ms, bin_ms = stats.PERIODS[period]
+    span_ms = stats.PERIODS[period]
     buckets = await rt.engine.stats(now - span_ms, now)
-    return JSONResponse({"period": period, **stats.bins(buckets, now, span_ms, bin_ms),
+    offset_ms = max(-14 * 60, min(14 * 60, offset_min)) * 60 * 1000  # the world's offsets run from -12 h to +14 h
+    return JSONResponse({"period": period, **stats.bins(buckets, now, span_ms, offset_ms),
                          "rules": [r.id for r in rt.rules.rules], "paused": await rt.engine.paused(),
                          "attribution_s": rt.settings.attribution_s})
 

@@ -22,8 +22,9 @@ SHOWS_TTL_S = 7 * 24 * 3600
 # so that forgetting the visitor finds the sessions of every tab they had open.
 SESSIONS_KEEP = 16
 # Rule counters (triggered, shown, clicked, dismissed, converted) are kept in
-# ten-minute buckets: fine enough for "the last hour", few enough for a month.
-STATS_BUCKET_MS = 10 * 60 * 1000
+# five-minute buckets: an hour of data charts as twelve bins, and a month is
+# 8,640 buckets, one pipelined read (about 0.1 s; one-minute buckets took 0.45 s).
+STATS_BUCKET_MS = 5 * 60 * 1000
 STATS_TTL_S = 32 * 24 * 3600
 # A pause outlives any sensible absence; every pause or resume renews it.
 PAUSED_TTL_S = 90 * 24 * 3600

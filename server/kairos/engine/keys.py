@@ -47,7 +47,7 @@ def log(sid: str) -> str:
 
 
 def stats(bucket_ms: int) -> str:
-    """Rule counters of one ten-minute bucket (engine.base.STATS_BUCKET_MS)."""
+    """Rule counters of one five-minute bucket (engine.base.STATS_BUCKET_MS)."""
     return f"{PREFIX}:stats:{bucket_ms}"
 
 
