@@ -217,6 +217,20 @@ def test_product_page_open_graph_tags(client, product):
     assert b"<svg" in img.content
 
 
+def test_the_free_shipping_threshold_is_the_same_on_product_pages_and_in_the_demo_offer(client):
+    from kairos.rules import load_rules
+
+    rule = load_rules(ROOT / "examples" / "demo.yaml").rule("cart-exit-shipping")
+    threshold = rule.if_["cart_value"].gt
+    assert threshold == catalog.FREE_SHIPPING_OVER
+    said = f"€{threshold:g}"
+    assert said in rule.then.params["body"]
+    for product in catalog.PRODUCTS:
+        assert f"Free shipping over {said}<" in client.get(f"/demo/products/{product['slug']}").text
+    # Every price the store shows is in the currency the snippet reports.
+    assert re.search(r'var CUR = "([A-Z]{3})"', (ROOT / "server/kairos/static/demo/store.js").read_text())[1] == catalog.CURRENCY == "EUR"
+
+
 @pytest.mark.parametrize("product", catalog.PRODUCTS, ids=lambda p: p["slug"])
 def test_product_page_add_to_cart_button(client, product):
     page = Page(client.get(f"/demo/products/{product['slug']}").text)

@@ -73,6 +73,7 @@ def demo_routes(templates: Jinja2Templates) -> list[BaseRoute]:
         ctx = {
             "categories": [_category_view(c) for c in catalog.CATEGORIES],
             "currency": catalog.CURRENCY,
+            "free_shipping_over": f"€{catalog.FREE_SHIPPING_OVER:g}",
             "static": STATIC_URL,
             # Snippet options to try on any demo page: ?consent=required waits for
             # kairos.consent(true); ?vid=cookie keeps the visitor id in a cookie.

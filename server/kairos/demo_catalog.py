@@ -8,6 +8,9 @@ anything from the internet).
 from __future__ import annotations
 
 CURRENCY = "EUR"
+# The store's free-shipping threshold, in CURRENCY: the product pages say it, and
+# examples/demo.yaml's cart-exit-shipping rule offers it (a test holds them together).
+FREE_SHIPPING_OVER = 50
 
 CATEGORIES: list[dict] = [
     {
