@@ -124,9 +124,12 @@ async def test_export_sessions_writes_ended_sessions_that_kairos_train_reads(ser
     text = out.read_text()
     for secret in ("v_export001", "127.0.0.1", "linen-shirt", "/demo/"):
         assert secret not in text, f"{secret} reached the export"
-    # Without --all, only sessions quiet for a session TTL (30 min): none of these yet.
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0 and done.stdout.splitlines()[1:] == [] and "0 sessions" in done.stderr
+    # Without --all, only sessions quiet for a session TTL (30 min): none of these yet, and no header-only file.
+    again = tmp_path / "ended.csv"
+    done = subprocess.run([*cmd, "-o", str(again)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and done.stdout == "" and not again.exists()
+    assert done.stderr.startswith("kairos export-sessions: nothing written, no session has ended yet: "), done.stderr
+    assert "--all also exports the sessions that may still go on" in done.stderr
     # The shape kairos train reads, label and all.
     from kairos.intent import train
 
@@ -142,3 +145,7 @@ def test_export_sessions_says_what_went_wrong(serve):
     gone = subprocess.run([sys.executable, "-m", "kairos", "export-sessions", "--url", "http://127.0.0.1:9"],
                           capture_output=True, text=True, timeout=30)
     assert gone.returncode == 1 and "cannot reach" in gone.stderr
+    empty = subprocess.run([*cmd, "--token", server.admin_token, "--all"], capture_output=True, text=True, timeout=30)
+    assert empty.returncode == 1 and empty.stdout == ""
+    assert empty.stderr == ("kairos export-sessions: nothing written, the server keeps no session yet: a session is kept "
+                            "when a page load ends (and none when the server runs with KAIROS_ARCHIVE_TTL_S=0)\n")

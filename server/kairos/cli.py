@@ -153,6 +153,15 @@ def _export_sessions(args: argparse.Namespace) -> int:
         return 1
     text = body.decode("utf-8")
     n = max(0, len(text.splitlines()) - 1)
+    if not n:
+        # A header alone would only make `kairos train` fail later, further from the reason.
+        why = ("the server keeps no session yet: a session is kept when a page load ends "
+               "(and none when the server runs with KAIROS_ARCHIVE_TTL_S=0)") if args.all else \
+              ("no session has ended yet: a session ends once its visitor has been idle for the session "
+               "timeout (30 minutes unless KAIROS_SESSION_TTL_S says otherwise); --all also exports the "
+               "sessions that may still go on")
+        print(f"kairos export-sessions: nothing written, {why}", file=sys.stderr)
+        return 1
     if args.output:
         try:
             Path(args.output).write_text(text, encoding="utf-8")
@@ -294,7 +303,11 @@ def _serve(settings: Settings) -> int:
         print(f"kairos: refusing to start, the rules file is invalid:\n{exc}", file=sys.stderr)
         return 2
     base = f"http://{settings.host}:{settings.port}"
-    print(f"Kairos is running ({settings.engine} engine, rules: {settings.rules or 'none'})", flush=True)
+    print(f"Kairos is running ({settings.engine} engine)", flush=True)
+    if settings.rules is not None:
+        print(f"  rules:      {settings.rules} (Apply in the dashboard writes it)", flush=True)
+    else:
+        print("  rules:      none (rules put in force from the dashboard are kept in memory, lost at restart)", flush=True)
     if settings.demo:
         print(f"  demo store: {base}/demo/", flush=True)
     print(f"  dashboard:  {base}/dashboard", flush=True)
