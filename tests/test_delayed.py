@@ -98,5 +98,5 @@ def test_unless_and_offline_need_a_delay():
         rules:
           - {id: r, when: exit_intent, unless: [purchase], then: {show: bar, template: bar.html}}
     """)
-    with pytest.raises(RulesError, match="add 'after'"):
+    with pytest.raises(RulesError, match="add `after:`"):
         parse_rules(text, "r.yaml", TEMPLATES)

@@ -108,7 +108,7 @@ def test_identified_is_true_or_false():
     """)
     assert evaluate(rs, state(), [EXIT], 0)
     assert not evaluate(rs, state(uid="0" * 32), [EXIT], 0)
-    assert "identified is true or false, got 'yes please'" in refusal("""
+    assert "rules[0].if.identified: expected true or false, got 'yes please'" in refusal("""
         - id: r
           when: exit_intent
           if: {identified: yes please}
@@ -224,16 +224,16 @@ def test_a_chat_can_be_a_bubble():
 @pytest.mark.parametrize(
     "body,line,expected",
     [
-        ("- {id: r, when: exit_intent, then: {show: offer, template: offer.html}, colour: red}", 6, "rules[0].colour: Extra inputs are not permitted"),
-        ("- id: r\n  when: exit\n  then: {show: offer, template: offer.html}", 7, "rules[0].when: unknown event 'exit'"),
+        ("- {id: r, when: exit_intent, then: {show: offer, template: offer.html}, colour: red}", 6, "rules[0].colour: `colour` is not a rule setting"),
+        ("- id: r\n  when: exit\n  then: {show: offer, template: offer.html}", 7, "rules[0].when: unknown event 'exit' — did you mean `exit_intent`?"),
         ("- id: r\n  when: exit_intent\n  then: {show: offer, template: nope.html}", 8, "rules[0].then.template: unknown template 'nope.html'"),
-        ("- id: r\n  when: exit_intent\n  if: {page_type: produce}\n  then: {show: offer, template: offer.html}", 8, "unknown page type 'produce'"),
-        ("- id: r\n  when: exit_intent\n  if: {cart_value: {gt: lots}}\n  then: {show: offer, template: offer.html}", 8, "cart_value: gt: Input should be a valid number"),
-        ("- id: r\n  when: exit_intent\n  if: {page_type: {gt: 3}}\n  then: {show: offer, template: offer.html}", 8, "page_type is text; gt, gte, lt and lte compare numbers"),
+        ("- id: r\n  when: exit_intent\n  if: {page_type: produce}\n  then: {show: offer, template: offer.html}", 8, "unknown page type 'produce' — did you mean `product`?"),
+        ("- id: r\n  when: exit_intent\n  if: {cart_value: {gt: lots}}\n  then: {show: offer, template: offer.html}", 8, "rules[0].if.cart_value.gt: expected a number, got 'lots'"),
+        ("- id: r\n  when: exit_intent\n  if: {page_type: {gt: 3}}\n  then: {show: offer, template: offer.html}", 8, "`gt` compares numbers and page_type is text"),
         ("- id: r\n  when: exit_intent\n  if: {moon_phase: full}\n  then: {show: offer, template: offer.html}", 8, "unknown signal 'moon_phase'"),
-        ("- id: r\n  when: exit_intent\n  then: {show: popup, template: offer.html}", 8, "rules[0].then.show: Input should be 'overlay', 'offer', 'chat' or 'bar'"),
-        ("- id: r\n  when: exit_intent\n  then: {show: offer, template: offer.html}\n  priority: high", 9, "rules[0].priority: Input should be a valid integer"),
-        ("- {id: r, when: exit_intent, then: {show: offer, template: offer.html}}\n- {id: r, when: scroll, then: {show: bar, template: bar.html}}", 6, "rule id 'r' is used twice"),
+        ("- id: r\n  when: exit_intent\n  then: {show: popup, template: offer.html}", 8, "rules[0].then.show: expected one of overlay, offer, chat or bar, got 'popup'"),
+        ("- id: r\n  when: exit_intent\n  then: {show: offer, template: offer.html}\n  priority: high", 9, "rules[0].priority: expected a whole number, got 'high'"),
+        ("- {id: r, when: exit_intent, then: {show: offer, template: offer.html}}\n- {id: r, when: scroll, then: {show: bar, template: bar.html}}", 7, "rules[1].id: rule id 'r' is used twice"),
     ],
     ids=["unknown-field", "unknown-event", "unknown-template", "unknown-page-type", "bad-type", "text-compared-as-number",
          "unknown-signal", "unknown-kind", "bad-priority", "duplicate-id"],
@@ -255,7 +255,7 @@ def test_every_problem_is_reported_at_once():
 def test_broken_yaml_is_refused_with_its_line():
     with pytest.raises(RulesError) as info:
         parse_rules("version: 1\nrules:\n  - id: [\n", "broken.yaml", TEMPLATES)
-    assert str(info.value).startswith("broken.yaml:4: not valid YAML")
+    assert str(info.value).startswith("broken.yaml:3: not valid YAML: the file ends inside a `[` or `{` that is not closed")
 
 
 def test_a_missing_file_is_refused_clearly(tmp_path):
@@ -275,7 +275,7 @@ def test_a_rule_whose_template_lacks_a_parameter_is_refused_before_it_runs():
     text = BASE + "  - id: r\n    when: exit_intent\n    then:\n      show: offer\n      template: offer.html\n      params: {headline: Hi}\n"
     with pytest.raises(RulesError) as info:
         parse_rules(text, "test.yaml", renderer.names(), renderer.problem)
-    assert str(info.value) == "test.yaml:9: rules[0].then: template 'offer.html' cannot be rendered: 'body' is undefined"
+    assert str(info.value) == "test.yaml:8: rules[0].then: template 'offer.html' cannot be rendered: 'body' is undefined"
     ok = text.replace("{headline: Hi}", "{headline: Hi, body: There}")
     assert parse_rules(ok, "test.yaml", renderer.names(), renderer.problem).rules[0].id == "r"
 
@@ -298,15 +298,17 @@ def test_tracking_settings_are_read_and_only_those_set_are_kept():
         ("rage_n: 1", "track.rage_n: expected 0 (off) or 2 to 20, got 1"),
         ("idle_ms: 500", "track.idle_ms: expected 0 (off) or 1000 to 3600000, got 500"),
         ("hes_ms: 700000", "track.hes_ms: expected 0 (off) or 1000 to 600000, got 700000"),
-        ("batch_ms: 50", "track.batch_ms: Input should be greater than or equal to 100"),
-        ("dwell_ms: 1000.5", "track.dwell_ms: Input should be a valid integer"),
-        ("scroll_step: 0", "track.scroll_step: Input should be greater than or equal to 1"),
-        ("exit_min_ms: 600001", "track.exit_min_ms: Input should be less than or equal to 600000"),
-        ("exit_gap_ms: -1", "track.exit_gap_ms: Input should be greater than or equal to 0"),
-        ("rage_ms: 99", "track.rage_ms: Input should be greater than or equal to 100"),
-        ("copy: maybe", "track.copy: Input should be a valid boolean"),
-        ("exit: 1", "track.exit: Input should be a valid boolean"),
-        ("colour: red", "track.colour: Extra inputs are not permitted"),
+        ("batch_ms: 50", "track.batch_ms: expected at least 100, got 50"),
+        ("dwell_ms: 1000.5", "track.dwell_ms: expected a whole number, got 1000.5"),
+        ("scroll_step: 0", "track.scroll_step: expected at least 1, got 0"),
+        ("exit_min_ms: 600001", "track.exit_min_ms: expected at most 600000, got 600001"),
+        ("exit_gap_ms: -1", "track.exit_gap_ms: expected at least 0, got -1"),
+        ("rage_ms: 99", "track.rage_ms: expected at least 100, got 99"),
+        ("copy: maybe", "track.copy: expected true or false, got 'maybe'"),
+        ("exit: 1", "track.exit: expected true or false, got 1"),
+        ("colour: red", "track.colour: `colour` is not a `track` setting; the settings of `track` are batch_ms, dwell_ms, "
+                        "scroll_step, idle_ms, exit, exit_min_ms, exit_gap_ms, exit_scroll, exit_back, exit_hidden, clicks, "
+                        "click_text, rage_n, rage_ms, hes_ms, copy and spa"),
     ],
 )
 def test_a_tracking_setting_out_of_bounds_is_refused_with_its_line(setting, reason):

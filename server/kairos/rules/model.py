@@ -5,9 +5,10 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Mapping, Union
+from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator,
@@ -16,7 +17,9 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
 from ..caps import Caps, Window
 from ..scores import ScoreDef
 from ..traffic import SOURCES
-from ..wire import EVENT_TYPES
+from ..wire import EVENT_FIELDS, EVENT_TYPES
+from . import messages as say
+from .messages import Mistake
 from .signals import SIGNALS
 
 KINDS = ("overlay", "offer", "chat", "bar")
@@ -25,6 +28,9 @@ DEFAULT_PLACE = {"overlay": "center", "offer": "center", "chat": "corner", "bar"
 # The page type of a path no pattern matches.
 OTHER = "other"
 _SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_SLUG_WORDS = "lower-case letters, digits, - and _ (such as exit-offer)"
+# Event types in the order docs/rules.md lists them.
+EVENTS = tuple(EVENT_FIELDS)
 
 
 class _Strict(BaseModel):
@@ -48,7 +54,7 @@ class Compare(_Strict):
     @model_validator(mode="after")
     def _some(self) -> "Compare":
         if not self.model_fields_set:
-            raise ValueError("expected at least one of eq, ne, gt, gte, lt, lte, in, not_in")
+            raise ValueError("expected at least one of eq, ne, gt, gte, lt, lte, in or not_in")
         return self
 
     def holds(self, value: Any) -> bool:
@@ -89,7 +95,8 @@ class Then(_Strict):
     def _template_exists(cls, v: str, info: ValidationInfo) -> str:
         known = (info.context or {}).get("templates")
         if known is not None and v not in known:
-            raise ValueError(f"unknown template {v!r}; templates/overlays has {sorted(known)}")
+            has = f"templates/overlays has {say.prose(sorted(known), 'and')}" if known else "templates/overlays has none"
+            raise ValueError(say.unknown("template", v, sorted(known), has))
         return v
 
     @property
@@ -148,14 +155,16 @@ def parse_duration(v: Any, max_s: float = MAX_DELAY_S) -> float:
         d, h, mins, s = m.groups()
         seconds = int(d or 0) * 86400 + int(h or 0) * 3600 + int(mins or 0) * 60 + float(s or 0)
     else:
-        raise ValueError(f"expected a duration such as 90s, 3m or 1h30m, got {v!r}")
+        fix = say.duration_fix(v)
+        raise ValueError(f"expected a duration such as 90s, 3m or 1h30m, got {say.shown(v)}"
+                         + (f" — write `{fix}`" if fix else ""))
     if not 0 < seconds <= max_s:
-        raise ValueError(f"expected a duration over 0 s and at most {max_s / 3600:g} h, got {v!r}")
+        raise ValueError(f"expected a duration over 0 s and at most {say.duration_words(max_s)}, got {say.shown(v)}")
     return seconds
 
 
 class Rule(_Strict):
-    id: str = Field(pattern=_SLUG)
+    id: str = Field(pattern=_SLUG, description=_SLUG_WORDS)
     name: str = ""
     enabled: bool = True
     when: str
@@ -183,25 +192,31 @@ class Rule(_Strict):
         page_types = (info.context or {}).get("page_types")
         scores = (info.context or {}).get("scores")
         out: list[Any] = []
-        for item in v:
+        for i, item in enumerate(v):
             if isinstance(item, str):
                 if item not in EVENT_TYPES:
-                    raise ValueError(f"unknown event {item!r}; expected one of {sorted(EVENT_TYPES)}")
+                    raise Mistake(say.unknown("event", item, EVENTS, f"expected one of {say.prose(EVENTS)}"), i)
                 out.append(item)
             elif isinstance(item, dict) and item:
-                out.append({name: _condition(name, raw, page_types, scores) for name, raw in item.items()})
+                try:
+                    out.append({name: _condition(name, raw, page_types, scores) for name, raw in item.items()})
+                except Mistake as exc:
+                    raise Mistake(str(exc), i, *exc.at) from None
             else:
-                raise ValueError(f"expected an event name or a map of conditions, got {item!r}")
+                raise Mistake(f"expected an event (such as add_to_cart) or conditions (such as {{page_type: cart}}), "
+                              f"got {say.shown(item)}", i)
         return out
 
     @model_validator(mode="after")
     def _delay_needs_after(self) -> "Rule":
         if self.after is not None and _CROSSES.fullmatch(self.when):
-            raise ValueError("a score crossing shows at once: 'after' is for event triggers")
+            raise Mistake("a score crossing shows at once: remove `after:`, or trigger the rule on an event", "after")
         if self.unless and self.after is None:
-            raise ValueError("'unless' cancels a delayed rule: add 'after'")
+            raise Mistake("`unless` cancels a delayed rule: add `after:` (such as `after: 3m`), or remove `unless:`",
+                          "unless")
         if self.offline != "drop" and self.after is None:
-            raise ValueError("'offline' applies to a delayed rule: add 'after'")
+            raise Mistake("`offline` applies to a delayed rule: add `after:` (such as `after: 3m`), or remove `offline:`",
+                          "offline")
         return self
 
     @property
@@ -217,15 +232,21 @@ class Rule(_Strict):
     def _known_event(cls, v: str, info: ValidationInfo) -> str:
         if v in EVENT_TYPES:
             return v
+        scores = sorted((info.context or {}).get("scores") or ())
         crossing = _CROSSES.fullmatch(v)
         if crossing:
-            scores = (info.context or {}).get("scores") or set()
             if crossing[1] not in scores:
-                raise ValueError(f"{crossing[1]!r} crosses: no such score under 'scores:' ({', '.join(sorted(scores)) or 'none declared'})")
+                declared = (f"; the file's scores are {say.prose(scores, 'and')}" if scores
+                            else f" — the file declares no `scores:`; declare {crossing[1]} there first")
+                raise ValueError(f"{v!r}: no such score" + (say.did_you_mean(crossing[1], scores) or declared))
             if not 0 < float(crossing[2]) < 1:
                 raise ValueError(f"{v!r}: a score is between 0 and 1, so it crosses a value between them")
             return v
-        raise ValueError(f"unknown event {v!r}; expected one of {sorted(EVENT_TYPES)}, or '<score> crosses <value>'")
+        if re.fullmatch(r"\S+ crosses \S+", v):
+            raise ValueError(f"unknown event {v!r}: a score crosses a value between 0 and 1, such as "
+                             f"`{v.split()[0]} crosses 0.6`")
+        raise ValueError(say.unknown("event", v, EVENTS, f"expected one of {say.prose(EVENTS)}, "
+                                                         "or `<score> crosses <value>`"))
 
     @property
     def crossing(self) -> tuple[str, float] | None:
@@ -237,7 +258,8 @@ class Rule(_Strict):
     @classmethod
     def _conditions(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Condition]:
         page_types = (info.context or {}).get("page_types")
-        return {name: _condition(name, raw, page_types, (info.context or {}).get("scores")) for name, raw in v.items()}
+        scores = (info.context or {}).get("scores")
+        return {name: _condition(name, raw, page_types, scores) for name, raw in v.items()}
 
     def limit_per_session(self) -> int:
         """The session cap as the engines take it: 0 means none."""
@@ -260,45 +282,68 @@ def _condition(name: str, raw: Any, page_types: set[str] | None, scores: set[str
     """Parse one `if` entry: a value (equals), a list (one of), or an operator map.
 
     `name` is a built-in signal or an intent score the file declares (a number, 0 to 1).
+    A refusal is a Mistake placed at the signal (and the operator), so it names their line.
     """
     if name in SIGNALS:
         kind = SIGNALS[name][0]
     elif scores and name in scores:
         kind = "number"
     else:
-        also = f" or a score under 'scores:' ({', '.join(sorted(scores))})" if scores else ""
-        raise ValueError(f"unknown signal {name!r}; expected one of {sorted(SIGNALS)}{also}")
+        raise Mistake(_unknown_signal(name, scores), name)
     if isinstance(raw, dict):
         try:
             cond: Condition = Compare.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]).replace("in_", "in")
-            raise ValueError(f"{name}: {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
-        if kind != "number" and any(x is not None for x in (cond.gt, cond.gte, cond.lt, cond.lte)):
-            raise ValueError(f"{name} is {'text' if kind == 'text' else 'true or false'}; gt, gte, lt and lte compare numbers")
+            loc, _ = _walk(Compare, first["loc"])
+            raise Mistake(_reason(first, Compare), name, *loc) from None
+        for op in ("gt", "gte", "lt", "lte"):
+            if kind != "number" and getattr(cond, op) is not None:
+                words = "text" if kind == "text" else "true or false"
+                raise Mistake(f"`{op}` compares numbers and {name} is {words}: use a value, a list, or eq, ne, in "
+                              "or not_in", name, op)
     elif isinstance(raw, list):
         if not raw or any(isinstance(x, (dict, list)) or x is None for x in raw):
-            raise ValueError(f"{name}: expected a non-empty list of values")
+            raise Mistake(f"expected a non-empty list of values, such as [a, b], got {say.shown(raw)}", name)
         cond = list(raw)
     elif isinstance(raw, (str, int, float, bool)):
         cond = raw
     else:
-        raise ValueError(f"{name}: expected a value, a list of values or an operator map like {{gt: 50}}")
+        raise Mistake(f"expected a value, a list of values or an operator map such as {{gt: 50}}, "
+                      f"got {say.shown(raw)}", name)
     for value in _condition_values(cond):
         if kind == "bool" and not isinstance(value, bool):
-            raise ValueError(f"{name} is true or false, got {value!r}")
+            raise Mistake(f"expected true or false, got {say.shown(value)}", name)
         if kind != "bool" and _kind_of(value) != kind:
-            raise ValueError(f"{name} is a {kind}, got {value!r}")
+            raise Mistake(f"expected {'a number' if kind == 'number' else 'text'}, got {say.shown(value)}", name)
     if name == "traffic":
         for value in _condition_values(cond):
             if value not in SOURCES:
-                raise ValueError(f"traffic: unknown source {value!r}; expected one of {', '.join(SOURCES)}")
+                raise Mistake(say.unknown("source", value, SOURCES, f"expected one of {say.prose(SOURCES)}"), name)
     if name in ("page_type", "previous_page_type") and page_types is not None:
         for value in _condition_values(cond):
             if value not in page_types:
-                raise ValueError(f"unknown page type {value!r}; page_types declares {sorted(page_types)}")
+                raise Mistake(_unknown_page_type(value, page_types), name)
     return cond
+
+
+def _unknown_signal(name: str, scores: set[str] | None) -> str:
+    names = [*SIGNALS, *sorted(scores or ())]
+    declared = f"; the file's scores are {say.prose(sorted(scores), 'and')}" if scores else ""
+    # Forty-odd signals are too many for one line: the nearest few, else where they are listed.
+    return say.unknown("signal", name, names, f"not a built-in signal (docs/rules.md lists them) "
+                                              f"nor a score under `scores:`{declared}", n=3)
+
+
+def _unknown_page_type(value: Any, page_types: set[str]) -> str:
+    declared = sorted(page_types - {OTHER})
+    if not declared:
+        # Without page_types every page is `other`: a type the store's page names is
+        # only taken when the rules declare it (PageTypes.classify).
+        return (f"unknown page type {say.shown(value)}: the file declares no `page_types:`, so every page is "
+                f"`other`; declare the page types the rules use, such as `page_types: {{product: /products/*}}`")
+    return say.unknown("page type", value, sorted(page_types),
+                       f"the file's page_types are {say.prose(declared, 'and')} (and `other` for a page none matches)")
 
 
 def _condition_values(cond: Condition) -> list[Any]:
@@ -383,14 +428,14 @@ class ScoreSpec(_Strict):
     @classmethod
     def _number(cls, v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError(f"expected a number, got {v!r}")
+            raise ValueError(f"expected a number, got {say.shown(v)}")
         return float(v)
 
     @field_validator("weights", mode="before")
     @classmethod
     def _weights(cls, v: Any, info: ValidationInfo) -> dict[str, float]:
         if not isinstance(v, dict) or not v:
-            raise ValueError("expected a map of signal: weight, such as {add_to_cart: 1.5}")
+            raise ValueError(f"expected signal: weight lines, such as {{add_to_cart: 1.5}}, got {say.shown(v)}")
         if len(v) > MAX_SCORE_WEIGHTS:
             raise ValueError(f"{len(v)} weights, at most {MAX_SCORE_WEIGHTS}")
         page_types = (info.context or {}).get("page_types")
@@ -403,11 +448,21 @@ class ScoreSpec(_Strict):
                 pass
             elif kind == "custom" and re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", what):
                 pass
+            elif kind == "page_view" and what and page_types is not None:
+                # The page type is what may be misspelt: page_view.blog is not close to page_view.other.
+                meant = say.closest(what, sorted(page_types))
+                declared = sorted(page_types - {OTHER})
+                otherwise = (f": {what!r} is not one of the file's page types ({say.prose(declared, 'and')})" if declared
+                             else ": the file declares no `page_types:`, so every page is `other`")
+                raise Mistake(f"unknown signal {str(signal)!r}"
+                              + (f" — did you mean `page_view.{meant[0]}`?" if meant else otherwise), str(signal))
             else:
-                raise ValueError(f"unknown signal {signal!r}: expected an event type ({', '.join(sorted(EVENT_TYPES))}), "
-                                 f"page_view.<page type>, custom.<name> or dwell_s")
+                known = [*EVENTS, "dwell_s", *(f"page_view.{t}" for t in sorted(page_types or ()))]
+                raise Mistake(say.unknown("signal", signal, known, "expected an event type (such as add_to_cart), "
+                                                                   "page_view.<page type>, custom.<name> or dwell_s"),
+                              str(signal))
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or abs(w) > 100:
-                raise ValueError(f"{signal}: expected a weight between -100 and 100, got {w!r}")
+                raise Mistake(f"expected a weight between -100 and 100, got {say.shown(w)}", str(signal))
             out[signal] = float(w)
         return out
 
@@ -436,7 +491,7 @@ ScoreEntry = Annotated[Union[Annotated[ScoreSpec, Tag("Weights")], Annotated[Mod
 
 class RulesFile(_Strict):
     version: Literal[1]
-    page_types: dict[str, str | list[str]] = {}
+    page_types: dict[str, Any] = {}
     caps: GlobalCaps = GlobalCaps()
     track: Track = Track()
     scores: dict[str, ScoreEntry] = {}
@@ -449,27 +504,31 @@ class RulesFile(_Strict):
             raise ValueError(f"{len(v)} scores, at most {MAX_SCORES}")
         for name in v:
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
-                raise ValueError(f"score {name!r}: expected lower-case letters, digits and _, starting with a letter")
+                raise Mistake(f"score {name!r}: expected lower-case letters, digits and _, starting with a letter", name)
             if name in SIGNALS:
-                raise ValueError(f"score {name!r}: the name of a built-in signal")
+                raise Mistake(f"score {name!r}: the name of a built-in signal; give the score a name of its own", name)
         return v
 
     @field_validator("page_types")
     @classmethod
-    def _names(cls, v: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
-        for name in v:
-            if not re.match(_SLUG, name):
-                raise ValueError(f"page type {name!r}: expected lower-case letters, digits, - and _")
+    def _names(cls, v: dict[str, Any]) -> dict[str, str | list[str]]:
+        for name, pats in v.items():
+            if not re.match(_SLUG, str(name)):
+                raise Mistake(f"page type {name!r}: expected lower-case letters, digits, - and _", str(name))
+            if not (isinstance(pats, str) or isinstance(pats, list) and pats and all(isinstance(p, str) for p in pats)):
+                raise Mistake(f"expected a path pattern such as /products/* or a list of them, got {say.shown(pats)}",
+                              str(name))
         return v
 
     @field_validator("rules")
     @classmethod
     def _unique_ids(cls, v: list[Rule]) -> list[Rule]:
-        seen: set[str] = set()
-        for rule in v:
+        seen: dict[str, int] = {}
+        for i, rule in enumerate(v):
             if rule.id in seen:
-                raise ValueError(f"rule id {rule.id!r} is used twice")
-            seen.add(rule.id)
+                raise Mistake(f"rule id {rule.id!r} is used twice (rules[{seen[rule.id]}] has it too): give each rule "
+                              "an id of its own", i, "id")
+            seen[rule.id] = i
         return v
 
 
@@ -570,22 +629,148 @@ def _loc_path(loc: tuple[Any, ...]) -> str:
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The YAML line of the deepest node along `loc` (1-based)."""
+    """The YAML line of the deepest node along `loc` (1-based): of its key, when it has one.
+
+    The key's line, not its value's: `limit:` is where an editor should point,
+    not the first line indented under it.
+    """
     node, line = root, (root.start_mark.line + 1 if root else None)
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             key = {"if_": "if", "in_": "in"}.get(part, part)
-            match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
             if match is None:
-                # A union member name (e.g. "Compare") or a missing key: stay on the parent.
+                # A missing key: stay on the parent.
                 continue
-            node = match
+            line = match[0].start_mark.line + 1
+            node = match[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
-        else:
-            continue
-        line = node.start_mark.line + 1
+            line = node.start_mark.line + 1
     return line
+
+
+def _bare(t: Any) -> Any:
+    """A field's type without `| None` and without Annotated's notes."""
+    while get_origin(t) is Annotated:
+        t = get_args(t)[0]
+    if get_origin(t) in (Union, types.UnionType):
+        members = [m for m in get_args(t) if m is not type(None)]
+        if len(members) == 1:
+            return _bare(members[0])
+    return t
+
+
+def _is_model(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, BaseModel)
+
+
+def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+    """pydantic's `loc` as the file's place (union members left out), and the schema's type there.
+
+    The type is None where the schema has nothing to say (a free-form `params`).
+    """
+    t: Any = root
+    place: list[Any] = []
+    for part in loc:
+        t = _bare(t)
+        if _is_model(t):
+            found = next((f for n, f in t.model_fields.items() if part in (n, f.alias)), None)
+            t = found.annotation if found else None
+        elif get_origin(t) is list and isinstance(part, int):
+            t = get_args(t)[0]
+        elif get_origin(t) is dict:
+            t = get_args(t)[1]
+        elif get_origin(t) in (Union, types.UnionType) and isinstance(part, str):
+            # pydantic names the member of a union it tried: a Tag, or the member's type.
+            t = next((get_args(m)[0] for m in get_args(t) if get_origin(m) is Annotated
+                      and any(getattr(x, "tag", None) == part for x in get_args(m)[1:])), None)
+            continue
+        else:
+            t = None
+        place.append(part)
+    return tuple(place), t
+
+
+# How a place in the schema is named in a message; a nested setting is named by its key.
+_PLACES = {
+    "RulesFile": ("a top-level key", "the file", "the top-level keys are", ""),
+    "Rule": ("a rule setting", "a rule", "the settings of a rule are", ""),
+    "Then": ("a `then` setting", "`then`", "the settings of `then` are", "values for the template go under `params:`"),
+    "ScoreSpec": ("a score setting", "a score", "the settings of a score are", "or `{model: model.json}` for a trained model"),
+    "ModelSpec": ("a setting of a score from a model", "a score from a model", "it has only", ""),
+    "Compare": ("an operator", "a condition", "the operators are", ""),
+}
+
+
+def _place(root: type[BaseModel], loc: tuple[Any, ...]) -> say.Place:
+    """What the schema allows at pydantic's `loc`, for say.explain: the keys of the mapping, an enum's values …"""
+    parent_place, parent = _walk(root, loc[:-1])
+    _, here = _walk(root, loc)
+    parent = _bare(parent)
+    kw: dict[str, Any] = {}
+    if _is_model(parent):
+        fields = parent.model_fields
+        keys = tuple(f.alias or n for n, f in fields.items())
+        nested = {f.alias or n: tuple(g.alias or m for m, g in _bare(f.annotation).model_fields.items())
+                  for n, f in fields.items() if _is_model(_bare(f.annotation))}
+        name = next((str(p) for p in reversed(parent_place) if isinstance(p, str)), "")
+        noun, owner, listing, hint = _PLACES.get(
+            parent.__name__, (f"a `{name}` setting", f"`{name}`", f"the settings of `{name}` are", ""))
+        kw.update(noun=noun, owner=owner, listing=listing, hint=hint, keys=keys, nested=nested)
+        field_info = next((f for n, f in fields.items() if loc and loc[-1] in (n, f.alias)), None)
+        if field_info is not None and field_info.description:
+            kw["pattern"] = field_info.description
+    if _is_model(_bare(here)):
+        kw["expected"] = _PLACES.get(_bare(here).__name__, ("", "settings"))[1]
+    if get_origin(_bare(here)) is Literal:
+        kw["choices"] = get_args(_bare(here))
+    return say.Place(**kw)
+
+
+def _reason(err: Mapping[str, Any], root: type[BaseModel] = RulesFile) -> str:
+    """One pydantic error in the operator's words (say.explain), with what the schema allowed there."""
+    return say.explain(err, _place(root, tuple(err["loc"])))
+
+
+def _duplicate_keys(node: yaml.Node | None, source: str, loc: tuple[Any, ...] = ()) -> list[Problem]:
+    """Keys given twice in one mapping: YAML keeps the last silently, so half of what was meant is lost."""
+    out: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for k, v in node.value:
+            key = getattr(k, "value", None)
+            if key in seen and isinstance(key, str):
+                out.append(Problem(source, k.start_mark.line + 1, _loc_path(loc + (key,)),
+                                   f"`{key}` is given twice here and only the last would count: keep one"))
+            seen.add(key)
+            out += _duplicate_keys(v, source, loc + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out += _duplicate_keys(item, source, loc + (i,))
+    return out
+
+
+def _problems(exc: ValidationError, root: yaml.Node | None, source: str) -> list[Problem]:
+    """Every error of a validation, with its line, place and reason."""
+    errors = exc.errors()
+    # A misspelt key is also a missing one (`thn` for `then`): say it once, as the misspelling.
+    meant = set()
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            place = _place(RulesFile, tuple(err["loc"]))
+            for key in say.closest(err["loc"][-1], place.keys):
+                meant.add((*err["loc"][:-1], key))
+    problems = []
+    for err in errors:
+        if err["type"] == "missing" and tuple(err["loc"]) in meant:
+            continue
+        loc, _ = _walk(RulesFile, tuple(err["loc"]))
+        loc += getattr((err.get("ctx") or {}).get("error"), "at", ())
+        problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), _reason(err)))
+    # A union reports one error per member; keep the first of each place.
+    seen: set[tuple[Any, ...]] = set()
+    return [p for p in problems if not ((p.line, p.path) in seen or seen.add((p.line, p.path)))]
 
 
 # Checks a rule's `then` beyond the schema (the renderer trial-renders its
@@ -606,28 +791,26 @@ def parse_rules(
         root = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        reason = str(getattr(exc, "problem", None) or exc)
-        raise RulesError([Problem(source, mark.line + 1 if mark else None, "", f"not valid YAML: {reason}")]) from None
+        reason, at_start = say.yaml_reason(str(getattr(exc, "problem", None) or exc))
+        mark = (getattr(exc, "context_mark", None) if at_start else None) or getattr(exc, "problem_mark", None)
+        # PyYAML marks the end of a file after its last line break: name the last line instead.
+        line = min(mark.line + 1, max(len(text.splitlines()), 1)) if mark else None
+        raise RulesError([Problem(source, line, "", reason)]) from None
     except RecursionError:
         raise RulesError([Problem(source, None, "", "not valid YAML: nested too deeply")]) from None
     if not isinstance(data, dict):
-        raise RulesError([Problem(source, 1, "", "expected a mapping with 'version' and 'rules'")])
+        got = "the file is empty" if data is None else f"got {say.shown(data)}"
+        raise RulesError([Problem(source, 1, "", f"expected `version: 1` and `rules:` at the top level; {got}")])
+    twice = _duplicate_keys(root, source)
     declared = data.get("page_types") if isinstance(data.get("page_types"), dict) else {}
     scores = data.get("scores") if isinstance(data.get("scores"), dict) else {}
     context = {"templates": templates, "page_types": set(declared) | {OTHER}, "scores": {str(k) for k in scores}}
     try:
         doc = RulesFile.model_validate(data, context=context)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper() or "[" in str(p)))
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), msg))
-        # Union types report one error per member; keep the first of each place.
-        seen: set[tuple[Any, ...]] = set()
-        unique = [p for p in problems if not ((p.line, p.path) in seen or seen.add((p.line, p.path)))]
-        raise RulesError(unique) from None
+        raise RulesError(twice + _problems(exc, root, source)) from None
+    if twice:
+        raise RulesError(twice)
     page_types = PageTypes.build(doc.page_types)
     models, problems = _load_models(doc, root, source, Path(base_dir) if base_dir is not None else Path.cwd(), page_types)
     if check_then is not None:
