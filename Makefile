@@ -5,21 +5,34 @@ BIN    := $(VENV)/bin
 PY_OK  := $(VENV)/.installed
 JS_OK  := client-js/node_modules/.installed
 SNIPPET := client-js/dist/k.js
+EDITOR_JS_OK := dashboard-js/node_modules/.installed
+EDITOR  := server/kairos/static/dashboard/editor.js
+# The demo's rules live in the state directory (git-ignored), not in examples/:
+# Apply in the dashboard's editor writes the rules file, and it must not rewrite
+# a file of the repository.
+DEMO_RULES := .kairos/rules.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: run test build install system-deps bench bench-dashboard bench-timers bench-snippet bench-intent clean
 
-run: $(PY_OK) $(SNIPPET)
-	$(BIN)/kairos serve --engine memory --rules examples/demo.yaml --host $(HOST) --port $(PORT)
+run: $(PY_OK) $(SNIPPET) $(EDITOR) $(DEMO_RULES)
+	@echo "The demo's rules: $(DEMO_RULES), made from examples/demo.yaml on the first run (delete it to start again from the example)."
+	$(BIN)/kairos serve --engine memory --rules $(DEMO_RULES) --host $(HOST) --port $(PORT)
 
-test: $(PY_OK) $(SNIPPET) system-deps
+# Made once from examples/demo.yaml; after that it is the operator's (edited from
+# the dashboard, perhaps) and never overwritten. Delete it to start again.
+$(DEMO_RULES): | examples/demo.yaml
+	@mkdir -p $(@D)
+	cp examples/demo.yaml $@
+
+test: $(PY_OK) $(SNIPPET) $(EDITOR) system-deps
 	cd client-js && npm test
 	$(BIN)/python -m pytest
 
-build: $(SNIPPET)
+build: $(SNIPPET) $(EDITOR)
 
-install: $(PY_OK) $(JS_OK)
+install: $(PY_OK) $(JS_OK) $(EDITOR_JS_OK)
 
 $(PY_OK): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Kairos needs Python 3.11 or newer")'
@@ -35,6 +48,15 @@ $(JS_OK): client-js/package.json client-js/package-lock.json
 
 $(SNIPPET): $(JS_OK) client-js/build.mjs $(wildcard client-js/src/*.js)
 	cd client-js && npm run build
+
+# The dashboard's rules editor (CodeMirror 6), bundled by esbuild; built like the snippet.
+$(EDITOR_JS_OK): dashboard-js/package.json dashboard-js/package-lock.json
+	@scripts/system-deps node
+	cd dashboard-js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(EDITOR): $(EDITOR_JS_OK) dashboard-js/build.mjs $(wildcard dashboard-js/src/*.js)
+	cd dashboard-js && npm run build
 
 # Chromium (browser tests) and redis-server (started by the tests when no Redis
 # answers) from Debian's packages, when absent.
@@ -57,4 +79,4 @@ bench-intent: $(PY_OK)
 	$(BIN)/python benchmarks/intent.py
 
 clean:
-	rm -rf $(VENV) client-js/node_modules client-js/dist .pytest_cache
+	rm -rf $(VENV) client-js/node_modules client-js/dist dashboard-js/node_modules $(EDITOR) .pytest_cache

@@ -231,7 +231,8 @@ async def rules_state(request: Request) -> Response:
     return JSONResponse({
         "version": rt.rules_version, "source": rt.rules.source, "rules": summaries(rt.rules),
         "paused": await rt.engine.paused(), "text": text,
-        "file": str(path) if path is not None else None,
+        # Absolute: the editor tells staff where Apply writes, and they know no working directory.
+        "file": str(Path(path).resolve()) if path is not None else None,
         "last_refusal": None if rt.last_refusal is None else
         {"at_ms": rt.last_refusal.at_ms, "source": rt.last_refusal.source, "message": rt.last_refusal.message},
     })

@@ -621,65 +621,127 @@
       }
     });
 
-    /* -- the editor: validated as you type, applied whole or not at all -- */
-    const editor = $("rules-editor");
-    let loaded = ""; // the document as the server gave it: an edit differs from it
+    /* -- the editor: checked as you type, applied whole or not at all -- */
+    const editor = rulesEditor();
+    let inForce = null; // the document as the server gave it: Apply needs an edit of it
+    let valid = null; // the last text the server checked and found valid
+    let applying = false;
     let checkTimer = null;
     let checked = 0;
 
+    // Apply: an edit of what is in force, checked by the server as it is now, and valid.
+    function updateApply() {
+      const text = editor.text();
+      $("rules-apply").disabled = applying || inForce === null || text === inForce || text !== valid;
+    }
+
+    // CodeMirror (editor.js) when it loaded, else the page's textarea, behind the same calls.
+    function rulesEditor() {
+      const area = $("rules-editor");
+      if (window.KairosEditor) {
+        const host = $("rules-editor-view");
+        const ed = window.KairosEditor.mount(host, { label: "Rules file (YAML)", onChange: edited });
+        host.hidden = false;
+        area.hidden = true;
+        $("rules-keys").hidden = false;
+        return { ...ed, invalid: (bad) => host.toggleAttribute("data-invalid", bad) };
+      }
+      area.addEventListener("input", edited);
+      return {
+        text: () => area.value,
+        setText: (text) => (area.value = text),
+        setProblems() {},
+        goTo(n) {
+          const at = area.value.split("\n").slice(0, n - 1).reduce((sum, line) => sum + line.length + 1, 0);
+          area.focus();
+          area.setSelectionRange(at, at);
+        },
+        invalid: (bad) => (bad ? area.setAttribute("aria-invalid", "true") : area.removeAttribute("aria-invalid")),
+      };
+    }
+
     function showProblems(res) {
       const out = $("rules-problems");
+      const problems = res.ok ? [] : res.problems || [];
+      clear(out);
+      out.removeAttribute("aria-busy");
+      editor.setProblems(problems.map((p) => ({ line: p.line, message: (p.path ? p.path + ": " : "") + p.reason })));
+      editor.invalid(!res.ok);
+      out.setAttribute("data-state", res.ok ? "ok" : "error");
       if (res.ok) {
         out.textContent = "Valid: " + res.rules.length + " rule" + (res.rules.length === 1 ? "" : "s") + ".";
-        out.setAttribute("data-state", "ok");
-        editor.removeAttribute("aria-invalid");
-      } else {
-        out.textContent = (res.problems || []).map((p) => (p.line ? "line " + p.line + ": " : "") + (p.path ? p.path + ": " : "") + p.reason).join("\n");
-        out.setAttribute("data-state", "error");
-        editor.setAttribute("aria-invalid", "true");
+        return;
       }
-      $("rules-apply").disabled = !res.ok;
+      const list = out.appendChild(el("ul", { class: "problem-list" }));
+      for (const p of problems) {
+        const item = list.appendChild(el("li"));
+        if (p.line) {
+          item.appendChild(el("button", { type: "button", class: "linkish goto", "data-line": p.line, title: "Go to line " + p.line }, "line " + p.line));
+          item.append(": ");
+        }
+        item.append((p.path ? p.path + ": " : "") + p.reason);
+      }
     }
 
     async function check() {
+      const text = editor.text();
       const ticket = ++checked;
+      let res;
       try {
-        const res = await postText("/api/rules/check", editor.value);
-        if (ticket === checked) showProblems(res);
+        res = await postText("/api/rules/check", text);
       } catch (err) {
-        if (ticket === checked) showProblems({ ok: false, problems: [{ reason: (err && err.body && err.body.error) || "could not check" }] });
+        res = { ok: false, problems: [{ reason: (err && err.body && err.body.error) || "could not check: the server did not answer" }] };
       }
+      if (ticket !== checked) return; // the text changed meanwhile: a newer check answers for it
+      valid = res.ok ? text : null;
+      showProblems(res);
+      updateApply();
     }
 
-    editor.addEventListener("input", () => {
-      $("rules-apply").disabled = true;
-      $("rules-problems").textContent = "checking…";
+    // The old problems stay marked (they follow the text) until the check of this text answers.
+    function edited() {
+      updateApply();
+      $("rules-problems").setAttribute("aria-busy", "true");
       clearTimeout(checkTimer);
       checkTimer = setTimeout(check, 300);
+    }
+
+    $("rules-problems").addEventListener("click", (e) => {
+      const go = e.target.closest("button.goto");
+      if (go) editor.goTo(Number(go.getAttribute("data-line")));
     });
 
     $("rules-apply").addEventListener("click", async () => {
       const out = $("rules-result");
-      $("rules-apply").disabled = true;
+      applying = true;
+      updateApply();
       try {
-        const res = await postText("/api/rules/apply", editor.value);
+        const res = await postText("/api/rules/apply", editor.text());
         out.textContent = "Version " + res.version + " is in force: " + res.rules.length + " rules.";
         out.setAttribute("data-state", "ok");
         location.reload(); // the counters table lists the rules in force
       } catch (err) {
+        applying = false;
         const body = (err && err.body) || {};
-        if (body.problems) showProblems(body);
+        if (body.problems) {
+          valid = null;
+          showProblems(body);
+        }
         out.textContent = "Not applied: " + (body.error || "the document has problems; the rules in force did not change.");
         out.setAttribute("data-state", "error");
+        updateApply();
       }
     });
 
     (async () => {
       try {
         const state = await call("/api/rules");
-        editor.value = loaded = state.text || "";
+        inForce = state.text || "";
+        editor.setText(inForce);
         paused = state.paused || {};
-        $("rules-source").textContent = state.file ? "Applying writes " + state.file + " and reloads it." : "No rules file: applying changes the rules in memory only.";
+        $("rules-source").textContent = state.file
+          ? "Apply writes " + state.file + ", which the server reloads (and so does any other server watching it)."
+          : "No rules file (the server was started without --rules): Apply changes the rules in memory only, and a restart loses them.";
         check();
       } catch (err) {
         $("rules-problems").textContent = "could not read the rules";
@@ -693,7 +755,7 @@
         renderStats();
       },
       rules(m) {
-        if (editor.value === loaded) return location.reload();
+        if (applying || editor.text() === inForce) return location.reload();
         // Someone else put new rules in force: keep this edit, and say so.
         const out = $("rules-result");
         out.textContent = "Rules version " + m.version + " was put in force elsewhere. Your edit is kept: applying it replaces them.";
