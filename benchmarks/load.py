@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import secrets
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ import httpx
 import msgpack
 import psutil
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from common import free_port, hello, percentile, report
@@ -42,8 +42,8 @@ RULES = HERE / "bench-rules.yaml"
 
 def events_total(base: str) -> int:
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    m = re.search(r"^kairos_events_total (\d+)$", text, re.M)
-    return int(m.group(1)) if m else 0
+    samples = (s for f in text_string_to_metric_families(text) for s in f.samples)
+    return next((int(s.value) for s in samples if s.name == "kairos_events_total"), 0)
 
 
 class Stats:

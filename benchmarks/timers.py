@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import secrets
 import statistics
 import subprocess
@@ -52,6 +51,7 @@ import httpx
 import msgpack
 import psutil
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from common import free_port, hello, percentile, report
@@ -78,7 +78,9 @@ def rule_delay_s(path: Path, rule_id: str) -> float:
 
 def timer_outcomes(base: str) -> dict[str, int]:
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    return {m[1]: int(m[2]) for m in re.finditer(r'^kairos_timers_total\{outcome="([^"]+)"\} (\d+)$', text, re.M)}
+    samples = (s for f in text_string_to_metric_families(text) for s in f.samples)
+    # Every outcome is listed from the start: keep those that happened.
+    return {s.labels["outcome"]: int(s.value) for s in samples if s.name == "kairos_timers_total" and s.value}
 
 
 def click(seq: int, target: str) -> bytes:

@@ -156,6 +156,16 @@ class Server:
     def metrics(self) -> str:
         return httpx.get(f"{self.base}/metrics", headers=self.auth, timeout=5).text
 
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of /metrics, by its exposed name (`kairos_refused_total`) and labels; None if absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return None
+
     def session_when(self, sid: str, check: Callable[[dict], bool], timeout_s: float = 5.0) -> dict:
         """The session's state once `check` holds (the server records asynchronously)."""
         deadline = time.monotonic() + timeout_s

@@ -8,6 +8,7 @@ import gc
 from pathlib import Path
 from typing import AsyncIterator
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -56,9 +57,10 @@ async def health(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     rt = request.app.state.kairos
-    pending = await rt.engine.pending_timers()
-    text = rt.metrics.render() + f"# HELP kairos_timers_pending Delayed nudges waiting in the queue.\n# TYPE kairos_timers_pending gauge\nkairos_timers_pending {pending}\n"
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    # Read from the engine (the queue is shared with other processes on Redis),
+    # so set here, at scrape time, rather than kept up to date on every arm.
+    rt.metrics.timers_pending.set(await rt.engine.pending_timers())
+    return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def index(request: Request) -> Response:

@@ -36,7 +36,7 @@ async def apply_events(
         ops.append(("set", "visits", str(visitor.sessions)))
     if batch.lost:
         ops.append(("incr", "lost", str(batch.lost)))
-        rt.metrics.inc("kairos_events_lost_total", batch.lost)
+        rt.metrics.events_lost.inc(batch.lost)
     log = event_log(batch.events, now, site)
     if any(e.type == "purchase" for e in batch.events):
         # Rare, so its own round trip: the purchase, and a conversion for each rule shown lately.
@@ -54,7 +54,8 @@ async def apply_events(
     state.visitor = visitor
     await log_score_moves(rt, rules, state, batch.events, now)
     rt.feed.touch(sid, state)
-    rt.metrics.inc("kairos_events_total", len(batch.events))
+    rt.metrics.events.inc(len(batch.events))
+    rt.metrics.batch_events.observe(len(batch.events))
     return state, visitor
 
 

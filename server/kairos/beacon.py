@@ -36,7 +36,7 @@ def refuse(rt: Runtime, err: WireError, sid: str | None = None) -> Response:
     the beacon came from.
     """
     log.info("refused beacon sid=%s code=%s: %s", sid, err.code, err.msg)
-    rt.metrics.inc("kairos_refused_total", code=err.code)
+    rt.metrics.refused.labels(code=err.code).inc()
     return JSONResponse({"error": err.code, "msg": err.msg}, status_code=_STATUS.get(err.code, 400))
 
 
@@ -56,7 +56,7 @@ async def beacon_endpoint(request: Request) -> Response:
         return refuse(rt, beacon)
     if not rt.beacon_limits.allow(beacon.vid, time.monotonic()):
         return refuse(rt, WireError("rate_limited", "too many beacons from this visitor; this one was dropped"), beacon.sid)
-    rt.metrics.inc("kairos_beacons_total", type="forget" if isinstance(beacon, Forget) else "events")
+    rt.metrics.beacons.labels(type="forget" if isinstance(beacon, Forget) else "events").inc()
     try:
         if isinstance(beacon, Forget):
             return await _forget(rt, beacon)  # erasing is always allowed
@@ -65,7 +65,7 @@ async def beacon_endpoint(request: Request) -> Response:
         return await _events(rt, beacon)
     except Exception:
         log.exception("fault handling a beacon of sid=%s", beacon.sid)
-        rt.metrics.inc("kairos_refused_total", code="server_error")
+        rt.metrics.refused.labels(code="server_error").inc()
         return JSONResponse({"error": "server_error", "msg": "the server failed to handle this beacon"}, status_code=500)
 
 

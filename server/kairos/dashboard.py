@@ -170,6 +170,7 @@ async def nudge_session(request: Request) -> Response:
     It goes through the same caps as a rule's (the rule's, or for a chat the
     global cap) and is logged in the session's timeline as shown by staff.
     """
+    started_s = time.perf_counter()  # the push latency of a staff nudge starts with the request
     rt = _rt(request)
     sid = request.path_params["sid"]
     try:
@@ -191,7 +192,7 @@ async def nudge_session(request: Request) -> Response:
     frame, why = await claim_nudge_or_why(rt, rule, state, now, by="staff")
     if frame is None:
         return _problem(409, f"not sent: {REFUSALS.get(why, why)}", why=why)
-    delivered = await deliver(rt, state, frame, where)
+    delivered = await deliver(rt, state, frame, where, rt.metrics.pushed("staff", started_s))
     log.info("staff sent %s to sid=%s", rule.id, sid)
     return JSONResponse({"ok": True, "rule": rule.id, "delivered": delivered})
 

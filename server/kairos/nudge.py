@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Callable
 
 from . import wire
 from .rules import Rule
@@ -22,12 +23,17 @@ async def where_open(rt: Runtime, state: SessionState) -> str | None:
     return None
 
 
-async def deliver(rt: Runtime, state: SessionState, frame: bytes, where: str) -> bool:
-    """Push a claimed nudge to the session's page(s), here or through the process that holds them."""
+async def deliver(rt: Runtime, state: SessionState, frame: bytes, where: str,
+                  on_sent: Callable[[], None] | None = None) -> bool:
+    """Push a claimed nudge to the session's page(s), here or through the process that holds them.
+
+    `on_sent` (see `Metrics.pushed`) is called as a socket here writes it; a
+    nudge forwarded to another process is not timed, its writing is not seen here.
+    """
     if where == "elsewhere":
         await rt.engine.publish(state.node, state.sid, frame)
         return True
-    return rt.hub.push(state.sid, frame) > 0
+    return rt.hub.push(state.sid, frame, on_sent) > 0
 
 
 async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int) -> bytes | None:
@@ -53,6 +59,6 @@ async def claim_nudge_or_why(rt: Runtime, rule: Rule, state: SessionState, now_m
         log.debug("rule %s not shown to sid=%s: %s", rule.id, state.sid, verdict)
         return None, verdict
     then = rule.then
-    rt.metrics.inc("kairos_shows_total", rule=rule.id)
+    rt.metrics.shows.labels(rule=rule.id).inc()
     rt.feed.touch(state.sid)
     return wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id), verdict

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from starlette.websockets import WebSocket
 
@@ -30,19 +30,24 @@ class Connection:
     def __init__(self, ws: WebSocket, max_queued: int = MAX_QUEUED) -> None:
         self.ws = ws
         self.sid: str | None = None
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max_queued)
+        # Each item: a frame (or _CLOSE) and what to call once it is written.
+        self._queue: asyncio.Queue[tuple[Any, Callable[[], None] | None]] = asyncio.Queue(maxsize=max_queued)
         self._writer = asyncio.create_task(self._write_forever())
         self._close_code = wire.CLOSE_NORMAL
         self.closing = False
         # The visitor withdrew consent and the session was erased: record nothing more for it.
         self.forgotten = False
 
-    def send(self, frame: bytes | str) -> bool:
-        """Queue a frame; False if the connection is closing or too far behind."""
+    def send(self, frame: bytes | str, on_sent: Callable[[], None] | None = None) -> bool:
+        """Queue a frame; False if the connection is closing or too far behind.
+
+        `on_sent` is called once the frame is written to the socket (the push
+        latency in /metrics ends there).
+        """
         if self.closing:
             return False
         try:
-            self._queue.put_nowait(frame)
+            self._queue.put_nowait((frame, on_sent))
             return True
         except asyncio.QueueFull:
             log.warning("closing slow client sid=%s: %d frames unsent", self.sid, self._queue.qsize())
@@ -56,7 +61,7 @@ class Connection:
         self.closing = True
         self._close_code = code
         try:
-            self._queue.put_nowait(_CLOSE)
+            self._queue.put_nowait((_CLOSE, None))
         except asyncio.QueueFull:
             self._abort(code)
 
@@ -75,7 +80,7 @@ class Connection:
 
     async def _write_forever(self) -> None:
         while True:
-            item = await self._queue.get()
+            item, on_sent = await self._queue.get()
             if item is _CLOSE:
                 await self._close_now()
                 return
@@ -84,6 +89,8 @@ class Connection:
                 await (self.ws.send_text(item) if isinstance(item, str) else self.ws.send_bytes(item))
             except Exception:
                 return  # disconnected: the reader sees it too and cleans up
+            if on_sent is not None:
+                on_sent()
 
     async def finish(self, timeout_s: float = 2.0) -> None:
         """Let queued frames and a requested close go out, then stop the writer.
@@ -121,9 +128,12 @@ class Hub:
             if not conns:
                 del self._by_sid[conn.sid]
 
-    def push(self, sid: str, frame: bytes) -> int:
-        """Send a frame to every socket of a session here; returns how many took it."""
-        return sum(conn.send(frame) for conn in tuple(self._by_sid.get(sid, ())))
+    def push(self, sid: str, frame: bytes, on_sent: Callable[[], None] | None = None) -> int:
+        """Send a frame to every socket of a session here; returns how many took it.
+
+        `on_sent` is called as each socket's copy is written.
+        """
+        return sum(conn.send(frame, on_sent) for conn in tuple(self._by_sid.get(sid, ())))
 
     def forget(self, sid: str) -> int:
         """Close every socket of an erased session here (1000: the snippet does not reconnect); how many."""

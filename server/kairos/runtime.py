@@ -57,8 +57,8 @@ class Runtime:
         # Beacons have no connection to hold a rate limit: one per visitor id, for
         # the visitors seen lately.
         self.beacon_limits = wire.RateLimits(settings.frames_burst, settings.frames_per_s, max_keys=10_000)
-        self.metrics = Metrics()
-        self.metrics.gauges["kairos_connections"] = lambda: len(self.hub)
+        self.metrics = Metrics(open_sockets=lambda: len(self.hub))
+        self.metrics.time_engine(self.engine)
         # Rules replacement (kairos.reload): a version number that only grows, and
         # the last document refused. The watcher's baseline is taken before the
         # file is read, so an edit made while it is read is seen as a change.
@@ -79,6 +79,7 @@ class Runtime:
             self.rules = load_rules(settings.rules, self.renderer.names(), self.renderer.problem)
             log.info("rules: %d loaded from %s", len(self.rules.rules), settings.rules)
             self.rules_version = 1
+        self.metrics.declare_rules(r.id for r in self.rules.rules)
 
         from .timers import TimerService  # it needs the runtime's module loaded first
 
@@ -120,6 +121,7 @@ class Runtime:
         """
         self.rules = ruleset
         self.rules_version += 1
+        self.metrics.declare_rules(r.id for r in ruleset.rules)
         log.info("rules: %d loaded from %s (version %d)", len(ruleset.rules), ruleset.source, self.rules_version)
         return self.rules_version
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from .engine.base import Bus
 from .nudge import claim_nudge, deliver, where_open
@@ -94,8 +95,9 @@ class TimerService(Bus):
     async def fire(self, t: Timer) -> str:
         """Deliver one claimed timer; returns what became of it (for logs, metrics and tests)."""
         rt, now = self.rt, now_ms()
+        rt.metrics.timer_lateness.observe(max(0, now - t.due_ms) / 1000)
         outcome = await self._fire(t, now)
-        rt.metrics.inc("kairos_timers_total", outcome=outcome)
+        rt.metrics.timers.labels(outcome=outcome).inc()
         log.debug("timer %s due %d fired %d ms late: %s", t.key, t.due_ms, now - t.due_ms, outcome)
         return outcome
 
@@ -122,6 +124,8 @@ class TimerService(Bus):
         frame = await claim_nudge(rt, rule, state, now)
         if frame is None:
             return "capped"
+        # The push latency runs from the due time: the due time on the monotonic clock.
+        due_s = time.perf_counter() - (now_ms() - t.due_ms) / 1000
         # The socket may have closed while the show was claimed: rare, and logged.
-        delivered = await deliver(rt, state, frame, where)
+        delivered = await deliver(rt, state, frame, where, rt.metrics.pushed("timer", due_s))
         return "forwarded" if where == "elsewhere" else "shown" if delivered else "no_socket"

@@ -38,7 +38,7 @@ async def visitor_endpoint(ws: WebSocket) -> None:
         await ws.close(code=1008)  # before accept: the server answers HTTP 403
         return
     await ws.accept()
-    rt.metrics.inc("kairos_connections_total")
+    rt.metrics.connections.inc()
     await VisitorSocket(ws, rt).run()
 
 
@@ -58,6 +58,8 @@ class VisitorSocket:
         self.limit = wire.RateLimit(s.frames_burst, s.frames_per_s)
         self._dropped = 0
         self._rate_error_at = float("-inf")
+        # When the frame being handled was received (perf_counter): a rule's push latency starts there.
+        self._received_s = 0.0
 
     async def run(self) -> None:
         try:
@@ -76,7 +78,7 @@ class VisitorSocket:
     def refuse(self, err: WireError) -> None:
         """Answer bad input with its error frame (and close code), log it, count it."""
         log.info("refused sid=%s code=%s close=%s: %s", self.sid, err.code, err.close, err.msg)
-        self.rt.metrics.inc("kairos_refused_total", code=err.code)
+        self.rt.metrics.refused.labels(code=err.code).inc()
         self.conn.send(wire.error(err))
         if err.close is not None:
             self.conn.close(err.close)
@@ -89,11 +91,12 @@ class VisitorSocket:
         except asyncio.TimeoutError:
             self.refuse(WireError("hello_required", f"no hello within {wire.HELLO_TIMEOUT_S:g} s", wire.CLOSE_NO_HELLO))
             return None
+        self._received_s = time.perf_counter()
         if msg["type"] == "websocket.disconnect":
             return None
         data = msg.get("bytes")
         frame = wire.decode(data, max_bytes=self.rt.settings.max_frame_bytes) if data is not None else None
-        self.rt.metrics.inc("kairos_frames_total", type="hello")
+        self.rt.metrics.frames.labels(type="hello").inc()
         if isinstance(frame, WireError) and frame.close is not None:
             self.refuse(frame)
             return None
@@ -162,6 +165,7 @@ class VisitorSocket:
         max_bytes = self.rt.settings.max_frame_bytes
         while not self.conn.closing:
             msg = await self.ws.receive()
+            self._received_s = time.perf_counter()
             if msg["type"] == "websocket.disconnect":
                 return
             if not self._within_rate():
@@ -174,7 +178,7 @@ class VisitorSocket:
             if isinstance(frame, WireError):
                 self.refuse(frame)
                 continue
-            self.rt.metrics.inc("kairos_frames_total", type=type(frame).__name__.lower())
+            self.rt.metrics.frames.labels(type=type(frame).__name__.lower()).inc()
             try:
                 await self._handle(frame)
             except Exception:
@@ -193,7 +197,7 @@ class VisitorSocket:
             self._rate_error_at = now
             self.refuse(WireError("rate_limited", "too many frames; this one was dropped"))
         else:
-            self.rt.metrics.inc("kairos_refused_total", code="rate_limited")
+            self.rt.metrics.refused.labels(code="rate_limited").inc()
         return False
 
     async def _handle(self, frame: wire.Frame) -> None:
@@ -219,7 +223,7 @@ class VisitorSocket:
         now = now_ms()
         line = log_entry("feedback", now, oid=fb.oid, act=fb.act)
         if await self.rt.engine.record_feedback(self.sid, fb.oid, fb.act, line, now):
-            self.rt.metrics.inc("kairos_feedback_total", act=fb.act)
+            self.rt.metrics.feedback.labels(act=fb.act).inc()
             self.rt.feed.touch(self.sid)
         else:
             self.refuse(WireError("unknown_overlay", f"overlay {fb.oid!r} was not shown in this session"))
@@ -233,7 +237,7 @@ class VisitorSocket:
         await arm_delayed(self.rt, rules, state, events, now)
         frame = await claim_best(self.rt, rules, state, events, now, extra)
         if frame is not None:
-            self.conn.send(frame)
+            self.conn.send(frame, self.rt.metrics.pushed("rule", self._received_s))
 
     def _pending(self, rules: Ruleset) -> list[Rule]:
         """Delayed nudges kept for the visitor's next page view (`offline: next_page`), best first.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import msgpack
 import redis.asyncio as aioredis
@@ -63,6 +63,8 @@ class RedisEngine(Engine):
         self._visit = self.r.register_script(_script("visit.lua"))
         self._archive = self.r.register_script(_script("archive.lua"))
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)))
+        # Told how long each script call took (the runtime points it at /metrics).
+        self.on_roundtrip: Callable[[str, float], None] = lambda call, seconds: None
 
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
@@ -76,6 +78,14 @@ class RedisEngine(Engine):
         await self.r.aclose()
         await self.pool.aclose()
 
+    async def _eval(self, call: str, script: Any, script_keys: list[str], args: list[Any]) -> Any:
+        """Run one of the scripts through the pipeline, timed: the wait for a pipeline counts too."""
+        started = time.perf_counter()
+        try:
+            return await self.pipe.evalsha(script, script_keys, args)
+        finally:
+            self.on_roundtrip(call, time.perf_counter() - started)
+
     async def ping(self) -> bool:
         try:
             return bool(await self.r.ping())
@@ -87,7 +97,7 @@ class RedisEngine(Engine):
 
     async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
         args: list[Any] = [self.session_ttl_s, LOG_MAX, msgpack.packb([x for op in ops for x in op]), *log]
-        flat = await self.pipe.evalsha(self._apply, [keys.session(sid), keys.log(sid)], args)
+        flat = await self._eval("apply", self._apply, [keys.session(sid), keys.log(sid)], args)
         return SessionState.from_hash(sid, _pairs(flat))
 
     async def mark_live(self, sid: str, now_ms: int) -> None:
@@ -101,8 +111,8 @@ class RedisEngine(Engine):
     async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int) -> str:
         w = lambda window: (window.max, window.per_ms) if window else (0, 0)  # noqa: E731
         window_key = keys.rule_window(rule, bucket(caps.per_rule, now_ms) if caps.per_rule else 0)
-        return await self.pipe.evalsha(
-            self._claim,
+        return await self._eval(
+            "claim_show", self._claim,
             [keys.session(sid), keys.log(sid), keys.visitor(vid, f"shows:{rule}"), keys.visitor(vid, "shows"), window_key,
              keys.stats(stats_bucket(now_ms)), keys.PAUSED],
             [rule, oid, caps.per_session, caps.priority, self.session_ttl_s, LOG_MAX, log, now_ms,
@@ -153,8 +163,8 @@ class RedisEngine(Engine):
         return {rule: int(ms) for rule, ms in (await self.r.hgetall(keys.PAUSED)).items()}
 
     async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
-        sessions, first, same_path, same_type, pending = await self.pipe.evalsha(
-            self._visit,
+        sessions, first, same_path, same_type, pending = await self._eval(
+            "visit", self._visit,
             [keys.visitor(vid, "info"), keys.visitor(vid, "views")],
             [now_ms, sid, path, page_type, "1" if record else "0", self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP,
              SESSIONS_KEEP],
@@ -204,8 +214,8 @@ class RedisEngine(Engine):
         return erased
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
-        ok = await self.pipe.evalsha(
-            self._feedback, [keys.session(sid), keys.log(sid), keys.stats(stats_bucket(now_ms))],
+        ok = await self._eval(
+            "feedback", self._feedback, [keys.session(sid), keys.log(sid), keys.stats(stats_bucket(now_ms))],
             [oid, act, self.session_ttl_s, LOG_MAX, log, STATS_TTL_S, "1" if act in COUNTED_ACTS else "0"],
         )
         return bool(ok)
@@ -230,8 +240,8 @@ class RedisEngine(Engine):
         return states
 
     async def archive(self, sid: str, row: str, now_ms: int) -> None:
-        await self.pipe.evalsha(self._archive, [keys.ARCHIVE_INDEX, keys.ARCHIVE_ROWS],
-                                [sid, row, now_ms, self.archive_ttl_s, ARCHIVE_KEEP])
+        await self._eval("archive", self._archive, [keys.ARCHIVE_INDEX, keys.ARCHIVE_ROWS],
+                         [sid, row, now_ms, self.archive_ttl_s, ARCHIVE_KEEP])
 
     async def archived(self, last_before_ms: int, limit: int = ARCHIVE_KEEP) -> list[str]:
         cutoff = int(time.time() * 1000) - self.archive_ttl_s * 1000
@@ -255,7 +265,7 @@ class RedisEngine(Engine):
         args: list[object] = [TIMERS_TTL_S]
         for t in timers:
             args += [t.key, t.due_ms, t.payload()]
-        first = await self.pipe.evalsha(self._arm, [keys.TIMERS_DUE, keys.TIMERS_DATA], args)
+        first = await self._eval("arm_timers", self._arm, [keys.TIMERS_DUE, keys.TIMERS_DATA], args)
         first_ms = int(float(first)) if first is not None else None
         if first_ms is not None and any(t.due_ms == first_ms for t in timers):
             # A new earliest timer: the other processes' loops sleep past it otherwise.
@@ -263,7 +273,7 @@ class RedisEngine(Engine):
         return first_ms
 
     async def claim_due(self, now_ms: int, limit: int = 200) -> list[Timer]:
-        flat = await self.pipe.evalsha(self._claim_timers, [keys.TIMERS_DUE, keys.TIMERS_DATA], [now_ms, limit])
+        flat = await self._eval("claim_timers", self._claim_timers, [keys.TIMERS_DUE, keys.TIMERS_DATA], [now_ms, limit])
         return sorted((Timer.from_payload(k, p) for k, p in _pairs(flat).items()), key=lambda t: t.due_ms)
 
     async def next_due_ms(self) -> int | None:

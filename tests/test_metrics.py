@@ -1,0 +1,236 @@
+"""/metrics on a running `kairos serve`, read with prometheus_client's own parser: what an operator's scraper sees."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import httpx
+import prometheus_client
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kairos import wire
+from kairos.metrics import Metrics
+from wsclient import Visitor
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "examples" / "scenarios"
+REMINDER = SCENARIOS / "3-product-reminder.yaml"
+# The example's 3-minute delay becomes 0.9 s.
+SCALE = ["--delay-scale", "0.005"]
+
+FAMILIES = {
+    "kairos_frames": "counter", "kairos_events": "counter", "kairos_events_lost": "counter", "kairos_shows": "counter",
+    "kairos_refused": "counter", "kairos_feedback": "counter", "kairos_connections": "counter",
+    "kairos_beacons": "counter", "kairos_timers": "counter",
+    "kairos_push_latency_seconds": "histogram", "kairos_timer_lateness_seconds": "histogram",
+    "kairos_redis_roundtrip_seconds": "histogram", "kairos_batch_events": "histogram",
+    "kairos_open_sockets": "gauge", "kairos_timers_pending": "gauge",
+}
+# What becomes of a timer that came due (kairos.timers).
+TIMER_OUTCOMES = {"shown", "forwarded", "no_socket", "kept", "dropped", "capped", "cancelled", "session_gone",
+                  "rule_gone"}
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def labels_of(samples: Samples, name: str, label: str) -> dict[str, float]:
+    """The values of one sample name by one label, e.g. kairos_refused_total by code."""
+    return {dict(lab)[label]: v for (n, lab), v in samples.items() if n == name}
+
+
+def scrape(server) -> Samples:
+    return parse(server.metrics())
+
+
+def scrape_when(server, check, timeout_s: float = 5.0) -> Samples:
+    """/metrics once `check` holds: the server observes a push after writing it, a moment after the client reads it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        samples = scrape(server)
+        if check(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
+def refusal_codes_documented() -> set[str]:
+    """The codes of docs/protocol.md's table of errors, and those the beacon endpoint answers with."""
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    table = text.split("## Errors and close codes", 1)[1].split("Close codes:", 1)[0]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M)) | {"origin", "unknown_session"}
+
+
+def refusal_codes_in_the_code() -> set[str]:
+    """Every code the server's source refuses with: each `WireError("code", …)`."""
+    source = "\n".join(p.read_text() for p in (ROOT / "server" / "kairos").rglob("*.py"))
+    return set(re.findall(r'WireError\(\s*"([a-z_]+)"', source))
+
+
+def assert_histogram_is_whole(samples: Samples, name: str, **labels: str) -> None:
+    """Buckets only grow with their bound, and the last (+Inf) is the count."""
+    buckets = sorted((float(dict(lab)["le"]), v) for (n, lab), v in samples.items()
+                     if n == f"{name}_bucket" and {k: x for k, x in lab if k != "le"} == labels)
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts), buckets
+    assert buckets[-1] == (float("inf"), value(samples, f"{name}_count", **labels))
+
+
+# --- a fresh server ------------------------------------------------------------------------
+
+
+def test_a_fresh_server_lists_every_family_with_help_and_type_and_its_counters_at_zero(serve):
+    server = serve("memory")
+    r = httpx.get(f"{server.base}/metrics", timeout=5)
+    assert r.status_code == 200 and r.headers["content-type"] == prometheus_client.CONTENT_TYPE_LATEST
+    text = r.text
+
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {name: f.type for name, f in families.items()} == FAMILIES
+    assert all(f.documentation.strip() for f in families.values()), "every family says what it counts"
+    # In the raw text too: a HELP line, then the TYPE line, before each family's samples.
+    lines = text.splitlines()
+    typed = [i for i, line in enumerate(lines) if line.startswith("# TYPE ")]
+    assert len(typed) == len(FAMILIES)
+    for i in typed:
+        name = lines[i].split()[2]
+        assert lines[i - 1].startswith(f"# HELP {name} "), lines[i - 1]
+    for line in lines:
+        if not line.startswith("#"):
+            name = re.match(r"[a-z_]+", line)[0]
+            assert any(name == typed_name or name.startswith(typed_name + "_")
+                       for typed_name in (lines[i].split()[2] for i in typed)), f"{line!r} has no TYPE"
+
+    samples = parse(text)
+    assert labels_of(samples, "kairos_frames_total", "type") == {"hello": 0, "events": 0, "feedback": 0}
+    assert labels_of(samples, "kairos_beacons_total", "type") == {"events": 0, "forget": 0}
+    assert labels_of(samples, "kairos_feedback_total", "act") == dict.fromkeys(wire.FEEDBACK_ACTS, 0)
+    assert labels_of(samples, "kairos_timers_total", "outcome") == dict.fromkeys(TIMER_OUTCOMES, 0)
+    assert labels_of(samples, "kairos_shows_total", "rule") == dict.fromkeys(
+        ["exit-offer", "cart-exit-shipping", "deep-scroll-proof"], 0), "the demo's rules, before any show"
+    for name in ("kairos_events_total", "kairos_events_lost_total", "kairos_connections_total",
+                 "kairos_open_sockets", "kairos_timers_pending", "kairos_timer_lateness_seconds_count",
+                 "kairos_batch_events_count"):
+        assert value(samples, name) == 0, name
+    assert labels_of(samples, "kairos_push_latency_seconds_count", "via") == {"rule": 0, "staff": 0, "timer": 0}
+    assert labels_of(samples, "kairos_redis_roundtrip_seconds_count", "call") == {}, "the memory engine makes no round trip"
+
+
+def test_every_refusal_code_is_listed_at_zero_before_the_first_refusal(serve):
+    server = serve("memory")
+    codes = labels_of(scrape(server), "kairos_refused_total", "code")
+    documented, sent = refusal_codes_documented(), refusal_codes_in_the_code()
+    assert len(documented) >= 15 and sent <= documented, f"refused but not documented: {sent - documented}"
+    assert codes == dict.fromkeys(documented, 0)
+
+
+def test_two_servers_in_one_process_keep_their_own_counts():
+    first, second = Metrics(), Metrics()
+    first.events.inc(5)
+    first.refused.labels(code="bad_frame").inc()
+    assert value(parse(first.render().decode()), "kairos_events_total") == 5
+    theirs = parse(second.render().decode())
+    assert value(theirs, "kairos_events_total") == 0 and value(theirs, "kairos_refused_total", code="bad_frame") == 0
+    assert b"kairos_" not in prometheus_client.generate_latest(), "nothing goes to the library's global registry"
+
+
+# --- after nudges --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_a_rule_nudge_and_a_staff_nudge_are_timed_to_the_push(serve, engine):
+    server = serve(engine)
+    shopper = await Visitor.arrive(server.ws_url)
+    await shopper.events({"e": "dwell", "ms": 3000}, {"e": "exit_intent"})
+    assert (await shopper.expect("show"))["rule"] == "exit-offer"
+    chatter = await Visitor.arrive(server.ws_url)
+    async with httpx.AsyncClient(base_url=server.base, headers=server.auth, timeout=5) as c:
+        r = await c.post(f"/api/sessions/{chatter.sid}/nudge", json={"chat": "Need a hand with sizes?"})
+    assert r.status_code == 200, r.text
+    assert (await chatter.expect("show"))["rule"] == "staff"
+
+    samples = await asyncio.to_thread(scrape_when, server, lambda s: all(
+        value(s, "kairos_push_latency_seconds_count", via=via) for via in ("rule", "staff")))
+    for via in ("rule", "staff"):
+        assert value(samples, "kairos_push_latency_seconds_count", via=via) == 1, via
+        assert value(samples, "kairos_push_latency_seconds_sum", via=via) > 0, via
+        assert_histogram_is_whole(samples, "kairos_push_latency_seconds", via=via)
+    assert value(samples, "kairos_push_latency_seconds_count", via="timer") == 0
+    assert value(samples, "kairos_shows_total", rule="exit-offer") == 1
+    assert value(samples, "kairos_shows_total", rule="staff") == 1
+    # One batch of two events (the page views come with the hellos, not in batches).
+    assert value(samples, "kairos_batch_events_count") == 1 and value(samples, "kairos_batch_events_sum") == 2
+    assert value(samples, "kairos_batch_events_bucket", le="1.0") == 0
+    assert value(samples, "kairos_batch_events_bucket", le="2.0") == 1
+    assert value(samples, "kairos_frames_total", type="hello") == 2
+    assert value(samples, "kairos_frames_total", type="events") == 1
+    await shopper.leave()
+    await chatter.leave()
+
+
+async def test_the_redis_engine_times_each_script_call(serve):
+    server = serve("redis")
+    v = await Visitor.arrive(server.ws_url)  # apply and visit
+    await v.events({"e": "exit_intent"})  # apply, then claim_show for the offer
+    await v.expect("show")
+    samples = scrape(server)
+    calls = labels_of(samples, "kairos_redis_roundtrip_seconds_count", "call")
+    assert set(calls) == {"apply", "visit", "claim_show", "feedback", "arm_timers", "claim_timers", "archive"}
+    assert calls["apply"] >= 2 and calls["visit"] >= 1 and calls["claim_show"] == 1
+    assert calls["claim_timers"] >= 1, "the timer loop claims at start"
+    assert calls["feedback"] == 0
+    for call in ("apply", "visit", "claim_show"):
+        assert value(samples, "kairos_redis_roundtrip_seconds_sum", call=call) > 0
+        assert_histogram_is_whole(samples, "kairos_redis_roundtrip_seconds", call=call)
+    await v.leave()
+
+
+@pytest.mark.parametrize("engine", ["memory", "redis"])
+async def test_a_delayed_nudge_observes_its_lateness_and_its_push(serve, engine):
+    server = serve(engine, rules=REMINDER, extra=SCALE)
+    v = await Visitor.arrive(server.ws_url)  # on a product page
+    await v.leave()
+    # Going on to a category page without adding the product arms the reminder.
+    v = await Visitor.arrive(server.ws_url, vid=v.vid, sid=v.sid, path="/demo/category/shirts")
+    pending = await asyncio.to_thread(scrape_when, server, lambda s: value(s, "kairos_timers_pending"))
+    assert value(pending, "kairos_timers_pending") == 1
+    assert (await v.expect("show", timeout=10))["rule"] == "product-reminder"
+
+    samples = await asyncio.to_thread(
+        scrape_when, server, lambda s: value(s, "kairos_push_latency_seconds_count", via="timer"))
+    assert value(samples, "kairos_timers_total", outcome="shown") == 1
+    assert value(samples, "kairos_timer_lateness_seconds_count") == 1
+    assert_histogram_is_whole(samples, "kairos_timer_lateness_seconds")
+    assert value(samples, "kairos_push_latency_seconds_count", via="timer") == 1
+    # The push is timed from the due time, so it takes at least as long as the timer was late.
+    assert value(samples, "kairos_push_latency_seconds_sum", via="timer") >= value(
+        samples, "kairos_timer_lateness_seconds_sum")
+    assert value(samples, "kairos_timers_pending") == 0
+    if engine == "redis":
+        assert value(samples, "kairos_redis_roundtrip_seconds_count", call="arm_timers") == 1
+        assert value(samples, "kairos_redis_roundtrip_seconds_count", call="claim_timers") >= 1
+    await v.leave()
+
+
+async def test_open_sockets_count_the_pages_open_now(serve):
+    server = serve("memory")
+    a = await Visitor.arrive(server.ws_url)
+    b = await Visitor.arrive(server.ws_url)
+    assert server.metric("kairos_open_sockets") == 2
+    await a.leave()
+    samples = await asyncio.to_thread(scrape_when, server, lambda s: value(s, "kairos_open_sockets") == 1)
+    assert value(samples, "kairos_open_sockets") == 1
+    assert value(samples, "kairos_connections_total") == 2, "the counter keeps those that closed"
+    await b.leave()
