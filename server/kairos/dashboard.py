@@ -72,7 +72,8 @@ def _page(request: Request, template: str, **context: Any) -> Response:
 
 
 async def live_page(request: Request) -> Response:
-    return _page(request, "index.html", page="live", rules=summaries(_rt(request).rules))
+    rt = _rt(request)
+    return _page(request, "index.html", page="live", rules=summaries(rt.rules), demo=rt.settings.demo)
 
 
 async def session_page(request: Request) -> Response:

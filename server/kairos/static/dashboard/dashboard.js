@@ -65,13 +65,68 @@
   }
 
   const money = (v, cur) => (cur === "USD" ? "$" : cur === "GBP" ? "£" : "€") + num(v).toFixed(2);
-  const shortId = (id) => ((id = String(id || "")).length > 12 ? id.slice(0, 12) + "…" : id);
+  // Session ids the server makes are 18 characters and are shown whole; an id a page
+  // brought itself may have up to 64, shown by its ends (the link's title and the copy button have it all).
+  const sidText = (id) => ((id = String(id || "")).length > 24 ? id.slice(0, 12) + "…" + id.slice(-8) : id);
   const words = (name) => String(name).replace(/_/g, " ");
 
   function midnight() {
     const d = new Date();
     d.setHours(0, 0, 0, 0);
     return d.getTime();
+  }
+
+  /* ---- copying an id or the script tag ------------------------------ */
+  const copiedUntil = new Map(); // text -> ms: a button drawn again soon after still says "copied"
+  const COPIED_MS = 1500;
+
+  // A page served over plain http has no navigator.clipboard: copy through a selection then.
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    const area = el("textarea", { readonly: true, class: "offscreen", "aria-hidden": "true" });
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    if (!ok) throw new Error("the browser refused to copy");
+  }
+
+  function copyButton(text, label) {
+    const b = el("button", { type: "button", class: "copy icon", "data-copy": text, "aria-label": label, title: label });
+    const icon = b.appendChild(svg("svg", { viewBox: "0 0 16 16", width: "14", height: "14", "aria-hidden": "true", focusable: "false" }));
+    icon.appendChild(svg("rect", { x: "5.5", y: "5.5", width: "8", height: "8", rx: "1.5" }));
+    icon.appendChild(svg("path", { d: "M10.5 3.5v-1a1 1 0 0 0-1-1h-6a1 1 0 0 0-1 1v6a1 1 0 0 0 1 1h1" }));
+    if ((copiedUntil.get(text) || 0) > Date.now()) b.setAttribute("data-copied", "");
+    return b;
+  }
+
+  async function copyClicked(e) {
+    const b = e.target.closest && e.target.closest("button.copy");
+    if (!b) return;
+    e.preventDefault();
+    const text = b.getAttribute("data-copy") || "";
+    const label = b.getAttribute("aria-label");
+    try {
+      await copyText(text);
+    } catch (err) {
+      b.setAttribute("title", "Could not copy: select the text and copy it yourself");
+      return;
+    }
+    copiedUntil.set(text, Date.now() + COPIED_MS);
+    b.setAttribute("data-copied", "");
+    b.setAttribute("aria-label", "Copied");
+    if (!b.classList.contains("icon")) b.textContent = "Copied";
+    setTimeout(() => {
+      for (const other of document.querySelectorAll("button.copy[data-copied]")) {
+        if (other.getAttribute("data-copy") !== text) continue;
+        other.removeAttribute("data-copied");
+        if (other === b) {
+          b.setAttribute("aria-label", label);
+          if (!b.classList.contains("icon")) b.textContent = "Copy";
+        }
+      }
+    }, COPIED_MS);
   }
 
   /* ---- talking to the server ---------------------------------------- */
@@ -172,6 +227,7 @@
     let summary = { shown_1h: 0, conversions_today: 0 };
     let scoreNames = [];
     let ttlMs = 30 * 60 * 1000; // the server's session TTL, from the snapshot
+    let known = false; // a snapshot came: before it, an empty list means nothing yet
     let dirty = false;
     const viewport = $("sessions-viewport");
     const body = $("sessions-body");
@@ -236,8 +292,22 @@
       $("count-shown").textContent = String(num(summary.shown_1h));
       $("count-conversions").textContent = String(num(summary.conversions_today));
       $("count-rows").textContent = String(order.length);
-      $("sessions-empty").hidden = order.length > 0;
+      // Nobody yet: what to do about it. Nobody left by the filters: say which, and offer to clear them.
+      const nobody = known && rows.size === 0;
+      const noMatch = !nobody && order.length === 0;
+      $("sessions-empty").hidden = !nobody;
+      $("sessions-no-match").hidden = !noMatch;
+      viewport.hidden = nobody || noMatch;
+      if (noMatch) $("no-match-why").textContent = noMatchWhy(text, view);
       draw();
+    }
+
+    const VIEWS = { live: "is connected now", checkout: "is on checkout now", cart: "has a cart", nudged: "was nudged" };
+
+    function noMatchWhy(text, view) {
+      const why = [VIEWS[view], text && "mentions “" + $("filter-text").value.trim() + "”"].filter(Boolean).join(" and ");
+      const n = rows.size;
+      return n + (n === 1 ? " session is" : " sessions are") + " listed, but none " + why + ".";
     }
 
     // Only the rows in view (and a few beyond) are in the page: 1,000 sessions cost what 25 do.
@@ -267,17 +337,22 @@
 
     function rowFor(r) {
       const tr = el("tr", { "data-sid": r.sid, class: "session-row" + (r.connected ? "" : " disconnected") });
-      const sid = tr.appendChild(el("td", { class: "sid", title: r.sid }));
+      const sid = tr.appendChild(el("td", { class: "sid" }));
       sid.appendChild(el("span", { class: "dot " + (r.connected ? "on" : "off"), title: r.connected ? "connected" : "not connected" }));
-      sid.appendChild(el("a", { href: "/dashboard/sessions/" + encodeURIComponent(r.sid) }, shortId(r.sid)));
+      sid.appendChild(el("a", { href: "/dashboard/sessions/" + encodeURIComponent(r.sid), title: r.sid }, sidText(r.sid)));
+      sid.appendChild(copyButton(r.sid, "Copy session id " + r.sid));
+      // Two short lines, the device and where from, so the column stays narrow and nothing is cut.
       const where = r.region && r.region !== "unknown" ? r.country + " " + r.region : r.country || "unknown";
-      const who = [r.device, r.browser, where, r.traffic].filter(Boolean).join(" · ");
-      tr.appendChild(el("td", { class: "who", title: [r.os, r.site].filter(Boolean).join(" · ") }, who));
+      const who = tr.appendChild(el("td", { class: "who", title: [r.os, r.site].filter(Boolean).join(" · ") }));
+      who.appendChild(el("span", null, [r.device, r.browser].filter(Boolean).join(" · ") || "—"));
+      who.appendChild(el("span", null, [where, r.traffic].filter(Boolean).join(" · ")));
       const page = tr.appendChild(el("td", { class: "page", title: r.title || r.path || "" }));
       page.appendChild(el("span", { class: "path" }, r.path || "—"));
-      if (r.page_type) page.appendChild(el("span", { class: "tag", "data-page-type": r.page_type }, r.page_type));
+      // The page's type and how far down it they got, under its path: one column fewer to fit in 1,280 px.
+      const more = page.appendChild(el("span", { class: "more" }));
+      if (r.page_type) more.appendChild(el("span", { class: "tag", "data-page-type": r.page_type }, r.page_type));
+      more.appendChild(el("span", { class: "depth", title: "deepest scroll on this page" }, "scrolled " + num(r.scroll_pct) + "%"));
       tr.appendChild(el("td", { class: "num" }, duration(num(r.seen_ms) - num(r.started_ms))));
-      tr.appendChild(el("td", { class: "num" }, num(r.scroll_pct) + "%"));
       tr.appendChild(el("td", { class: "num cart" }, num(r.cart_items) ? money(r.cart_value, r.currency) + " · " + num(r.cart_items) : "—"));
       tr.appendChild(el("td", { class: "intent" })).appendChild(scoreMeters(r.scores));
       tr.appendChild(el("td", { class: "nudges-cell" })).appendChild(nudgeChips(r.nudges));
@@ -289,11 +364,21 @@
     window.addEventListener("resize", changed, { passive: true });
     for (const id of ["filter-text", "filter-view", "sort"]) $(id).addEventListener("input", changed);
     $("filters").addEventListener("submit", (e) => e.preventDefault());
+    $("filters-clear").addEventListener("click", () => {
+      $("filter-text").value = "";
+      $("filter-view").value = "all";
+      changed();
+      $("filter-text").focus();
+    });
+    const tag = '<script src="' + location.origin + '/k.js" data-site="mystore" async></script>';
+    $("snippet-tag").textContent = tag;
+    $("snippet-copy").setAttribute("data-copy", tag);
     setInterval(changed, 5000); // "seen 5 s ago" ages even when nothing happens
 
     openFeed({
       snapshot(m) {
         rows.clear();
+        known = true;
         ttlMs = num(m.session_ttl_s) * 1000 || ttlMs;
         take(m.rows);
         summary = m.summary || summary;
@@ -765,6 +850,7 @@
   }
 
   function init() {
+    document.addEventListener("click", copyClicked);
     const page = document.body.getAttribute("data-page");
     if (page === "live") livePage();
     else if (page === "session") sessionPage();
