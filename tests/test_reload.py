@@ -50,12 +50,12 @@ V2 = V1 + SECOND % ("product", "bar.html")
 
 # name: (document, line, reason) — the line and reason the refusal must name.
 INVALID = {
-    "unknown field": (V2 + "    colour: red\n", 13, "rules[1].colour: Extra inputs are not permitted"),
-    "bad type": (V2 + "    priority: high\n", 13, "rules[1].priority: Input should be a valid integer"),
-    "unknown page type": (V1 + SECOND % ("produce", "bar.html"), 11, "rules[1].if: unknown page type 'produce'"),
+    "unknown field": (V2 + "    colour: red\n", 13, "rules[1].colour: `colour` is not a rule setting"),
+    "bad type": (V2 + "    priority: high\n", 13, "rules[1].priority: expected a whole number, got 'high'"),
+    "unknown page type": (V1 + SECOND % ("produce", "bar.html"), 11, "rules[1].if.page_type: unknown page type 'produce' — did you mean `product`?"),
     "unknown template": (V1 + SECOND % ("product", "nope.html"), 12, "rules[1].then.template: unknown template 'nope.html'"),
-    "broken yaml": (V1 + SECOND.replace("{page_type: %s}", "{page_type: %s") % ("product", "bar.html"), 12,
-                    "not valid YAML"),
+    "broken yaml": (V1 + SECOND.replace("{page_type: %s}", "{page_type: %s") % ("product", "bar.html"), 11,
+                    "not valid YAML: a `{` that is not closed by `}`"),
     "track out of bounds": (V2 + "track:\n  batch_ms: 500\n  rage_n: 50\n", 15,
                             "track.rage_n: expected 0 (off) or 2 to 20, got 50"),
 }

@@ -96,7 +96,11 @@ class Then(_Strict):
         known = (info.context or {}).get("templates")
         if known is not None and v not in known:
             has = f"templates/overlays has {say.prose(sorted(known), 'and')}" if known else "templates/overlays has none"
-            raise ValueError(say.unknown("template", v, sorted(known), has))
+            # Compared without `.html`, which every name shares: nope.html is not close to offer.html.
+            stems = {k.removesuffix(".html"): k for k in known}
+            meant = say.closest(v.removesuffix(".html"), sorted(stems))
+            raise ValueError(f"unknown template {v!r} — did you mean `{stems[meant[0]]}`?" if meant
+                             else f"unknown template {v!r}: {has}")
         return v
 
     @property
