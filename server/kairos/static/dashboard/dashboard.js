@@ -593,6 +593,7 @@
 
   /* ==== the rules page =================================================== */
   const COUNTERS = ["triggered", "shown", "clicked", "dismissed", "converted"];
+  const DAY_MS = 86400000;
   const COLOURS = { triggered: "#9aa4b2", shown: "#2f5bd3", clicked: "#1f9d55", dismissed: "#c27c0e", converted: "#8b3fd1" };
 
   function rulesPage() {
@@ -602,7 +603,9 @@
 
     async function loadStats() {
       try {
-        stats = await call("/api/stats?period=" + encodeURIComponent($("period").value));
+        // tz: bins start on round times of this clock (the server's may differ)
+        const tz = -new Date().getTimezoneOffset();
+        stats = await call("/api/stats?period=" + encodeURIComponent($("period").value) + "&tz=" + tz);
         paused = stats.paused || paused;
         $("attribution").textContent = Math.round(num(stats.attribution_s) / 3600) + " h";
         renderStats();
@@ -639,19 +642,27 @@
       return out;
     }
 
-    // A line per counter over the period, with axes, ticks and a legend.
+    // A line per counter over the stretch of the period that has counts (the server picks
+    // the bin size from it), with axes, ticks on round times, and a legend.
     function drawChart() {
       const chart = $("chart");
       clear(chart);
-      $("chart-title").textContent = (picked ? "Rule " + picked : "All rules") + ", over the last " + $("period").selectedOptions[0].textContent;
+      const period = $("period").selectedOptions[0].textContent;
+      $("chart-title").textContent = (picked ? "Rule " + picked : "All rules") + ", over the last " + period;
       if (!stats) return;
       const W = 900, H = 260, L = 48, R = 130, T = 16, B = 36;
-      const data = series();
       const n = stats.starts.length;
+      chart.setAttribute("data-bins", String(n));
+      chart.setAttribute("data-bin-ms", String(stats.bin_ms));
+      if (!n) {
+        chart.appendChild(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "nothing" }, "Nothing counted in the last " + period + " yet."));
+        return;
+      }
+      const data = series();
       const max = Math.max(1, ...COUNTERS.flatMap((c) => data[c]));
       const step = niceStep(max);
       const top = Math.ceil(max / step) * step;
-      const x = (i) => L + (n <= 1 ? 0 : (i * (W - L - R)) / (n - 1));
+      const x = (i) => L + (i * (W - L - R)) / n; // where bin i starts; x(n) is where the last one ends
       const y = (v) => T + (H - T - B) * (1 - v / top);
       for (let v = 0; v <= top; v += step) {
         chart.appendChild(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
@@ -659,21 +670,44 @@
       }
       chart.appendChild(svg("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
       chart.appendChild(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
-      const every = Math.max(1, Math.ceil(n / 8));
-      stats.starts.forEach((start, i) => {
-        if (i % every && i !== n - 1) return;
-        const d = new Date(start + stats.bin_ms);
-        const label = stats.bin_ms >= 86400000 ? d.getDate() + "/" + (d.getMonth() + 1) : stats.bin_ms >= 21600000 ? d.getDate() + "/" + (d.getMonth() + 1) + " " + pad(d.getHours()) + "h" : pad(d.getHours()) + ":00";
-        chart.appendChild(svg("text", { x: x(i), y: H - B + 16, "text-anchor": "middle", class: "tick" }, label));
-      });
-      chart.appendChild(svg("text", { x: L, y: H - 4, class: "axis-label" }, "time (bins of " + Math.round(stats.bin_ms / 3600000) + " h)"));
+      const tickMs = tickEvery(stats.bin_ms, n);
+      let lastDay = null;
+      for (let i = 0; i <= n; i++) {
+        const t = stats.starts[0] + i * stats.bin_ms;
+        if (!onTick(t, tickMs, i * stats.bin_ms)) continue;
+        const d = new Date(t);
+        const day = d.toDateString();
+        // Times of day for bins under a day, and the date where a new day starts.
+        const label = stats.bin_ms >= DAY_MS || (lastDay !== null && day !== lastDay && !d.getHours() && !d.getMinutes())
+          ? d.toLocaleDateString(undefined, { day: "numeric", month: "short" })
+          : pad(d.getHours()) + ":" + pad(d.getMinutes());
+        lastDay = day;
+        chart.appendChild(svg("line", { x1: x(i), x2: x(i), y1: H - B, y2: H - B + 4, class: "axis" }));
+        chart.appendChild(svg("text", { x: x(i), y: H - B + 16, "text-anchor": "middle", class: "tick x" }, label));
+      }
+      chart.appendChild(svg("text", { x: L, y: H - 2, class: "axis-label" }, "time (bins of " + (stats.bin || duration(stats.bin_ms)) + ")"));
       chart.appendChild(svg("text", { x: 12, y: T + (H - T - B) / 2, class: "axis-label", transform: "rotate(-90 12 " + (T + (H - T - B) / 2) + ")", "text-anchor": "middle" }, "count"));
       COUNTERS.forEach((c, k) => {
-        const pts = data[c].map((v, i) => x(i) + "," + y(v)).join(" ");
-        chart.appendChild(svg("polyline", { points: pts, fill: "none", stroke: COLOURS[c], "stroke-width": 2, "data-counter": c }));
+        // Each bin's count at its middle; dots too, so a lone bin still shows.
+        const pts = data[c].map((v, i) => x(i + 0.5) + "," + y(v));
+        chart.appendChild(svg("polyline", { points: pts.join(" "), fill: "none", stroke: COLOURS[c], "stroke-width": 2, "data-counter": c }));
+        if (n <= 60) for (const p of pts) chart.appendChild(svg("circle", { cx: p.split(",")[0], cy: p.split(",")[1], r: 2.5, fill: COLOURS[c] }));
         chart.appendChild(svg("rect", { x: W - R + 16, y: T + k * 20, width: 12, height: 12, fill: COLOURS[c] }));
         chart.appendChild(svg("text", { x: W - R + 34, y: T + k * 20 + 10, class: "legend" }, c + " " + data[c].reduce((a, b) => a + b, 0)));
       });
+    }
+
+    // The time between labels on the time axis: a round multiple of the bin, at most 8 labels.
+    function tickEvery(binMs, n) {
+      const MIN = 60000;
+      const steps = [5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080].map((m) => m * MIN);
+      return steps.find((t) => t >= binMs && t % binMs === 0 && (n * binMs) / t <= 8) || binMs * Math.ceil(n / 8);
+    }
+
+    // A label goes where the local clock is on a round multiple of the step (every few days: from the first day).
+    function onTick(t, tickMs, sinceFirst) {
+      if (tickMs > DAY_MS) return sinceFirst % tickMs === 0;
+      return (t - new Date(t).getTimezoneOffset() * 60000) % tickMs === 0;
     }
 
     function niceStep(max) {
