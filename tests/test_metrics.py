@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import prometheus_client
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from kairos import wire
@@ -144,6 +145,22 @@ def test_two_servers_in_one_process_keep_their_own_counts():
     theirs = parse(second.render().decode())
     assert value(theirs, "kairos_events_total") == 0 and value(theirs, "kairos_refused_total", code="bad_frame") == 0
     assert b"kairos_" not in prometheus_client.generate_latest(), "nothing goes to the library's global registry"
+
+
+def test_the_operations_guide_lists_the_families_served_and_a_scrape_config_prometheus_reads(serve):
+    server = serve("memory")
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    listed = dict(re.findall(r"^\| `(kairos_\w+)` \| (\w+) \|", guide, re.M))
+    served = {f.name + ("_total" if f.type == "counter" else ""): f.type
+              for f in text_string_to_metric_families(server.metrics())}
+    assert listed == served
+    config = yaml.safe_load(re.search(r"```yaml\n(.*?)```", guide, re.S)[1])
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "kairos" and job["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
+    for query in ("histogram_quantile(0.99, sum by (le) (rate(kairos_push_latency_seconds_bucket[5m])))",
+                  "histogram_quantile(0.99, sum by (le) (rate(kairos_timer_lateness_seconds_bucket[5m])))",
+                  "sum by (code) (rate(kairos_refused_total[5m]))"):
+        assert f"```promql\n{query}\n```" in guide, query
 
 
 # --- after nudges --------------------------------------------------------------------------
