@@ -275,7 +275,7 @@ def test_a_rule_whose_template_lacks_a_parameter_is_refused_before_it_runs():
     text = BASE + "  - id: r\n    when: exit_intent\n    then:\n      show: offer\n      template: offer.html\n      params: {headline: Hi}\n"
     with pytest.raises(RulesError) as info:
         parse_rules(text, "test.yaml", renderer.names(), renderer.problem)
-    assert str(info.value) == "test.yaml:8: rules[0].then: template 'offer.html' cannot be rendered: 'body' is undefined"
+    assert str(info.value) == "test.yaml:8: rules[0].then: template 'offer.html' needs `body` under `params:`, such as `params: {body: …}`"
     ok = text.replace("{headline: Hi}", "{headline: Hi, body: There}")
     assert parse_rules(ok, "test.yaml", renderer.names(), renderer.problem).rules[0].id == "r"
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, UndefinedError, select_autoescape
 
 from .rules.model import Then
 from .session import SessionState
@@ -43,6 +44,13 @@ class Renderer:
         """
         try:
             self.render(then, SessionState(sid="s_trial"))
+        except UndefinedError as exc:
+            # A name the template reads at the top level is one of the rule's params.
+            missing = re.fullmatch(r"'(\w+)' is undefined", str(exc))
+            if missing:
+                name = missing[1]
+                return f"template {then.template!r} needs `{name}` under `params:`, such as `params: {{{name}: …}}`"
+            return f"template {then.template!r} cannot be rendered: {exc}"
         except TemplateError as exc:
             return f"template {then.template!r} cannot be rendered: {exc}"
         return None

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 # Close enough to be the word the operator meant: difflib's ratio is 2·matches/length
-# of both, so 0.6 takes "limt" → "limit" and "prodcut" → "product" but not "colour" → "cooldown".
-CUTOFF = 0.6
+# of both. 0.7 takes "limt" → "limit" (0.89) and "prodcut" → "product" (0.86); difflib's
+# default of 0.6 also took "hesitation_ms" → "exit_min_ms" (0.67), a wrong lead.
+CUTOFF = 0.7
 
 
 class Mistake(ValueError):
@@ -45,8 +46,9 @@ def prose(words: Iterable[Any], last: str = "or") -> str:
 def closest(word: Any, choices: Iterable[Any], n: int = 1) -> list[str]:
     """The choices the operator probably meant by `word`, best first; [] when none is close.
 
-    Besides spelling, a word that is one part of a longer name counts
-    (`exit` → `exit_intent`): people shorten names more than they misspell them.
+    Besides spelling, a word that is one part of a longer name counts, and the
+    other way round (`exit` → `exit_intent`, `bottom-right` → `bottom`): people
+    shorten and embellish names as often as they misspell them.
     """
     names = [str(c) for c in choices]
     typed = str(word).strip().lower().replace("-", "_").replace(" ", "_")
@@ -54,7 +56,8 @@ def closest(word: Any, choices: Iterable[Any], n: int = 1) -> list[str]:
         return [typed]
     found = difflib.get_close_matches(typed, names, n=n, cutoff=CUTOFF)
     if not found and len(typed) >= 3:
-        found = [c for c in names if typed in re.split(r"[_.\-]", c)][:n]
+        parts = set(re.split(r"[_.]", typed))
+        found = [c for c in names if typed in re.split(r"[_.\-]", c) or (len(c) >= 3 and c in parts)][:n]
     return found
 
 
@@ -278,8 +281,8 @@ _YAML = (
     ("expected <block end>", "this line is not indented like the lines above it", False),
     ("did not find expected key", "this line is not indented like the lines above it", False),
     ("did not find expected '-' indicator", "a list item that is not indented like the items above it", False),
-    ("expected ',' or '}'", "a `{` that is not closed by `}`", True),
-    ("expected ',' or ']'", "a `[` that is not closed by `]`", True),
+    ("expected ',' or '}', but got '<stream end>'", "a `{` that is not closed by `}`", True),
+    ("expected ',' or ']', but got '<stream end>'", "a `[` that is not closed by `]`", True),
     ("found unexpected end of stream", "a quote that is not closed", True),
     ("expected the node content, but found '<stream end>'", "the file ends inside a `[` or `{` that is not closed", False),
     ("found undefined alias", "a value starting with `*` (YAML reads an alias): put it in quotes", False),
@@ -297,4 +300,9 @@ def yaml_reason(problem: str) -> tuple[str, bool]:
             return f"not valid YAML: {words}", at_start
     if m := re.match(r"found character (.+) that cannot start any token", problem):
         return f"not valid YAML: a value cannot start with {m[1]}: put it in quotes", False
+    if m := re.match(r"expected ',' or '([]}])', but got (.+)", problem):
+        # Inside {…} and […], `?`, `:`, `[` and `{` mean something: "Found it?}" is not text there.
+        opening = "{" if m[1] == "}" else "["
+        return (f"not valid YAML: {m[2]} inside `{opening}…{m[1]}` — put the value in quotes, "
+                f"or close the `{opening}` with `{m[1]}`"), True
     return f"not valid YAML: {problem}", False
