@@ -1,9 +1,9 @@
 """A rules file's mistakes in a store operator's words: the closest name, the allowed words as prose.
 
-Pure: strings in, strings out. The schema (model.py) says where a mistake is
-and what was allowed there; this module says it. pydantic's own errors are
-translated here by their type, in one place (`explain`), so that no message
-reads "Extra inputs are not permitted" or lists a Python list.
+Pure: no I/O. pydantic's own errors are translated here by their type, in one
+place (`explain`), with what the schema (model.py's classes, read by `walk`
+and `place_at`) allowed where the error is, so that no message reads "Extra
+inputs are not permitted" or shows a Python list.
 
 Names the operator must type go in backticks (`limit`); what they typed is
 quoted as they typed it ('limt').
@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import difflib
 import re
+import types
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Annotated, Any, Iterable, Literal, Mapping, Sequence, Union, get_args, get_origin
+
+from pydantic import BaseModel
 
 # Close enough to be the word the operator meant: difflib's ratio is 2·matches/length
 # of both. 0.7 takes "limt" → "limit" (0.89) and "prodcut" → "product" (0.86); difflib's
@@ -268,6 +271,93 @@ def explain(err: Mapping[str, Any], place: Place) -> str:
     return msg[:1].lower() + msg[1:]
 
 
+# --- where in the schema ----------------------------------------------------------
+
+
+def _bare(t: Any) -> Any:
+    """A field's type without `| None` and without Annotated's notes."""
+    while get_origin(t) is Annotated:
+        t = get_args(t)[0]
+    if get_origin(t) in (Union, types.UnionType):
+        members = [m for m in get_args(t) if m is not type(None)]
+        if len(members) == 1:
+            return _bare(members[0])
+    return t
+
+
+def _is_model(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, BaseModel)
+
+
+def walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+    """pydantic's `loc` as the file's place (union members left out), and the schema's type there.
+
+    The type is None where the schema has nothing to say (a free-form `params`).
+    """
+    t: Any = root
+    place: list[Any] = []
+    for part in loc:
+        t = _bare(t)
+        if _is_model(t):
+            found = next((f for n, f in t.model_fields.items() if part in (n, f.alias)), None)
+            t = found.annotation if found else None
+        elif get_origin(t) is list and isinstance(part, int):
+            t = get_args(t)[0]
+        elif get_origin(t) is dict:
+            t = get_args(t)[1]
+        elif get_origin(t) in (Union, types.UnionType) and isinstance(part, str):
+            # pydantic names the member of a union it tried: a Tag, or the member's type.
+            t = next((get_args(m)[0] for m in get_args(t) if get_origin(m) is Annotated
+                      and any(getattr(x, "tag", None) == part for x in get_args(m)[1:])), None)
+            continue
+        else:
+            t = None
+        place.append(part)
+    return tuple(place), t
+
+
+# How a place in the schema is named in a message, by the schema's class; a nested
+# setting is named by its key ("a `limit` setting").
+_PLACES = {
+    "RulesFile": ("a top-level key", "the file", "the top-level keys are", ""),
+    "Rule": ("a rule setting", "a rule", "the settings of a rule are", ""),
+    "Then": ("a `then` setting", "`then`", "the settings of `then` are", "values for the template go under `params:`"),
+    "ScoreSpec": ("a score setting", "a score", "the settings of a score are", "or `{model: model.json}` for a trained model"),
+    "ModelSpec": ("a setting of a score from a model", "a score from a model", "it has only", ""),
+    "Compare": ("an operator", "a condition", "the operators are", ""),
+}
+
+
+def place_at(root: type[BaseModel], loc: tuple[Any, ...]) -> Place:
+    """What the schema allows at pydantic's `loc`, for explain: the keys of the mapping, an enum's values …"""
+    parent_place, parent = walk(root, loc[:-1])
+    _, here = walk(root, loc)
+    parent = _bare(parent)
+    kw: dict[str, Any] = {}
+    if _is_model(parent):
+        fields = parent.model_fields
+        keys = tuple(f.alias or n for n, f in fields.items())
+        nested = {f.alias or n: tuple(g.alias or m for m, g in _bare(f.annotation).model_fields.items())
+                  for n, f in fields.items() if _is_model(_bare(f.annotation))}
+        name = next((str(p) for p in reversed(parent_place) if isinstance(p, str)), "")
+        noun, owner, listing, hint = _PLACES.get(
+            parent.__name__, (f"a `{name}` setting", f"`{name}`", f"the settings of `{name}` are", ""))
+        kw.update(noun=noun, owner=owner, listing=listing, hint=hint, keys=keys, nested=nested)
+        field_info = next((f for n, f in fields.items() if loc and loc[-1] in (n, f.alias)), None)
+        if field_info is not None and field_info.description:
+            kw["pattern"] = field_info.description
+    if _is_model(_bare(here)):
+        kw["expected"] = _PLACES.get(_bare(here).__name__, ("", "settings"))[1]
+    if get_origin(_bare(here)) is Literal:
+        kw["choices"] = get_args(_bare(here))
+    return Place(**kw)
+
+
+def reason(err: Mapping[str, Any], root: type[BaseModel]) -> str:
+    """One pydantic error in the operator's words (explain), with what the schema allowed there."""
+    return explain(err, place_at(root, tuple(err["loc"])))
+
+
 # --- YAML -------------------------------------------------------------------------
 
 # PyYAML's problems, by the words that start them, in a store operator's words; True when
@@ -290,19 +380,27 @@ _YAML = (
 )
 
 
-def yaml_reason(problem: str) -> tuple[str, bool]:
-    """Why PyYAML could not read a document, in plain words, and whether its line is where PyYAML began.
+def yaml_reason(problem: str, began: str = "", before: str = "") -> tuple[str, str]:
+    """Why PyYAML could not read a document, in plain words, and which line to name.
 
-    PyYAML's own words for a problem not listed here.
+    `began`: the text of the line PyYAML began reading the broken thing at;
+    `before`: the line before the one it gave up at. The line to name is
+    "problem" (where it gave up), "began" or "before". PyYAML's own words for
+    a problem not listed here.
     """
+    if problem.startswith("could not find expected ':'") and (fix := _colon_fix(began.strip().removeprefix("- "))):
+        return f"not valid YAML: a line that is not `key: value`{fix}", "began"
+    # `- id:r` is text to YAML, so the `when:` under it is a key where none may be.
+    if problem.startswith("mapping values are not allowed") and (fix := _colon_fix(before.strip().removeprefix("- "))):
+        return f"not valid YAML: a line that is not `key: value`{fix}", "before"
     for start, words, at_start in _YAML:
         if problem.startswith(start):
-            return f"not valid YAML: {words}", at_start
+            return f"not valid YAML: {words}", "began" if at_start else "problem"
     if m := re.match(r"found character (.+) that cannot start any token", problem):
-        return f"not valid YAML: a value cannot start with {m[1]}: put it in quotes", False
+        return f"not valid YAML: a value cannot start with {m[1]}: put it in quotes", "problem"
     if m := re.match(r"expected ',' or '([]}])', but got (.+)", problem):
         # Inside {…} and […], `?`, `:`, `[` and `{` mean something: "Found it?}" is not text there.
         opening = "{" if m[1] == "}" else "["
         return (f"not valid YAML: {m[2]} inside `{opening}…{m[1]}` — put the value in quotes, "
-                f"or close the `{opening}` with `{m[1]}`"), True
-    return f"not valid YAML: {problem}", False
+                f"or close the `{opening}` with `{m[1]}`"), "began"
+    return f"not valid YAML: {problem}", "problem"

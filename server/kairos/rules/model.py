@@ -5,10 +5,9 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
+from typing import Annotated, Any, Callable, Literal, Mapping, Union
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator,
@@ -299,8 +298,8 @@ def _condition(name: str, raw: Any, page_types: set[str] | None, scores: set[str
             cond: Condition = Compare.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
-            loc, _ = _walk(Compare, first["loc"])
-            raise Mistake(_reason(first, Compare), name, *loc) from None
+            loc, _ = say.walk(Compare, first["loc"])
+            raise Mistake(say.reason(first, Compare), name, *loc) from None
         for op in ("gt", "gte", "lt", "lte"):
             if kind != "number" and getattr(cond, op) is not None:
                 words = "text" if kind == "text" else "true or false"
@@ -339,13 +338,16 @@ def _unknown_signal(name: str, scores: set[str] | None) -> str:
                                               f"nor a score under `scores:`{declared}", n=3)
 
 
+_NO_PAGE_TYPES = ("the file declares no `page_types:`, so every page is `other`; declare the page types the rules "
+                  "use, such as `page_types: {product: /products/*}`")
+
+
 def _unknown_page_type(value: Any, page_types: set[str]) -> str:
     declared = sorted(page_types - {OTHER})
     if not declared:
         # Without page_types every page is `other`: a type the store's page names is
         # only taken when the rules declare it (PageTypes.classify).
-        return (f"unknown page type {say.shown(value)}: the file declares no `page_types:`, so every page is "
-                f"`other`; declare the page types the rules use, such as `page_types: {{product: /products/*}}`")
+        return f"unknown page type {say.shown(value)}: {_NO_PAGE_TYPES}"
     return say.unknown("page type", value, sorted(page_types),
                        f"the file's page_types are {say.prose(declared, 'and')} (and `other` for a page none matches)")
 
@@ -457,7 +459,7 @@ class ScoreSpec(_Strict):
                 meant = say.closest(what, sorted(page_types))
                 declared = sorted(page_types - {OTHER})
                 otherwise = (f": {what!r} is not one of the file's page types ({say.prose(declared, 'and')})" if declared
-                             else ": the file declares no `page_types:`, so every page is `other`")
+                             else f": {_NO_PAGE_TYPES}")
                 raise Mistake(f"unknown signal {str(signal)!r}"
                               + (f" — did you mean `page_view.{meant[0]}`?" if meant else otherwise), str(signal))
             else:
@@ -654,89 +656,6 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _bare(t: Any) -> Any:
-    """A field's type without `| None` and without Annotated's notes."""
-    while get_origin(t) is Annotated:
-        t = get_args(t)[0]
-    if get_origin(t) in (Union, types.UnionType):
-        members = [m for m in get_args(t) if m is not type(None)]
-        if len(members) == 1:
-            return _bare(members[0])
-    return t
-
-
-def _is_model(t: Any) -> bool:
-    return isinstance(t, type) and issubclass(t, BaseModel)
-
-
-def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-    """pydantic's `loc` as the file's place (union members left out), and the schema's type there.
-
-    The type is None where the schema has nothing to say (a free-form `params`).
-    """
-    t: Any = root
-    place: list[Any] = []
-    for part in loc:
-        t = _bare(t)
-        if _is_model(t):
-            found = next((f for n, f in t.model_fields.items() if part in (n, f.alias)), None)
-            t = found.annotation if found else None
-        elif get_origin(t) is list and isinstance(part, int):
-            t = get_args(t)[0]
-        elif get_origin(t) is dict:
-            t = get_args(t)[1]
-        elif get_origin(t) in (Union, types.UnionType) and isinstance(part, str):
-            # pydantic names the member of a union it tried: a Tag, or the member's type.
-            t = next((get_args(m)[0] for m in get_args(t) if get_origin(m) is Annotated
-                      and any(getattr(x, "tag", None) == part for x in get_args(m)[1:])), None)
-            continue
-        else:
-            t = None
-        place.append(part)
-    return tuple(place), t
-
-
-# How a place in the schema is named in a message; a nested setting is named by its key.
-_PLACES = {
-    "RulesFile": ("a top-level key", "the file", "the top-level keys are", ""),
-    "Rule": ("a rule setting", "a rule", "the settings of a rule are", ""),
-    "Then": ("a `then` setting", "`then`", "the settings of `then` are", "values for the template go under `params:`"),
-    "ScoreSpec": ("a score setting", "a score", "the settings of a score are", "or `{model: model.json}` for a trained model"),
-    "ModelSpec": ("a setting of a score from a model", "a score from a model", "it has only", ""),
-    "Compare": ("an operator", "a condition", "the operators are", ""),
-}
-
-
-def _place(root: type[BaseModel], loc: tuple[Any, ...]) -> say.Place:
-    """What the schema allows at pydantic's `loc`, for say.explain: the keys of the mapping, an enum's values …"""
-    parent_place, parent = _walk(root, loc[:-1])
-    _, here = _walk(root, loc)
-    parent = _bare(parent)
-    kw: dict[str, Any] = {}
-    if _is_model(parent):
-        fields = parent.model_fields
-        keys = tuple(f.alias or n for n, f in fields.items())
-        nested = {f.alias or n: tuple(g.alias or m for m, g in _bare(f.annotation).model_fields.items())
-                  for n, f in fields.items() if _is_model(_bare(f.annotation))}
-        name = next((str(p) for p in reversed(parent_place) if isinstance(p, str)), "")
-        noun, owner, listing, hint = _PLACES.get(
-            parent.__name__, (f"a `{name}` setting", f"`{name}`", f"the settings of `{name}` are", ""))
-        kw.update(noun=noun, owner=owner, listing=listing, hint=hint, keys=keys, nested=nested)
-        field_info = next((f for n, f in fields.items() if loc and loc[-1] in (n, f.alias)), None)
-        if field_info is not None and field_info.description:
-            kw["pattern"] = field_info.description
-    if _is_model(_bare(here)):
-        kw["expected"] = _PLACES.get(_bare(here).__name__, ("", "settings"))[1]
-    if get_origin(_bare(here)) is Literal:
-        kw["choices"] = get_args(_bare(here))
-    return say.Place(**kw)
-
-
-def _reason(err: Mapping[str, Any], root: type[BaseModel] = RulesFile) -> str:
-    """One pydantic error in the operator's words (say.explain), with what the schema allowed there."""
-    return say.explain(err, _place(root, tuple(err["loc"])))
-
-
 def _duplicate_keys(node: yaml.Node | None, source: str, loc: tuple[Any, ...] = ()) -> list[Problem]:
     """Keys given twice in one mapping: YAML keeps the last silently, so half of what was meant is lost."""
     out: list[Problem] = []
@@ -762,16 +681,16 @@ def _problems(exc: ValidationError, root: yaml.Node | None, source: str) -> list
     meant = set()
     for err in errors:
         if err["type"] == "extra_forbidden":
-            place = _place(RulesFile, tuple(err["loc"]))
+            place = say.place_at(RulesFile, tuple(err["loc"]))
             for key in say.closest(err["loc"][-1], place.keys):
                 meant.add((*err["loc"][:-1], key))
     problems = []
     for err in errors:
         if err["type"] == "missing" and tuple(err["loc"]) in meant:
             continue
-        loc, _ = _walk(RulesFile, tuple(err["loc"]))
+        loc, _ = say.walk(RulesFile, tuple(err["loc"]))
         loc += getattr((err.get("ctx") or {}).get("error"), "at", ())
-        problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), _reason(err)))
+        problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), say.reason(err, RulesFile)))
     # A union reports one error per member; keep the first of each place.
     seen: set[tuple[Any, ...]] = set()
     return [p for p in problems if not ((p.line, p.path) in seen or seen.add((p.line, p.path)))]
@@ -795,10 +714,16 @@ def parse_rules(
         root = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        reason, at_start = say.yaml_reason(str(getattr(exc, "problem", None) or exc))
-        mark = (getattr(exc, "context_mark", None) if at_start else None) or getattr(exc, "problem_mark", None)
+        lines = text.splitlines()
+        began, gave_up = getattr(exc, "context_mark", None), getattr(exc, "problem_mark", None)
+        began_text = lines[began.line] if began and began.line < len(lines) else ""
+        before = gave_up.line - 1 if gave_up else -1
+        reason, where = say.yaml_reason(str(getattr(exc, "problem", None) or exc), began_text,
+                                        lines[before] if 0 <= before < len(lines) else "")
+        line_no = {"began": began.line if began else None, "before": before}.get(where)
+        line_no = line_no if line_no is not None else gave_up.line if gave_up else None
         # PyYAML marks the end of a file after its last line break: name the last line instead.
-        line = min(mark.line + 1, max(len(text.splitlines()), 1)) if mark else None
+        line = min(line_no + 1, max(len(lines), 1)) if line_no is not None else None
         raise RulesError([Problem(source, line, "", reason)]) from None
     except RecursionError:
         raise RulesError([Problem(source, None, "", "not valid YAML: nested too deeply")]) from None
