@@ -1,6 +1,6 @@
 /* The rules page's editor: CodeMirror 6 with line numbers, YAML highlighting and
  * the server's problems marked on their lines (a gutter marker, the line
- * highlighted, the message in a row under it).
+ * highlighted, the message after its text).
  *
  * dashboard.js drives it through window.KairosEditor.mount(host, options); it
  * keeps a plain textarea when this file is missing.
@@ -35,13 +35,15 @@ class ProblemMarker extends GutterMarker {
   }
   toDOM() {
     const mark = document.createElement("span");
-    mark.className = "cm-problem-marker";
+    mark.className = this.message ? "cm-problem-marker" : "cm-problem-spacer"; // the spacer sets the gutter's width
     mark.textContent = "!";
-    mark.title = this.message; // the message on hover
+    if (this.message) mark.title = this.message; // the message on hover
     return mark;
   }
 }
 
+// The message after the line's text. Not a block row under the line: typing at the
+// end of a line with a block widget below it lost the line break in Chromium.
 class ProblemMessage extends WidgetType {
   constructor(message) {
     super();
@@ -51,13 +53,10 @@ class ProblemMessage extends WidgetType {
     return other.message === this.message;
   }
   toDOM() {
-    const row = document.createElement("div");
-    row.className = "cm-problem-message";
-    row.textContent = this.message;
-    return row;
-  }
-  ignoreEvent() {
-    return false;
+    const note = document.createElement("span");
+    note.className = "cm-problem-message";
+    note.textContent = this.message;
+    return note;
   }
 }
 
@@ -78,19 +77,19 @@ function build(doc, problems) {
     const line = doc.line(n);
     const message = messages.join("\n");
     decos.push(Decoration.line({ class: "cm-problem-line", attributes: { "data-problem": message } }).range(line.from));
-    decos.push(Decoration.widget({ widget: new ProblemMessage(message), block: true, side: 1 }).range(line.to));
+    decos.push(Decoration.widget({ widget: new ProblemMessage(message), side: 1 }).range(line.to));
     markers.push(new ProblemMarker(message).range(line.from));
   }
-  return { decos: Decoration.set(decos), markers: RangeSet.of(markers) };
+  return { decos: Decoration.set(decos), markers: RangeSet.of(markers), count: problems.length };
 }
 
 // Kept in step with edits until the next check answers: the marks stay on the
 // text they were about rather than on a line number that has moved.
 const problemsField = StateField.define({
-  create: () => ({ decos: Decoration.none, markers: RangeSet.empty }),
+  create: () => ({ decos: Decoration.none, markers: RangeSet.empty, count: 0 }),
   update(value, tr) {
     for (const e of tr.effects) if (e.is(setProblems)) return build(tr.state.doc, e.value);
-    return tr.docChanged ? { decos: value.decos.map(tr.changes), markers: value.markers.map(tr.changes) } : value;
+    return tr.docChanged ? { ...value, decos: value.decos.map(tr.changes), markers: value.markers.map(tr.changes) } : value;
   },
   // Block widgets (the message row) must come from a state field, not a view plugin.
   provide: (f) => EditorView.decorations.from(f, (v) => v.decos),
@@ -113,15 +112,14 @@ const theme = EditorView.theme({
   ".cm-activeLine": { background: "#f5f7ff" },
   ".cm-activeLineGutter": { background: "#eef2ff", color: "#1d2430" },
   ".cm-problem-gutter .cm-gutterElement": { padding: "0 3px 0 4px" },
-  ".cm-problem-marker": {
+  ".cm-problem-marker, .cm-problem-spacer": {
     display: "inline-block", width: "1.1em", height: "1.1em", lineHeight: "1.1em", borderRadius: "50%",
     background: "#c23b3b", color: "#fff", fontWeight: "700", textAlign: "center", fontSize: "0.85em", cursor: "help",
   },
   ".cm-problem-line, .cm-problem-line.cm-activeLine": { background: "#fdecec", boxShadow: "inset 3px 0 0 #c23b3b" },
   ".cm-problem-message": {
-    margin: "0 0 2px", padding: "2px 8px 3px 12px", background: "#fdecec", color: "#9b1c1c",
-    fontFamily: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", fontSize: "0.8rem", whiteSpace: "pre-wrap",
-    borderLeft: "3px solid #c23b3b",
+    marginLeft: "2.5em", padding: "0 6px", borderRadius: "3px", background: "#c23b3b", color: "#fff",
+    fontFamily: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", fontSize: "0.78rem",
   },
 });
 
@@ -153,6 +151,7 @@ function mount(host, options = {}) {
     problemsField,
     theme,
     EditorView.contentAttributes.of({ "aria-label": options.label || "Rules file (YAML)" }),
+    EditorView.contentAttributes.compute([problemsField], (state) => (state.field(problemsField).count ? { "aria-invalid": "true" } : {})),
     EditorView.updateListener.of((u) => {
       if (u.docChanged) onChange(u.state.doc.toString());
     }),

@@ -755,15 +755,29 @@
     }
 
     // CodeMirror (editor.js) when it loaded, else the page's textarea, behind the same calls.
+    // The hidden textarea keeps CodeMirror's text, as the document's form field.
     function rulesEditor() {
       const area = $("rules-editor");
       if (window.KairosEditor) {
         const host = $("rules-editor-view");
-        const ed = window.KairosEditor.mount(host, { label: "Rules file (YAML)", onChange: edited });
+        const ed = window.KairosEditor.mount(host, {
+          label: "Rules file (YAML)",
+          onChange(text) {
+            area.value = text;
+            edited();
+          },
+        });
         host.hidden = false;
         area.hidden = true;
         $("rules-keys").hidden = false;
-        return { ...ed, invalid: (bad) => host.toggleAttribute("data-invalid", bad) };
+        return {
+          ...ed,
+          setText(text) {
+            ed.setText(text);
+            area.value = text;
+          },
+          invalid() {}, // the editor marks itself (aria-invalid) from the problems it is given
+        };
       }
       area.addEventListener("input", edited);
       return {
