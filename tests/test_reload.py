@@ -55,7 +55,7 @@ INVALID = {
     "unknown page type": (V1 + SECOND % ("produce", "bar.html"), 11, "rules[1].if.page_type: unknown page type 'produce' — did you mean `product`?"),
     "unknown template": (V1 + SECOND % ("product", "nope.html"), 12, "rules[1].then.template: unknown template 'nope.html'"),
     "broken yaml": (V1 + SECOND.replace("{page_type: %s}", "{page_type: %s") % ("product", "bar.html"), 11,
-                    "not valid YAML: a `{` that is not closed by `}`"),
+                    "not valid YAML: ':' inside `{…}` — put the value in quotes, or close the `{` with `}`"),
     "track out of bounds": (V2 + "track:\n  batch_ms: 500\n  rage_n: 50\n", 15,
                             "track.rage_n: expected 0 (off) or 2 to 20, got 50"),
 }
