@@ -161,6 +161,11 @@ def test_an_invalid_edit_marks_its_line_and_apply_waits_for_an_edit_that_validat
     staff.page.set_viewport_size({"width": 1920, "height": 1080})
     staff.problems.locator("button.goto").click()
     staff.shoot("editor-1920")
+    # Tab indents in the editor; Esc then Tab moves on, to the problem's line number.
+    expect(staff.content).to_be_focused()
+    staff.page.keyboard.press("Escape")
+    staff.page.keyboard.press("Tab")
+    expect(staff.problems.locator("button.goto")).to_be_focused()
 
     # A valid edit enables Apply; undoing it back to the rules in force disables it again.
     staff.retype_end("priority: lots", 4, "15")
