@@ -46,9 +46,9 @@ def built_editor() -> None:
 class Staff:
     """A logged-in staff page on the rules page, with the CSP reports and console errors it met."""
 
-    def __init__(self, browser, base: str, token: str, width: int = 1280, height: int = 800) -> None:
+    def __init__(self, browser, base: str, token: str, valid: str = "Valid: 3 rules.") -> None:
         self.base = base
-        self.page: Page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+        self.page: Page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -57,12 +57,9 @@ class Staff:
         self.page.fill("#token", token)
         self.page.click("#login button[type=submit]")
         self.page.wait_for_url(f"{base}/dashboard")
-        self.open()
-
-    def open(self) -> None:
         self.page.goto(f"{self.base}/dashboard/rules")
         expect(self.content).to_be_visible()
-        expect(self.problems).to_contain_text("Valid: 3 rules.")  # the first check of what is in force
+        expect(self.problems).to_contain_text(valid)  # the first check of what is in force, or its absence
 
     @property
     def content(self) -> Locator:
@@ -193,6 +190,25 @@ def test_an_invalid_edit_marks_its_line_and_apply_waits_for_an_edit_that_validat
     expect(staff.problems).to_contain_text("Valid: 3 rules.")
     expect(staff.page.locator("#rules-editor")).to_have_value(rules.read_text())  # the field under the editor
     expect(staff.apply).to_be_disabled()  # what is in force now is the text on the page
+    assert staff.csp_violations() == []
+    staff.page.context.close()
+
+
+def test_without_a_rules_file_the_editor_says_applied_rules_last_until_a_restart(serve, browser):
+    server = serve("memory", rules=None)
+    assert "rules:      none (rules put in force from the dashboard are kept in memory, lost at restart)" in server.output()
+    staff = Staff(browser, server.base, server.admin_token, valid="No rules in force yet")
+    expect(staff.page.locator("#rules-source")).to_have_text(
+        "No rules file (the server was started without --rules): Apply changes the rules in memory only, "
+        "and a restart loses them.")
+    before = server.api("/admin/rules").json()["version"]
+    staff.content.click()
+    staff.page.keyboard.type("version: 1\nrules: []\n")
+    expect(staff.apply).to_be_enabled()
+    with staff.page.expect_navigation():
+        staff.apply.click()
+    assert server.api("/admin/rules").json()["version"] == before + 1
+    expect(staff.page.locator("#rules-editor")).to_have_value("version: 1\nrules: []\n")  # in force, in memory
     assert staff.csp_violations() == []
     staff.page.context.close()
 

@@ -875,7 +875,8 @@
         $("rules-source").textContent = state.file
           ? "Apply writes " + state.file + ", which the server reloads (and so does any other server watching it)."
           : "No rules file (the server was started without --rules): Apply changes the rules in memory only, and a restart loses them.";
-        check();
+        if (inForce) check();
+        else $("rules-problems").textContent = "No rules in force yet: write a rules document here (docs/rules.md describes the format).";
       } catch (err) {
         $("rules-problems").textContent = "could not read the rules";
       }
