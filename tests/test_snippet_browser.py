@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 from playwright.sync_api import BrowserContext, expect
 
 from conftest import DEMO_RULES, connected, exit_through_the_top
@@ -41,10 +42,11 @@ ANDROID_UA = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTM
 
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
-    """examples/demo.yaml with the quick `track:` settings above."""
-    text = DEMO_RULES.read_text()
+    """examples/demo.yaml with the quick `track:` settings above in place of its own."""
+    doc = yaml.safe_load(DEMO_RULES.read_text())
+    doc["track"] = {**doc.get("track", {}), **yaml.safe_load(TRACK)["track"]}
     path = tmp_path / "rules.yaml"
-    path.write_text(text.replace("\nrules:\n", TRACK + "\nrules:\n", 1))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return path
 
 
