@@ -27,7 +27,7 @@ $(DEMO_RULES): | examples/demo.yaml
 	cp examples/demo.yaml $@
 
 test: $(PY_OK) $(SNIPPET) $(EDITOR) system-deps
-	cd client-js && npm test
+	cd client-js && npm --silent test
 	$(BIN)/python -m pytest
 
 build: $(SNIPPET) $(EDITOR)
@@ -47,7 +47,7 @@ $(JS_OK): client-js/package.json client-js/package-lock.json
 	touch $@
 
 $(SNIPPET): $(JS_OK) client-js/build.mjs $(wildcard client-js/src/*.js)
-	cd client-js && npm run build
+	cd client-js && npm --silent run build
 
 # The dashboard's rules editor (CodeMirror 6), bundled by esbuild; built like the snippet.
 $(EDITOR_JS_OK): dashboard-js/package.json dashboard-js/package-lock.json
@@ -56,7 +56,7 @@ $(EDITOR_JS_OK): dashboard-js/package.json dashboard-js/package-lock.json
 	touch $@
 
 $(EDITOR): $(EDITOR_JS_OK) dashboard-js/build.mjs $(wildcard dashboard-js/src/*.js)
-	cd dashboard-js && npm run build
+	cd dashboard-js && npm --silent run build
 
 # Chromium (browser tests) and redis-server (started by the tests when no Redis
 # answers) from Debian's packages, when absent.
