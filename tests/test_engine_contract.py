@@ -603,3 +603,64 @@ async def test_forgetting_a_visitor_drops_their_sessions_rows_for_training(engin
     await engine.archive("s_bystander", "not theirs", now())
     await engine.forget("v_forget001", None)
     assert await engine.archived(now() + 1) == ["not theirs"]
+
+
+# --- staff access: wrong tokens per client, logins ------------------------------------------
+
+
+async def test_a_client_is_locked_out_after_its_wrong_tokens_until_its_window_ends(engine):
+    for _ in range(3):
+        assert await engine.staff_attempt("client_a", True, 3, 60) == 0
+    wait = await engine.staff_attempt("client_a", False, 3, 60)
+    assert 0 < wait <= 60, "even the right token waits"
+    assert 0 < await engine.staff_attempt("client_a", True, 3, 60) <= wait
+    assert await engine.staff_attempt("client_b", False, 3, 60) == 0, "another client is not held back"
+
+
+async def test_right_tokens_are_not_counted_and_do_not_clear_the_count(engine):
+    for _ in range(2):
+        assert await engine.staff_attempt("client_a", True, 3, 60) == 0
+    for _ in range(20):
+        assert await engine.staff_attempt("client_a", False, 3, 60) == 0
+    assert await engine.staff_attempt("client_a", True, 3, 60) == 0
+    assert await engine.staff_attempt("client_a", False, 3, 60) > 0
+
+
+async def test_concurrent_wrong_tokens_are_answered_no_more_than_the_limit(engine):
+    waits = await asyncio.gather(*(engine.staff_attempt("client_a", True, 10, 60) for _ in range(60)))
+    assert sum(1 for w in waits if w == 0) == 10
+
+
+async def test_a_lockout_ends_with_its_window(engine):
+    for _ in range(2):
+        await engine.staff_attempt("client_a", True, 2, 1)
+    assert await engine.staff_attempt("client_a", False, 2, 1) > 0
+    await asyncio.sleep(1.2)
+    assert await engine.staff_attempt("client_a", False, 2, 1) == 0
+    assert await engine.staff_attempt("client_a", True, 2, 1) == 0, "a new window, counted from one"
+
+
+async def test_a_staff_login_is_kept_until_it_ends_or_expires(engine):
+    record = {"fp": "0123456789abcdef", "created_ms": "1000", "expires_ms": "2000"}
+    await engine.add_staff_session("login_a", record, 60)
+    await engine.add_staff_session("login_b", record, 1)
+    assert await engine.staff_session("login_a") == record
+    assert await engine.staff_session("login_none") is None
+    await engine.end_staff_session("login_a")
+    assert await engine.staff_session("login_a") is None
+    await engine.end_staff_session("login_a")  # twice: nothing left to end
+    await asyncio.sleep(1.2)
+    assert await engine.staff_session("login_b") is None
+
+
+async def test_staff_keys_in_redis_expire(clean_redis):
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    try:
+        await e.staff_attempt("client_a", True, 10, 300)
+        await e.add_staff_session("login_a", {"fp": "f", "created_ms": "1", "expires_ms": "2"}, 3600)
+    finally:
+        await e.close()
+    r = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
+    ttls = {k: r.ttl(k) for k in r.scan_iter("kairos:staff:*")}
+    assert len(ttls) == 2 and all(0 < t <= 3600 for t in ttls.values()), ttls

@@ -110,13 +110,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
 
         routes += demo_routes(templates)
     # Settings without an admin token lock the staff paths: nobody can log in.
-    guard = staff.Staff(settings.admin_token)
+    guard = staff.Staff(settings.admin_token, rt.engine)
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(staff.StaffGuard, staff=guard)])
     app.state.kairos = rt
     app.state.snippet = _snippet_file(rt.settings.snippet_path)
     # k.js fetches it on the first overlay, from beside itself (client-js/src/lazy.js)
     app.state.snippet_overlay = _snippet_file(rt.settings.snippet_path.with_name("k-overlay.js"))
     app.state.staff = guard
-    app.state.login_failures = login.LoginFailures()
     app.state.templates = templates
     return app

@@ -10,9 +10,17 @@ A request gets in with either
 
 - `Authorization: Bearer <admin token>` (scripts, tests, /admin/* as before), or
 - the `kairos_staff` cookie from logging in at /dashboard/login with the admin
-  token: `<expiry>.<nonce>.<HMAC-SHA256>`, keyed by a key derived from the token,
-  so changing the token logs everyone out. HttpOnly, SameSite=Strict, Secure
-  over https.
+  token: `<expiry>.<id>.<HMAC-SHA256>`, keyed by a key derived from the token.
+  HttpOnly, SameSite=Strict, Secure over https. The login is also a record in
+  the engine (under a digest of the random id, with the token's fingerprint,
+  expiring with the cookie), read on every staff request: logging out deletes
+  it, so a copy of the cookie is refused by every process from then on, and a
+  new token ends every login twice over (the key and the fingerprint change).
+  A staff websocket opened with the cookie looks at the record every
+  SESSION_RECHECK_S and is closed (4001) once it is gone.
+
+Wrong tokens, as a bearer or in the login form, are limited per client
+(kairos.lockout): past the limit even the right one is answered 429.
 
 A state-changing request (anything but GET, HEAD, OPTIONS) with the session
 cookie, and the login and logout forms, must also come from this server's own
@@ -26,6 +34,7 @@ page can set that header (there is no CORS here to let it).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -35,12 +44,18 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import lockout
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 log = logging.getLogger("kairos")
 
@@ -58,6 +73,12 @@ STAFF_PREFIXES = ("/dashboard", "/api", "/admin")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The login and logout forms are a few short fields; /admin/rules takes YAML, not forms.
 MAX_FORM_BYTES = 8 * 1024
+# How often a staff websocket opened with the cookie looks whether its login still
+# holds: one engine read per open dashboard every 2 s, and a logout reaches its
+# feed within that.
+SESSION_RECHECK_S = 2.0
+# Closes a staff websocket whose login ended (logged out, expired, a new token).
+CLOSE_LOGGED_OUT = 4001
 # A configured token shorter than this draws a warning: the rate limit slows
 # guessing, it does not make a short token safe.
 SHORT_TOKEN = 16
@@ -145,20 +166,35 @@ def _sign(key: bytes, payload: str) -> str:
 
 
 def new_session(key: bytes, now_s: float, ttl_s: int = SESSION_S) -> str:
-    """A session cookie value valid for `ttl_s` from `now_s`."""
-    payload = f"{int(now_s) + ttl_s}.{secrets.token_urlsafe(12)}"
+    """A session cookie value valid for `ttl_s` from `now_s`, with a random id (128 bits)."""
+    payload = f"{int(now_s) + ttl_s}.{secrets.token_urlsafe(16)}"
     return f"{payload}.{_sign(key, payload)}"
 
 
-def session_valid(key: bytes | None, value: str | None, now_s: float) -> bool:
-    """Whether `value` is a session signed with `key` that has not expired at `now_s`."""
+def session_id(key: bytes | None, value: str | None, now_s: float) -> str | None:
+    """The id of `value` when it is a session signed with `key` that has not expired at `now_s`; else None."""
     if key is None or not value:
-        return False
+        return None
     payload, _, mac = value.rpartition(".")
-    expires, _, nonce = payload.partition(".")
-    if not (expires.isdigit() and nonce and mac):
-        return False
-    return hmac.compare_digest(mac, _sign(key, payload)) and int(expires) > now_s
+    expires, _, sid = payload.partition(".")
+    if not (expires.isdigit() and sid and mac):
+        return None
+    return sid if hmac.compare_digest(mac, _sign(key, payload)) and int(expires) > now_s else None
+
+
+def session_valid(key: bytes | None, value: str | None, now_s: float) -> bool:
+    """Whether `value` is a session signed with `key` that has not expired at `now_s` (its signature only)."""
+    return session_id(key, value, now_s) is not None
+
+
+def session_name(sid: str) -> str:
+    """What the engine keeps a login under: a digest of its id, so what is stored cannot be replayed as a cookie."""
+    return hashlib.sha256(sid.encode()).hexdigest()[:32]
+
+
+def token_fingerprint(token: str) -> str:
+    """Which admin token a login was made with, without telling anything of the token."""
+    return hmac.new(token.encode(), b"kairos staff fingerprint v1", hashlib.sha256).hexdigest()[:16]
 
 
 def set_cookie_header(name: str, value: str, secure: bool, http_only: bool, max_age_s: int | None = None) -> str:
@@ -223,11 +259,16 @@ def is_https(conn: HTTPConnection) -> bool:
 
 
 class Staff:
-    """The admin token and what is derived from it. Without a token nobody can log in."""
+    """The admin token and what is derived from it, and the engine that keeps logins and
+    wrong-token counts. Without a token nobody can log in."""
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, engine: Engine) -> None:
         self.token = token or None
+        self.engine = engine
         self.key = session_key(self.token) if self.token else None
+        self.fingerprint = token_fingerprint(self.token) if self.token else None
+        # Without a token there is nothing to share between processes: any key will do.
+        self._limiter = lockout.limiter_key(self.token) if self.token else secrets.token_bytes(32)
         if self.token and len(self.token) < SHORT_TOKEN:
             log.warning("staff: the admin token is %d characters long: use %d or more (`python -c "
                         "'import secrets; print(secrets.token_hex(24))'`)", len(self.token), SHORT_TOKEN)
@@ -246,8 +287,45 @@ class Staff:
         scheme, _, given = header.partition(" ")
         return scheme.lower() == "bearer" and self.token_matches(given.strip())
 
-    def logged_in(self, conn: HTTPConnection, now_s: float | None = None) -> bool:
-        return session_valid(self.key, conn.cookies.get(SESSION_COOKIE), time.time() if now_s is None else now_s)
+    async def attempt(self, conn: HTTPConnection, failed: bool) -> float:
+        """Count a presentation of the token by this client: seconds it must wait first (0: go ahead)."""
+        client = lockout.client_name(self._limiter, lockout.client_address(conn))
+        return await self.engine.staff_attempt(client, failed, lockout.MAX_FAILURES, lockout.FAILURE_WINDOW_S)
+
+    async def session_of(self, conn: HTTPConnection) -> str | None:
+        """The engine's name for the login whose cookie this request carries, if it still holds; else None."""
+        sid = session_id(self.key, conn.cookies.get(SESSION_COOKIE), time.time())
+        if sid is None:
+            return None
+        name = session_name(sid)
+        return name if await self.session_holds(name) else None
+
+    async def session_holds(self, name: str) -> bool:
+        """Whether the login kept under `name` was made with this token and has neither ended nor expired."""
+        record = await self.engine.staff_session(name)
+        return (record is not None and self.fingerprint is not None
+                and hmac.compare_digest(record.get("fp", ""), self.fingerprint)
+                and int(record.get("expires_ms", "0")) > time.time() * 1000)
+
+    async def logged_in(self, conn: HTTPConnection) -> bool:
+        return await self.session_of(conn) is not None
+
+    async def start_session(self, ttl_s: int = SESSION_S) -> str:
+        """Record a new login; the cookie value that carries it."""
+        assert self.key is not None and self.fingerprint is not None, "nobody logs in without a token"
+        now = time.time()
+        value = new_session(self.key, now, ttl_s)
+        sid = session_id(self.key, value, now)
+        assert sid is not None
+        record = {"fp": self.fingerprint, "created_ms": str(int(now * 1000)), "expires_ms": str(int(now + ttl_s) * 1000)}
+        await self.engine.add_staff_session(session_name(sid), record, ttl_s)
+        return value
+
+    async def end_session(self, conn: HTTPConnection) -> None:
+        """End the login this request's cookie carries, everywhere (a copy of the cookie dies with it)."""
+        sid = session_id(self.key, conn.cookies.get(SESSION_COOKIE), time.time())
+        if sid is not None:
+            await self.engine.end_staff_session(session_name(sid))
 
 
 def staff_zone(path: str) -> str | None:
@@ -289,6 +367,12 @@ class StaffGuard:
         conn = HTTPConnection(scope)
         method = scope["method"]
         bearer = self.staff.bearer(conn)
+        if bearer is not None:
+            wait = await self.staff.attempt(conn, failed=not bearer)
+            if wait > 0:
+                log.warning("staff: refused %s %s: too many wrong tokens from one client", method, scope["path"])
+                await too_many_tries(wait)(scope, receive, send)
+                return
         if bearer is False:
             await unauthorized("the bearer token is not the admin token")(scope, receive, send)
             return
@@ -306,7 +390,7 @@ class StaffGuard:
                 log.warning("staff: refused %s %s: %s", method, scope["path"], why)
                 await JSONResponse({"ok": False, "error": f"refused: {why}"}, status_code=403)(scope, receive, send)
                 return
-        if zone != "login" and not bearer and not self.staff.logged_in(conn):
+        if zone != "login" and not bearer and not await self.staff.logged_in(conn):
             if zone == "page" and method in ("GET", "HEAD"):
                 here = scope["path"] + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
                 response: Response = RedirectResponse(f"{LOGIN_PATH}?next={quote(here, safe='/')}", status_code=303)
@@ -336,21 +420,82 @@ class StaffGuard:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         conn = HTTPConnection(scope)
         bearer = self.staff.bearer(conn)
+        if bearer is not None:
+            wait = await self.staff.attempt(conn, failed=not bearer)
+            if wait > 0:
+                log.warning("staff: refused a websocket to %s: too many wrong tokens from one client", scope["path"])
+                await _deny(scope, receive, send, too_many_tries(wait), CLOSE_TRY_LATER, "too many wrong tokens")
+                return
+            if bearer:
+                await self.app(scope, receive, send)
+                return
         # Browsers do not apply the same-origin policy to websockets: a cookie is
         # only good from our own pages.
-        if bearer or (bearer is None and self.staff.logged_in(conn) and cross_origin(conn) is None):
-            await self.app(scope, receive, send)
+        elif cross_origin(conn) is None and (session := await self.staff.session_of(conn)) is not None:
+            await self._while_logged_in(session, scope, receive, send)
             return
         log.info("staff: refused a websocket to %s without a login", scope["path"])
-        if "websocket.http.response" in scope.get("extensions", {}):
-            await unauthorized("log in first, or send 'Authorization: Bearer <admin token>'")(scope, receive, send)
-        else:  # refused before it is accepted: the server answers 403
-            await send({"type": "websocket.close", "code": 4003, "reason": "staff only"})
+        await _deny(scope, receive, send, unauthorized("log in first, or send 'Authorization: Bearer <admin token>'"),
+                    4003, "staff only")
+
+    async def _while_logged_in(self, session: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a staff websocket opened with the cookie, closing it once its login ends.
+
+        The endpoint is waiting in `receive` whenever it is not sending (the
+        feed page sends nothing), so that is where the login is looked at:
+        every SESSION_RECHECK_S, the endpoint is told of a disconnect and the
+        browser gets CLOSE_LOGGED_OUT. What the endpoint sends after that goes nowhere.
+        """
+        closed = False
+        pending: asyncio.Future[Message] | None = None
+
+        async def watched_receive() -> Message:
+            nonlocal closed, pending
+            while not closed:
+                if pending is None:
+                    pending = asyncio.ensure_future(receive())
+                done, _ = await asyncio.wait({pending}, timeout=SESSION_RECHECK_S)
+                if done:
+                    message, pending = pending.result(), None
+                    return message
+                if not await self.staff.session_holds(session):
+                    log.info("staff: closed a websocket to %s: its login ended", scope["path"])
+                    closed = True
+                    # The browser's close comes back through the pending receive: nobody awaits it now.
+                    pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+                    await send({"type": "websocket.close", "code": CLOSE_LOGGED_OUT, "reason": "logged out"})
+            return {"type": "websocket.disconnect", "code": CLOSE_LOGGED_OUT}
+
+        async def watched_send(message: Message) -> None:
+            if not closed:
+                await send(message)
+
+        await self.app(scope, watched_receive, watched_send)
 
 
 def unauthorized(error: str) -> Response:
     return JSONResponse({"ok": False, "error": error}, status_code=401,
                         headers={"WWW-Authenticate": 'Bearer realm="kairos staff"'})
+
+
+# Refuses a websocket for too many wrong tokens where the server cannot answer the
+# handshake with a status (no websocket.http.response extension): 4000 + HTTP's 429.
+CLOSE_TRY_LATER = 4029
+
+
+def too_many_tries(wait_s: float) -> Response:
+    """429 for a client past its limit of wrong tokens, whatever it sent this time."""
+    retry = lockout.retry_after_s(wait_s)
+    return JSONResponse({"ok": False, "error": f"too many wrong tokens from here: try again in {retry} s"},
+                        status_code=429, headers={"Retry-After": str(retry)})
+
+
+async def _deny(scope: Scope, receive: Receive, send: Send, response: Response, code: int, reason: str) -> None:
+    """Refuse a websocket before accepting it: with `response` where the server can send one."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await response(scope, receive, send)
+    else:  # refused before it is accepted: the server answers 403
+        await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 async def _csrf_problem(conn: HTTPConnection, receive: Receive, cookie: str) -> tuple[str | None, Receive]:

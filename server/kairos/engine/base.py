@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..caps import Caps
 from ..rules.delayed import Timer
@@ -173,6 +173,30 @@ class Engine(ABC):
     @abstractmethod
     async def pending_timers(self) -> int:
         """How many timers are queued."""
+
+    # --- staff access (kairos.lockout, kairos.staff) ---------------------------------
+
+    @abstractmethod
+    async def staff_attempt(self, client: str, failed: bool, max_failures: int, window_s: int) -> float:
+        """One presentation of the admin token by `client` (a keyed hash, never an address), atomically.
+
+        When `client` already has `max_failures` wrong tokens counted in its window:
+        the seconds left of that window, and nothing counted. Otherwise 0, after
+        counting this one if it was wrong (`failed`); a client's first failure
+        opens a window of `window_s`.
+        """
+
+    @abstractmethod
+    async def add_staff_session(self, session: str, record: Mapping[str, str], ttl_s: int) -> None:
+        """Keep a staff login's record under `session` (a digest of the cookie's id) for `ttl_s`."""
+
+    @abstractmethod
+    async def staff_session(self, session: str) -> dict[str, str] | None:
+        """A staff login's record, or None once it has expired or ended."""
+
+    @abstractmethod
+    async def end_staff_session(self, session: str) -> None:
+        """End a staff login (logging out): its cookie is refused from then on, by every process."""
 
     # --- between processes -------------------------------------------------------
 

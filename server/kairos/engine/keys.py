@@ -56,3 +56,15 @@ PAUSED = f"{PREFIX}:paused"
 # Dashboard feed: one channel for every process, and a flag that some dashboard watches.
 FEED = f"{PREFIX}:feed"
 FEED_WATCHED = f"{PREFIX}:feed:watched"
+
+
+# Staff access. Neither names a person or an address: a client is a keyed hash of
+# its address (kairos.lockout), a login a digest of its cookie's random id (kairos.staff).
+def staff_failures(client: str) -> str:
+    """Wrong admin tokens from one client in its current window; expires with the window."""
+    return f"{PREFIX}:staff:failures:{client}"
+
+
+def staff_session(session: str) -> str:
+    """A staff login's record (hash: fp, created_ms, expires_ms); expires with the login."""
+    return f"{PREFIX}:staff:session:{session}"

@@ -7,7 +7,7 @@ import heapq
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..caps import Caps, bucket, visitor_verdict
 from ..rules.delayed import Timer
@@ -17,6 +17,8 @@ from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, SESSIONS_KEEP, SHOWS_TTL
                    VIEWS_WINDOW_MS, Engine, parse_log, stats_bucket, stats_buckets)
 
 SWEEP_EVERY_S = 60.0
+# Clients with wrong tokens counted: beyond this many, expired counts and then the oldest go.
+STAFF_CLIENTS_KEEP = 10_000
 
 
 @dataclass(slots=True)
@@ -61,6 +63,9 @@ class MemoryEngine(Engine):
         self._heap: list[tuple[int, str]] = []
         self._stats: dict[int, dict[str, int]] = {}  # bucket start -> "<rule>|<counter>" -> n
         self._paused: dict[str, int] = {}
+        # Staff access: wrong tokens by client (count, window end), logins (record, expiry); time.monotonic().
+        self._staff_failures: dict[str, tuple[int, float]] = {}
+        self._staff_sessions: dict[str, tuple[dict[str, str], float]] = {}
 
     def _count(self, now_ms: int, rule: str, counter: str) -> None:
         b = self._stats.setdefault(stats_bucket(now_ms), {})
@@ -291,3 +296,37 @@ class MemoryEngine(Engine):
 
     async def pending_timers(self) -> int:
         return len(self._timers)
+
+    # --- staff access ------------------------------------------------------------
+
+    async def staff_attempt(self, client: str, failed: bool, max_failures: int, window_s: int) -> float:
+        now = time.monotonic()
+        count, ends = self._staff_failures.get(client, (0, now))
+        if ends <= now:
+            count = 0
+        if count >= max_failures:
+            return ends - now
+        if failed:
+            if count == 0:
+                ends = now + window_s
+                self._staff_failures.pop(client, None)  # re-inserted last: insertion order is age
+                if len(self._staff_failures) >= STAFF_CLIENTS_KEEP:
+                    self._staff_failures = {c: v for c, v in self._staff_failures.items() if v[1] > now}
+                    while len(self._staff_failures) >= STAFF_CLIENTS_KEEP:
+                        del self._staff_failures[next(iter(self._staff_failures))]
+            self._staff_failures[client] = (count + 1, ends)
+        return 0.0
+
+    async def add_staff_session(self, session: str, record: Mapping[str, str], ttl_s: int) -> None:
+        now = time.monotonic()
+        self._staff_sessions = {s: v for s, v in self._staff_sessions.items() if v[1] > now}
+        self._staff_sessions[session] = (dict(record), now + ttl_s)
+
+    async def staff_session(self, session: str) -> dict[str, str] | None:
+        found = self._staff_sessions.get(session)
+        if found is None or found[1] <= time.monotonic():
+            return None
+        return dict(found[0])
+
+    async def end_staff_session(self, session: str) -> None:
+        self._staff_sessions.pop(session, None)

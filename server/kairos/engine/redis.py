@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import msgpack
 import redis.asyncio as aioredis
@@ -62,6 +62,7 @@ class RedisEngine(Engine):
         self._claim_timers = self.r.register_script(_script("claim_timers.lua"))
         self._visit = self.r.register_script(_script("visit.lua"))
         self._archive = self.r.register_script(_script("archive.lua"))
+        self._staff_attempt = self.r.register_script(_script("staff_attempt.lua"))
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)))
         # Told how long each script call took (the runtime points it at /metrics).
         self.on_roundtrip: Callable[[str, float], None] = lambda call, seconds: None
@@ -69,7 +70,7 @@ class RedisEngine(Engine):
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
         for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers, self._visit,
-                       self._archive):
+                       self._archive, self._staff_attempt):
             script.sha = await self.r.script_load(script.script)
         self.pipe.start()
 
@@ -327,3 +328,23 @@ class RedisEngine(Engine):
                     await bus.on_push(sid, bytes.fromhex(hexframe))
         finally:
             await pubsub.aclose()
+
+    # --- staff access ------------------------------------------------------------
+
+    async def staff_attempt(self, client: str, failed: bool, max_failures: int, window_s: int) -> float:
+        wait_ms = await self.pipe.evalsha(self._staff_attempt, [keys.staff_failures(client)],
+                                          ["1" if failed else "0", max_failures, window_s * 1000])
+        return int(wait_ms) / 1000
+
+    async def add_staff_session(self, session: str, record: Mapping[str, str], ttl_s: int) -> None:
+        key = keys.staff_session(session)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=dict(record))
+            pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+    async def staff_session(self, session: str) -> dict[str, str] | None:
+        return await self.r.hgetall(keys.staff_session(session)) or None
+
+    async def end_staff_session(self, session: str) -> None:
+        await self.r.delete(keys.staff_session(session))

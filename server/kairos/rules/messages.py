@@ -404,3 +404,62 @@ def yaml_reason(problem: str, began: str = "", before: str = "") -> tuple[str, s
         return (f"not valid YAML: {m[2]} inside `{opening}…{m[1]}` — put the value in quotes, "
                 f"or close the `{opening}` with `{m[1]}`"), "began"
     return f"not valid YAML: {problem}", "problem"
+
+
+# --- size -------------------------------------------------------------------------
+
+
+def too_long(size: int, limit: int) -> str:
+    """A document over the text bound (rules/bounds.py)."""
+    return f"{size:,} bytes: a rules document is at most {limit:,} bytes (examples/demo.yaml is 2.5 KB)"
+
+
+def too_many_values(limit: int, aliased: bool) -> str:
+    """A document over the values bound (rules/bounds.py), through aliases or not."""
+    head = (f"expands to more than {limit:,} values through YAML anchors (&) and aliases (*)" if aliased
+            else f"has more than {limit:,} values")
+    return (f"{head}: a rules file has a few hundred (examples/demo.yaml has 170); "
+            + ("write the values out, or use fewer aliases" if aliased else "split the rules, or remove unused values"))
+
+
+ALIAS_CYCLE = ("an alias (*) inside the value its anchor (&) names: the value would contain itself; "
+               "write the value out instead")
+
+
+# --- addresses --------------------------------------------------------------------
+
+ADDRESS_FIX = "write an https:// address or a path on the store, such as `/cart` or `https://shop.example/sale`"
+
+
+def address_invisible(value: str) -> str:
+    """An address with a control character in it (rules/urls.py)."""
+    return (f"{value!r} has an invisible character (a tab, line break or control character) in it, which a browser "
+            f"drops before it reads the address: {ADDRESS_FIX}")
+
+
+def address_refused(value: str, scheme: str, decoded: bool) -> str:
+    """An address whose scheme is not http or https (rules/urls.py): what it would do, and the fix."""
+    if scheme in ("javascript", "vbscript"):
+        why = "runs code on the store's page when it is clicked"
+    elif scheme == "data":
+        why = "carries a page or a script of its own"
+    else:
+        why = "is not a web address; an overlay links only to http, https or a path on the store"
+    spelt = " once its &…; codes are read" if decoded else ""
+    return f"{value!r} is a {scheme}: link{spelt}, which {why}: {ADDRESS_FIX}"
+
+
+# --- model files ------------------------------------------------------------------
+
+
+def model_outside(written: str, has_dir: bool) -> str:
+    """A `{model: …}` path that leaves the models directory, or a server without one (rules/model.py model_path).
+
+    The same words whether or not a file is there: the editor must not tell
+    staff which files exist elsewhere on the server.
+    """
+    if not has_dir:
+        return ("a model file is read from the rules file's folder, and these rules have no file (the server was "
+                "started without --rules): start it with --rules FILE and put the model beside that file")
+    return (f"{written!r} is not a path inside the rules file's folder: name the model file by its path from there, "
+            "such as `models/intent.json` (no leading /, ~ or .. out of the folder)")

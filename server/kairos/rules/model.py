@@ -18,8 +18,10 @@ from ..scores import ScoreDef
 from ..traffic import SOURCES
 from ..wire import EVENT_FIELDS, EVENT_TYPES
 from . import messages as say
+from .bounds import MAX_DOCUMENT_BYTES, MAX_VALUES, Cycle, expanded_values
 from .messages import Mistake
 from .signals import SIGNALS
+from .urls import is_url_name, url_refusal
 
 KINDS = ("overlay", "offer", "chat", "bar")
 PLACES = ("center", "top", "bottom", "corner", "bubble")
@@ -102,9 +104,31 @@ class Then(_Strict):
                              else f"unknown template {v!r}: {has}")
         return v
 
+    @field_validator("params")
+    @classmethod
+    def _addresses(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """A parameter named as an address (href, url, link, *_url …) is http(s) or a path on the store."""
+        for at, value in _named_addresses(v):
+            reason = url_refusal(value)
+            if reason:
+                raise Mistake(reason, *at)
+        return v
+
     @property
     def where(self) -> str:
         return self.place or DEFAULT_PLACE[self.show]
+
+
+def _named_addresses(params: Any, at: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
+    """(place, text) of each text in `params` under a key named as an address, at any depth."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    items = params.items() if isinstance(params, dict) else enumerate(params) if isinstance(params, list) else ()
+    for key, value in items:
+        if isinstance(value, str) and (is_url_name(key) or (isinstance(key, int) and at and is_url_name(at[-1]))):
+            out.append(((*at, key), value))
+        else:
+            out += _named_addresses(value, (*at, key))
+    return out
 
 
 MAX_CAP_WINDOW_S = 7 * 24 * 3600
@@ -479,8 +503,9 @@ class ScoreSpec(_Strict):
 class ModelSpec(_Strict):
     """A score a trained model computes from the session's features: `{model: model.json}`.
 
-    The path is relative to the rules file. The file is read when the rules are
-    loaded (parse_rules), so a missing or broken model refuses the rules file.
+    The path is relative to the rules file's directory and stays inside it
+    (model_path). The file is read when the rules are loaded (parse_rules), so
+    a missing or broken model refuses the rules file.
     """
 
     model: str = Field(min_length=1)
@@ -697,8 +722,9 @@ def _problems(exc: ValidationError, root: yaml.Node | None, source: str) -> list
 
 
 # Checks a rule's `then` beyond the schema (the renderer trial-renders its
-# template): a reason it cannot be shown, or None.
-ThenCheck = Callable[[Then], "str | None"]
+# template): a reason it cannot be shown (a Mistake to name a place below
+# `then`, such as a parameter), or None.
+ThenCheck = Callable[[Then], "str | Mistake | None"]
 
 
 def parse_rules(
@@ -707,12 +733,23 @@ def parse_rules(
 ) -> Ruleset:
     """Validate a rules document fully; raise RulesError naming every problem.
 
-    `base_dir`: where the model files of `{model: …}` scores are looked for
-    (load_rules: the rules file's directory; default: the working directory).
+    `base_dir`: the models directory, where the files of `{model: …}` scores
+    are looked for and which they may not leave (load_rules: the rules file's
+    directory). Without one (rules kept in memory, no rules file) a score from
+    a model is refused.
     """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise RulesError([Problem(source, None, "", say.too_long(size, MAX_DOCUMENT_BYTES))])
     try:
         root = yaml.compose(text)
+        # Counted before anything is built from it: aliases can make a short text huge.
+        values, nodes = expanded_values(root)
+        if values > MAX_VALUES:
+            raise RulesError([Problem(source, None, "", say.too_many_values(MAX_VALUES, aliased=nodes < values))])
         data = yaml.safe_load(text)
+    except Cycle:
+        raise RulesError([Problem(source, None, "", say.ALIAS_CYCLE)]) from None
     except yaml.YAMLError as exc:
         lines = text.splitlines()
         began, gave_up = getattr(exc, "context_mark", None), getattr(exc, "problem_mark", None)
@@ -741,13 +778,13 @@ def parse_rules(
     if twice:
         raise RulesError(twice)
     page_types = PageTypes.build(doc.page_types)
-    models, problems = _load_models(doc, root, source, Path(base_dir) if base_dir is not None else Path.cwd(), page_types)
+    models, problems = _load_models(doc, root, source, Path(base_dir) if base_dir is not None else None, page_types)
     if check_then is not None:
         for i, rule in enumerate(doc.rules):
             reason = check_then(rule.then)
             if reason:
-                loc = ("rules", i, "then")
-                problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), reason))
+                loc = ("rules", i, "then", *getattr(reason, "at", ()))
+                problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), str(reason)))
     if problems:
         raise RulesError(problems)
     enabled = tuple(r for r in doc.rules if r.enabled)
@@ -767,7 +804,7 @@ def parse_rules(
     )
 
 
-def _load_models(doc: RulesFile, root: yaml.Node | None, source: str, base_dir: Path,
+def _load_models(doc: RulesFile, root: yaml.Node | None, source: str, base_dir: Path | None,
                  page_types: PageTypes) -> tuple[dict[str, Any], list[Problem]]:
     """Read the model file of every `{model: …}` score; a problem with its line for each one that cannot be used."""
     from ..intent import ModelError, load
@@ -778,11 +815,15 @@ def _load_models(doc: RulesFile, root: yaml.Node | None, source: str, base_dir: 
     for name, spec in doc.scores.items():
         if not isinstance(spec, ModelSpec):
             continue
-        path = Path(spec.model).expanduser()
+        loc = ("scores", name, "model")
+        path = model_path(spec.model, base_dir)
+        if path is None:
+            problems.append(Problem(source, _line_of(root, loc), _loc_path(loc),
+                                    say.model_outside(spec.model, base_dir is not None)))
+            continue
         try:
-            model = load(path if path.is_absolute() else base_dir / path)
+            model = load(path)
         except ModelError as exc:
-            loc = ("scores", name, "model")
             problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), str(exc)))
             continue
         score = ModelScore(name, spec.model, model, tuple(sorted(page_types.names)))
@@ -796,6 +837,26 @@ def _load_models(doc: RulesFile, root: yaml.Node | None, source: str, base_dir: 
             continue
         models[name] = score
     return models, problems
+
+
+def model_path(written: str, base_dir: Path | None) -> Path | None:
+    """Where a `{model: …}` score's file is: inside `base_dir` (the models directory), else None.
+
+    Only a relative path that stays inside the directory, once `..` and
+    symbolic links are resolved, names a model; anything else is refused
+    before the file is looked at, so the answer never says whether a file
+    elsewhere exists (staff reach this through the editor).
+    """
+    if base_dir is None or not written or re.search(r"[\x00-\x1f]", written) or written.startswith("~"):
+        return None
+    try:
+        if Path(written).is_absolute():
+            return None
+        home = base_dir.resolve()
+        path = (home / written).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symbolic link loop, a name the system refuses
+        return None
+    return path if path.is_relative_to(home) else None
 
 
 def load_rules(path: str | Path, templates: set[str] | None = None, check_then: ThenCheck | None = None) -> Ruleset:
