@@ -19,6 +19,17 @@ import { feedbackFrame } from './frames.js'
 
 export const HOST_ID = 'kairos-host'
 
+// An attribute that can run script: an event handler, or an address the
+// browser would not follow as http(s) or a path on the store (`javascript:`
+// runs as the store when clicked). The server refuses and drops these
+// (server/kairos/rules/urls.py); this is the last layer. The browser's own URL
+// parser reads the address, tabs, padding and letter case as it would.
+export function unsafe (name, v) {
+  if (/^on/i.test(name)) return true
+  if (!/^(href|src|action|formaction|data|xlink:href)$/i.test(name)) return false
+  try { return !/^https?:$/.test(new URL(v, 'http://a').protocol) } catch (e) { return true }
+}
+
 // send(frame): hands a feedback frame to the connection
 export function createOverlay (doc, win, send) {
   const feedback = (oid, act) => send(feedbackFrame(oid, act, Date.now()))
@@ -63,6 +74,8 @@ export function createOverlay (doc, win, send) {
     if (!host.isConnected) (doc.body || doc.documentElement).appendChild(host)
 
     root.innerHTML = f.html
+    // an event handler attribute runs script too: the server's templates have none
+    for (const el of root.querySelectorAll('*')) for (const a of [...el.attributes]) if (unsafe(a.name, a.value)) el.removeAttribute(a.name)
     try {
       const sheet = new win.CSSStyleSheet()
       sheet.replaceSync(f.css || '')

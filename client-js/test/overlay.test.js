@@ -264,3 +264,35 @@ test('odd markup or events never throw into the page', () => {
   d.key('Escape')
   assert.deepStrictEqual(d.fb.at(-1), [SHOW.oid, 'dismissed'], 'and it still works')
 })
+
+// what the server must never send and the snippet must not show if it does:
+// each address as a browser's URL parser would read it (case, padding, tabs)
+const HOSTILE = [
+  ['a', 'href', 'javascript:window.__pwned=1'],
+  ['a', 'href', ' JaVaScRiPt:window.__pwned=1'],
+  ['a', 'href', 'java\tscript:window.__pwned=1'],
+  ['a', 'href', '\x01javascript:window.__pwned=1'],
+  ['a', 'href', 'vbscript:msgbox(1)'],
+  ['a', 'href', 'data:text/html,<script>parent.__pwned=1</script>'],
+  ['a', 'href', 'mailto:shop@example.com'],
+  ['form', 'action', 'javascript:window.__pwned=1'],
+  ['button', 'formaction', 'javascript:window.__pwned=1'],
+  ['iframe', 'src', 'javascript:window.__pwned=1'],
+  ['img', 'onerror', 'window.__pwned=1']
+]
+const KEPT = ['/cart', 'cart', '?q=shirt', '#top', '//cdn.example/x.png', 'https://shop.example/sale', 'HTTP://shop.example/']
+
+test('an address that is not http(s) or a path on the store, or an event handler, is removed before the overlay shows', () => {
+  const html = '<dialog class="k-overlay" data-modal><button data-k-close>×</button>' +
+    HOSTILE.map(([tag, name, v], i) => `<${tag} id="h${i}" ${name}="${v.replace(/"/g, '&quot;')}" class="c">x</${tag}>`).join('') +
+    KEPT.map((v, i) => `<a id="k${i}" href="${v}" data-k-click>ok</a>`).join('') + '</dialog>'
+  const d = setup()
+  d.ov.show(Object.assign({}, SHOW, { html }))
+  HOSTILE.forEach(([tag, name, v], i) => {
+    const el = d.q('#h' + i)
+    assert.equal(el.getAttribute(name), null, `${tag} ${name}=${JSON.stringify(v)} is removed`)
+    assert.equal(el.getAttribute('class'), 'c', 'the element and its other attributes stay')
+  })
+  KEPT.forEach((v, i) => assert.equal(d.q('#k' + i).getAttribute('href'), v, v + ' is kept'))
+  assert.deepStrictEqual(d.fb, [[SHOW.oid, 'shown']], 'and the overlay is shown')
+})
