@@ -372,7 +372,7 @@ async def test_the_new_counters_and_the_lost_count_are_kept(engine):
     events = [Event("rage_click", 1, {"tag": "a", "n": 3}), Event("hesitation", 2, {"field": "email", "ms": 9000}),
               Event("copy", 3, {}), Event("idle", 4, {"ms": 30000}), Event("idle_end", 5, {"ms": 31000}),
               Event("identify", 6, {"uid": "customer-1042"})]
-    state = await engine.apply("s_contract1", event_ops(events, classify, now(), "demo") + [("incr", "lost", "4")], [], now())
+    state = await engine.apply("s_contract1", event_ops(events, classify, now(), "demo", identify_key=b"k") + [("incr", "lost", "4")], [], now())
     assert (state.rage_clicks, state.hesitations, state.copies, state.idle_ms, state.lost) == (1, 1, 1, 0, 4)
     assert len(state.uid) == 32 and state.uid != "customer-1042"
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,18 +70,35 @@ def test_coming_back_from_idle_clears_the_idle_time():
     assert (s.idle_ms, s.counts["idle_end"]) == (0, 1)
 
 
-def test_identify_keeps_a_hash_of_the_user_id_salted_by_the_site():
+KEY = b"an installation's identify secret"
+
+
+def test_identify_keeps_a_keyed_hash_of_the_user_id_for_the_site():
     h: dict[str, str] = {}
-    apply_ops(h, event_ops([Event("identify", 1, {"uid": "customer-1042"})], classify, 1000, site="demo"))
-    assert h["uid"] == uid_hash("demo", "customer-1042") != uid_hash("other-shop", "customer-1042")
+    apply_ops(h, event_ops([Event("identify", 1, {"uid": "customer-1042"})], classify, 1000, site="demo",
+                           identify_key=KEY))
+    assert h["uid"] == uid_hash(KEY, "demo", "customer-1042") != uid_hash(KEY, "other-shop", "customer-1042")
     assert len(h["uid"]) == 32 and "customer-1042" not in h.values()
     assert SessionState.from_hash("s_x", h).uid == h["uid"]
 
 
+def test_the_identify_hash_cannot_be_recomputed_without_the_installations_secret():
+    # A list of emails and the public site key are not enough (finding 7 of issue 13).
+    kept = uid_hash(KEY, "demo", "jane@example.com")
+    assert kept != hashlib.sha256(b"demo:jane@example.com").hexdigest()[:32]
+    assert kept != uid_hash(b"another installation's secret", "demo", "jane@example.com")
+    assert kept == hmac.new(KEY, b"demo:jane@example.com", hashlib.sha256).hexdigest()[:32]
+
+
+def test_an_identify_without_a_key_is_refused_rather_than_hashed_weakly():
+    with pytest.raises(ValueError, match="identify key"):
+        event_ops([Event("identify", 1, {"uid": "customer-1042"})], classify, 1000, site="demo")
+
+
 def test_the_activity_log_never_holds_the_raw_user_id():
-    lines = event_log([Event("identify", 1, {"uid": "jane@example.com"})], 1000, site="demo")
+    lines = event_log([Event("identify", 1, {"uid": "jane@example.com"})], 1000, site="demo", identify_key=KEY)
     assert len(lines) == 1 and "jane" not in lines[0]
-    assert uid_hash("demo", "jane@example.com") in lines[0]
+    assert uid_hash(KEY, "demo", "jane@example.com") in lines[0]
 
 
 def test_custom_events_are_counted_by_name_for_the_first_names_only():

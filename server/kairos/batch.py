@@ -31,13 +31,13 @@ async def apply_events(
     load's last batch (a beacon), which also records the visitor's session
     count for the row kept for training (a socket does that when it closes).
     """
-    ops = event_ops(batch.events, rules.classify, now, site, rules.scores)
+    ops = event_ops(batch.events, rules.classify, now, site, rules.scores, rt.identify_key)
     if last and visitor.first_ms:  # read from the visitor's keys (a beacon's page view is not)
         ops.append(("set", "visits", str(visitor.sessions)))
     if batch.lost:
         ops.append(("incr", "lost", str(batch.lost)))
         rt.metrics.events_lost.inc(batch.lost)
-    log = event_log(batch.events, now, site)
+    log = event_log(batch.events, now, site, rt.identify_key)
     if any(e.type == "purchase" for e in batch.events):
         # Rare, so its own round trip: the purchase, and a conversion for each rule shown lately.
         await rt.engine.record_conversion(vid, now, rt.settings.attribution_s * 1000)

@@ -297,6 +297,17 @@ def _serve(settings: Settings) -> int:
         # The token itself is shown once, when it is made; later runs say where it is.
         login = f"with the admin token {token} (new, kept in {token_file})" if created else \
             f"with the admin token in {token_file}"
+    if not settings.identify_secret:
+        # Read once here and passed down; processes sharing a Redis share the state
+        # directory or KAIROS_IDENTIFY_SECRET, so one customer hashes alike on each.
+        from .secrets_file import SecretFileError, identify_secret
+
+        try:
+            secret, _ = identify_secret(settings.state_dir)
+        except (SecretFileError, OSError) as exc:
+            print(f"kairos: refusing to start without an identify secret: {exc}", file=sys.stderr)
+            return 2
+        settings = dataclasses.replace(settings, identify_secret=secret)
     try:
         app = create_app(settings)
     except RulesError as exc:

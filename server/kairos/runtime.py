@@ -54,6 +54,10 @@ class Runtime:
         self._track: tuple[Ruleset, dict[str, Any]] | None = None
         # This process among those sharing one Redis: where nudges for its sockets are sent.
         self.node_id = secrets.token_hex(4)
+        # The identify hash's key (session.uid_hash). An app built without `kairos serve`
+        # (tests, an embedding) and without a secret gets a random one: its hashes
+        # match within this process only, and none can be reversed from a list of ids.
+        self.identify_key = (settings.identify_secret or secrets.token_hex(32)).encode()
         # Beacons have no connection to hold a rate limit: one per visitor id, for
         # the visitors seen lately.
         self.beacon_limits = wire.RateLimits(settings.frames_burst, settings.frames_per_s, max_keys=10_000)

@@ -12,6 +12,7 @@ Pure: no I/O, time is a parameter.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import time
 from dataclasses import dataclass, field
@@ -309,9 +310,16 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
             + score_ops(scores, signals_of("page_view", {}, page_type), now_ms))
 
 
-def uid_hash(site: str, uid: str) -> str:
-    """What is kept of a store's user id: enough to tell identified visitors apart, not the id."""
-    return hashlib.sha256(f"{site}:{uid}".encode()).hexdigest()[:32]
+def uid_hash(key: bytes, site: str, uid: str) -> str:
+    """What is kept of a store's user id: enough to tell identified visitors apart, not the id.
+
+    Keyed (HMAC-SHA256) with the installation's identify secret, never shown to
+    visitors: without it, a list of email addresses cannot be hashed to find whose
+    a stored hash is. 128 bits of it.
+    """
+    if not key:
+        raise ValueError("expected the installation's identify key (Settings.identify_secret), got none")
+    return hmac.new(key, f"{site}:{uid}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 # Events that only count, and the session field that counts them.
@@ -320,12 +328,12 @@ _COUNTED = {"click": "clicks", "rage_click": "rage_clicks", "exit_intent": "exit
 
 
 def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_ms: int, site: str = "",
-              scores: Iterable[ScoreDef] = ()) -> list[Op]:
+              scores: Iterable[ScoreDef] = (), identify_key: bytes = b"") -> list[Op]:
     """Reduce an event batch to ops, in batch order.
 
-    `classify(path, declared_type)` gives a page view's page type; `site` salts
-    the hash an `identify` event stores; `scores` are the declared intent
-    scores the events feed.
+    `classify(path, declared_type)` gives a page view's page type; `scores` are
+    the declared intent scores the events feed; an `identify` event stores the
+    hash of its id keyed by `identify_key` (and the `site`): see uid_hash.
     """
     scores = list(scores)
     ops: list[Op] = []
@@ -352,7 +360,7 @@ def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_
             case "idle_end":
                 ops.append(("set", "idle_ms", "0"))
             case "identify":
-                ops.append(("set", "uid", uid_hash(site, f["uid"])))
+                ops.append(("set", "uid", uid_hash(identify_key, site, f["uid"])))
             case "custom":
                 ops.append(("count", f"c:{f['name']}", str(MAX_CUSTOM_NAMES)))
             case "cart":
@@ -379,13 +387,13 @@ def log_entry(kind: str, now_ms: int, **what: Any) -> str:
 QUIET_EVENTS = frozenset({"dwell", "scroll", "idle", "idle_end"})
 
 
-def event_log(events: Iterable[Event], now_ms: int, site: str = "") -> list[str]:
+def event_log(events: Iterable[Event], now_ms: int, site: str = "", identify_key: bytes = b"") -> list[str]:
     """Log lines for a batch; an `identify` is logged with the hash the session keeps, not the id."""
     out = []
     for ev in events:
         if ev.type in QUIET_EVENTS:
             continue
-        fields = {"uid": uid_hash(site, ev.fields["uid"])} if ev.type == "identify" else ev.fields
+        fields = {"uid": uid_hash(identify_key, site, ev.fields["uid"])} if ev.type == "identify" else ev.fields
         out.append(log_entry("event", now_ms, e=ev.type, **fields))
     return out
 

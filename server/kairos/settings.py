@@ -42,6 +42,11 @@ class Settings:
     # What the server keeps for itself between runs (the generated admin token),
     # relative to the working directory unless absolute.
     state_dir: Path = Path(".kairos")
+    # The key of the hash an `identify` keeps instead of the store's user id
+    # (session.uid_hash). Unset: `kairos serve` uses the one in
+    # state_dir/identify-secret, generated there on the first run; processes
+    # sharing one Redis must share it (the same state directory, or this setting).
+    identify_secret: str | None = None
     templates_dir: Path = ROOT / "templates"
     snippet_path: Path = ROOT / "client-js" / "dist" / "k.js"
     # 30 min: the customary web-analytics session timeout (Google Analytics' default).

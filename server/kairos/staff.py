@@ -39,9 +39,7 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +49,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .secrets_file import SecretFileError, stored_secret
 
 from . import lockout
 
@@ -100,56 +100,13 @@ SECURITY_HEADERS = {
 # --- the admin token when none is configured -------------------------------------------------
 
 
-class TokenFileError(Exception):
-    """The stored admin token cannot be used."""
+# The stored admin token cannot be used.
+TokenFileError = SecretFileError
 
 
 def stored_admin_token(state_dir: Path) -> tuple[str, bool]:
-    """The admin token kept in `state_dir`/admin-token, made on first use; and whether it was made now.
-
-    The file is written whole under another name and then linked into place, so
-    two processes starting at once on a fresh directory end up with one token,
-    and neither reads a half-written file.
-    """
-    path = Path(state_dir) / TOKEN_FILE
-    existing = _read_token(path)
-    if existing is not None:
-        return existing, False
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Hex: it never starts with '-' (which a command line would read as an option)
-    # and a double click in a terminal selects all of it. 192 bits.
-    token = secrets.token_hex(24)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".admin-token.")  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            existing = _read_token(path)
-            if existing is None:
-                raise TokenFileError(f"{path} vanished while it was being created") from None
-            return existing, False
-    finally:
-        os.unlink(tmp)
-    return token, True
-
-
-def _read_token(path: Path) -> str | None:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokenFileError(f"cannot read the admin token from {path}: {exc}") from None
-    if not text:
-        raise TokenFileError(f"{path} is empty: delete it and a new token is generated at the next start")
-    if mode & 0o077:
-        log.warning("staff: %s can be read by other users of this machine: chmod 600 it", path)
-    return text
+    """The admin token kept in `state_dir`/admin-token (192 bits), made on first use; and whether it was made now."""
+    return stored_secret(Path(state_dir) / TOKEN_FILE, "the admin token", 24)
 
 
 # --- signed session cookies (pure: time is a parameter) ---------------------------------------
