@@ -440,6 +440,74 @@ async def test_forgetting_in_redis_leaves_no_key_or_member_naming_the_visitor_or
         await e.close()
 
 
+async def visitor_with_sessions(engine, vid: str, n: int) -> list[str]:
+    """A visitor with `n` sessions, each with a page view, an identify, a show, a log, a timer,
+    a live-set entry and a row kept for training; their ids, oldest first."""
+    sids = [f"s_{vid[2:]}_{i:04d}" for i in range(n)]
+    identify = [Event("identify", 1, {"uid": "bob@example.com"})]
+    for i, sid in enumerate(sids):
+        await open_session(engine, sid=sid, vid=vid)
+        await engine.visit(vid, sid, "/demo/products/linen-shirt", "product", True, now())
+        await engine.mark_live(sid, now())
+        await engine.apply(sid, event_ops(identify, classify, now(), "demo", identify_key=b"k"),
+                           [log_entry("event", now(), e="identify")], now())
+        assert await engine.claim_show(sid, vid, "exit-offer", f"exit-offer.{i:04x}", Caps(0, 0), "{}", now()) == "ok"
+        await engine.archive(sid, '{"features":{},"purchased":false}', now())
+    await engine.arm_timers([Timer(sid, "reminder", now() + 60_000, now()) for sid in sids])
+    return sids
+
+
+def memory_contents(engine: MemoryEngine) -> dict[str, str]:
+    """Every structure of the memory engine, as text: to look for what must not be kept."""
+    return {name: repr(value) for name, value in vars(engine).items()}
+
+
+@pytest.mark.parametrize("n", [20, 100, 201])
+async def test_forgetting_a_visitor_reaches_every_one_of_their_sessions(engine, clean_redis, n):
+    # Issue 13, finding 5: only the newest 16 sessions were erased; with 20, four survived.
+    from conftest import redis_contents
+
+    vid = f"v_many{n:04d}"
+    sids = await visitor_with_sessions(engine, vid, n)
+    await open_session(engine, sid="s_bystander", vid="v_bystander")
+    await engine.mark_live("s_bystander", now())
+    await engine.archive("s_bystander", "not theirs", now())
+    await engine.arm_timers([Timer("s_bystander", "reminder", now() + 60_000, now())])
+
+    def contents() -> dict[str, str]:
+        return redis_contents(clean_redis) if engine.name == "redis" else memory_contents(engine)
+
+    assert all(any(sid in k or sid in v for k, v in contents().items()) for sid in (sids[0], sids[-1]))
+    erased = await engine.forget(vid, sids[-1])
+    assert erased == sids, "every session, however many"
+    left = contents()
+    for needle in (vid, *sids):
+        assert not [k for k, v in left.items() if needle in k or needle in v], f"{needle} is still stored"
+    for sid in (sids[0], sids[n // 2], sids[-1]):
+        assert await engine.session(sid) is None and await engine.log(sid) == []
+    assert [s.sid for s in await engine.sessions(now())] == ["s_bystander"]
+    assert await engine.pending_timers() == 1
+    assert await engine.archived(now() + 1) == ["not theirs"]
+    assert (await engine.visit(vid, "s_newvisit1", "/", "home", True, now())).sessions == 1, "they start over"
+
+
+async def test_a_session_of_theirs_that_expired_still_has_its_row_kept_for_training_erased(clean_redis):
+    # The row outlives the session (30 days against 30 minutes): the index must still lead to it.
+    for kind in ("memory", "redis"):
+        e = make_engine(kind, clean_redis, ttl_s=1)
+        await e.start()
+        try:
+            await open_session(e, sid="s_expired01", vid="v_expired01")
+            await e.visit("v_expired01", "s_expired01", "/", "home", True, now())
+            await e.archive("s_expired01", "theirs", now())
+            await asyncio.sleep(1.2)
+            assert await e.session("s_expired01") is None
+            assert await e.forget("v_expired01", None) == []
+            assert await e.archived(now() + 1) == [], kind
+        finally:
+            await e.close()
+
+
 # --- what the dashboard reads: skipped moments, paused rules, counters ------------------------
 
 

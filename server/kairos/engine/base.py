@@ -18,9 +18,20 @@ VIEWS_WINDOW_MS = 24 * 3600 * 1000
 VIEWS_KEEP = 500
 # Shows are kept for the longest cap window a rules file may declare.
 SHOWS_TTL_S = 7 * 24 * 3600
-# A visitor's sessions are remembered under the visitor (newest first, this many)
-# so that forgetting the visitor finds the sessions of every tab they had open.
-SESSIONS_KEEP = 16
+# Every session of a visitor is indexed under the visitor (session id -> when it
+# was last seen or archived), however many they had, so that forgetting the
+# visitor reaches each one, its log and its row kept for training. The index
+# outlives what it points to: the visitor's keys, archived rows, and by this
+# margin a page load still open and its timers (a delay is at most a day).
+INDEX_MARGIN_S = 2 * 24 * 3600
+# Forgetting walks the index this many sessions at a time: one round trip each,
+# so that a visitor with 10,000 sessions never holds Redis for long.
+FORGET_BATCH = 100
+
+
+def index_ttl_s(visitor_ttl_s: int, archive_ttl_s: int) -> int:
+    """How long a visitor's index of sessions lives after its last write."""
+    return max(visitor_ttl_s, archive_ttl_s) + INDEX_MARGIN_S
 # Rule counters (triggered, shown, clicked, dismissed, converted) are kept in
 # five-minute buckets: an hour of data charts as twelve bins, and a month is
 # 8,640 buckets, one pipelined read (about 0.1 s; one-minute buckets took 0.45 s).
@@ -120,10 +131,11 @@ class Engine(ABC):
 
     @abstractmethod
     async def forget(self, vid: str, sid: str | None) -> list[str]:
-        """Erase what is stored about a visitor: their keys, and their sessions (`sid` and any
-        other recorded under the visitor) with logs, dashboard index entries and timers.
+        """Erase what is stored about a visitor: their keys, and every session indexed under
+        them (and `sid`) with its log, dashboard index entry, timers and row kept for training.
 
-        A session is erased only if it belongs to `vid`. Returns the session ids erased.
+        A session is erased only if it belongs to `vid`: `sid` must name them as its
+        visitor. Returns the ids of the sessions that were still live, erased.
         """
 
     @abstractmethod

@@ -33,6 +33,11 @@ def visitor(vid: str, part: str) -> str:
     return f"{PREFIX}:{{v:{vid}}}:{part}"
 
 
+def visitor_sessions(vid: str) -> str:
+    """Every session of a visitor (sorted set: sid -> ms last seen or archived): what forgetting walks."""
+    return visitor(vid, "sids")
+
+
 def rule_window(rule: str, bucket: int) -> str:
     """Shows of a rule to anyone in one fixed window."""
     return f"{PREFIX}:rule:{rule}:{bucket}"

@@ -13,8 +13,8 @@ from ..caps import Caps, bucket, visitor_verdict
 from ..rules.delayed import Timer
 from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note_skip, record_feedback, record_show,
                        session_verdict)
-from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, SESSIONS_KEEP, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP,
-                   VIEWS_WINDOW_MS, Engine, parse_log, stats_bucket, stats_buckets)
+from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine,
+                   index_ttl_s, parse_log, stats_bucket, stats_buckets)
 
 SWEEP_EVERY_S = 60.0
 # Clients with wrong tokens counted: beyond this many, expired counts and then the oldest go.
@@ -36,7 +36,14 @@ class _Visitor:
     views: deque[tuple[int, str, str]] = field(default_factory=lambda: deque(maxlen=VIEWS_KEEP))
     shows: dict[str, list[int]] = field(default_factory=dict)  # by rule; "" for every rule
     pending: dict[str, int] = field(default_factory=dict)  # rule -> when it was kept
-    sids: dict[str, int] = field(default_factory=dict)  # the visitor's sessions -> when first seen
+    expires_at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Index:
+    """Every session of a visitor, as long as anything of them may be kept (engine.base.index_ttl_s)."""
+
+    sids: dict[str, int] = field(default_factory=dict)  # sid -> ms last seen or archived
     expires_at: float = 0.0
 
 
@@ -54,6 +61,8 @@ class MemoryEngine(Engine):
         # sid -> (ms of the last write, row); insertion order is write order
         self._archive: dict[str, tuple[int, str]] = {}
         self._visitors: dict[str, _Visitor] = {}
+        self._index: dict[str, _Index] = {}
+        self.index_ttl_s = index_ttl_s(visitor_ttl_s, archive_ttl_s)
         self._rule_counts: dict[tuple[str, int], int] = {}
         self._sessions: dict[str, _Entry] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -92,6 +101,12 @@ class MemoryEngine(Engine):
             del self._sessions[sid]
         for vid in [vid for vid, v in self._visitors.items() if v.expires_at <= now]:
             del self._visitors[vid]
+        for vid in [vid for vid, ix in self._index.items() if ix.expires_at <= now]:
+            del self._index[vid]
+        oldest_ms = int(time.time() * 1000) - self.index_ttl_s * 1000
+        for ix in self._index.values():
+            for sid in [sid for sid, ms in ix.sids.items() if ms < oldest_ms]:
+                del ix.sids[sid]
         oldest = stats_bucket(int(time.time() * 1000) - STATS_TTL_S * 1000)
         for b in [b for b in self._stats if b < oldest]:
             del self._stats[b]
@@ -162,9 +177,7 @@ class MemoryEngine(Engine):
         v = self._visitor(vid, now_ms)
         if v.sid != sid:
             v.sid, v.sessions = sid, v.sessions + 1
-            v.sids[sid] = now_ms
-            if len(v.sids) > SESSIONS_KEEP:
-                del v.sids[min(v.sids, key=v.sids.__getitem__)]
+        self._index_session(vid, sid, now_ms)
         pending: tuple[str, ...] = ()
         if record:
             v.views.append((now_ms, page_type, path))
@@ -185,20 +198,40 @@ class MemoryEngine(Engine):
         v = self._visitors.get(vid)
         return sorted(v.pending) if v else []
 
+    def _index_session(self, vid: str, sid: str, now_ms: int) -> None:
+        ix = self._index.setdefault(vid, _Index())
+        ix.sids[sid] = now_ms
+        ix.expires_at = time.monotonic() + self.index_ttl_s
+
     async def forget(self, vid: str, sid: str | None) -> list[str]:
         v = self._visitors.pop(vid, None)
-        candidates = ({sid} if sid else set()) | (set(v.sids) | {v.sid} if v else set())
-        erased = sorted(c for c in candidates if c in self._sessions and self._sessions[c].h.get("vid") == vid)
-        for c in erased:
-            del self._sessions[c]
-        for key in [k for k in self._timers if k.partition("|")[0] in erased]:
-            del self._timers[key]  # its heap entry is skipped when it surfaces
-        # Training rows: of every session listed under the visitor, and those erased.
-        for c in set(erased) | (set(v.sids) | {v.sid} if v else set()):
+        ix = self._index.pop(vid, None)
+        theirs = set(ix.sids if ix else ()) | ({v.sid} if v and v.sid else set())
+        erased, gone = [], set()
+        for c in sorted(theirs | ({sid} if sid else set())):
+            e = self._sessions.get(c)
+            owner = e.h.get("vid") if e else None
+            # A session only named by the caller is erased if its state names the visitor;
+            # one of their own index also when a batch re-created it without a visitor.
+            if e is not None and (owner == vid or (owner is None and c in theirs)):
+                del self._sessions[c]
+                erased.append(c)
+            elif e is not None or c not in theirs:
+                continue
+            gone.add(c)
             self._archive.pop(c, None)
+        for key in [k for k in self._timers if k.partition("|")[0] in gone]:
+            del self._timers[key]
+        if gone:  # the heap's entries too, a re-armed timer's stale ones included
+            self._heap = [entry for entry in self._heap if entry[1].partition("|")[0] not in gone]
+            heapq.heapify(self._heap)
         return erased
 
     async def archive(self, sid: str, row: str, now_ms: int) -> None:
+        e = self._sessions.get(sid)
+        if e is not None and e.h.get("vid"):
+            # The row outlives the session: the visitor's index must point to it as long.
+            self._index_session(e.h["vid"], sid, now_ms)
         self._archive.pop(sid, None)
         self._archive[sid] = (now_ms, row)
         cutoff = now_ms - self.archive_ttl_s * 1000

@@ -18,8 +18,8 @@ from ..rules.model import MAX_DELAY_S
 from ..session import Op, SessionState, VisitorInfo
 from . import keys
 from .autopipe import AutoPipeline
-from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, PAUSED_TTL_S, SESSIONS_KEEP, SHOWS_TTL_S, STATS_TTL_S,
-                   VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, parse_log, stats_bucket, stats_buckets)
+from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S, STATS_TTL_S,
+                   VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, index_ttl_s, parse_log, stats_bucket, stats_buckets)
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
@@ -62,6 +62,9 @@ class RedisEngine(Engine):
         self._claim_timers = self.r.register_script(_script("claim_timers.lua"))
         self._visit = self.r.register_script(_script("visit.lua"))
         self._archive = self.r.register_script(_script("archive.lua"))
+        # Rare (a consent withdrawn): loaded on first use, not at start.
+        self._forget_session = self.r.register_script(_script("forget.lua"))
+        self.index_ttl_s = index_ttl_s(visitor_ttl_s, archive_ttl_s)
         self._staff_attempt = self.r.register_script(_script("staff_attempt.lua"))
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)))
         # Told how long each script call took (the runtime points it at /metrics).
@@ -166,9 +169,9 @@ class RedisEngine(Engine):
     async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
         sessions, first, same_path, same_type, pending = await self._eval(
             "visit", self._visit,
-            [keys.visitor(vid, "info"), keys.visitor(vid, "views")],
+            [keys.visitor(vid, "info"), keys.visitor(vid, "views"), keys.visitor_sessions(vid)],
             [now_ms, sid, path, page_type, "1" if record else "0", self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP,
-             SESSIONS_KEEP],
+             self.index_ttl_s],
         )
         return VisitorInfo(int(sessions), int(first), int(same_path), int(same_type), tuple(sorted(pending)))
 
@@ -181,38 +184,60 @@ class RedisEngine(Engine):
         return sorted(f[2:] for f in fields if f.startswith("q:"))
 
     async def forget(self, vid: str, sid: str | None) -> list[str]:
-        # Rare (a consent withdrawn), so plain round trips rather than a script: the
-        # visitor's keys and sessions live in different hash slots.
-        async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.visitor(vid, "info"))
-            pipe.zrange(keys.visitor(vid, "shows"), 0, -1)
-            info, oids = await pipe.execute()
-        candidates = sorted(({sid} if sid else set()) | {info.get("sid", "")} | {f[2:] for f in info if f.startswith("s:")})
-        candidates = [c for c in candidates if c]
-        async with self.r.pipeline(transaction=False) as pipe:
-            for c in candidates:
-                pipe.hget(keys.session(c), "vid")
-            owners = await pipe.execute()
-        erased = [c for c, owner in zip(candidates, owners) if owner == vid]
-        timers = [member for c in erased async for member, _ in self.r.hscan_iter(keys.TIMERS_DATA, match=f"{c}|*")]
+        # Rare (a consent withdrawn), so plain round trips: the visitor's keys, each
+        # session's keys, the live set, the archive and the timers live in different
+        # hash slots. The index is walked FORGET_BATCH sessions per round trip and
+        # emptied as it goes, so an interrupted forget is finished by the next one.
+        info_key, index = keys.visitor(vid, "info"), keys.visitor_sessions(vid)
+        info = await self.r.hgetall(info_key)
+        # The last session, and those that servers before the index listed (s:<sid>), are theirs too.
+        listed = sorted({info.get("sid", "")} - {""} | {f[2:] for f in info if f.startswith("s:")})
+        erased, gone = await self._forget_sessions(vid, listed, trusted=True)
+        if sid and sid not in gone:
+            more, more_gone = await self._forget_sessions(vid, [sid], trusted=False)
+            erased, gone = erased + more, gone | more_gone
+        while batch := await self.r.zrange(index, 0, FORGET_BATCH - 1):
+            more, more_gone = await self._forget_sessions(vid, batch, trusted=True)
+            erased, gone = erased + more, gone | more_gone
+            await self.r.zrem(index, *batch)
+        await self._forget_timers(gone)
         # Each show's oid is "<rule>.<hex>": the per-rule show keys of this visitor.
-        rules = {oid.rsplit(".", 1)[0] for oid in oids}
-        doomed = [keys.visitor(vid, part) for part in ("info", "views", "shows", *(f"shows:{r}" for r in rules))]
-        doomed += [k for c in erased for k in (keys.session(c), keys.log(c))]
-        # Training rows: of every session listed under the visitor, and those erased.
-        theirs = sorted(set(erased) | {info.get("sid", "")} - {""} | {f[2:] for f in info if f.startswith("s:")})
+        rules = {oid.rsplit(".", 1)[0] for oid in await self.r.zrange(keys.visitor(vid, "shows"), 0, -1)}
+        await self.r.delete(info_key, index, *(keys.visitor(vid, p) for p in ("views", "shows", *(f"shows:{r}" for r in rules))))
+        return sorted(set(erased))
+
+    async def _forget_sessions(self, vid: str, sids: Sequence[str], trusted: bool) -> tuple[list[str], set[str]]:
+        """Erase a batch of the visitor's sessions (`trusted`: from their own index) with their
+        logs, live-set entries and rows kept for training; those erased live, and all of theirs."""
+        if not sids:
+            return [], set()
         async with self.r.pipeline(transaction=False) as pipe:
-            pipe.delete(*doomed)
-            if theirs:
-                pipe.zrem(keys.ARCHIVE_INDEX, *theirs)
-                pipe.hdel(keys.ARCHIVE_ROWS, *theirs)
-            if erased:
-                pipe.zrem(keys.LIVE, *erased)
-            if timers:
-                pipe.zrem(keys.TIMERS_DUE, *timers)
-                pipe.hdel(keys.TIMERS_DATA, *timers)
-            await pipe.execute()
-        return erased
+            for c in sids:
+                await self._forget_session(keys=[keys.session(c), keys.log(c)], args=[vid, "1" if trusted else "0"],
+                                           client=pipe)
+            verdicts = await pipe.execute()
+        erased = [c for c, v in zip(sids, verdicts) if int(v) == 1]
+        # A session of theirs that expired still has its row kept for training; one only
+        # named by the caller is theirs only if its state said so.
+        gone = {c for c, v in zip(sids, verdicts) if int(v) == 1 or (trusted and int(v) == 0)}
+        if gone:
+            async with self.r.pipeline(transaction=False) as pipe:
+                pipe.zrem(keys.LIVE, *gone)
+                pipe.zrem(keys.ARCHIVE_INDEX, *gone)
+                pipe.hdel(keys.ARCHIVE_ROWS, *gone)
+                await pipe.execute()
+        return erased, gone
+
+    async def _forget_timers(self, sids: set[str]) -> None:
+        """Drop the timers of these sessions: one incremental pass over the queue, whatever their number."""
+        if not sids:
+            return
+        doomed = [m async for m, _ in self.r.hscan_iter(keys.TIMERS_DATA, count=1000) if m.partition("|")[0] in sids]
+        for i in range(0, len(doomed), FORGET_BATCH):
+            async with self.r.pipeline(transaction=True) as pipe:
+                pipe.zrem(keys.TIMERS_DUE, *doomed[i:i + FORGET_BATCH])
+                pipe.hdel(keys.TIMERS_DATA, *doomed[i:i + FORGET_BATCH])
+                await pipe.execute()
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         ok = await self._eval(
@@ -241,8 +266,18 @@ class RedisEngine(Engine):
         return states
 
     async def archive(self, sid: str, row: str, now_ms: int) -> None:
-        await self._eval("archive", self._archive, [keys.ARCHIVE_INDEX, keys.ARCHIVE_ROWS],
-                         [sid, row, now_ms, self.archive_ttl_s, ARCHIVE_KEEP])
+        vid, _ = await asyncio.gather(
+            self.pipe.execute("HGET", keys.session(sid), "vid"),
+            self._eval("archive", self._archive, [keys.ARCHIVE_INDEX, keys.ARCHIVE_ROWS],
+                       [sid, row, now_ms, self.archive_ttl_s, ARCHIVE_KEEP]),
+        )
+        if vid:
+            # The row outlives the session: the visitor's index must point to it as long.
+            index = keys.visitor_sessions(vid)
+            async with self.r.pipeline(transaction=True) as pipe:
+                pipe.zadd(index, {sid: now_ms})
+                pipe.expire(index, self.index_ttl_s)
+                await pipe.execute()
 
     async def archived(self, last_before_ms: int, limit: int = ARCHIVE_KEEP) -> list[str]:
         cutoff = int(time.time() * 1000) - self.archive_ttl_s * 1000

@@ -1,9 +1,10 @@
 -- Record a page view under the visitor and count the views of the last 24 h.
 -- Mirrors the memory engine's visit(). KEYS[1] visitor info hash, KEYS[2] page views
--- (sorted set by ms; members "n|page_type|path", n making each view unique).
+-- (sorted set by ms; members "n|page_type|path", n making each view unique),
+-- KEYS[3] the visitor's sessions (sorted set: sid -> ms last seen; what forgetting walks).
 -- ARGV[1] now_ms, ARGV[2] session id, ARGV[3] path, ARGV[4] page type,
 -- ARGV[5] '1' to record this view, ARGV[6] info ttl_s, ARGV[7] window_ms, ARGV[8] most views kept,
--- ARGV[9] most sessions kept (fields s:<sid> = first seen ms: what forgetting the visitor erases)
+-- ARGV[9] the sessions index's ttl_s (engine.base.index_ttl_s: as long as what it points to lives)
 -- Returns {sessions, first_ms, views of this path, views of this page type, pending rules};
 -- a recorded view takes the nudges kept for the next page view (fields q:<rule>).
 local info, views = KEYS[1], KEYS[2]
@@ -13,17 +14,12 @@ redis.call('HSETNX', info, 'first', now)
 if redis.call('HGET', info, 'sid') ~= sid then
   redis.call('HSET', info, 'sid', sid)
   redis.call('HINCRBY', info, 'sessions', 1)
-  redis.call('HSET', info, 's:' .. sid, now)
-  local kept, oldest, oldest_ms = 0, nil, nil
-  for _, f in ipairs(redis.call('HKEYS', info)) do
-    if string.sub(f, 1, 2) == 's:' then
-      kept = kept + 1
-      local ms = tonumber(redis.call('HGET', info, f))
-      if oldest_ms == nil or ms < oldest_ms then oldest, oldest_ms = f, ms end
-    end
-  end
-  if kept > tonumber(ARGV[9]) then redis.call('HDEL', info, oldest) end
 end
+-- Every session, not the newest few: each one is erased when the visitor asks.
+local index, index_ttl = KEYS[3], tonumber(ARGV[9])
+redis.call('ZADD', index, now, sid)
+redis.call('ZREMRANGEBYSCORE', index, '-inf', now - index_ttl * 1000)
+redis.call('EXPIRE', index, index_ttl)
 local pending = {}
 if ARGV[5] == '1' then
   for _, f in ipairs(redis.call('HKEYS', info)) do
