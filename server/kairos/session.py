@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .scores import ScoreDef, Scores, add_part, bias_ops, score_ops, signals_of
 from .traffic import traffic_source
+from .urls import clean_path, clean_url
 from .wire import Event, Hello, Page
 
 # An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del,
@@ -247,8 +248,12 @@ def _num(v: float | int) -> str:
 
 
 def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[Op]:
-    """A new page: counters for the page start again, the product is the page's."""
+    """A new page: counters for the page start again, the product is the page's.
+
+    The URL is stored cut to origin, path and campaign tags (urls.clean_url).
+    """
     p = page if isinstance(page, dict) else {"url": page.url, "path": page.path, "title": page.title, "prod": page.prod}
+    p = {**p, "url": clean_url(p["url"]), "path": clean_path(p["path"])}
     ops: list[Op] = [
         # What the page being left was, and whether its product went into the cart.
         ("copy", "prev_page_type", "page_type"),
@@ -292,7 +297,7 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
         ("setnx", "started_ms", str(now_ms)),
         ("set", "seen_ms", str(now_ms)),
         # Where the visit came from is the first page's referrer, not an internal link's.
-        ("setnx", "referrer", hello.page.ref),
+        ("setnx", "referrer", clean_url(hello.page.ref)),
         ("setnx", "traffic", traffic_source(hello.page.ref, hello.page.url)),
         ("set", "tz", str(hello.tz)),
         ("set", "lang", hello.lang),
@@ -388,12 +393,18 @@ QUIET_EVENTS = frozenset({"dwell", "scroll", "idle", "idle_end"})
 
 
 def event_log(events: Iterable[Event], now_ms: int, site: str = "", identify_key: bytes = b"") -> list[str]:
-    """Log lines for a batch; an `identify` is logged with the hash the session keeps, not the id."""
+    """Log lines for a batch, keeping what the session keeps: an `identify`'s hash, not the id;
+    a page view's URLs cut as stored (urls.clean_url)."""
     out = []
     for ev in events:
         if ev.type in QUIET_EVENTS:
             continue
-        fields = {"uid": uid_hash(identify_key, site, ev.fields["uid"])} if ev.type == "identify" else ev.fields
+        fields = ev.fields
+        if ev.type == "identify":
+            fields = {"uid": uid_hash(identify_key, site, ev.fields["uid"])}
+        elif ev.type == "page_view":
+            fields = {**fields, "url": clean_url(fields["url"]), "path": clean_path(fields["path"]),
+                      **({"ref": clean_url(fields["ref"])} if fields.get("ref") else {})}
         out.append(log_entry("event", now_ms, e=ev.type, **fields))
     return out
 
