@@ -398,6 +398,20 @@ MISTAKES = [
         """),
         "rules.yaml:6: not valid YAML: '?' inside `{…}` — put the value in quotes, or close the `{` with `}`",
         ("Found what you searched for?", "'Found what you searched for?'"), id="question-mark-inside-braces"),
+    pytest.param(rules_file("""
+        version: 1
+        rules:
+          - id: exit-offer
+            when: exit_intent
+            then:
+              show: offer
+              template: offer.html
+              params: {body: Take 10% off., href: "javascript:location='/cart'"}
+        """),
+        "rules.yaml:8: rules[0].then.params.href: \"javascript:location='/cart'\" is a javascript: link, which runs "
+        "code on the store's page when it is clicked: write an https:// address or a path on the store, such as "
+        "`/cart` or `https://shop.example/sale`",
+        ("\"javascript:location='/cart'\"", "/cart"), id="javascript-link"),
 ]
 
 
