@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import yaml
 
-# The text: the same bound as a document sent to the admin API or the editor
-# (reload.MAX_ADMIN_BODY), so a file that loads can be edited and applied.
+# The text: the same bound as the body of a document sent to the admin API or
+# the editor, so a file that loads can be edited and applied there too.
 MAX_DOCUMENT_BYTES = 256 * 1024
 # Values (scalars, lists and mappings, keys included) once aliases are expanded.
 # examples/demo.yaml, the biggest rules file in the repository, has 170; a file
