@@ -358,7 +358,7 @@ async def test_a_wrong_bearer_is_refused_even_with_a_login(client):
 async def test_an_oversized_form_is_refused(client):
     r = await client.post("/dashboard/logout", data={"csrf": await csrf_of(client), "pad": "x" * staff.MAX_FORM_BYTES},
                           headers={"Origin": ORIGIN})
-    assert r.status_code == 403
+    assert r.status_code == 413
 
 
 # --- origins and cookies, pure ----------------------------------------------------------------

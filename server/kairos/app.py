@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from . import dashboard, login, reload, staff
+from . import bodies, dashboard, login, reload, staff
 from .assets import Precompressed
 from .beacon import beacon_endpoint
 from .runtime import Runtime
@@ -111,7 +111,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         routes += demo_routes(templates)
     # Settings without an admin token lock the staff paths: nobody can log in.
     guard = staff.Staff(settings.admin_token, rt.engine)
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(staff.StaffGuard, staff=guard)])
+    middleware = [
+        # Before the guard: an answer given before a body was read closes the connection, the guard's too.
+        Middleware(bodies.CloseUnread),
+        Middleware(staff.StaffGuard, staff=guard),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.kairos = rt
     app.state.snippet = _snippet_file(rt.settings.snippet_path)
     # k.js fetches it on the first overlay, from beside itself (client-js/src/lazy.js)

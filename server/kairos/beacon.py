@@ -16,7 +16,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import wire
+from . import bodies, wire
 from .batch import apply_events, arm_delayed, keep_for_training
 from .rules import evaluate
 from .runtime import Runtime, now_ms
@@ -47,10 +47,13 @@ async def beacon_endpoint(request: Request) -> Response:
     # carries nothing a page could not send over the websocket.
     if origin is not None and rt.settings.allowed_origins and origin not in rt.settings.allowed_origins:
         return refuse(rt, WireError("origin", f"origin {origin!r} is not allowed"))
-    max_bytes = rt.settings.max_frame_bytes
-    body = await _body(request, max_bytes)
-    if body is None:
+    max_bytes = rt.settings.max_frame_bytes  # a beacon is one frame: the websocket's limit (bodies.py)
+    try:
+        body = await bodies.read(request, max_bytes)
+    except bodies.TooLarge:
         return refuse(rt, WireError("too_large", f"a beacon is at most {max_bytes} bytes"))
+    except bodies.BadLength as exc:
+        return refuse(rt, WireError("bad_frame", str(exc)))
     beacon = wire.decode_beacon(body, max_bytes=max_bytes, max_events=rt.settings.max_events)
     if isinstance(beacon, WireError):
         return refuse(rt, beacon)
@@ -67,21 +70,6 @@ async def beacon_endpoint(request: Request) -> Response:
         log.exception("fault handling a beacon of sid=%s", beacon.sid)
         rt.metrics.refused.labels(code="server_error").inc()
         return JSONResponse({"error": "server_error", "msg": "the server failed to handle this beacon"}, status_code=500)
-
-
-async def _body(request: Request, max_bytes: int) -> bytes | None:
-    """The request body, or None once it is over `max_bytes` (read no further)."""
-    try:
-        if int(request.headers.get("content-length", "0")) > max_bytes:
-            return None
-    except ValueError:
-        pass  # a broken header: count what actually arrives
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            return None
-    return bytes(body)
 
 
 async def _events(rt: Runtime, b: BeaconEvents) -> Response:

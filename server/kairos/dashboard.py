@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import stats
+from . import bodies, stats
 from .feed import DASHBOARD_QUEUE, Watcher, row
 from .nudge import claim_nudge_or_why, deliver, where_open
 from .push import Connection
@@ -174,11 +174,10 @@ async def nudge_session(request: Request) -> Response:
     started_s = time.perf_counter()  # the push latency of a staff nudge starts with the request
     rt = _rt(request)
     sid = request.path_params["sid"]
-    try:
-        body = await request.json()
-        if not isinstance(body, dict):
-            raise ValueError
-    except ValueError:
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    if not isinstance(body, dict):
         return _problem(400, "send a JSON object: {\"rule\": ID} or {\"chat\": MESSAGE}")
     rule = _hand_rule(rt, body)
     if isinstance(rule, str):
@@ -243,11 +242,11 @@ async def rules_state(request: Request) -> Response:
 async def pause_rule(request: Request) -> Response:
     rt = _rt(request)
     rule = request.path_params["rule"]
-    try:
-        paused = (await request.json())["paused"]
-        if not isinstance(paused, bool):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    paused = body.get("paused") if isinstance(body, dict) else None
+    if not isinstance(paused, bool):
         return _problem(400, "send {\"paused\": true} or {\"paused\": false}")
     if rt.rules.rule(rule) is None:
         return _problem(404, f"no rule {rule!r} in the rules in force")
@@ -343,6 +342,16 @@ async def rule_stats(request: Request) -> Response:
 
 def _problem(status: int, message: str, **more: Any) -> Response:
     return JSONResponse({"ok": False, "error": message, **more}, status_code=status)
+
+
+async def _json_body(request: Request) -> Any:
+    """The JSON a dashboard request sends, or the answer to one too big (413) or not JSON (400)."""
+    try:
+        return bodies.parse_json(await bodies.read(request, bodies.STAFF_JSON_BYTES))
+    except bodies.TooLarge:
+        return _problem(413, f"a dashboard request is at most {bodies.STAFF_JSON_BYTES} bytes")
+    except ValueError as exc:
+        return _problem(400, f"send a JSON object: {exc}")
 
 
 async def _body_text(request: Request) -> str | Response:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import secrets
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from . import bodies
 from .lockout import retry_after_s
 from .staff import (CSRF_COOKIE, LOGIN_PATH, LOGOUT_PATH, MAX_FORM_BYTES, SESSION_COOKIE, SESSION_S, Staff, is_https,
                     set_cookie_header, staff_zone)
@@ -48,10 +49,12 @@ async def login(request: Request) -> Response:
         if await staff.logged_in(request):
             return RedirectResponse(next_url, status_code=303)
         return _login_page(request, next_url)
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
+    try:
+        form = bodies.parse_form(await bodies.read(request, MAX_FORM_BYTES))
+    except bodies.TooLarge:
         return JSONResponse({"ok": False, "error": f"a login form is at most {MAX_FORM_BYTES} bytes"}, status_code=413)
-    form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    except ValueError as exc:
+        return JSONResponse({"ok": False, "error": f"not a login form: {exc}"}, status_code=400)
     next_url = _safe_next(form.get("next", [None])[0])
     right = staff.token_matches(form.get("token", [""])[0].strip())
     # Counted, and refused past the limit, whether right or wrong: a guesser learns nothing from a late right guess.

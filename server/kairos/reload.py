@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import bodies
 from .rules import Problem, RulesError, Ruleset, parse_rules
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ class RulesWatcher:
 # Staff only: kairos.staff's guard admits the admin token as a bearer, or a
 # dashboard login with CSRF proof, before a request gets here.
 
-MAX_ADMIN_BODY = 256 * 1024
+MAX_ADMIN_BODY = bodies.RULES_BYTES
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"})
 
 
@@ -255,16 +256,11 @@ async def read_body(request: Request) -> bytes | Response:
     """A rules document sent in a request's body, or the answer to one too big to read."""
     too_big = JSONResponse({"ok": False, "error": f"a rules document is at most {MAX_ADMIN_BODY} bytes"}, status_code=413)
     try:
-        if int(request.headers.get("content-length", "0")) > MAX_ADMIN_BODY:
-            return too_big
-    except ValueError:
-        return JSONResponse({"ok": False, "error": "bad Content-Length"}, status_code=400)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_ADMIN_BODY:
-            return too_big
-    return bytes(body)
+        return await bodies.read(request, MAX_ADMIN_BODY)
+    except bodies.TooLarge:
+        return too_big
+    except bodies.BadLength as exc:
+        return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
 
 
 def problems_json(exc: RulesError) -> list[dict[str, Any]]:

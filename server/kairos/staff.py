@@ -50,6 +50,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .bodies import FORM_BYTES, TooLarge
 from .secrets_file import SecretFileError, stored_secret
 
 from . import lockout
@@ -72,7 +73,7 @@ LOGOUT_PATH = "/dashboard/logout"
 STAFF_PREFIXES = ("/dashboard", "/api", "/admin")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The login and logout forms are a few short fields; /admin/rules takes YAML, not forms.
-MAX_FORM_BYTES = 8 * 1024
+MAX_FORM_BYTES = FORM_BYTES
 # How often a staff websocket opened with the cookie looks whether its login still
 # holds: one engine read per open dashboard every 2 s, and a logout reaches its
 # feed within that.
@@ -339,7 +340,12 @@ class StaffGuard:
             if zone == "login" or SESSION_COOKIE in conn.cookies:
                 why = cross_origin(conn)
                 if why is None:
-                    why, receive = await _csrf_problem(conn, receive, csrf)
+                    try:
+                        why, receive = await _csrf_problem(conn, receive, csrf)
+                    except TooLarge:
+                        error = f"a form here is at most {MAX_FORM_BYTES} bytes"
+                        await JSONResponse({"ok": False, "error": error}, status_code=413)(scope, receive, send)
+                        return
             elif "origin" in conn.headers or "referer" in conn.headers:
                 # Without a session it is refused below anyway; a cross-site post is told so.
                 why = cross_origin(conn)
@@ -465,6 +471,9 @@ async def _csrf_problem(conn: HTTPConnection, receive: Receive, cookie: str) -> 
         return "it carries no CSRF cookie", receive
     given = conn.headers.get(CSRF_HEADER)
     if given is None and conn.headers.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
+        length = conn.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_FORM_BYTES:
+            raise TooLarge(MAX_FORM_BYTES)  # refused before a byte is read
         body = bytearray()
         while True:
             message = await receive()
@@ -472,7 +481,7 @@ async def _csrf_problem(conn: HTTPConnection, receive: Receive, cookie: str) -> 
                 return "the client went away", receive
             body += message.get("body", b"")
             if len(body) > MAX_FORM_BYTES:
-                return f"a form here is at most {MAX_FORM_BYTES} bytes", receive
+                raise TooLarge(MAX_FORM_BYTES)  # nothing past the limit is read (kairos.bodies)
             if not message.get("more_body", False):
                 break
         try:
