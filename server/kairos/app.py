@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from . import bodies, dashboard, login, reload, staff
-from .assets import Precompressed
+from .assets import NoSniff, Precompressed
 from .beacon import beacon_endpoint
 from .runtime import Runtime
 from .settings import Settings
@@ -31,7 +31,7 @@ def _script(request: Request, asset: Precompressed) -> Response:
     response = asset.response(request.headers)
     if response is None:
         return PlainTextResponse(f"the snippet is not built: run `make build` ({asset.path} is missing)\n",
-                                 status_code=503, headers={"Vary": "Accept-Encoding"})
+                                 status_code=503, headers={"Vary": "Accept-Encoding", "X-Content-Type-Options": "nosniff"})
     return response
 
 
@@ -103,7 +103,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         *login.routes,
         *dashboard.routes,
         *reload.admin_routes,
-        Mount("/static/dashboard", StaticFiles(directory=STATIC / "dashboard"), name="dashboard-static"),
+        Mount("/static/dashboard", NoSniff(StaticFiles(directory=STATIC / "dashboard")), name="dashboard-static"),
     ]
     if settings.demo:
         from .demo import demo_routes

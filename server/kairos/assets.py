@@ -15,14 +15,18 @@ import stat
 from pathlib import Path
 from typing import Collection
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import FileResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("kairos")
 
 # Our order when a client weighs codings alike: the smallest body first.
 PREFERENCE = ("br", "gzip", "identity")
 SUFFIX = {"br": ".br", "gzip": ".gz"}
+# A browser that sniffs may run a file served as text (or a stylesheet as a
+# script): every built or static file says its type is the whole truth.
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
 # RFC 9110 §12.4.2: at most three decimals, never above 1.
 _QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 # The lowest weight a client can give: a coding it names with any q > 0 beats an
@@ -149,7 +153,8 @@ class Precompressed:
         accept = headers.getlist("accept-encoding")
         coding = choose_coding(", ".join(accept) if accept else None, siblings)
         path, st = siblings.get(coding, (self.path, plain))
-        sent = {"Cache-Control": self.cache_control, "Vary": "Accept-Encoding", "ETag": _etag(st, coding)}
+        sent = {"Cache-Control": self.cache_control, "Vary": "Accept-Encoding", "ETag": _etag(st, coding),
+                NOSNIFF[0]: NOSNIFF[1]}
         # Starlette's FileResponse answers no conditional request itself, and
         # browsers revalidate the snippet every few minutes (Cache-Control).
         if _none_match(headers.get("if-none-match"), sent["ETag"]):
@@ -158,3 +163,18 @@ class Precompressed:
             sent["Content-Encoding"] = coding
         # The stat already made gives Content-Length and Last-Modified of the bytes sent.
         return FileResponse(path, media_type=self.media_type, headers=sent, stat_result=st)
+
+
+class NoSniff:
+    """Pure-ASGI wrapper for a static mount: every answer it gives carries `X-Content-Type-Options: nosniff`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).setdefault(*NOSNIFF)
+            await send(message)
+
+        await self.app(scope, receive, send_marked)

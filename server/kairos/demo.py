@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from . import demo_catalog as catalog
+from .assets import NoSniff
 
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "demo"
 STATIC_URL = "/demo/static"
@@ -151,7 +152,7 @@ def demo_routes(templates: Jinja2Templates) -> list[BaseRoute]:
         Route("/demo/cart", cart, methods=["GET", "HEAD"], name="demo_cart"),
         Route("/demo/checkout", checkout, methods=["GET", "HEAD"], name="demo_checkout"),
         Route("/demo/thanks", thanks, methods=["GET", "HEAD"], name="demo_thanks"),
-        Mount(STATIC_URL, app=StaticFiles(directory=STATIC_DIR), name="demo_static"),
+        Mount(STATIC_URL, app=NoSniff(StaticFiles(directory=STATIC_DIR)), name="demo_static"),
         # Anything else under /demo/ gets the shop's own 404 page.
         Route("/demo/{rest:path}", unknown, methods=["GET", "HEAD"], name="demo_unknown"),
     ]
