@@ -266,13 +266,38 @@ class NoClientAddress(logging.Filter):
         return True
 
 
+# A path's query string, wherever a log line quotes one: "GET /healthz?x=1", "WebSocket /ws?token=…".
+_QUERY = re.compile(r"(/[^\s?\"']*)\?[^\s\"']*")
+
+
+def redact_queries(text: str) -> str:
+    """`text` with every URL path's query string replaced by `?…`."""
+    return _QUERY.sub(r"\1?…", text)
+
+
+class NoQueryString(logging.Filter):
+    """Redact query strings from uvicorn's lines.
+
+    A query can carry what must not reach a log file: a token a client put in
+    a websocket URL, a visitor's email in a page's URL. The path stays.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(redact_queries(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = redact_queries(record.msg)
+        return True
+
+
 def _log_config() -> dict:
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["no_client_address"] = {"()": NoClientAddress}
+    config["filters"]["no_query_string"] = {"()": NoQueryString}
     for handler in config["handlers"].values():
-        handler.setdefault("filters", []).append("no_client_address")
+        handler.setdefault("filters", []).extend(["no_client_address", "no_query_string"])
     return config
 
 
