@@ -40,8 +40,8 @@ ROOT = HERE.parent
 RULES = HERE / "bench-rules.yaml"
 
 
-def events_total(base: str) -> int:
-    text = httpx.get(f"{base}/metrics", timeout=10).text
+def events_total(base: str, token: str) -> int:
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
     samples = (s for f in text_string_to_metric_families(text) for s in f.samples)
     return next((int(s.value) for s in samples if s.name == "kairos_events_total"), 0)
 
@@ -148,14 +148,14 @@ async def run(args: argparse.Namespace) -> dict:
             dashboard = Dashboard(base, token)
             await dashboard.open(expect_live=ready[0])
         rss_loaded = proc.memory_info().rss
-        events_before, t0 = events_total(base), time.perf_counter()
+        events_before, t0 = events_total(base, token), time.perf_counter()
         cpu_before, me_before = proc.cpu_times(), psutil.Process().cpu_times()
         redis_before = redis_cpu_s(args)
         stats.measuring = True
         seen = await dashboard.measure(args.duration) if dashboard else await asyncio.sleep(args.duration) or {}
         stats.measuring = False
         elapsed = time.perf_counter() - t0
-        events_after = events_total(base)
+        events_after = events_total(base, token)
         cpu_after, me_after = proc.cpu_times(), psutil.Process().cpu_times()
         redis_after = redis_cpu_s(args)
         rss_end = proc.memory_info().rss

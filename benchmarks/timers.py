@@ -77,7 +77,7 @@ def rule_delay_s(path: Path, rule_id: str) -> float:
 
 
 def timer_outcomes(base: str) -> dict[str, int]:
-    text = httpx.get(f"{base}/metrics", timeout=10).text
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10).text
     samples = (s for f in text_string_to_metric_families(text) for s in f.samples)
     # Every outcome is listed from the start: keep those that happened.
     return {s.labels["outcome"]: int(s.value) for s in samples if s.name == "kairos_timers_total" and s.value}

@@ -94,7 +94,7 @@ def assert_histogram_is_whole(samples: Samples, name: str, **labels: str) -> Non
 
 def test_a_fresh_server_lists_every_family_with_help_and_type_and_its_counters_at_zero(serve):
     server = serve("memory")
-    r = httpx.get(f"{server.base}/metrics", timeout=5)
+    r = httpx.get(f"{server.base}/metrics", headers=server.auth, timeout=5)
     assert r.status_code == 200 and r.headers["content-type"] == prometheus_client.CONTENT_TYPE_LATEST
     text = r.text
 

@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from . import bodies, dashboard, login, reload, staff
+from . import bodies, dashboard, login, reload, scrape, staff
 from .assets import NoSniff, Precompressed
 from .beacon import beacon_endpoint
 from .runtime import Runtime
@@ -55,14 +55,6 @@ async def health(request: Request) -> Response:
     return JSONResponse({"ok": ok, "engine": rt.engine.name, "rules": len(rt.rules.rules)}, status_code=200 if ok else 503)
 
 
-async def metrics(request: Request) -> Response:
-    rt = request.app.state.kairos
-    # Read from the engine (the queue is shared with other processes on Redis),
-    # so set here, at scrape time, rather than kept up to date on every arm.
-    rt.metrics.timers_pending.set(await rt.engine.pending_timers())
-    return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-
 async def index(request: Request) -> Response:
     return RedirectResponse("/demo/" if request.app.state.kairos.settings.demo else "/dashboard")
 
@@ -97,7 +89,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Route("/k.js", snippet),
         Route("/k-overlay.js", snippet_overlay),
         Route("/healthz", health),
-        Route("/metrics", metrics),
+        Route(scrape.PATH, scrape.metrics),
         WebSocketRoute("/ws", visitor_endpoint),
         Route("/b", beacon_endpoint, methods=["POST"]),
         *login.routes,
@@ -116,6 +108,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Middleware(bodies.CloseUnread),
         Middleware(staff.StaffGuard, staff=guard),
     ]
+    if settings.metrics_port:
+        middleware.insert(0, Middleware(scrape.MetricsAddress, port=settings.metrics_port))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.kairos = rt
     app.state.snippet = _snippet_file(rt.settings.snippet_path)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import logging
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -36,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="leave delayed rules' timers to other processes on the same Redis")
     serve.add_argument("--delay-scale", type=float,
                        help="multiply rule delays and the idle threshold (tests, demos; default 1)")
+    serve.add_argument("--metrics-port", type=int,
+                       help="also listen here, serving /metrics alone and without a token (default: none; /metrics "
+                       "on the main address needs the admin token)")
+    serve.add_argument("--metrics-host", help="address for --metrics-port (default: 127.0.0.1; keep it private)")
 
     check = sub.add_parser("check", help="validate a rules file")
     check.add_argument("file")
@@ -301,6 +307,19 @@ def _log_config() -> dict:
     return config
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port`, as uvicorn binds its own (it listens once the server starts)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
@@ -333,6 +352,18 @@ def _serve(settings: Settings) -> int:
             print(f"kairos: refusing to start without an identify secret: {exc}", file=sys.stderr)
             return 2
         settings = dataclasses.replace(settings, identify_secret=secret)
+    metrics_socket = None
+    if settings.metrics_port:
+        if settings.metrics_port == settings.port:
+            print(f"kairos: --metrics-port must differ from --port ({settings.port}): the port tells the metrics "
+                  "address apart", file=sys.stderr)
+            return 2
+        try:
+            metrics_socket = _listen(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            print(f"kairos: cannot listen for metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 2
     try:
         app = create_app(settings)
     except RulesError as exc:
@@ -349,7 +380,12 @@ def _serve(settings: Settings) -> int:
     print(f"  dashboard:  {base}/dashboard", flush=True)
     print(f"  log in:     {login}", flush=True)
     print(f"  snippet:    <script src=\"{base}/k.js\" data-site=\"demo\" async></script>", flush=True)
-    uvicorn.run(
+    if metrics_socket is not None:
+        print(f"  metrics:    http://{settings.metrics_host}:{settings.metrics_port}/metrics (no token: keep this "
+              f"address private; {base}/metrics needs the admin token)", flush=True)
+    else:
+        print(f"  metrics:    {base}/metrics (the admin token as a bearer; or --metrics-port)", flush=True)
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -366,7 +402,13 @@ def _serve(settings: Settings) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
     )
-    return 0
+    server = uvicorn.Server(config)
+    # With a metrics address the server listens on two sockets; the app tells them
+    # apart by port (kairos.scrape). Without one, uvicorn binds its own as usual.
+    sockets = None if metrics_socket is None else [config.bind_socket(), metrics_socket]
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=sockets)
+    return 0 if server.started else 3  # 3: uvicorn's own exit status for a failed start-up
 
 
 if __name__ == "__main__":

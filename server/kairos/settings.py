@@ -73,6 +73,11 @@ class Settings:
     # long before it (the dashboard's "converted"). Shows are kept 7 days, the most.
     attribution_s: int = 24 * 3600
     log_level: str = "info"
+    # A second address that serves /metrics alone, without a token, for a Prometheus
+    # on a private network (kairos.scrape). 0: none; /metrics is then on the main
+    # address, where it needs the admin token.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     # What the snippet measures (welcome.track); a rules file's `track:` overrides
     # any of these (docs/rules.md, "track").
     track: dict[str, Any] = field(default_factory=lambda: dict(TRACK_DEFAULTS))

@@ -1,10 +1,12 @@
 """Who may see the dashboard, its API and /admin/*: the staff login, its session cookie, and CSRF.
 
-Everything staff-only sits under three prefixes: /dashboard (the pages), /api
-(the JSON they read) and /admin (rules replacement). One ASGI middleware,
-`StaffGuard`, stands in front of all three, so a route added under them later
-is protected without doing anything. Everything else — the snippet, /ws, /b,
-the demo store, /healthz, /metrics — is for visitors and stays open.
+Everything staff-only sits under four prefixes: /dashboard (the pages), /api
+(the JSON they read), /admin (rules replacement) and /metrics (kairos.scrape:
+the main address is public, and a scraper without the token uses the metrics
+address). One ASGI middleware, `StaffGuard`, stands in front of all four, so a
+route added under them later is protected without doing anything. Everything
+else — the snippet, /ws, /b, the demo store, /healthz — is for visitors and
+stays open.
 
 A request gets in with either
 
@@ -70,7 +72,7 @@ CSRF_FIELD = "csrf"
 SESSION_S = 12 * 3600
 LOGIN_PATH = "/dashboard/login"
 LOGOUT_PATH = "/dashboard/logout"
-STAFF_PREFIXES = ("/dashboard", "/api", "/admin")
+STAFF_PREFIXES = ("/dashboard", "/api", "/admin", "/metrics")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The login and logout forms are a few short fields; /admin/rules takes YAML, not forms.
 MAX_FORM_BYTES = FORM_BYTES
