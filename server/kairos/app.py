@@ -8,7 +8,6 @@ import gc
 from pathlib import Path
 from typing import AsyncIterator
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
