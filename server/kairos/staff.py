@@ -407,9 +407,10 @@ class StaffGuard:
         """Run a staff websocket opened with the cookie, closing it once its login ends.
 
         The endpoint is waiting in `receive` whenever it is not sending (the
-        feed page sends nothing), so that is where the login is looked at:
-        every SESSION_RECHECK_S, the endpoint is told of a disconnect and the
-        browser gets CLOSE_LOGGED_OUT. What the endpoint sends after that goes nowhere.
+        feed page sends nothing), so that is where the login is looked at,
+        every SESSION_RECHECK_S. Once it has ended, the browser gets
+        CLOSE_LOGGED_OUT and the endpoint a disconnect; what the endpoint sends
+        after that goes nowhere.
         """
         closed = False
         pending: asyncio.Future[Message] | None = None
@@ -435,7 +436,11 @@ class StaffGuard:
             if not closed:
                 await send(message)
 
-        await self.app(scope, watched_receive, watched_send)
+        try:
+            await self.app(scope, watched_receive, watched_send)
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()  # the endpoint is done with the socket: nobody will read it
 
 
 def unauthorized(error: str) -> Response:
