@@ -25,6 +25,7 @@ from .staff import (CSRF_COOKIE, LOGIN_PATH, LOGOUT_PATH, MAX_FORM_BYTES, SESSIO
 
 log = logging.getLogger("kairos")
 
+
 def _safe_next(value: str | None) -> str:
     """Where to go after logging in: a dashboard path only, never another site."""
     if value and staff_zone(urlsplit(value).path) == "page" and value.startswith("/dashboard") \

@@ -53,9 +53,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .bodies import FORM_BYTES, TooLarge
-from .secrets_file import SecretFileError, stored_secret
-
 from . import lockout
+from .secrets_file import SecretFileError, stored_secret
 
 if TYPE_CHECKING:
     from .engine import Engine
