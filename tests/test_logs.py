@@ -29,6 +29,10 @@ def test_query_strings_never_reach_the_server_log(serve):
             pass
     assert httpx.get(f"{server.base}/healthz?x={SECRET}", timeout=5).status_code == 200
     assert httpx.get(f"{server.base}/demo/?email=bob%40example.com&x={SECRET}", timeout=5).status_code == 200
+    # A change from another site is refused and logged by its origin, not by the whole Referer.
+    refused = httpx.post(f"{server.base}/api/rules/check", content=b"version: 1",
+                         headers={"Referer": f"https://elsewhere.example/page?token={SECRET}"}, timeout=5)
+    assert refused.status_code == 403
 
     server.stop()  # every line written
     log = server.log_path.read_text(errors="replace")
@@ -36,6 +40,7 @@ def test_query_strings_never_reach_the_server_log(serve):
     # The lines are there, their paths kept: the redaction is what hid the secret.
     assert '"WebSocket /ws?…" [accepted]' in log, log
     assert '"WebSocket /dashboard/feed?…" 401' in log, log
+    assert "it comes from https://elsewhere.example, not from" in log, log
 
 
 def _record(msg: str, args: tuple) -> logging.LogRecord:

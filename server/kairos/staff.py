@@ -206,7 +206,8 @@ def cross_origin(conn: HTTPConnection) -> str | None:
             return "it names no Origin or Referer"
         origin = referer
     if own is None or origin_of(origin) != own:
-        return f"it comes from {origin[:100]!r}, not from {own}"
+        # Named by its origin alone: a Referer's path and query can carry a token or an e-mail address.
+        return f"it comes from {origin_of(origin) or 'an address that is not an http(s) URL'}, not from {own}"
     return None
 
 
