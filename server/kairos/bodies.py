@@ -20,6 +20,8 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .rules.bounds import MAX_DOCUMENT_BYTES
+
 # The login and logout forms: a token, a CSRF token and a `next` path; a few
 # hundred bytes. 8 KiB leaves room for a long `next` and nothing else.
 FORM_BYTES = 8 * 1024
@@ -31,9 +33,9 @@ STAFF_JSON_BYTES = 4 * 1024
 # Nesting in those requests: they are flat objects. Python's json parser fails
 # with RecursionError past ~1000 levels, which must not become a 500.
 STAFF_JSON_DEPTH = 8
-# A rules document (PUT /admin/rules, the editor's check and apply): the demo's
-# is 6 KiB, and YAML that reaches 256 KiB is a mistake or an attack.
-RULES_BYTES = 256 * 1024
+# A rules document (PUT /admin/rules, the editor's check and apply): the bound
+# a rules file has wherever it comes from (the demo's is 6 KiB).
+RULES_BYTES = MAX_DOCUMENT_BYTES
 # A beacon (POST /b) is one wire frame: the websocket's limit, settings.max_frame_bytes
 # (wire.MAX_FRAME_BYTES, 16 KiB), applies to it, and the beacon endpoint passes it here.
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import yaml
 
-# The text: the same bound as the body of a document sent to the admin API or
-# the editor, so a file that loads can be edited and applied there too.
+# The text. Also the body limit of a document sent to the admin API or the
+# editor (kairos.bodies.RULES_BYTES), so a file that loads can be edited and
+# applied there too; YAML that reaches 256 KiB is a mistake or an attack.
 MAX_DOCUMENT_BYTES = 256 * 1024
 # Values (scalars, lists and mappings, keys included) once aliases are expanded.
 # examples/demo.yaml, the biggest rules file in the repository, has 170; a file
