@@ -40,3 +40,10 @@ def test_a_revalidated_static_file_is_sent_nosniff_too(server, path):
     assert r.status_code in (200, 304)
     assert r.headers["x-content-type-options"] == "nosniff"
 
+
+
+@pytest.mark.parametrize("path", ["/static/dashboard/nothing.js", "/demo/static/nothing.css"])
+def test_a_missing_static_file_is_a_404_sent_nosniff(server, path):
+    r = httpx.get(server.base + path, timeout=5)
+    assert r.status_code == 404 and r.text == "Not Found"
+    assert r.headers["x-content-type-options"] == "nosniff"

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Collection
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import FileResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("kairos")
@@ -177,4 +178,10 @@ class NoSniff:
                 MutableHeaders(scope=message).setdefault(*NOSNIFF)
             await send(message)
 
-        await self.app(scope, receive, send_marked)
+        try:
+            await self.app(scope, receive, send_marked)
+        except HTTPException as exc:
+            # StaticFiles raises its 404 (and 405) for the app's exception handler,
+            # which is outside this wrapper: answer here, marked like the rest.
+            headers = {**(exc.headers or {}), NOSNIFF[0]: NOSNIFF[1]}
+            await PlainTextResponse(exc.detail, status_code=exc.status_code, headers=headers)(scope, receive, send)
