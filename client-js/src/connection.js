@@ -10,7 +10,9 @@ import { encode, decode } from './codec.js'
 
 export const MIN_DELAY = 500
 export const MAX_DELAY = 20000
-export const TERMINAL = [1000, 4001, 4002, 4004]
+// 4003: the page's origin is not allowed (sent by the server just after the
+// handshake, as a refused handshake reaches a page as 1006, a network fault)
+export const TERMINAL = [1000, 4001, 4002, 4003, 4004]
 
 // Exponential backoff with full jitter (as centrifuge-js): a random delay on
 // top of the 500 ms floor, the random part at most 500 ms * 2^attempt, the
@@ -57,6 +59,8 @@ export function connect (url, hello, onFrame) {
       if (ws !== s) return
       ws = null
       if (TERMINAL.includes(e.code)) stopped = true
+      // the one console line for a refused origin (its reason: "origin not allowed")
+      if (e.code === 4003) onFrame({ t: 'error', code: 4003, msg: e.reason })
       state = 'closed'
       if (!stopped) timer = setTimeout(open, backoff(attempt++))
     }

@@ -45,8 +45,8 @@ test('backoff: the floor stays at 500 ms for every attempt, the jitter covers [0
   try { assert.equal(backoff(2), 1000) } finally { Math.random = saved }
 })
 
-test('terminal close codes are 1000, 4001, 4002, 4004', () => {
-  assert.deepStrictEqual(TERMINAL, [1000, 4001, 4002, 4004])
+test('terminal close codes are 1000, 4001, 4002, 4003, 4004', () => {
+  assert.deepStrictEqual(TERMINAL, [1000, 4001, 4002, 4003, 4004])
 })
 
 // A fake WebSocket and fake timers, installed on globalThis for one test.
@@ -134,7 +134,7 @@ test('reconnects with growing backoff after a non-terminal close, backoff reset 
   } finally { env.restore() }
 })
 
-for (const code of [1000, 4001, 4002, 4004]) {
+for (const code of [1000, 4001, 4002, 4003, 4004]) {
   test(`close code ${code} stops reconnecting`, () => {
     const env = install()
     try {
@@ -150,6 +150,22 @@ for (const code of [1000, 4001, 4002, 4004]) {
     } finally { env.restore() }
   })
 }
+
+test('a refused origin (4003, right after the handshake) stops for the page and is reported once', () => {
+  const env = install()
+  try {
+    const got = []
+    const c = connect('ws://k/ws', () => HELLO, f => got.push(f))
+    c.open()
+    env.sockets[0].accept()
+    env.sockets[0].onclose({ code: 4003, reason: 'origin not allowed' })
+    assert.equal(c.state, 'closed')
+    assert.equal(env.timers().length, 0, 'no retry scheduled')
+    c.online()
+    assert.equal(env.sockets.length, 1, 'one handshake for the page')
+    assert.deepStrictEqual(got, [{ t: 'error', code: 4003, msg: 'origin not allowed' }])
+  } finally { env.restore() }
+})
 
 for (const code of [1001, 1006, 1009, 1011, 1013, 4008]) {
   test(`close code ${code} reconnects`, () => {

@@ -31,6 +31,7 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 CLOSE_BAD_VERSION = 4001
 CLOSE_NO_HELLO = 4002
+CLOSE_ORIGIN = 4003
 CLOSE_NO_CONSENT = 4004
 CLOSE_FLOOD = 4008
 
@@ -41,7 +42,11 @@ MAX_PROPS = 16
 EXIT_HOWS = frozenset({"top", "scroll", "back", "hidden"})
 _CUSTOM_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
-FEEDBACK_ACTS = frozenset({"shown", "clicked", "dismissed", "converted", "expired"})
+FEEDBACK_ACTS = frozenset({"shown", "clicked", "dismissed", "converted", "expired", "hidden"})
+# Why an overlay was taken down (hide.why; feedback `hidden` says its own): the
+# page or the page type was left, the rule's `until` held, its ttl passed, staff
+# took it down, or a newer overlay replaced it.
+HIDE_REASONS = ("page", "page_type", "until", "ttl", "staff", "replaced")
 _ID = re.compile(r"^[A-Za-z0-9_.-]{8,64}$")
 _SITE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -108,6 +113,7 @@ class Feedback:
     oid: str
     act: str
     ts: int
+    why: str = ""  # `hidden` only: one of HIDE_REASONS
 
 
 Frame = Hello | Events | Feedback
@@ -503,7 +509,10 @@ def _decode_feedback(raw: dict, _max_events: int) -> Feedback:
     act = _str(raw.get("act"), "act", 16)
     if act not in FEEDBACK_ACTS:
         raise _Bad(f"act: expected one of {sorted(FEEDBACK_ACTS)}, got {act!r}")
-    return Feedback(oid=_str(raw.get("oid"), "oid", 64), act=act, ts=_int(raw.get("ts"), "ts", 0, 2**53))
+    why = raw.get("why")
+    if why is not None and (act != "hidden" or why not in HIDE_REASONS):
+        raise _Bad(f"why: expected one of {list(HIDE_REASONS)} with act hidden, got {why!r}")
+    return Feedback(oid=_str(raw.get("oid"), "oid", 64), act=act, ts=_int(raw.get("ts"), "ts", 0, 2**53), why=why or "")
 
 
 _DECODERS = {"hello": _decode_hello, "events": _decode_events, "feedback": _decode_feedback}
@@ -568,12 +577,15 @@ def welcome(sid: str, track: dict[str, Any], *, max_frame: int = MAX_FRAME_BYTES
     return _pack("welcome", sid=sid, track=track, max_frame=max_frame, max_events=max_events)
 
 
-def show(oid: str, kind: str, html: str, css: str, place: str, ttl_ms: int, rule: str) -> bytes:
-    return _pack("show", oid=oid, kind=kind, html=html, css=css, place=place, ttl_ms=ttl_ms, rule=rule)
+def show(oid: str, kind: str, html: str, css: str, place: str, ttl_ms: int, rule: str, scope: str = "") -> bytes:
+    """`scope`: where the overlay lives (page, page_type, session); a snippet that predates it ignores it."""
+    more = {"scope": scope} if scope else {}
+    return _pack("show", oid=oid, kind=kind, html=html, css=css, place=place, ttl_ms=ttl_ms, rule=rule, **more)
 
 
-def hide(oid: str) -> bytes:
-    return _pack("hide", oid=oid)
+def hide(oid: str, why: str = "") -> bytes:
+    """Take an overlay down; `why` is one of HIDE_REASONS."""
+    return _pack("hide", oid=oid, **({"why": why} if why else {}))
 
 
 def error(err: WireError) -> bytes:

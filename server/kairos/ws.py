@@ -35,7 +35,12 @@ async def visitor_endpoint(ws: WebSocket) -> None:
     origin = ws.headers.get("origin")
     if rt.settings.allowed_origins and origin not in rt.settings.allowed_origins:
         log.info("refused handshake from origin %r", origin)
-        await ws.close(code=1008)  # before accept: the server answers HTTP 403
+        # A 403 reaches the page's script as close 1006, which looks like a network
+        # fault and is retried for the life of the tab. Accepting and closing at once
+        # with 4003 lets the snippet stop; nothing is read or sent but the close, so
+        # the origin still gets no session, state or data.
+        await ws.accept()
+        await ws.close(code=wire.CLOSE_ORIGIN, reason="origin not allowed")
         return
     await ws.accept()
     rt.metrics.connections.inc()

@@ -1,0 +1,80 @@
+"""Consent, the back button and a refused origin, in real Chromium against a real `kairos serve` (issue 14).
+
+Each test checks what a store operator or a visitor would notice: the page
+views and exits the server counted, the offer on the screen, where the back
+button goes, and what the store's console shows.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+from playwright.sync_api import expect
+
+from conftest import DEMO_RULES, connected, exit_through_the_top, free_port
+
+PRODUCT = "/demo/products/linen-shirt"
+OVERLAY = "#kairos-host .k-overlay"
+
+
+class StorePage:
+    """One page of a store on a port of its own, with the snippet's script tag and nothing else."""
+
+    def __init__(self, kairos_base: str) -> None:
+        body = (f'<!doctype html><html><head><title>Shop</title>'
+                f'<script src="{kairos_base}/k.js" data-site="shop" async></script></head>'
+                '<body><h1>A shop Kairos does not serve</h1></body></html>').encode()
+
+        class Page(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.base = f"http://127.0.0.1:{free_port()}"
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", int(self.base.rsplit(":", 1)[1])), Page)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def store_pages() -> Iterator[list[StorePage]]:
+    made: list[StorePage] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+@pytest.mark.browser
+def test_a_refused_origin_stops_after_one_handshake_shows_nothing_and_says_so_once(serve, page, store_pages):
+    server = serve("memory", extra=["--allowed-origin", "https://shop.example"])
+    store_pages.append(store := StorePage(server.base))
+    handshakes: list[str] = []
+    console: list[str] = []
+    page.on("websocket", lambda ws: handshakes.append(ws.url))
+    page.on("console", lambda m: console.append(m.text))
+    page.goto(store.base + "/")
+    page.wait_for_function("() => window.kairos && window.kairos.state === 'closed'", timeout=10_000)
+    # a snippet that kept retrying would try again within 1 s, then 1.5 s, 2.5 s (its backoff's
+    # first steps): 4 s is room for three more tries
+    page.wait_for_timeout(4000)
+    assert len(handshakes) <= 2 and handshakes, handshakes
+    assert page.evaluate("window.kairos.state") == "closed"
+    assert page.evaluate("window.kairos.sid") is None
+    ours = [line for line in console if "kairos" in line.lower() or "websocket" in line.lower()]
+    assert ours == ["[kairos] 4003: origin not allowed"], console
+    assert page.locator("#kairos-host").count() == 0, "nothing shown"
+    assert server.api("/api/sessions").json() == {"sessions": []}
