@@ -256,7 +256,7 @@ MISTAKES = [
               body: Take 10% off.
         """),
         "rules.yaml:8: rules[0].then.body: `body` is not a `then` setting; the settings of `then` are show, template, "
-        "place, ttl_s and params (values for the template go under `params:`)",
+        "place, ttl_s, params, scope and until (values for the template go under `params:`)",
         ("      body:", "      params:\n        body:"), id="template-value-outside-params"),
     pytest.param(rules_file("""
         version: 1

@@ -110,8 +110,9 @@ def test_server_frames_encode_to_the_example_bytes(case):
     f = case["frame"]
     built = {
         "welcome": lambda: wire.welcome(f["sid"], f["track"], max_frame=f["max_frame"], max_events=f["max_events"]),
-        "show": lambda: wire.show(f["oid"], f["kind"], f["html"], f["css"], f["place"], f["ttl_ms"], f["rule"]),
-        "hide": lambda: wire.hide(f["oid"]),
+        "show": lambda: wire.show(f["oid"], f["kind"], f["html"], f["css"], f["place"], f["ttl_ms"], f["rule"],
+                                  f.get("scope", "")),
+        "hide": lambda: wire.hide(f["oid"], f.get("why", "")),
         "error": lambda: wire.error(wire.WireError(f["code"], f["msg"], seq=f["seq"])),
     }[f["t"]]()
     assert built.hex() == case["hex"]
@@ -305,3 +306,10 @@ def test_the_browsers_privacy_headers_are_read(headers, signal):
     from starlette.datastructures import Headers
 
     assert wire.privacy_signal(Headers(headers=headers)) == signal
+
+
+def test_a_hidden_feedback_says_why_and_only_a_known_why():
+    frame = wire.decode(bytes.fromhex(next(c for c in VALID if c["name"] == "feedback_hidden")["hex"]))
+    assert (frame.act, frame.why) == ("hidden", "page")
+    dismissed = msgpack.packb({"v": 1, "t": "feedback", "oid": "x.1", "act": "dismissed", "ts": 1, "why": "page"})
+    assert isinstance(wire.decode(dismissed), wire.WireError)

@@ -67,6 +67,8 @@ VALID = [
         {"e": "exit_intent", "ts": 1767225860000, "how": "top"},
     ]}),
     ("feedback", "c2s", {"v": 1, "t": "feedback", "oid": "exit-offer.1a2b3c", "act": "dismissed", "ts": 1767225702000}),
+    ("feedback_hidden", "c2s", {"v": 1, "t": "feedback", "oid": "basket-saved.7c6b5a", "act": "hidden",
+                                "ts": 1767225703000, "why": "page"}),
     ("welcome", "s2c", {"v": 1, "t": "welcome", "sid": "s_8b1d0c3f55",
                         "track": {"batch_ms": 1000, "dwell_ms": 5000, "scroll_step": 10, "idle_ms": 30000,
                                   "exit": True, "exit_min_ms": 3000, "exit_gap_ms": 10000, "exit_scroll": True,
@@ -76,11 +78,18 @@ VALID = [
     ("show", "s2c", {"v": 1, "t": "show", "oid": "exit-offer.1a2b3c", "kind": "offer",
                      "html": "<div class=\"k-card\"><p>Still thinking about Linen shirt &amp; co?</p>"
                              "<button data-k-click=\"close\">Keep shopping</button></div>",
-                     "css": ".k-card{padding:24px}", "place": "center", "ttl_ms": 0, "rule": "exit-offer"}),
+                     "css": ".k-card{padding:24px}", "place": "center", "ttl_ms": 0, "rule": "exit-offer",
+                     "scope": "page"}),
     ("show_bubble", "s2c", {"v": 1, "t": "show", "oid": "size-help.9f8e7d", "kind": "chat",
                             "html": "<div class=\"k-chat\"><p class=\"k-message\">Not sure about the size?</p></div>",
-                            "css": ".k-chat{padding:12px}", "place": "bubble", "ttl_ms": 30000, "rule": "size-help"}),
-    ("hide", "s2c", {"v": 1, "t": "hide", "oid": "exit-offer.1a2b3c"}),
+                            "css": ".k-chat{padding:12px}", "place": "bubble", "ttl_ms": 30000,
+                            "rule": "size-help", "scope": "session"}),
+    ("hide", "s2c", {"v": 1, "t": "hide", "oid": "exit-offer.1a2b3c", "why": "page"}),
+    # a server from before scopes: no scope in the show, no why in the hide
+    ("show_unscoped", "s2c", {"v": 1, "t": "show", "oid": "exit-offer.4d5e6f", "kind": "offer",
+                              "html": "<div class=\"k-card\"><p>Hello</p></div>", "css": "", "place": "center",
+                              "ttl_ms": 0, "rule": "exit-offer"}),
+    ("hide_unexplained", "s2c", {"v": 1, "t": "hide", "oid": "exit-offer.4d5e6f"}),
     ("error", "s2c", {"v": 1, "t": "error", "code": "unknown_event", "msg": "event 0: unknown event type 'teleport'", "seq": 7}),
 ]
 
@@ -113,6 +122,8 @@ INVALID = [
     ("bad_lost", msgpack.packb({"v": 1, "t": "events", "seq": 11, "lost": -1, "ev": [
         {"e": "dwell", "ts": 2, "ms": 1000}]}).hex(), "bad_field", None),
     ("bad_feedback_act", msgpack.packb({"v": 1, "t": "feedback", "oid": "x", "act": "loved", "ts": 1}).hex(), "bad_field", None),
+    ("bad_hidden_why", msgpack.packb({"v": 1, "t": "feedback", "oid": "x", "act": "hidden", "ts": 1,
+                                      "why": "bored"}).hex(), "bad_field", None),
 ]
 
 

@@ -124,7 +124,7 @@ def describe(rule: Any, page_types: Iterable[str] | Mapping[str, Any] | Any | No
         clause += ", unless " + _safe(lambda: _unless(unless, names), "unless", unless)
 
     then = getattr(rule, "then", None)
-    tail = [_show(then)] if then is not None else ["show nothing"]
+    tail = [_show(then) + _lives(then, conditions_page(rule), names)] if then is not None else ["show nothing"]
     tail += _limits(getattr(rule, "limit", None))
     tail.append(f"priority {_number(getattr(rule, 'priority', 0))}")
     sentence = f"{clause}, {', '.join(tail)}."
@@ -251,6 +251,34 @@ def _show(then: Any) -> str:
     if ttl:
         text += f" for {_number(ttl)} s"
     return text
+
+
+def conditions_page(rule: Any) -> Any:
+    return (getattr(rule, "if_", None) or {}).get("page_type")
+
+
+def _lives(then: Any, page: Any, names: list[str] | None) -> str:
+    """How long the overlay stays: `shown until the visitor leaves the page, or until they start checkout`."""
+    # Said when the rule writes it: the defaults by kind are in docs/rules.md,
+    # and saying them in every sentence would bury what each rule decides.
+    if not getattr(then, "scope", None) and not getattr(then, "until", None):
+        return ""
+    scope = getattr(then, "lives", None) or getattr(then, "scope", None)
+    if scope == "page":
+        text = "shown until the visitor leaves the page"
+    elif scope == "page_type":
+        # The type is the page's at show time: named when the rule's `if` fixes it.
+        kinds = f"{page} pages" if isinstance(page, str) and page != OTHER else "pages of that type"
+        text = f"shown until the visitor leaves {kinds}"
+    elif scope == "session":
+        text = "shown until the visitor closes it"
+    else:
+        return ""
+    until = getattr(then, "until", None)
+    if until:
+        words = _safe(lambda: _unless(until, names), "until", until)
+        text += ", or until " + words
+    return ", " + text
 
 
 def _limits(limit: Any) -> list[str]:

@@ -83,6 +83,34 @@ def _kind_of(v: Any) -> str:
     return "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else "text"
 
 
+def events_or_conditions(v: list[Any], info: ValidationInfo) -> list[Any]:
+    """`unless:` and `until:` items: event names, or maps of conditions like `if`'s."""
+    page_types = (info.context or {}).get("page_types")
+    scores = (info.context or {}).get("scores")
+    out: list[Any] = []
+    for i, item in enumerate(v):
+        if isinstance(item, str):
+            if item not in EVENT_TYPES:
+                raise Mistake(say.unknown("event", item, EVENTS, f"expected one of {say.prose(EVENTS)}"), i)
+            out.append(item)
+        elif isinstance(item, dict) and item:
+            try:
+                out.append({name: _condition(name, raw, page_types, scores) for name, raw in item.items()})
+            except Mistake as exc:
+                raise Mistake(str(exc), i, *exc.at) from None
+        else:
+            raise Mistake(f"expected an event (such as add_to_cart) or conditions (such as {{page_type: cart}}), "
+                          f"got {say.shown(item)}", i)
+    return out
+
+
+SCOPES = ("page", "page_type", "session")
+# Where an overlay lives unless the rule says: a chat invitation is a
+# conversation the visitor may take up on any page; everything else belongs to
+# the page that earned it (a basket reminder over the checkout form helps no one).
+DEFAULT_SCOPE = {"overlay": "page", "offer": "page", "bar": "page", "chat": "session"}
+
+
 class Then(_Strict):
     show: Literal["overlay", "offer", "chat", "bar"]
     template: str
@@ -90,6 +118,32 @@ class Then(_Strict):
     place: Literal["center", "top", "bottom", "corner", "bubble"] | None = None
     ttl_s: float = Field(default=0, ge=0, le=3600)
     params: dict[str, Any] = {}
+    scope: Literal["page", "page_type", "session"] | None = None
+    # Events or conditions that end the moment early: the server takes the overlay down.
+    until: list[Any] = []
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _until(cls, v: Any, info: ValidationInfo) -> list[Any]:
+        if isinstance(v, (str, dict)):
+            v = [v]  # `until: checkout` and `until: {cart_value: {gte: 100}}` read as one item
+        if not isinstance(v, list):
+            raise Mistake(f"expected events (such as [checkout]) or conditions (such as {{cart_value: {{gte: 100}}}}), "
+                          f"got {say.shown(v)}")
+        return events_or_conditions(v, info)
+
+    @property
+    def lives(self) -> str:
+        """The overlay's scope: the rule's, else its kind's default."""
+        return self.scope or DEFAULT_SCOPE[self.show]
+
+    @property
+    def until_events(self) -> tuple[str, ...]:
+        return tuple(x for x in self.until if isinstance(x, str))
+
+    @property
+    def until_conditions(self) -> tuple[dict[str, Any], ...]:
+        return tuple(x for x in self.until if isinstance(x, dict))
 
     @field_validator("template")
     @classmethod
@@ -216,23 +270,7 @@ class Rule(_Strict):
     @classmethod
     def _cancels(cls, v: list[Any], info: ValidationInfo) -> list[Any]:
         """Each item is an event that cancels, or a condition over the session at firing time."""
-        page_types = (info.context or {}).get("page_types")
-        scores = (info.context or {}).get("scores")
-        out: list[Any] = []
-        for i, item in enumerate(v):
-            if isinstance(item, str):
-                if item not in EVENT_TYPES:
-                    raise Mistake(say.unknown("event", item, EVENTS, f"expected one of {say.prose(EVENTS)}"), i)
-                out.append(item)
-            elif isinstance(item, dict) and item:
-                try:
-                    out.append({name: _condition(name, raw, page_types, scores) for name, raw in item.items()})
-                except Mistake as exc:
-                    raise Mistake(str(exc), i, *exc.at) from None
-            else:
-                raise Mistake(f"expected an event (such as add_to_cart) or conditions (such as {{page_type: cart}}), "
-                              f"got {say.shown(item)}", i)
-        return out
+        return events_or_conditions(v, info)
 
     @model_validator(mode="after")
     def _delay_needs_after(self) -> "Rule":

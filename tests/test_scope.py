@@ -1,0 +1,131 @@
+"""Where an overlay lives (`scope`, `until`) and when its moment is over: the rules format, its words, and
+the pure decision the server takes after each batch."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from kairos.moment import Placed, hide_why, placed
+from kairos.rules import RulesError, parse_rules
+from kairos.rules.describe import describe
+from kairos.session import SessionState
+from kairos.wire import Event
+
+TEMPLATES = {"offer.html", "bar.html", "chat.html"}
+BASE = """\
+version: 1
+page_types:
+  product: /p/*
+  cart: /basket
+  checkout: [/checkout, /checkout/*]
+rules:
+"""
+
+
+def ruleset(body: str):
+    return parse_rules(BASE + textwrap.indent(textwrap.dedent(body), "  "), "test.yaml", TEMPLATES)
+
+
+def rule(then: str, when: str = "page_view", if_: str = "{page_type: cart}"):
+    rs = ruleset(f"""
+        - id: r
+          when: {when}
+          if: {if_}
+          then: {then}
+        """)
+    return rs.rules[0], rs
+
+
+@pytest.mark.parametrize("kind,template,scope", [
+    ("offer", "offer.html", "page"), ("bar", "bar.html", "page"), ("overlay", "offer.html", "page"),
+    ("chat", "chat.html", "session"),
+])
+def test_each_kind_lives_where_the_docs_say_by_default(kind, template, scope):
+    r, _ = rule(f"{{show: {kind}, template: {template}, params: {{body: x, message: x}}}}")
+    assert r.then.lives == scope
+
+
+def test_until_takes_events_and_conditions_like_unless():
+    r, _ = rule("{show: offer, template: offer.html, params: {body: x}, until: [checkout, {cart_value: {gte: 100}}]}")
+    assert r.then.until_events == ("checkout",)
+    assert r.then.until_conditions[0]["cart_value"].gte == 100
+    one, _ = rule("{show: offer, template: offer.html, params: {body: x}, until: {cart_value: {gte: 100}}}")
+    assert len(one.then.until_conditions) == 1
+
+
+@pytest.mark.parametrize("then,message", [
+    ("{show: offer, template: offer.html, params: {body: x}, scope: pag}",
+     "rules[0].then.scope: expected one of page, page_type or session, got 'pag' — did you mean `page`?"),
+    ("{show: offer, template: offer.html, params: {body: x}, until: [chekout]}",
+     "rules[0].then.until[0]: unknown event 'chekout' — did you mean `checkout`?"),
+    ("{show: offer, template: offer.html, params: {body: x}, until: 3}",
+     "rules[0].then.until: expected events (such as [checkout]) or conditions"),
+])
+def test_a_wrong_scope_or_until_is_named_in_plain_words(then, message):
+    with pytest.raises(RulesError) as err:
+        rule(then)
+    assert message in str(err.value)
+
+
+def test_kairos_check_says_how_long_the_overlay_stays():
+    r, rs = rule("{show: offer, template: offer.html, params: {body: x}, until: [checkout]}")
+    assert ("shown until the visitor leaves the page, or until the visitor reaches a checkout step"
+            in describe(r, rs.page_types))
+    r, rs = rule("{show: bar, template: bar.html, params: {message: x}, scope: page_type}", if_="{page_type: product}")
+    assert "shown until the visitor leaves product pages" in describe(r, rs.page_types)
+    r, rs = rule("{show: chat, template: chat.html, params: {message: x}, scope: session}")
+    assert "shown until the visitor closes it" in describe(r, rs.page_types)
+
+
+# --- the decision ------------------------------------------------------------------------
+
+def state(path: str, page_type: str, **kw) -> SessionState:
+    return SessionState(sid="s_12345678", path=path, page_type=page_type, **kw)
+
+
+VIEW = [Event("page_view", 1, {"path": "/x"})]
+
+
+def test_a_page_scoped_overlay_goes_when_the_visitor_moves_to_another_page():
+    at = placed("page", state("/basket", "cart"), 0, 1000)
+    assert hide_why(at, (), state("/checkout", "checkout"), VIEW, 2000) == "page"
+    # the same page announced again (a router re-announcing it) is still the page
+    assert hide_why(at, (), state("/basket", "cart"), VIEW, 2000) is None
+    # no page view: nothing moved, whatever the state says
+    assert hide_why(at, (), state("/checkout", "checkout"), [Event("scroll", 1, {"pct": 50})], 2000) is None
+
+
+def test_a_page_type_scoped_overlay_stays_on_pages_of_its_type():
+    at = placed("page_type", state("/p/1", "product"), 0, 1000)
+    assert hide_why(at, (), state("/p/2", "product"), VIEW, 2000) is None
+    assert hide_why(at, (), state("/basket", "cart"), VIEW, 2000) == "page_type"
+
+
+def test_a_session_scoped_overlay_survives_navigation():
+    at = placed("session", state("/p/1", "product"), 0, 1000)
+    assert hide_why(at, (), state("/checkout", "checkout"), VIEW, 2000) is None
+
+
+def test_until_an_event_or_a_condition():
+    at = placed("session", state("/basket", "cart"), 0, 1000)
+    assert hide_why(at, ["checkout"], state("/basket", "cart"), [Event("checkout", 1, {"step": "x"})], 2000) == "until"
+    assert hide_why(at, ["checkout"], state("/basket", "cart"), [Event("add_to_cart", 1, {})], 2000) is None
+    r, _ = rule("{show: offer, template: offer.html, params: {body: x}, until: {cart_value: {gte: 100}}}")
+    until = r.then.until
+    assert hide_why(at, until, state("/basket", "cart", cart_value=99.0), [Event("add_to_cart", 1, {})], 2000) is None
+    assert hide_why(at, until, state("/basket", "cart", cart_value=120.0), [Event("add_to_cart", 1, {})], 2000) == "until"
+
+
+def test_a_ttl_ends_the_moment():
+    at = placed("session", state("/p/1", "product"), 5000, 1000)
+    assert at.until_ms == 6000
+    assert hide_why(at, (), state("/p/1", "product"), [], 5999) is None
+    assert hide_why(at, (), state("/p/1", "product"), [], 6000) == "ttl"
+
+
+def test_where_an_overlay_was_placed_is_kept_whole_through_the_session_hash():
+    at = Placed("page", "/a|b/c", "cart", 123)
+    assert Placed.unpack(at.pack()) == at
+    assert Placed.unpack("garbage") is None
