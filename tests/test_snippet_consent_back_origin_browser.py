@@ -51,6 +51,16 @@ class StorePage:
 
 
 @pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    """examples/demo.yaml with the default 3 s arming of exit intent, and the back-button exit on."""
+    doc = yaml.safe_load(DEMO_RULES.read_text())
+    doc["track"] = {"exit_back": True}
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return path
+
+
+@pytest.fixture
 def store_pages() -> Iterator[list[StorePage]]:
     made: list[StorePage] = []
     yield made
@@ -78,3 +88,22 @@ def test_a_refused_origin_stops_after_one_handshake_shows_nothing_and_says_so_on
     assert ours == ["[kairos] 4003: origin not allowed"], console
     assert page.locator("#kairos-host").count() == 0, "nothing shown"
     assert server.api("/api/sessions").json() == {"sessions": []}
+
+
+@pytest.mark.browser
+def test_consent_after_a_move_in_the_app_is_one_page_view_and_arms_exit_intent_from_consent(serve, page, rules):
+    server = serve("redis", rules)
+    page.goto(server.base + PRODUCT + "?consent=required")
+    page.wait_for_function("() => window.kairos && window.kairos.state === 'idle'")
+    page.evaluate("history.pushState({}, '', '/demo/products/oxford-shirt')")  # the store's router
+    page.evaluate("window.__consentAt = Date.now(); kairos.consent(true)")
+    sid = connected(page)
+    # the router keeps its scroll position; the snippet adds its back-button entry (same URL) within 1 s
+    page.evaluate("history.replaceState({scroll: 120}, '', location.href)")
+    page.wait_for_function("() => Date.now() - window.__consentAt >= 3300", timeout=10_000)
+    exit_through_the_top(page)
+    expect(page.locator(OVERLAY)).to_be_visible(timeout=5000)
+    state = server.session_when(sid, lambda s: s["exit_intents"] >= 1)
+    assert (state["pages"], state["path"], state["exit_intents"]) == (1, "/demo/products/oxford-shirt", 1)
+    views = [e for e in state["log"] if e.get("e") == "page_view"]
+    assert len(views) <= 1, views

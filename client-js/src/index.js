@@ -46,7 +46,7 @@ function main (w, d) {
   let fb = [] // feedback waiting for the (re)connection
   let props = {} // what kairos.page() said about the current page
   const here = () => loc.pathname + loc.search
-  let announced = here() // the URL of the last page view (hash changes are not page views)
+  let announced // the URL of the last page view (hash changes are not page views)
 
   const isOpen = () => conn?.state === 'open'
   const batcher = createBatcher({
@@ -85,7 +85,8 @@ function main (w, d) {
     if (!tracker || !s.spa || here() === announced) return
     props = {}
     clearTimeout(routeTimer)
-    routeTimer = setTimeout(safe(announce), ROUTE_MS)
+    // a move away and back within the wait (a router's redirect) is no new page
+    routeTimer = setTimeout(safe(() => here() !== announced && announce()), ROUTE_MS)
   }
 
   function onFrame (f) {
@@ -105,6 +106,9 @@ function main (w, d) {
   function start () {
     if (conn || !cfg.site || privacy || !consented) return
     if (!watching) watching = watchRoutes(w, safe(routed))
+    // the hello is this page's view: the page the visitor is on when consent
+    // comes, not the one the script loaded on (a router may have moved since)
+    announced = here()
     tracker = startTracking(w, d, s, emit, leave, 0, api.track)
     conn = connect(
       cfg.endpoint,

@@ -594,6 +594,40 @@ test('data-consent="required": nothing sent or stored before kairos.consent(true
   } finally { s.restore() }
 })
 
+test('data-consent="required": after a move in the app and consent, a same-URL history call is no second page view, and exit intent is armed from consent', async () => {
+  const s = await boot({ attrs: { 'data-site': 'demo', 'data-consent': 'required' } })
+  const realNow = Date.now
+  let t = 1e12
+  Date.now = () => t
+  try {
+    s.win.history.pushState({}, '', '/p/2') // the store's router, before consent
+    t += 5000
+    s.k.consent(true)
+    s.open()
+    assert.equal(s.ws().sent[0].page.path, '/p/2')
+    s.push(Object.assign({}, WELCOME, { track: Object.assign({}, WELCOME.track, { exit_back: true, exit_min_ms: 3000, exit_gap_ms: 10000 }) }))
+    s.win.history.replaceState({ scroll: 120 }, '', '/p/2') // the router keeps its scroll position
+    s.tick() // the snippet's own back-button entry, same URL
+    assert.equal(s.win.history.length, 3)
+    assert.equal(s.fireMs(100), 0, 'no route timer: the URL is the one the hello reported')
+    t += 3300 // an exit 3.3 s after consent, with 3 s arming
+    fire(s.doc, 'mouseout', { relatedTarget: null, clientY: -1 })
+    s.fireMs(500)
+    assert.deepStrictEqual(s.sentEvents().map(e => [e.e, e.how]), [['exit_intent', 'top']])
+  } finally { Date.now = realNow; s.restore() }
+})
+
+test('single-page app: a move away and back within 100 ms (a redirect) is no page view', async () => {
+  const s = await running()
+  try {
+    s.win.history.pushState({}, '', '/login')
+    s.win.history.replaceState({}, '', '/p/1')
+    s.fireMs(100)
+    s.fireMs(500)
+    assert.deepStrictEqual(s.sentEvents(), [])
+  } finally { s.restore() }
+})
+
 test('data-vid-store="cookie": the visitor id is the kairos_vid cookie, localStorage stays empty', async () => {
   const s = await running({ attrs: { 'data-site': 'demo', 'data-vid-store': 'cookie' } })
   try {
