@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from kairos.rules import RulesError, cancelled_by, parse_rules, timers_to_arm
+from kairos.rules.delayed import spent
 from kairos.rules.model import parse_duration
 from kairos.session import SessionState
 from kairos.wire import Event
@@ -72,9 +73,12 @@ def test_a_due_timer_is_cancelled_by_an_event_since_arming_or_a_condition_now():
     rule = rs.rule("reminder")
     [t] = timers_to_arm(rs, state(page_type="product", counts={"add_to_cart": 1}), [VIEW], 0)
     assert cancelled_by(rule, t, state(page_type="category", counts={"add_to_cart": 1}), 0) is None
-    assert cancelled_by(rule, t, state(page_type="category", counts={"add_to_cart": 2}), 0) == "add_to_cart since it was armed"
-    assert cancelled_by(rule, t, state(page_type="checkout", counts={"add_to_cart": 1}), 0) == "its unless conditions hold"
-    assert cancelled_by(rule, t, state(dismissed={"reminder"}), 0) is not None
+    assert cancelled_by(rule, t, state(page_type="category", counts={"add_to_cart": 2}), 0) == (
+        "the visitor adds to cart after it was armed")
+    assert cancelled_by(rule, t, state(page_type="checkout", counts={"add_to_cart": 1}), 0) == (
+        "they are on a checkout page")
+    assert cancelled_by(rule, t, state(dismissed={"reminder"}), 0) is None, "a cap is not an unless"
+    assert spent(rule, state(dismissed={"reminder"})) == "dismissed"
 
 
 @pytest.mark.parametrize(

@@ -100,3 +100,29 @@ def test_memory_queue_order_and_once_whatever_the_sequence(steps):
         assert await q.pending_timers() == len(latest)
 
     asyncio.run(run())
+
+
+async def test_arming_writes_the_timeline_and_a_rearm_says_which_timer_it_replaced(engine):
+    from test_engine_contract import open_session
+
+    await open_session(engine, sid="s_timeline1")
+    first = Timer("s_timeline1", "r", 5000, 2000, {})
+    again = Timer("s_timeline1", "r", 9000, 3000, {})
+    await engine.arm_timers([first])
+    await engine.arm_timers([again])
+    lines = [e for e in reversed(await engine.log("s_timeline1")) if e["kind"] == "timer"]
+    assert lines == [
+        {"ts": 2000, "kind": "timer", "rule": "r", "outcome": "armed", "due_ms": 5000, "after_ms": 3000},
+        {"ts": 3000, "kind": "timer", "rule": "r", "outcome": "replaced", "due_ms": 5000, "late_ms": 0},
+        {"ts": 3000, "kind": "timer", "rule": "r", "outcome": "armed", "due_ms": 9000, "after_ms": 6000},
+    ]
+
+
+async def test_a_timer_armed_for_a_session_that_is_gone_writes_no_orphan_log(engine, clean_redis):
+    # A session's timeline ends with it: no line of a timer outlives it (session_gone is not shown anywhere).
+    import redis as sync_redis
+
+    await engine.arm_timers([timer(7, 1000)])
+    assert await engine.log("s_timer00007") == [] and await engine.session("s_timer00007") is None
+    if engine.name == "redis":
+        assert sync_redis.Redis.from_url(clean_redis).keys("kairos:{s_timer00007}:*") == []

@@ -185,7 +185,7 @@ def _export_sessions(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    """Print each score of a session now, and the signals that make it, from the server's /api."""
+    """Print each score of a session now, and the signals that make it, and its timers, from the server's /api."""
     import json
 
     try:
@@ -209,7 +209,22 @@ def _explain(args: argparse.Namespace) -> int:
               + "".join(f" {v:+.3f}" for _, v in score["top"]) + ")")
         for signal, value in score["top"]:
             print(f"    {value:+.3f}  {signal}")
+    _print_timers(state.get("log") or [])
     return 0
+
+
+def _print_timers(log: list[dict]) -> None:
+    """The delayed rules' timers of the session's timeline (the newest entries it keeps), oldest first."""
+    import time
+
+    from .rules.delayed import timeline_words
+
+    lines = [e for e in reversed(log) if e.get("kind") == "timer"]
+    if not lines:
+        return
+    print("  timers:")
+    for e in lines:
+        print(f"    {time.strftime('%H:%M:%S', time.gmtime(e['ts'] / 1000))}  {timeline_words(e)}")
 
 
 def _train(args: argparse.Namespace) -> int:

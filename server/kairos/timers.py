@@ -16,10 +16,9 @@ import logging
 import time
 
 from .engine.base import Bus
-from .nudge import claim_nudge, deliver, where_open
-from .rules.delayed import Timer, cancelled_by
+from .nudge import claim_nudge_or_why, deliver, where_open
+from .rules.delayed import Timer, cancelled_by, outcome_line, spent
 from .runtime import Runtime, now_ms
-from .session import log_entry
 
 log = logging.getLogger("kairos.timers")
 
@@ -102,28 +101,39 @@ class TimerService(Bus):
         return outcome
 
     async def _fire(self, t: Timer, now: int) -> str:
+        # Every outcome is written to the session's timeline (rules.delayed.outcome_line),
+        # in the engine call that records it where there is one.
         rt = self.rt
         rule = rt.rules.rule(t.rule)
         if rule is None or rule.after is None:
+            await rt.engine.append_log(t.sid, [outcome_line(t, "rule_gone", now)], now)
             return "rule_gone"
-        if await rt.engine.visitor_of(t.sid) is None:
+        state = await rt.engine.session(t.sid)
+        if state is None or not state.vid:
+            # Its log expired with it (or was erased with it): written only if one is left.
+            await rt.engine.append_log(t.sid, [outcome_line(t, "session_gone", now)], now)
             return "session_gone"
-        line = log_entry("timer", now, rule=rule.id, late_ms=now - t.due_ms)
-        state = await rt.engine.apply(t.sid, [("incr", f"x:{rule.id}", "1")], [line], now)
         state.models = rt.rules.models  # an `unless` condition may read a model's score
+        why = cancelled_by(rule, t, state, now)
+        outcome, what = ("cancelled", {"why": why}) if why is not None else ("capped", {"why": spent(rule, state)})
+        where = None
+        if why is None and what["why"] is None:
+            where = await where_open(rt, state)
+            outcome, what = ("kept", {}) if where is None and rule.offline == "next_page" else ("dropped", {
+                "why": "no page open"}) if where is None else ("fired", {})
+        frame = None
+        if outcome == "fired":
+            frame, verdict = await claim_nudge_or_why(rt, rule, state, now)
+            if frame is None:
+                outcome, what = "capped", {"why": verdict}
+        # The timer's count and its line, once its outcome is known.
+        state = await rt.engine.apply(t.sid, [("incr", f"x:{rule.id}", "1")], [outcome_line(t, outcome, now, **what)], now)
         rt.feed.touch(t.sid, state)
-        if cancelled_by(rule, t, state, now) is not None:
-            return "cancelled"
-        where = await where_open(rt, state)
-        if where is None:
-            if rule.offline == "next_page":
-                # Kept for the visitor, not the session: closing the tab ends the session.
-                await rt.engine.keep_for_next_page(state.vid, rule.id, now)
-                return "kept"
-            return "dropped"
-        frame = await claim_nudge(rt, rule, state, now)
-        if frame is None:
-            return "capped"
+        if outcome == "kept":
+            # Kept for the visitor, not the session: closing the tab ends the session.
+            await rt.engine.keep_for_next_page(state.vid, rule.id, now)
+        if outcome != "fired" or frame is None or where is None:
+            return outcome
         # The push latency runs from the due time: the due time on the monotonic clock.
         due_s = time.perf_counter() - (now_ms() - t.due_ms) / 1000
         # The socket may have closed while the show was claimed: rare, and logged.

@@ -172,7 +172,11 @@ class Engine(ABC):
 
     @abstractmethod
     async def arm_timers(self, timers: Sequence[Timer]) -> int | None:
-        """Add or replace timers (one per session and rule); the earliest due time now queued."""
+        """Add or replace timers (one per session and rule); the earliest due time now queued.
+
+        Each live session's timeline gets the timer armed, after a line for the
+        pending one it replaces (`rules.delayed.armed_line`, outcome `replaced`).
+        """
 
     @abstractmethod
     async def claim_due(self, now_ms: int, limit: int = 200) -> list[Timer]:

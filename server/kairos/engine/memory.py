@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from ..caps import Caps, bucket, visitor_verdict
-from ..rules.delayed import Timer
+from ..rules.delayed import Timer, armed_line, outcome_line
 from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note_skip, record_feedback, record_show,
                        session_verdict)
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine,
@@ -304,6 +304,11 @@ class MemoryEngine(Engine):
 
     async def arm_timers(self, timers) -> int | None:
         for t in timers:
+            old, e = self._timers.get(t.key), self._live(t.sid)
+            if e is not None:
+                if old is not None:
+                    e.log.appendleft(outcome_line(old, "replaced", t.armed_ms))
+                e.log.appendleft(armed_line(t))
             self._timers[t.key] = t
             heapq.heappush(self._heap, (t.due_ms, t.key))
         return await self.next_due_ms()

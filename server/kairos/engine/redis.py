@@ -13,9 +13,9 @@ import logging
 import time
 
 from ..caps import Caps, bucket
-from ..rules.delayed import Timer
+from ..rules.delayed import Timer, armed_line
 from ..rules.model import MAX_DELAY_S
-from ..session import Op, SessionState, VisitorInfo
+from ..session import Op, SessionState, VisitorInfo, log_entry
 from . import keys
 from .autopipe import AutoPipeline
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S, STATS_TTL_S,
@@ -298,10 +298,14 @@ class RedisEngine(Engine):
     async def arm_timers(self, timers) -> int | None:
         if not timers:
             return await self.next_due_ms()
-        args: list[object] = [TIMERS_TTL_S]
+        args: list[object] = [TIMERS_TTL_S, LOG_MAX]
+        script_keys = [keys.TIMERS_DUE, keys.TIMERS_DATA]
         for t in timers:
-            args += [t.key, t.due_ms, t.payload()]
-        first = await self._eval("arm_timers", self._arm, [keys.TIMERS_DUE, keys.TIMERS_DATA], args)
+            # The script ends the `replaced` line with the superseded timer's due time.
+            replaced_head = log_entry("timer", t.armed_ms, rule=t.rule, outcome="replaced")[:-1]
+            args += [t.key, t.due_ms, t.payload(), armed_line(t), replaced_head]
+            script_keys += [keys.session(t.sid), keys.log(t.sid)]
+        first = await self._eval("arm_timers", self._arm, script_keys, args)
         first_ms = int(float(first)) if first is not None else None
         if first_ms is not None and any(t.due_ms == first_ms for t in timers):
             # A new earliest timer: the other processes' loops sleep past it otherwise.

@@ -1,11 +1,33 @@
 -- Arm (or re-arm) timers: one per session and rule, the newest arming wins.
 -- KEYS[1] due times (sorted set), KEYS[2] timer payloads (hash); both carry the
 -- {timers} hash tag, so this script and the claim stay in one cluster slot.
--- ARGV[1] ttl_s, then (member, due_ms, payload) triples.
+-- Then each timer's session hash and log (KEYS[2k+1], KEYS[2k+2]): the timeline
+-- learns of the timer in the same call (as claim_show.lua, this crosses slots).
+-- ARGV[1] ttl_s, ARGV[2] log_max, then per timer: member, due_ms, payload, the
+-- armed line, and the head of a `replaced` line (JSON without its closing brace)
+-- for the pending timer it supersedes, finished here with that one's due time.
 -- Returns the earliest due time, so the caller can wake a sleeping timer loop.
-for i = 2, #ARGV, 3 do
-  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+local log_max = tonumber(ARGV[2])
+local k = 1
+for i = 3, #ARGV, 5 do
+  local member, due, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local h, log = KEYS[2 * k + 1], KEYS[2 * k + 2]
+  k = k + 1
+  local old = redis.call('HGET', KEYS[2], member)
+  redis.call('ZADD', KEYS[1], due, member)
+  redis.call('HSET', KEYS[2], member, payload)
+  local ttl = redis.call('PTTL', h)
+  if ttl > 0 then
+    -- a session that expired gets no orphan log; its log lives as long as it does
+    if old then
+      local was = cjson.decode(old)
+      local late = math.max(0, cjson.decode(payload).armed - was.due)
+      redis.call('LPUSH', log, ARGV[i + 4] .. string.format(',"due_ms":%d,"late_ms":%d}', was.due, late))
+    end
+    redis.call('LPUSH', log, ARGV[i + 3])
+    redis.call('LTRIM', log, 0, log_max - 1)
+    redis.call('PEXPIRE', log, ttl)
+  end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[1])

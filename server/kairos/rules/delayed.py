@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
-from ..session import SessionState
+from ..session import SessionState, log_entry
 from ..wire import Event
+from .describe import EVENT_PHRASES, condition_words
 from .evaluate import allowed, condition_holds, matches
 from .model import Rule, Ruleset
 from .signals import getter
+
+# What becomes of a timer, as the session's timeline says it (kind `timer`,
+# field `outcome`): armed, then one of the others. `fired` is a nudge sent.
+TIMELINE_OUTCOMES = ("armed", "fired", "cancelled", "dropped", "kept", "capped", "replaced", "session_gone",
+                     "rule_gone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +78,54 @@ def timers_to_arm(
 
 
 def cancelled_by(rule: Rule, timer: Timer, state: SessionState, now_ms: int) -> str | None:
-    """Why a due timer must not fire any more, or None if it fires."""
+    """Which `unless` stops a due timer, in words for the timeline, or None if it fires."""
     for name in rule.cancel_events:
         if state.counts.get(name, 0) > timer.counts.get(name, 0):
-            return f"{name} since it was armed"
+            did = f"the visitor {EVENT_PHRASES[name]}" if name in EVENT_PHRASES else f"a '{name}' event came"
+            return f"{did} after it was armed"
     for conditions in rule.cancel_conditions:
         if all(condition_holds(cond, getter(n)(state, None, now_ms)) for n, cond in conditions.items()):
-            return "its unless conditions hold"
-    if not allowed(rule, state):
-        return "the session cap is spent or the visitor dismissed it"
+            return " and ".join(condition_words(n, cond) for n, cond in conditions.items())
     return None
+
+
+def spent(rule: Rule, state: SessionState) -> str | None:
+    """Why the session no longer lets a due timer's nudge through (`capped`), or None."""
+    if allowed(rule, state):
+        return None
+    return "dismissed" if rule.id in state.dismissed else "capped"
+
+
+def armed_line(t: Timer) -> str:
+    """The timeline's line for a timer armed: when (its `ts`) and when it is due."""
+    return log_entry("timer", t.armed_ms, rule=t.rule, outcome="armed", due_ms=t.due_ms,
+                     after_ms=t.due_ms - t.armed_ms)
+
+
+def outcome_line(t: Timer, outcome: str, now_ms: int, **what: object) -> str:
+    """The timeline's line for what became of a timer (TIMELINE_OUTCOMES), with how late it came due."""
+    return log_entry("timer", now_ms, rule=t.rule, outcome=outcome, due_ms=t.due_ms,
+                     late_ms=max(0, now_ms - t.due_ms), **what)
+
+
+def _seconds(ms: Any) -> str:
+    return f"{int(ms or 0) / 1000:.1f} s"
+
+
+def timeline_words(line: dict[str, Any]) -> str:
+    """A timer's line of the timeline in words (`kairos explain`; the session page says the same)."""
+    rule, outcome, why = line.get("rule", ""), line.get("outcome"), line.get("why")
+    words = {
+        "armed": f"armed, due in {_seconds(line.get('after_ms'))}",
+        "fired": f"fired, {line.get('late_ms', 0)} ms late: shown",
+        "cancelled": f"cancelled: {why}",
+        "dropped": f"dropped: {why or 'no page open'}, and its rule drops nudges offline",
+        "kept": "kept for the visitor's next page view (no page open)",
+        "capped": f"came due, not shown: {why}",
+        "replaced": "replaced: armed again before it came due",
+        "session_gone": "came due after the session ended",
+        "rule_gone": "came due, but its rule is no longer in force",
+    }
+    # Lines written before outcomes were logged say only that the timer came due.
+    came_due = f"came due, {line.get('late_ms', 0)} ms late"
+    return f"{rule} {words.get(outcome or '', came_due)}"

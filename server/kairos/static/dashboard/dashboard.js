@@ -429,7 +429,28 @@
     globally_capped: "global cap spent", rule_capped: "rule cap spent", capped: "session cap spent", dismissed: "dismissed before",
   };
 
+  // What became of a delayed rule's timer (kairos.rules.delayed.TIMELINE_OUTCOMES), in words.
+  const inSeconds = (ms) => (num(ms) < 60000 ? (num(ms) / 1000).toFixed(1) + " s" : duration(ms));
+  const TIMER = {
+    armed: (e) => "armed, due in " + inSeconds(e.after_ms) + " (" + clock(e.due_ms) + ")",
+    fired: (e) => "fired, " + num(e.late_ms) + " ms late: shown",
+    cancelled: (e) => "cancelled: " + e.why,
+    dropped: (e) => "dropped: " + (e.why || "no page open") + ", and its rule drops nudges offline",
+    kept: () => "kept for the visitor's next page view (no page open)",
+    capped: (e) => "came due, not shown: " + (SKIPPED[e.why] || e.why),
+    replaced: (e) => "replaced: armed again before it came due (" + clock(e.due_ms) + ")",
+    session_gone: () => "came due after the session ended",
+    rule_gone: () => "came due, but its rule is no longer in force",
+  };
+
+  function timerWords(entry) {
+    const say = TIMER[entry.outcome];
+    // Lines written before outcomes were logged say only that the timer came due.
+    return (entry.rule || "") + " " + (say ? say(entry) : "came due, " + num(entry.late_ms) + " ms late");
+  }
+
   function headline(entry) {
+    if (entry.kind === "timer") return timerWords(entry);
     if (entry.kind === "score") {
       const top = (entry.top || []).map((p) => p[0] + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2)).join(", ");
       return words(entry.score) + " " + num(entry.before).toFixed(2) + " → " + num(entry.after).toFixed(2) + (top ? " (" + top + ")" : "");
@@ -443,6 +464,7 @@
   function extras(entry) {
     if (entry.kind === "score") return "";
     const skip = new Set(["ts", "kind", "what", HEADLINE[entry.kind], entry.kind === "skip" ? "why" : "", entry.kind === "show" ? "by" : ""]);
+    if (entry.kind === "timer") ["outcome", "why", "after_ms", "due_ms"].forEach((k) => skip.add(k));
     return Object.entries(entry)
       .filter(([k]) => !skip.has(k))
       .map(([k, v]) => k + "=" + (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v)))
