@@ -129,3 +129,112 @@ def test_where_an_overlay_was_placed_is_kept_whole_through_the_session_hash():
     at = Placed("page", "/a|b/c", "cart", 123)
     assert Placed.unpack(at.pack()) == at
     assert Placed.unpack("garbage") is None
+
+
+# --- the engines: where the overlay on screen lives is kept beside it --------------------
+
+from kairos.caps import Caps  # noqa: E402
+
+from test_engine_contract import engine, now, open_session  # noqa: E402,F401
+
+
+async def test_the_engine_keeps_where_the_overlay_on_screen_lives_until_it_is_taken_down(engine):  # noqa: F811
+    await open_session(engine)
+    at = Placed("page", "/demo/products/linen-shirt", "product", 0).pack()
+    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.1", Caps(0, 1), "{}", now(), at) == "ok"
+    state = await engine.session("s_contract1")
+    assert (state.onscreen, state.onscreen_at) == ("r.1", at)
+    assert await engine.record_feedback("s_contract1", "r.1", "hidden", "{}", now())
+    state = await engine.session("s_contract1")
+    assert (state.onscreen, state.onscreen_at) == (None, "")
+    assert state.overlays["r.1"].status == "hidden"
+    assert "r" not in state.dismissed, "taken down is not dismissed: the rule may show again"
+
+
+async def test_a_newer_overlay_replaces_where_the_old_one_lived(engine):  # noqa: F811
+    await open_session(engine)
+    old, new = Placed("page", "/a", "cart", 0).pack(), Placed("session", "/a", "cart", 0).pack()
+    assert await engine.claim_show("s_contract1", "v_visitor01", "low", "low.1", Caps(0, 1), "{}", now(), old) == "ok"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "high", "high.1", Caps(0, 5), "{}", now(), new) == "ok"
+    state = await engine.session("s_contract1")
+    assert (state.onscreen, state.onscreen_at) == ("high.1", new)
+    assert state.overlays["low.1"].status == "replaced"
+
+
+# --- a real kairos serve: the server sends `hide` when the moment is over ------------------
+
+import asyncio  # noqa: E402
+
+from wsclient import Visitor  # noqa: E402
+
+SHOP_RULES = """\
+version: 1
+page_types:
+  cart: /shop/basket
+  checkout: /shop/checkout
+  product: /shop/p/*
+rules:
+  - id: basket-saved
+    when: dwell
+    if: {page_type: cart}
+    then: {show: offer, template: offer.html, place: corner, params: {body: Your basket is saved.}}
+  - id: free-shipping
+    when: add_to_cart
+    then: {show: bar, template: bar.html, scope: session, params: {message: Free shipping over 100.},
+           until: [checkout]}
+  - id: size-help
+    when: dwell
+    if: {page_type: product}
+    then: {show: chat, template: chat.html, params: {message: Need help with the size}}
+"""
+
+
+def shop_rules(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(SHOP_RULES)
+    return path
+
+
+def page_view(path: str) -> dict:
+    return {"e": "page_view", "url": f"http://shop.test{path}", "path": path, "title": "Shop", "ref": "", "meta": {}}
+
+
+def hidden(server, sid: str) -> list[dict]:
+    return [e for e in server.session(sid)["log"] if e.get("kind") == "feedback" and e.get("act") == "hidden"]
+
+
+@pytest.mark.parametrize("engine_kind", ["memory", "redis"])
+async def test_a_page_scoped_offer_is_taken_down_when_the_visitor_moves_on(serve, tmp_path, engine_kind):
+    server = serve(engine_kind, rules=shop_rules(tmp_path))
+    v = await Visitor.arrive(server.ws_url, path="/shop/basket")
+    await v.events({"e": "dwell", "ms": 5000})
+    show = await v.expect("show")
+    assert (show["rule"], show["scope"]) == ("basket-saved", "page")
+    await v.events(page_view("/shop/checkout"))
+    hide = await v.expect("hide")
+    assert (hide["oid"], hide["why"]) == (show["oid"], "page")
+    state = server.session_when(v.sid, lambda s: s["onscreen"] is None)
+    assert state["overlays"][show["oid"]]["status"] == "hidden"
+    assert [(e["oid"], e["why"]) for e in hidden(server, v.sid)] == [(show["oid"], "page")]
+    assert server.metric("kairos_feedback_total", act="hidden") == 1
+    # one hide per overlay: the next page view sends nothing more
+    await v.events(page_view("/shop/p/1"))
+    await v.events({"e": "dwell", "ms": 5000})
+    assert (await v.expect("show"))["rule"] == "size-help", "the next frame is the next show, not a second hide"
+    await v.leave()
+
+
+@pytest.mark.parametrize("engine_kind", ["memory", "redis"])
+async def test_an_until_event_takes_the_overlay_down_and_a_session_one_survives_navigation(serve, tmp_path, engine_kind):
+    server = serve(engine_kind, rules=shop_rules(tmp_path))
+    v = await Visitor.arrive(server.ws_url, path="/shop/p/1")
+    await v.events({"e": "add_to_cart", "sku": "s1", "price": 20, "qty": 1})
+    show = await v.expect("show")
+    assert (show["rule"], show["scope"]) == ("free-shipping", "session")
+    await v.events(page_view("/shop/basket"))
+    state = server.session_when(v.sid, lambda s: s["pages"] == 2)
+    assert state["onscreen"] == show["oid"], "a session-scoped bar stays across pages"
+    await v.events({"e": "checkout", "step": "shipping"})
+    hide = await v.expect("hide")
+    assert (hide["oid"], hide["why"]) == (show["oid"], "until")
+    await v.leave()

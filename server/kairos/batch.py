@@ -11,7 +11,8 @@ import asyncio
 import json
 from typing import Sequence
 
-from .nudge import claim_nudge
+from .moment import Placed, hide_why
+from .nudge import claim_nudge, take_down
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
 from .rules.evaluate import score_moves
 from .intent.sessions import features, label
@@ -56,7 +57,23 @@ async def apply_events(
     rt.feed.touch(sid, state)
     rt.metrics.events.inc(len(batch.events))
     rt.metrics.batch_events.observe(len(batch.events))
+    if batch.events:
+        await end_moment(rt, rules, state, batch.events, now)
     return state, visitor
+
+
+async def end_moment(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> str | None:
+    """Take the overlay on screen down if the batch ended its moment (moment.hide_why); why, or None."""
+    oid = state.onscreen
+    at = Placed.unpack(state.onscreen_at) if oid and state.onscreen_at else None
+    if at is None:
+        return None
+    shown = state.overlays.get(oid)
+    rule = rules.rule(shown.rule) if shown else None
+    why = hide_why(at, rule.then.until if rule else (), state, events, now)
+    if why is None or not await take_down(rt, state, oid, why, now):
+        return None
+    return why
 
 
 async def log_score_moves(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> None:

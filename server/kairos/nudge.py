@@ -7,6 +7,7 @@ import secrets
 from typing import Callable
 
 from . import wire
+from .moment import placed
 from .rules import Rule
 from .runtime import Runtime
 from .session import SessionState, log_entry
@@ -54,11 +55,30 @@ async def claim_nudge_or_why(rt: Runtime, rule: Rule, state: SessionState, now_m
     oid = f"{rule.id}.{secrets.token_hex(4)}"
     line = log_entry("show", now_ms, oid=oid, rule=rule.id, **({"by": by} if by else {}))
     caps = rule.caps(rt.rules.caps)
-    verdict = await rt.engine.claim_show(state.sid, state.vid, rule.id, oid, caps, line, now_ms)
+    then = rule.then
+    at = placed(then.lives, state, int(then.ttl_s * 1000), now_ms)
+    verdict = await rt.engine.claim_show(state.sid, state.vid, rule.id, oid, caps, line, now_ms, at.pack())
     if verdict != "ok":
         log.debug("rule %s not shown to sid=%s: %s", rule.id, state.sid, verdict)
         return None, verdict
-    then = rule.then
     rt.metrics.shows.labels(rule=rule.id).inc()
     rt.feed.touch(state.sid)
-    return wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id), verdict
+    return wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id, then.lives), verdict
+
+
+async def take_down(rt: Runtime, state: SessionState, oid: str, why: str, now_ms: int) -> bool:
+    """Take an overlay off the session's screen: recorded as `hidden` with why, then a `hide` to its page.
+
+    False when it is not on screen (already closed, replaced, or never shown),
+    so one overlay is taken down once. A ttl that passed is only recorded: the
+    snippet has taken it down by itself.
+    """
+    line = log_entry("feedback", now_ms, oid=oid, act="hidden", why=why)
+    if state.onscreen != oid or not await rt.engine.record_feedback(state.sid, oid, "hidden", line, now_ms):
+        return False
+    state.onscreen, state.onscreen_at = None, ""
+    rt.metrics.feedback.labels(act="hidden").inc()
+    rt.feed.touch(state.sid)
+    if why != "ttl" and (where := await where_open(rt, state)):
+        await deliver(rt, state, wire.hide(oid, why), where)
+    return True

@@ -117,6 +117,8 @@ class SessionState:
     region: str = ""
     connected: int = 0
     onscreen: str | None = None
+    # Where the overlay on screen lives and was shown (moment.Placed, packed); "" before scopes.
+    onscreen_at: str = ""
     overlays: dict[str, Overlay] = field(default_factory=dict)
     fired: dict[str, int] = field(default_factory=dict)
     dismissed: set[str] = field(default_factory=set)
@@ -155,6 +157,8 @@ class SessionState:
         if "utm" in h:
             s.utm = json.loads(h["utm"])
         s.onscreen = h.get("on") or None
+        if s.onscreen:
+            s.onscreen_at = h.get(f"w:{s.onscreen}", "")
         for key, value in h.items():
             prefix, _, name = key.partition(":")
             if not name:
@@ -470,8 +474,11 @@ def session_verdict(h: dict[str, str], rule: str, max_per_session: int, priority
     return "ok"
 
 
-def record_show(h: dict[str, str], rule: str, oid: str, priority: int) -> None:
-    """Record a show that passed every cap: counted, on screen, replacing what was."""
+def record_show(h: dict[str, str], rule: str, oid: str, priority: int, placed: str = "") -> None:
+    """Record a show that passed every cap: counted, on screen, replacing what was.
+
+    `placed`: where it lives (moment.Placed, packed), read back as `onscreen_at`.
+    """
     h.pop(f"k:{rule}", None)
     on = h.get("on")
     if on:
@@ -480,6 +487,8 @@ def record_show(h: dict[str, str], rule: str, oid: str, priority: int) -> None:
     h[f"o:{oid}"] = "sent"
     h[f"r:{oid}"] = rule
     h[f"p:{oid}"] = str(priority)
+    if placed:
+        h[f"w:{oid}"] = placed
     h["on"] = oid
 
 

@@ -84,9 +84,13 @@ class Engine(ABC):
         """Index the session for the dashboard's list; called once per page load."""
 
     @abstractmethod
-    async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int) -> str:
+    async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
+                         placed: str = "") -> str:
         """Check every cap of a rule (session, visitor, rule-wide) and whether it is paused, and
         record and log the show, atomically: "ok" or which cap stopped it.
+
+        `placed`: where the overlay lives (moment.Placed, packed), kept beside
+        it and read back as the state's `onscreen_at` while it is on screen.
 
         Counts the rule's moment (`triggered`) and its show (`shown`) in the
         counters; a moment that was not shown is logged (kind `skip`, with `why`)

@@ -138,7 +138,8 @@ class MemoryEngine(Engine):
         self._touch(e)
         return SessionState.from_hash(sid, e.h)
 
-    async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int) -> str:
+    async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
+                         placed: str = "") -> str:
         e = self._live(sid)
         if e is None:
             return "gone"
@@ -153,7 +154,7 @@ class MemoryEngine(Engine):
                 e.log.appendleft(log_entry("skip", now_ms, rule=rule, why=verdict))
                 self._count(now_ms, rule, "triggered")
             return verdict
-        record_show(e.h, rule, oid, caps.priority)
+        record_show(e.h, rule, oid, caps.priority, placed)
         e.log.appendleft(log)
         self._touch(e)
         self._count(now_ms, rule, "triggered")

@@ -112,7 +112,8 @@ class RedisEngine(Engine):
             pipe.expire(keys.LIVE, self.session_ttl_s)
             await pipe.execute()
 
-    async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int) -> str:
+    async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
+                         placed: str = "") -> str:
         w = lambda window: (window.max, window.per_ms) if window else (0, 0)  # noqa: E731
         window_key = keys.rule_window(rule, bucket(caps.per_rule, now_ms) if caps.per_rule else 0)
         return await self._eval(
@@ -121,7 +122,7 @@ class RedisEngine(Engine):
              keys.stats(stats_bucket(now_ms)), keys.PAUSED],
             [rule, oid, caps.per_session, caps.priority, self.session_ttl_s, LOG_MAX, log, now_ms,
              *w(caps.per_visitor), *w(caps.all_per_visitor), *w(caps.per_rule), caps.cooldown_ms, SHOWS_TTL_S,
-             STATS_TTL_S],
+             STATS_TTL_S, placed],
         )
 
     async def append_log(self, sid: str, lines: Sequence[str], now_ms: int) -> None:

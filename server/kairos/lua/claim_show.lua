@@ -9,7 +9,7 @@
 -- ARGV[13]/[14] per rule max/window_ms, ARGV[15] cooldown_ms, ARGV[16] shows ttl_s
 -- (a max of 0 means no such cap)
 -- KEYS[6] the counters' current bucket (hash), KEYS[7] paused rules (hash);
--- ARGV[17] the counters' ttl_s. A refusal is logged and counted once per reason
+-- ARGV[17] the counters' ttl_s, ARGV[18] where the overlay lives (kairos.moment.Placed, packed; may be empty). A refusal is logged and counted once per reason
 -- in a row (kairos.session.note_skip).
 local h, log, vrule, vall, rcount = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local stats, paused = KEYS[6], KEYS[7]
@@ -63,6 +63,7 @@ count('shown')
 if on then redis.call('HSET', h, 'o:' .. on, 'replaced') end
 redis.call('HINCRBY', h, 'f:' .. rule, 1)
 redis.call('HSET', h, 'o:' .. oid, 'sent', 'r:' .. oid, rule, 'p:' .. oid, priority, 'on', oid)
+if ARGV[18] and ARGV[18] ~= '' then redis.call('HSET', h, 'w:' .. oid, ARGV[18]) end
 redis.call('LPUSH', log, ARGV[7])
 redis.call('LTRIM', log, 0, tonumber(ARGV[6]) - 1)
 redis.call('EXPIRE', h, ttl)
