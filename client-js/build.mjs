@@ -19,9 +19,12 @@ import { gzipAsync } from '@gfx/zopfli'
 
 // Issue 4 asks for 5 KB (5,120 B) for k.js. With every signal of issue 4 it is
 // over that (README, "Size"); this budget stops it from growing further.
-// The overlay file is held to 1 KB.
+// The overlay file was held to 1 KB; it grew to watch the page's route itself
+// (a page-scoped overlay leaves on an SPA route change with no round trip, issue
+// 14), which k.js had no room for. It loads only when an overlay is shown, so it
+// is held to 1,400 B.
 export const BUDGET_GZIP = 5600
-export const BUDGET_OVERLAY_GZIP = 1024
+export const BUDGET_OVERLAY_GZIP = 1400
 const path = p => fileURLToPath(new URL(p, import.meta.url))
 const { version } = JSON.parse(readFileSync(path('package.json'), 'utf8'))
 

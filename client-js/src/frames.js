@@ -28,4 +28,5 @@ export function helloFrame (site, vid, sid, page, nav, date, re) {
   return f
 }
 
-export const feedbackFrame = (oid, act, ts) => ({ v: 1, t: 'feedback', oid, act, ts })
+// why: for `hidden`, what took the overlay down (the snippet says `page`)
+export const feedbackFrame = (oid, act, ts, why) => why ? { v: 1, t: 'feedback', oid, act, ts, why } : { v: 1, t: 'feedback', oid, act, ts }

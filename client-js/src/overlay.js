@@ -32,12 +32,14 @@ export function unsafe (name, v) {
 
 // send(frame): hands a feedback frame to the connection
 export function createOverlay (doc, win, send) {
-  const feedback = (oid, act) => send(feedbackFrame(oid, act, Date.now()))
+  const feedback = (oid, act, why) => send(feedbackFrame(oid, act, Date.now(), why))
   let host = null
   let root = null
-  let cur = null // { oid, el, timer, prev }
+  let cur = null // { oid, el, timer, prev, scope, at }
+  const loc = win.location
+  const here = () => loc && loc.pathname + loc.search
 
-  function remove (act) {
+  function remove (act, why) {
     const c = cur
     if (!c) return
     cur = null
@@ -46,10 +48,29 @@ export function createOverlay (doc, win, send) {
     // give focus back if it was ours
     const a = doc.activeElement
     if (c.prev && c.prev.focus && (!a || a === host || a === doc.body)) c.prev.focus({ preventScroll: true })
-    if (act) feedback(c.oid, act)
+    if (act) feedback(c.oid, act, why)
   }
 
   const guard = fn => e => { try { if (cur) fn(e) } catch (err) {} }
+
+  // A page-scoped overlay goes as soon as a single-page store moves to another
+  // page, with no round trip to the server (which hides the other scopes when
+  // the page view reaches it). Removal shifts nothing: the host's content is
+  // position: fixed. Watched from here, so k.js pays nothing for it; the same
+  // URL again (a router's replaceState) or a new #fragment is the same page.
+  const moved = guard(() => cur.scope === 'page' && here() !== cur.at && remove('hidden', 'page'))
+  const h = win.history
+  if (h) {
+    for (const m of ['pushState', 'replaceState']) {
+      const orig = h[m]
+      h[m] = function () {
+        const r = orig.apply(this, arguments)
+        moved()
+        return r
+      }
+    }
+    win.addEventListener('popstate', moved)
+  }
 
   function show (f) {
     if (!f.oid || typeof f.html !== 'string') return
@@ -84,7 +105,7 @@ export function createOverlay (doc, win, send) {
     const el = root.firstElementChild || host
     el.setAttribute('data-oid', f.oid)
     const prev = doc.activeElement
-    const c = cur = { oid: f.oid, el, prev }
+    const c = cur = { oid: f.oid, el, prev, scope: f.scope, at: here() }
     // closed by the browser (a click on the backdrop): the visitor dismissed it
     el.onclose = guard(() => cur === c && remove('dismissed'))
     if (el.show) {

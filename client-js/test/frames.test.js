@@ -117,3 +117,8 @@ test('a reconnection within the page load says so, the first hello does not', ()
   assert.equal('re' in helloFrame('s', 'v_12345678', null, page, {}, d), false)
   assert.equal(helloFrame('s', 'v_12345678', 's_12345678', page, {}, d, true).re, true)
 })
+
+test('a hidden feedback carries its why, byte-identical to the fixture', () => {
+  const f = fixture('feedback_hidden')
+  assert.equal(hex(encode(feedbackFrame('basket-saved.7c6b5a', 'hidden', 1767225703000, 'page'))), f.hex)
+})

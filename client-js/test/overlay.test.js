@@ -7,7 +7,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { createOverlay, HOST_ID } from '../src/overlay.js'
-import { Document, Element, fire } from './fake-dom.js'
+import { Document, Element, Target, fire, installHistory } from './fake-dom.js'
 
 // what dress() makes of templates/overlays/offer.html, bar.html and chat.html
 const OFFER_HTML = '<dialog class="k-overlay k-place-center k-kind-offer" aria-labelledby="k-title" data-modal closedby="any"><button type="button" class="k-close" data-k-close aria-label="Close">×</button><div class="k-offer"><h2 class="k-title" id="k-title">Still thinking about Linen shirt &amp; co?</h2><a class="k-cta" href="/cart" data-k-click><span>Go to cart</span></a><button type="button" class="k-cta" data-k-click="close">Got it</button></div></dialog>'
@@ -295,4 +295,55 @@ test('an address that is not http(s) or a path on the store, or an event handler
   })
   KEPT.forEach((v, i) => assert.equal(d.q('#k' + i).getAttribute('href'), v, v + ' is kept'))
   assert.deepStrictEqual(d.fb, [[SHOW.oid, 'shown']], 'and the overlay is shown')
+})
+
+// --- where an overlay lives: the route of a single-page store -------------------------
+
+function spa (href = 'https://shop.test/shop/basket') {
+  const doc = new Document()
+  const win = new Target()
+  win.setTimeout = () => 0
+  win.clearTimeout = () => {}
+  win.CSSStyleSheet = class { replaceSync () {} }
+  const history = installHistory(win, href)
+  const fb = []
+  const ov = createOverlay(doc, win, f => fb.push(f))
+  const host = () => doc.body.children.find(c => c.id === HOST_ID)
+  const shown = () => !!host().shadowRoot.querySelector('[data-oid]')
+  return { doc, win, history, fb, ov, shown }
+}
+
+test('a page-scoped overlay leaves on a route change to another page and says hidden, why page', () => {
+  const d = spa()
+  d.ov.show(Object.assign({}, BAR, { scope: 'page' }))
+  d.history.replaceState({ y: 120 }, '', '/shop/basket') // a router keeping its scroll position
+  d.history.pushState(null, '', '/shop/basket#reviews')
+  assert.ok(d.shown(), 'the same page (same URL, a fragment) keeps it')
+  d.history.pushState(null, '', '/shop/checkout')
+  assert.ok(!d.shown())
+  assert.deepStrictEqual(d.fb.map(f => [f.act, f.why]), [['shown', undefined], ['hidden', 'page']])
+  assert.equal(d.fb[1].oid, BAR.oid)
+  d.history.pushState(null, '', '/shop/p/1')
+  assert.equal(d.fb.length, 2, 'one hidden per overlay')
+})
+
+test('back and forward move the page too', () => {
+  const d = spa()
+  d.history.pushState(null, '', '/shop/p/1')
+  d.ov.show(Object.assign({}, BAR, { scope: 'page' }))
+  d.history.back()
+  assert.ok(!d.shown())
+  assert.deepStrictEqual(d.fb.at(-1).why, 'page')
+})
+
+test('a session or page-type overlay, or one from a server that sends no scope, stays: the server decides', () => {
+  for (const scope of ['session', 'page_type', undefined]) {
+    const d = spa()
+    d.ov.show(Object.assign({}, CHAT, scope ? { scope } : {}))
+    d.history.pushState(null, '', '/shop/checkout')
+    assert.ok(d.shown(), String(scope))
+    d.ov.hide(CHAT.oid) // the server's hide
+    assert.ok(!d.shown())
+    assert.deepStrictEqual(d.fb.map(f => f.act), ['shown'], 'a hide the server sent is not reported back')
+  }
 })

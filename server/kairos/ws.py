@@ -226,7 +226,7 @@ class VisitorSocket:
 
     async def _feedback(self, fb: Feedback) -> None:
         now = now_ms()
-        line = log_entry("feedback", now, oid=fb.oid, act=fb.act)
+        line = log_entry("feedback", now, oid=fb.oid, act=fb.act, **({"why": fb.why} if fb.why else {}))
         if await self.rt.engine.record_feedback(self.sid, fb.oid, fb.act, line, now):
             self.rt.metrics.feedback.labels(act=fb.act).inc()
             self.rt.feed.touch(self.sid)
