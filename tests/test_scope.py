@@ -238,3 +238,35 @@ async def test_an_until_event_takes_the_overlay_down_and_a_session_one_survives_
     hide = await v.expect("hide")
     assert (hide["oid"], hide["why"]) == (show["oid"], "until")
     await v.leave()
+
+
+# --- staff take an overlay down from the session page ------------------------------------
+
+import httpx  # noqa: E402
+
+
+async def staff_post(server, path: str, **kw) -> httpx.Response:
+    async with httpx.AsyncClient(headers=server.auth, timeout=5) as client:
+        return await client.post(f"{server.base}{path}", **kw)
+
+
+@pytest.mark.parametrize("engine_kind", ["memory", "redis"])
+async def test_staff_take_the_overlay_on_screen_down_once(serve, tmp_path, engine_kind):
+    server = serve(engine_kind, rules=shop_rules(tmp_path))
+    v = await Visitor.arrive(server.ws_url, path="/shop/p/1")
+    await v.events({"e": "dwell", "ms": 5000})
+    show = await v.expect("show")
+    assert show["scope"] == "session"
+    r = await staff_post(server, f"/api/sessions/{v.sid}/hide", json={"oid": show["oid"]})
+    assert r.status_code == 200 and r.json() == {"ok": True, "oid": show["oid"]}
+    hide = await v.expect("hide")
+    assert (hide["oid"], hide["why"]) == (show["oid"], "staff")
+    assert [(e["oid"], e["why"]) for e in hidden(server, v.sid)] == [(show["oid"], "staff")]
+    again = await staff_post(server, f"/api/sessions/{v.sid}/hide", json={"oid": show["oid"]})
+    assert again.status_code == 409 and again.json()["error"] == "it is no longer on the visitor's screen"
+    assert (await staff_post(server, f"/api/sessions/{v.sid}/hide", json={})).status_code == 400
+    assert (await staff_post(server, "/api/sessions/s_nobody0000/hide", json={"oid": "x.1"})).status_code == 404
+    # without the admin token or a login, nobody may
+    anon = httpx.post(f"{server.base}/api/sessions/{v.sid}/hide", json={"oid": show["oid"]}, timeout=5)
+    assert anon.status_code in (401, 403)
+    await v.leave()

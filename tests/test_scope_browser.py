@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from conftest import connected, free_port
+from conftest import connected, free_port, login
 
 OVERLAY = "#kairos-host .k-overlay"
 
@@ -193,3 +193,25 @@ def test_a_session_scoped_chat_bubble_stays_while_the_visitor_moves_around(shop,
     assert server.session(sid)["onscreen"] is not None
     assert hidden_lines(server, sid) == []
     assert page.evaluate("window.__csp") == []
+
+
+@pytest.mark.browser
+def test_staff_take_the_bubble_down_from_the_session_page(shop, page, browser):
+    server, store = shop
+    page.goto(store.base + "/shop/p/1")
+    sid = connected(page)
+    bubble = page.locator(OVERLAY)
+    expect(bubble).to_be_visible(timeout=10_000)
+    staff_context = browser.new_context()
+    try:
+        staff = staff_context.new_page()
+        login(staff, server)
+        staff.goto(f"{server.base}/dashboard/sessions/{sid}")
+        expect(staff.locator("#onscreen")).to_be_visible(timeout=10_000)
+        staff.click("#take-down")  # a POST with the login's CSRF token
+        expect(staff.locator("#take-down-result")).to_have_text("Taken down.")
+        expect(bubble).to_have_count(0, timeout=10_000)
+        expect(staff.locator("#onscreen")).to_be_hidden()
+    finally:
+        staff_context.close()
+    assert hidden_lines(server, sid) == [("size-help", "staff")]

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import bodies, stats
 from .feed import DASHBOARD_QUEUE, Watcher, row
-from .nudge import claim_nudge_or_why, deliver, where_open
+from .nudge import claim_nudge_or_why, deliver, take_down, where_open
 from .push import Connection
 from .reload import ADMIN_SOURCE, FileSignature, not_text, parse, problems_json, read_body
 from .rules import Rule, RulesError
@@ -195,6 +195,30 @@ async def nudge_session(request: Request) -> Response:
     delivered = await deliver(rt, state, frame, where, rt.metrics.pushed("staff", started_s))
     log.info("staff sent %s to sid=%s", rule.id, sid)
     return JSONResponse({"ok": True, "rule": rule.id, "delivered": delivered})
+
+
+async def hide_overlay(request: Request) -> Response:
+    """Take the overlay on a session's screen down by hand (the session page's "Take down").
+
+    The body names the overlay staff saw, {"oid": OID}, so a newer one that
+    replaced it meanwhile stays. Recorded as hidden, why staff, and sent as a
+    `hide` to the visitor's page.
+    """
+    rt = _rt(request)
+    sid = request.path_params["sid"]
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    oid = body.get("oid") if isinstance(body, dict) else None
+    if not isinstance(oid, str) or not oid:
+        return _problem(400, "say which overlay to take down: {\"oid\": OID}")
+    state = await rt.engine.session(sid)
+    if state is None:
+        return _problem(404, "the session is over")
+    if state.onscreen != oid or not await take_down(rt, state, oid, "staff", now_ms()):
+        return _problem(409, "it is no longer on the visitor's screen", why="gone")
+    log.info("staff took %s down on sid=%s", oid, sid)
+    return JSONResponse({"ok": True, "oid": oid})
 
 
 def _hand_rule(rt: Runtime, body: dict[str, Any]) -> Rule | str:
@@ -389,6 +413,7 @@ routes = [
     Route("/api/sessions", list_sessions),
     Route("/api/sessions/{sid}", get_session),
     Route("/api/sessions/{sid}/nudge", nudge_session, methods=["POST"]),
+    Route("/api/sessions/{sid}/hide", hide_overlay, methods=["POST"]),
     Route("/api/rules", rules_state),
     Route("/api/rules/check", check_rules, methods=["POST"]),
     Route("/api/rules/apply", apply_rules, methods=["POST"]),

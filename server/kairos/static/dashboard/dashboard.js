@@ -500,6 +500,8 @@
         item.appendChild(el("dd", { "data-field": key }, v == null || v === "" ? "—" : fmt(v)));
         dl.appendChild(item);
       }
+      $("onscreen").hidden = !s.onscreen;
+      $("onscreen-oid").textContent = s.onscreen || "";
       renderScores(s.scores || {});
       renderRules(s.rules || []);
       renderLog(Array.isArray(s.log) ? s.log : []);
@@ -576,6 +578,24 @@
         }
       }
     }
+
+    // The overlay staff see on the visitor's screen, taken down (POST …/hide names it,
+    // so one that replaced it meanwhile stays).
+    $("take-down").addEventListener("click", async () => {
+      const out = $("take-down-result");
+      $("take-down").disabled = true;
+      try {
+        await postJSON("/api/sessions/" + encodeURIComponent(sid) + "/hide", { oid: $("onscreen-oid").textContent });
+        out.textContent = "Taken down.";
+        out.setAttribute("data-state", "ok");
+      } catch (err) {
+        out.textContent = (err && err.body && err.body.error) || "not taken down: the server did not answer";
+        out.setAttribute("data-state", "error");
+      } finally {
+        $("take-down").disabled = false;
+        load();
+      }
+    });
 
     const form = $("nudge-form");
     const kind = () => form.querySelector("input[name=kind]:checked").value;
