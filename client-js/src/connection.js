@@ -59,8 +59,9 @@ export function connect (url, hello, onFrame) {
       if (ws !== s) return
       ws = null
       if (TERMINAL.includes(e.code)) stopped = true
-      // the one console line for a refused origin (its reason: "origin not allowed")
-      if (e.code === 4003) onFrame({ t: 'error', code: 4003, msg: e.reason })
+      // the one console line for a refused origin: the server gives a reason
+      // ("origin not allowed") to that close alone
+      e.reason && onFrame({ t: 'error', code: e.code, msg: e.reason })
       state = 'closed'
       if (!stopped) timer = setTimeout(open, backoff(attempt++))
     }
