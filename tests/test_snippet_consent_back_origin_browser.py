@@ -107,3 +107,69 @@ def test_consent_after_a_move_in_the_app_is_one_page_view_and_arms_exit_intent_f
     assert (state["pages"], state["path"], state["exit_intents"]) == (1, "/demo/products/oxford-shirt", 1)
     views = [e for e in state["log"] if e.get("e") == "page_view"]
     assert len(views) <= 1, views
+
+
+def landed_with_our_entry(page, server) -> str:
+    """Land on a product page from nowhere (a first page of a visit) and wait for the snippet's history entry."""
+    page.goto(server.base + PRODUCT)
+    sid = connected(page)
+    page.wait_for_function("() => history.state && history.state.kairos_back === 1", timeout=5000)
+    return sid
+
+
+def exits(server, sid: str) -> list[str]:
+    return [e.get("how") for e in server.session(sid)["log"] if e.get("e") == "exit_intent"]
+
+
+# Playwright's go_back() moves one entry back, as history.back() does. Chromium's
+# back button skips an entry a page added without a user activation (its history
+# manipulation intervention) until the visitor has clicked, tapped or typed on the
+# page; a visit to another page starts with such a click, as it does here.
+@pytest.mark.browser
+def test_back_after_a_visit_to_another_page_then_back_again_is_the_exit_and_the_next_back_leaves(serve, page, rules):
+    server = serve("memory", rules)
+    sid = landed_with_our_entry(page, server)
+    related = page.locator("#related-products a").first
+    other = related.get_attribute("href")
+    related.click()  # a real page load of another product
+    page.wait_for_url(server.base + other)
+    connected(page)
+    page.wait_for_timeout(1500)  # a page reached from the store adds no entry of its own (its tick is 1 s)
+    page.go_back()
+    assert page.url == server.base + PRODUCT, "the first back returns to the product"
+    connected(page)
+    page.wait_for_timeout(3200)  # the default 3 s on the page before an exit counts
+    assert exits(server, sid) == [], "returning is no exit"
+    page.go_back()
+    assert page.url == server.base + PRODUCT, "the second back keeps the visitor on the product"
+    expect(page.locator(OVERLAY)).to_be_visible(timeout=5000)
+    assert exits(server, sid) == ["back"]
+    page.go_back()
+    assert page.url == "about:blank", "the next back leaves"
+
+
+@pytest.mark.browser
+def test_back_after_a_route_change_in_a_single_page_app_then_back_again_is_the_exit_and_the_next_back_leaves(
+        serve, page, rules):
+    server = serve("memory", rules)
+    sid = landed_with_our_entry(page, server)
+    # the store's router: a related product opens without a page load
+    page.evaluate("""() => document.querySelectorAll('#related-products a').forEach(a => a.addEventListener('click', e => {
+        e.preventDefault(); history.pushState({route: a.pathname}, '', a.pathname) }))""")
+    related = page.locator("#related-products a").first
+    other = related.get_attribute("href")
+    related.click()
+    server.session_when(sid, lambda s: s["path"] == other)
+    page.go_back()
+    assert page.url == server.base + PRODUCT
+    state = server.session_when(sid, lambda s: s["pages"] == 3)
+    assert state["path"] == PRODUCT
+    page.wait_for_timeout(3200)  # the default 3 s on the page before an exit counts
+    assert exits(server, sid) == []
+    page.go_back()
+    assert page.url == server.base + PRODUCT, "the second back keeps the visitor on the product"
+    expect(page.locator(OVERLAY)).to_be_visible(timeout=5000)
+    assert exits(server, sid) == ["back"]
+    assert server.session(sid)["pages"] == 3, "and is no page view"
+    page.go_back()
+    assert page.url == "about:blank", "the next back leaves"

@@ -99,10 +99,27 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     if (ms > 0) emit('dwell', { ms })
   }
 
+  // The back button (exit_back): a landing page (the visitor came from another
+  // site) marks its history entry kairos_back: 2, the real one, and adds one of
+  // its own for the same URL, kairos_back: 1. Arriving on the real entry is the
+  // exit; its mark is then spent (0), so the next back leaves. Both entries
+  // share one document (HTML: pushState keeps the document state), so even when
+  // the page is loaded again on ours (back from another page of the store,
+  // without the back/forward cache), going back to the real one is a popstate.
+  const h = win.history
+  const mark = () => h.state?.kairos_back
+  const home = () => {
+    if (mark() == 2) {
+      h.replaceState({ ...h.state, kairos_back: 0 }, '')
+      exit('back')
+    }
+  }
   // per page (a single-page app starts these again on each route)
-  let pageAt, maxPct, sentPct, hesitated, hes, raf, idle, armed, onOurEntry, armedAt
+  let pageAt, maxPct, sentPct, hesitated, hes, raf, idle
+  // only on the first page of a visit, and never again on a marked entry
+  let armed = mark() >= 0 || !(doc.referrer + '/').indexOf(win.location.origin + '/')
   const stopHes = () => win.clearTimeout(hes)
-  const newPage = () => { pageAt = now(); maxPct = sentPct = 0; hesitated = {}; onOurEntry = false; stopHes() }
+  const newPage = () => { pageAt = now(); maxPct = sentPct = 0; hesitated = {}; stopHes() }
   newPage()
 
   // idle: no pointer, key, scroll or touch input for idle_ms (once per idle period)
@@ -132,12 +149,11 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
       pause()
       emit('idle', { ms: quiet })
     }
-    // back-button exit intent (off by default): one extra history entry for
-    // this page; coming back to the real one is the visitor trying to leave
+    // back-button exit intent (off by default), once the welcome says it is on
     if (s.exit_back && !armed) {
-      armed = onOurEntry = true
-      armedAt = win.location.href
-      win.history.pushState({ ...win.history.state, kairos_back: 1 }, '', armedAt)
+      armed = 1
+      h.replaceState({ ...h.state, kairos_back: 2 }, '')
+      h.pushState({ ...h.state, kairos_back: 1 }, '')
     }
   }), 1000)
 
@@ -161,15 +177,8 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   })
   on(win, 'pointerdown pointermove keydown touchstart wheel', input)
 
-  // our entry is marked: an in-page #anchor (a popstate too) is not the way back
-  on(win, 'popstate', () => {
-    const ours = !!win.history.state?.kairos_back
-    if (onOurEntry && !ours && win.location.href === armedAt) {
-      armedAt = 0 // once per page: the next back leaves
-      exit('back')
-    }
-    onOurEntry = ours
-  })
+  // only the real entry is the way out: an in-page #anchor (a popstate too) is not
+  on(win, 'popstate', home)
 
   const rageAt = rage(s)
   on(doc, 'click', e => {

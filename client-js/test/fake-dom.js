@@ -238,7 +238,7 @@ export function installHistory (win, href) {
   const loc = {}
   const setUrl = u => {
     const url = new URL(u, loc.href || href)
-    Object.assign(loc, { href: url.href, pathname: url.pathname, search: url.search, hash: url.hash, protocol: url.protocol, host: url.host })
+    Object.assign(loc, { href: url.href, origin: url.origin, pathname: url.pathname, search: url.search, hash: url.hash, protocol: url.protocol, host: url.host })
   }
   setUrl(href)
   const entries = [{ state: null, url: loc.href }]

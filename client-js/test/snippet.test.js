@@ -421,6 +421,27 @@ test('exit_back from the welcome: the extra history entry is no page view; going
   } finally { s.restore() }
 })
 
+test('exit_back in a single-page app: land, visit another page, back, back: the second back is the exit', async () => {
+  const s = await boot()
+  try {
+    s.open()
+    s.push(Object.assign({}, WELCOME, { track: Object.assign({}, WELCOME.track, { exit_back: true, exit_min_ms: 0 }) }))
+    s.tick() // our entry
+    s.win.history.pushState({}, '', '/p/2') // a related product
+    s.fireMs(100)
+    s.win.history.back() // returns to /p/1 (our entry): a page view
+    s.fireMs(100)
+    s.win.history.back() // to the real entry: the exit, and the visitor stays
+    assert.equal(s.win.location.pathname, '/p/1')
+    assert.equal(s.fireMs(100), 0, 'no page view')
+    s.fireMs(500)
+    assert.deepStrictEqual(s.sentEvents().map(e => [e.e, e.path || e.how]), [
+      ['page_view', '/p/2'], ['page_view', '/p/1'], ['exit_intent', 'back']
+    ])
+    assert.equal(s.win.history.index, 0, 'the next back leaves the store')
+  } finally { s.restore() }
+})
+
 test('page hidden while the socket is down: the queue goes by sendBeacon to /b, with site, vid and sid', async () => {
   const s = await running()
   try {

@@ -161,7 +161,7 @@ const DEFAULTS = {
 
 // A fake window and document on a fake clock. advance(ms) moves the clock and
 // runs the 1 s tick and the timeouts that fall due, in order.
-function world ({ fine = true, settings = {}, start = 1e6 } = {}) {
+function world ({ fine = true, settings = {}, start = 1e6, entries, referrer = '' } = {}) {
   let now = start
   let timers = [] // { fn, at, every }
   let nextId = 1
@@ -180,7 +180,10 @@ function world ({ fine = true, settings = {}, start = 1e6 } = {}) {
     matchMedia: q => ({ matches: q === '(pointer: fine)' && fine })
   })
   const history = installHistory(win, 'https://shop.example/p/1')
+  // the history the page loads into: the states of the entries for its URL, the last one current
+  if (entries) entries.forEach((st, i) => i ? history.pushState(st, '') : history.replaceState(st, ''))
   const doc = new Document()
+  doc.referrer = referrer
   doc.documentElement.scrollHeight = 10000
   const events = []
   const tracked = []
@@ -458,6 +461,36 @@ test('exit intent (back button): the app\'s own back is no exit; back past the e
   assert.equal(w.of('exit_intent').length, 0)
   w.history.back() // from /p/1 (ours) to the real entry of /p/1: trying to leave the store
   assert.deepStrictEqual(w.of('exit_intent'), [{ e: 'exit_intent', how: 'back' }])
+})
+
+test('exit intent (back button): only the first page of a visit adds the entry, not a page reached from the store', () => {
+  const w = world({ settings: { exit_back: true }, referrer: 'https://shop.example/p/0' })
+  w.advance(5000)
+  assert.equal(w.history.length, 1, 'the back button is left alone here')
+  const landed = world({ settings: { exit_back: true }, referrer: 'https://shop.example.evil.test/' })
+  landed.advance(1000)
+  assert.equal(landed.history.length, 2, 'another site (whose name starts like the store\'s) is a landing')
+})
+
+test('exit intent (back button): back to the landing page after a real page load: the next back is the exit, the one after leaves', () => {
+  // land on /p/1: its entry is marked real, ours pushed after it
+  const land = world({ settings: { exit_back: true } })
+  land.advance(1000)
+  assert.deepStrictEqual(land.history.entries.map(e => e.state), [{ kairos_back: 2 }, { kairos_back: 1 }])
+  // a link to /p/2, then back: /p/1 loads again on our entry (no back/forward cache)
+  const ours = world({ settings: { exit_back: true }, entries: [{ kairos_back: 2, app: 7 }, { kairos_back: 1 }], referrer: 'https://www.example.org/' })
+  ours.advance(5000)
+  assert.equal(ours.history.length, 2, 'no second entry of ours')
+  assert.equal(ours.of('exit_intent').length, 0)
+  ours.history.back() // the real entry: the exit, and the visitor stays on the page
+  assert.deepStrictEqual(ours.of('exit_intent'), [{ e: 'exit_intent', how: 'back' }])
+  assert.deepStrictEqual(ours.history.state, { kairos_back: 0, app: 7 }, 'the mark is spent, the app\'s state kept')
+  assert.equal(ours.history.index, 0, 'the next back leaves')
+  // a reload there is no exit and adds no entry
+  const again = world({ settings: { exit_back: true }, entries: [{ kairos_back: 0 }], referrer: 'https://www.example.org/' })
+  again.advance(5000)
+  assert.equal(again.history.length, 1)
+  assert.equal(again.of('exit_intent').length, 0)
 })
 
 test('exit intent (back button): following an in-page #anchor link is not an exit', () => {
