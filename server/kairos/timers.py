@@ -18,7 +18,9 @@ import time
 from .engine.base import Bus
 from .nudge import claim_nudge_or_why, deliver, where_open
 from .rules.delayed import Timer, cancelled_by, outcome_line, spent
+from .rules import Rule
 from .runtime import Runtime, now_ms
+from .session import SessionState
 
 log = logging.getLogger("kairos.timers")
 
@@ -114,28 +116,33 @@ class TimerService(Bus):
             await rt.engine.append_log(t.sid, [outcome_line(t, "session_gone", now)], now)
             return "session_gone"
         state.models = rt.rules.models  # an `unless` condition may read a model's score
-        why = cancelled_by(rule, t, state, now)
-        outcome, what = ("cancelled", {"why": why}) if why is not None else ("capped", {"why": spent(rule, state)})
-        where = None
-        if why is None and what["why"] is None:
-            where = await where_open(rt, state)
-            outcome, what = ("kept", {}) if where is None and rule.offline == "next_page" else ("dropped", {
-                "why": "no page open"}) if where is None else ("fired", {})
-        frame = None
-        if outcome == "fired":
-            frame, verdict = await claim_nudge_or_why(rt, rule, state, now)
-            if frame is None:
-                outcome, what = "capped", {"why": verdict}
+        outcome, why, where, frame = await self._decide(rule, t, state, now)
         # The timer's count and its line, once its outcome is known.
-        state = await rt.engine.apply(t.sid, [("incr", f"x:{rule.id}", "1")], [outcome_line(t, outcome, now, **what)], now)
+        state = await rt.engine.apply(t.sid, [("incr", f"x:{rule.id}", "1")],
+                                     [outcome_line(t, outcome, now, **({"why": why} if why else {}))], now)
         rt.feed.touch(t.sid, state)
         if outcome == "kept":
             # Kept for the visitor, not the session: closing the tab ends the session.
             await rt.engine.keep_for_next_page(state.vid, rule.id, now)
-        if outcome != "fired" or frame is None or where is None:
+        if frame is None or where is None:
             return outcome
         # The push latency runs from the due time: the due time on the monotonic clock.
         due_s = time.perf_counter() - (now_ms() - t.due_ms) / 1000
         # The socket may have closed while the show was claimed: rare, and logged.
         delivered = await deliver(rt, state, frame, where, rt.metrics.pushed("timer", due_s))
         return "forwarded" if where == "elsewhere" else "shown" if delivered else "no_socket"
+
+    async def _decide(self, rule: Rule, t: Timer, state: SessionState,
+                      now: int) -> tuple[str, str | None, str | None, bytes | None]:
+        """What becomes of a due timer and why; when it fires, where the page is open and the show claimed."""
+        if (why := cancelled_by(rule, t, state, now)) is not None:
+            return "cancelled", why, None, None
+        if (why := spent(rule, state)) is not None:
+            return "capped", why, None, None
+        where = await where_open(self.rt, state)
+        if where is None:
+            return ("kept", None, None, None) if rule.offline == "next_page" else ("dropped", "no page open", None, None)
+        frame, verdict = await claim_nudge_or_why(self.rt, rule, state, now)
+        if frame is None:
+            return "capped", verdict, None, None
+        return "fired", None, where, frame
