@@ -108,9 +108,10 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
   // without the back/forward cache), going back to the real one is a popstate.
   const h = win.history
   const mark = () => h.state?.kairos_back
+  const put = (m, how = 'replaceState') => h[how]({ ...h.state, kairos_back: m }, '')
   const home = () => {
     if (mark() == 2) {
-      h.replaceState({ ...h.state, kairos_back: 0 }, '')
+      put(0)
       exit('back')
     }
   }
@@ -152,8 +153,8 @@ export function startTracking (win, doc, s, emit, leave, now, onTrack) {
     // back-button exit intent (off by default), once the welcome says it is on
     if (s.exit_back && !armed) {
       armed = 1
-      h.replaceState({ ...h.state, kairos_back: 2 }, '')
-      h.pushState({ ...h.state, kairos_back: 1 }, '')
+      put(2)
+      put(1, 'pushState')
     }
   }), 1000)
 
