@@ -212,6 +212,7 @@ def test_staff_take_the_bubble_down_from_the_session_page(shop, page, browser):
         expect(staff.locator("#take-down-result")).to_have_text("Taken down.")
         expect(bubble).to_have_count(0, timeout=10_000)
         expect(staff.locator("#onscreen")).to_be_hidden()
+        expect(staff.locator("#detail-log .kind-feedback .what").first).to_have_text("hidden: taken down by staff")
     finally:
         staff_context.close()
     assert hidden_lines(server, sid) == [("size-help", "staff")]

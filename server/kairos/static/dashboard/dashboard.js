@@ -449,8 +449,15 @@
     return (entry.rule || "") + " " + (say ? say(entry) : "came due, " + num(entry.late_ms) + " ms late");
   }
 
+  // Why an overlay was taken down (kairos.wire.HIDE_REASONS), in words.
+  const HIDDEN = {
+    page: "the visitor left the page", page_type: "the visitor left pages of that type", until: "its rule's until held",
+    ttl: "its time was up", staff: "taken down by staff", replaced: "a newer nudge replaced it",
+  };
+
   function headline(entry) {
     if (entry.kind === "timer") return timerWords(entry);
+    if (entry.kind === "feedback" && entry.act === "hidden") return "hidden: " + (HIDDEN[entry.why] || entry.why || "its moment passed");
     if (entry.kind === "score") {
       const top = (entry.top || []).map((p) => p[0] + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2)).join(", ");
       return words(entry.score) + " " + num(entry.before).toFixed(2) + " → " + num(entry.after).toFixed(2) + (top ? " (" + top + ")" : "");
@@ -465,6 +472,7 @@
     if (entry.kind === "score") return "";
     const skip = new Set(["ts", "kind", "what", HEADLINE[entry.kind], entry.kind === "skip" ? "why" : "", entry.kind === "show" ? "by" : ""]);
     if (entry.kind === "timer") ["outcome", "why", "after_ms", "due_ms"].forEach((k) => skip.add(k));
+    if (entry.kind === "feedback") skip.add("why");
     return Object.entries(entry)
       .filter(([k]) => !skip.has(k))
       .map(([k, v]) => k + "=" + (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v)))
