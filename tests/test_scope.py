@@ -270,3 +270,12 @@ async def test_staff_take_the_overlay_on_screen_down_once(serve, tmp_path, engin
     anon = httpx.post(f"{server.base}/api/sessions/{v.sid}/hide", json={"oid": show["oid"]}, timeout=5)
     assert anon.status_code in (401, 403)
     await v.leave()
+
+
+def test_the_decision_is_pure():
+    import subprocess
+    import sys
+
+    code = ("import sys, kairos.moment\n"
+            "print(sorted(m for m in ('redis', 'starlette', 'uvicorn', 'asyncio', 'httpx') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
