@@ -313,3 +313,30 @@ def test_a_hidden_feedback_says_why_and_only_a_known_why():
     assert (frame.act, frame.why) == ("hidden", "page")
     dismissed = msgpack.packb({"v": 1, "t": "feedback", "oid": "x.1", "act": "dismissed", "ts": 1, "why": "page"})
     assert isinstance(wire.decode(dismissed), wire.WireError)
+
+
+@pytest.mark.parametrize("frame,code", [
+    ({"v": 1, "t": "x" * 10_000}, "unknown_type"),
+    ({"v": 1, "t": "events", "seq": 1, "ev": [{"e": "x" * 10_000, "ts": 1}]}, "unknown_event"),
+    ({"v": "x" * 10_000, "t": "events"}, "bad_version"),
+])
+def test_a_refusal_repeats_at_most_a_few_dozen_characters_of_the_clients_string(frame, code):
+    decoded = wire.decode(msgpack.packb(frame))
+    err = decoded.problems[0] if isinstance(decoded, wire.Events) else decoded
+    assert err.code == code
+    assert "xxxx" in err.msg and len(err.msg) < 120, err.msg
+
+
+def test_every_close_code_the_server_sends_is_in_the_protocols_table():
+    doc = (FRAMES.parent / "protocol.md").read_text()
+    table = doc.split("Close codes:", 1)[1].split("\n\n", 2)[1]
+    listed = {int(line.split("|")[1]) for line in table.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    sent = {value for name, value in vars(wire).items() if name.startswith("CLOSE_")}
+    assert sent <= listed, f"missing from docs/protocol.md: {sorted(sent - listed)}"
+    assert {1002, 1007, 1012} <= sent
+
+
+@pytest.mark.parametrize("v", [1.0, True, "1"])
+def test_only_the_integer_1_is_version_1(v):
+    err = wire.decode(msgpack.packb({"v": v, "t": "events", "seq": 1, "ev": [{"e": "dwell", "ts": 1, "ms": 1}]}))
+    assert (err.code, err.close) == ("bad_version", 4001)

@@ -110,6 +110,11 @@ INVALID = [
     ("no_type", msgpack.packb({"v": 1}).hex(), "bad_frame", None),
     ("unknown_type", msgpack.packb({"v": 1, "t": "teleport"}).hex(), "unknown_type", None),
     ("bad_version", msgpack.packb({"v": 2, "t": "events", "seq": 1, "ev": []}).hex(), "bad_version", 4001),
+    # Only the integer 1 is version 1: msgpack's true is not (nor 1.0, tested in
+    # tests/test_wire.py alone, since JavaScript has no 1.0 apart from 1 to encode).
+    ("version_true", msgpack.packb({"v": True, "t": "events", "seq": 1, "ev": [{"e": "dwell", "ts": 1, "ms": 1}]}).hex(),
+     "bad_version", 4001),
+    ("events_empty", msgpack.packb({"v": 1, "t": "events", "seq": 1, "ev": []}).hex(), "bad_field", None),
     ("events_not_a_list", msgpack.packb({"v": 1, "t": "events", "seq": 1, "ev": "x"}).hex(), "bad_field", None),
     ("unknown_event", msgpack.packb({"v": 1, "t": "events", "seq": 7, "ev": [
         {"e": "teleport", "ts": 1}, {"e": "scroll", "ts": 2, "pct": 40}]}).hex(), "unknown_event", None),

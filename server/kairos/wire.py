@@ -22,12 +22,21 @@ MAX_FRAME_BYTES = 16 * 1024
 HARD_MAX_FRAME_BYTES = 64 * 1024
 MAX_EVENTS = 50
 HELLO_TIMEOUT_S = 10.0
+# How much of an unknown type's name an error frame and the log repeat: enough to
+# tell a typo or a newer snippet's type (the longest known is 11), never a
+# client's 10 KB string copied into every refusal and log line.
+ECHO_CHARS = 32
 
-# Close codes (docs/protocol.md, "Errors and close codes").
+# Close codes (docs/protocol.md, "Errors and close codes"), every one the server
+# sends: 1002, 1007 and 1009 over 64 KiB come from the websocket layer itself, and
+# 1012 from uvicorn closing every socket at shutdown (SIGTERM), which the snippet
+# reconnects after like any code it does not treat as terminal.
 CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL = 1002
+CLOSE_BAD_UTF8 = 1007
 CLOSE_TOO_LARGE = 1009
 CLOSE_INTERNAL = 1011
+CLOSE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
 CLOSE_BAD_VERSION = 4001
 CLOSE_NO_HELLO = 4002
@@ -394,16 +403,23 @@ def _unpack(data: bytes, max_bytes: int) -> dict | WireError:
         return WireError("bad_frame", f"expected a map, got {type(raw).__name__}")
     if "v" not in raw or "t" not in raw:
         return WireError("bad_frame", "frame without 'v' and 't'")
-    if raw["v"] != VERSION:
-        return WireError("bad_version", f"protocol version {raw['v']!r} is not supported, expected {VERSION}", CLOSE_BAD_VERSION)
+    # Only the integer 1: msgpack's true and 1.0 compare equal to it in Python.
+    if type(raw["v"]) is not int or raw["v"] != VERSION:
+        return WireError("bad_version", f"protocol version {_echo(raw['v'])} is not supported, expected {VERSION}", CLOSE_BAD_VERSION)
     return raw
+
+
+def _echo(value: Any) -> str:
+    """A client's value as an error repeats it: its repr, cut to ECHO_CHARS characters."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}… ({len(text)} chars)"
 
 
 def _decode_with(raw: dict, decoders: dict[str, Any], max_events: int) -> Any:
     kind = raw["t"]
     decoder = decoders.get(kind) if isinstance(kind, str) else None
     if decoder is None:
-        return WireError("unknown_type", f"unknown frame type {kind!r}")
+        return WireError("unknown_type", f"unknown frame type {_echo(kind)}")
     try:
         return decoder(raw, max_events)
     except _Bad as exc:
@@ -476,6 +492,8 @@ def _decode_events(raw: dict, max_events: int) -> Events:
     batch = raw.get("ev")
     if not isinstance(batch, list):
         raise _Bad("ev: expected a list of events")
+    if not batch:
+        raise _Bad(f"ev: expected 1-{max_events} events, got none")
     problems: list[WireError] = []
     if len(batch) > max_events:
         problems.append(WireError("too_many_events", f"{len(batch)} events in one batch, the first {max_events} were applied", seq=seq))
@@ -497,7 +515,7 @@ def decode_event(item: Any, index: int = 0) -> Event | WireError:
     kind = item.get("e")
     spec = EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
     if spec is None:
-        return WireError("unknown_event", f"event {index}: unknown event type {kind!r}")
+        return WireError("unknown_event", f"event {index}: unknown event type {_echo(kind)}")
     try:
         ts = _int(item.get("ts"), "ts", 0, 2**53)
         return Event(kind, ts, page_fields(item, kind) if kind == "page_view" else _fields(item, spec, kind))
