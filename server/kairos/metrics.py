@@ -10,7 +10,7 @@ The families, and the queries that matter, are in docs/operations.md.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
                                generate_latest)
@@ -92,6 +92,7 @@ class Metrics:
                                       buckets=BATCH_BUCKETS, registry=r)
         self.open_sockets = Gauge("kairos_open_sockets", "Visitor websockets open on this process.", registry=r)
         self.open_sockets.set_function(open_sockets)
+        self._roundtrips: dict[str, Any] = {}
         self.timers_pending = Gauge("kairos_timers_pending", "Delayed nudges waiting in the queue.", registry=r)
         for family, label, values in (
             (self.frames, "type", FRAME_TYPES), (self.refused, "code", REFUSAL_CODES),
@@ -119,11 +120,15 @@ class Metrics:
         if hasattr(engine, "on_roundtrip"):
             engine.on_roundtrip = self.roundtrip
             for call in REDIS_CALLS:
-                self.redis_roundtrip.labels(call=call)
+                self._roundtrips[call] = self.redis_roundtrip.labels(call=call)
 
     def roundtrip(self, call: str, seconds: float) -> None:
         """Observe one Redis engine call."""
-        self.redis_roundtrip.labels(call=call).observe(seconds)
+        # The child looked up once per call name: labels() takes a lock and builds a key every time.
+        child = self._roundtrips.get(call)
+        if child is None:
+            child = self._roundtrips[call] = self.redis_roundtrip.labels(call=call)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         """The exposition text, as prometheus_client writes it."""
