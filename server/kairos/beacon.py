@@ -66,8 +66,9 @@ async def beacon_endpoint(request: Request) -> Response:
         if wire.privacy_signal(request.headers):
             return refuse(rt, WireError("no_consent", "Do-Not-Track / Global Privacy Control is on: nothing is kept"), beacon.sid)
         return await _events(rt, beacon)
-    except Exception:
-        log.exception("fault handling a beacon of sid=%s", beacon.sid)
+    except Exception as exc:
+        if not rt.engine.fault(exc):  # a Redis outage is logged once, as a whole
+            log.exception("fault handling a beacon of sid=%s", beacon.sid)
         rt.metrics.refused.labels(code="server_error").inc()
         return JSONResponse({"error": "server_error", "msg": "the server failed to handle this beacon"}, status_code=500)
 

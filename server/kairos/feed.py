@@ -116,8 +116,9 @@ class Feed:
     async def _announce(self, text: str) -> None:
         try:
             await self._send(text)
-        except Exception:  # the change itself is made; only the dashboards hear of it late
-            log.exception("dashboard feed: could not announce a change")
+        except Exception as exc:  # the change itself is made; only the dashboards hear of it late
+            if not self.rt.engine.fault(exc):
+                log.exception("dashboard feed: could not announce a change")
 
     # --- dashboards here ---------------------------------------------------------
 
@@ -159,8 +160,9 @@ class Feed:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the feed outlives any one bad flush
-                log.exception("dashboard feed: a flush failed")
+            except Exception as exc:  # the feed outlives any one bad flush
+                if not self.rt.engine.fault(exc):
+                    log.exception("dashboard feed: a flush failed")
 
     async def tick(self) -> None:
         engine, now = self.rt.engine, time.monotonic()

@@ -70,8 +70,9 @@ class TimerService(Bus):
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("timer loop fault; retrying in 1 s")
+            except Exception as exc:
+                if not self.rt.engine.fault(exc):  # a Redis outage is logged once, as a whole
+                    log.exception("timer loop fault; retrying in 1 s")
                 await asyncio.sleep(1.0)
 
     async def tick(self) -> None:
@@ -81,7 +82,7 @@ class TimerService(Bus):
         if due:
             results = await asyncio.gather(*(self.fire(t) for t in due), return_exceptions=True)
             for t, result in zip(due, results):
-                if isinstance(result, Exception):
+                if isinstance(result, Exception) and not self.rt.engine.fault(result):
                     log.error("timer %s failed: %r", t.key, result)
             if len(due) == CLAIM_BATCH:
                 return  # more may be due already

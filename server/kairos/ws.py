@@ -161,8 +161,9 @@ class VisitorSocket:
             state = await self.rt.engine.apply(self.sid, ops, [], now)
             await keep_for_training(self.rt, self.rt.rules, state, now)
             self.rt.feed.touch(self.sid, state)
-        except Exception:
-            log.exception("could not record the disconnect of sid=%s", self.sid)
+        except Exception as exc:
+            if not self.rt.engine.fault(exc):  # a Redis outage is logged once, as a whole
+                log.exception("could not record the disconnect of sid=%s", self.sid)
 
     # --- frames ---------------------------------------------------------------
 
@@ -186,9 +187,14 @@ class VisitorSocket:
             self.rt.metrics.frames.labels(type=type(frame).__name__.lower()).inc()
             try:
                 await self._handle(frame)
-            except Exception:
+            except Exception as exc:
+                err = WireError("server_error", "the server failed to handle this frame; it was dropped")
+                if self.rt.engine.fault(exc):  # a Redis outage is logged once, as a whole: no line per batch
+                    self.rt.metrics.refused.labels(code=err.code).inc()
+                    self.conn.send(wire.error(err))
+                    continue
                 log.exception("fault handling a %s frame of sid=%s", type(frame).__name__, self.sid)
-                self.refuse(WireError("server_error", "the server failed to handle this frame; it was dropped"))
+                self.refuse(err)
 
     def _within_rate(self) -> bool:
         now = time.monotonic()

@@ -15,8 +15,12 @@ import logging
 from collections import deque
 from typing import Any
 
+import time
+
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
+
+from .outage import Outage
 
 log = logging.getLogger("kairos.redis")
 
@@ -26,8 +30,9 @@ MAX_BATCH = 256
 
 
 class AutoPipeline:
-    def __init__(self, r: aioredis.Redis, workers: int = 4) -> None:
+    def __init__(self, r: aioredis.Redis, workers: int = 4, outage: Outage | None = None) -> None:
         self.r = r
+        self.outage = outage or Outage()
         self.workers = workers
         self._queue: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
         self._wake = asyncio.Event()
@@ -86,12 +91,13 @@ class AutoPipeline:
                     if not fut.done():
                         fut.set_exception(ConnectionError("the Redis engine is closing"))
                 raise
-            except Exception as exc:  # connection lost: every caller of the batch hears of it
-                log.warning("redis pipeline of %d commands failed: %s", len(live), exc)
+            except Exception as exc:  # connection lost: every caller hears of it, the outage is logged once
                 for _, fut in live:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            if self.outage.down and (line := self.outage.answered(time.monotonic())):
+                log.warning(line)
             for (_, fut), result in zip(live, results):
                 if fut.done():
                     continue

@@ -68,6 +68,10 @@ class Engine(ABC):
     async def close(self) -> None:
         """Release connections and tasks."""
 
+    def fault(self, exc: BaseException) -> bool:
+        """Whether `exc` is the store being away, already logged as part of its outage (no traceback needed)."""
+        return False
+
     @abstractmethod
     async def ping(self) -> bool:
         """True when the store answers."""

@@ -18,6 +18,7 @@ from ..rules.model import MAX_DELAY_S
 from ..session import Op, SessionState, VisitorInfo, log_entry
 from . import keys
 from .autopipe import AutoPipeline
+from .outage import Outage, is_outage
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S, STATS_TTL_S,
                    VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, index_ttl_s, parse_log, stats_bucket, stats_buckets)
 
@@ -66,7 +67,8 @@ class RedisEngine(Engine):
         self._forget_session = self.r.register_script(_script("forget.lua"))
         self.index_ttl_s = index_ttl_s(visitor_ttl_s, archive_ttl_s)
         self._staff_attempt = self.r.register_script(_script("staff_attempt.lua"))
-        self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)))
+        self.outage = Outage()
+        self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)), outage=self.outage)
         # Told how long each script call took (the runtime points it at /metrics).
         self.on_roundtrip: Callable[[str, float], None] = lambda call, seconds: None
 
@@ -81,6 +83,14 @@ class RedisEngine(Engine):
         await self.pipe.close()
         await self.r.aclose()
         await self.pool.aclose()
+
+    def fault(self, exc: BaseException, refused: bool = True) -> bool:
+        if not is_outage(exc):
+            return False
+        line = self.outage.failed(time.monotonic(), str(exc), refused)
+        if line:
+            log.warning(line)
+        return True
 
     async def _eval(self, call: str, script: Any, script_keys: list[str], args: list[Any]) -> Any:
         """Run one of the scripts through the pipeline, timed: the wait for a pipeline counts too."""
@@ -353,8 +363,8 @@ class RedisEngine(Engine):
             while True:
                 try:
                     msg = await pubsub.get_message(timeout=5.0)
-                except aioredis.ConnectionError as exc:
-                    log.warning("pub/sub connection lost (%s); reconnecting", exc)
+                except aioredis.ConnectionError as exc:  # logged with the outage; pushes wait for it
+                    self.fault(exc, refused=False)
                     await asyncio.sleep(1.0)
                     continue
                 if msg is None:
