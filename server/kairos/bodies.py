@@ -13,14 +13,17 @@ Each endpoint's limit, and why it is that size, is here.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, AsyncIterator
 from urllib.parse import parse_qs
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .rules.bounds import MAX_DOCUMENT_BYTES
+
+log = logging.getLogger("kairos.bodies")
 
 # The login and logout forms: a token, a CSRF token and a `next` path; a few
 # hundred bytes. 8 KiB leaves room for a long `next` and nothing else.
@@ -141,7 +144,8 @@ class CloseUnread:
     uvicorn would read (and drop) the rest of the refused body first: a client
     stopped at 8 KiB could still make the server take in its 100 MB. Closing
     makes the client stop. Answers after a whole body, or to a request without
-    one, keep the connection.
+    one, keep the connection. A client that goes away before its body ends
+    is logged in one line.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -166,4 +170,9 @@ class CloseUnread:
                 message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
-        await self.app(scope, receive_tracked, send_closing)
+        try:
+            await self.app(scope, receive_tracked, send_closing)
+        except ClientDisconnect:
+            # A body cut off mid-way (a tab closed during a beacon) is the client's
+            # doing: one line, not a traceback; there is no one left to answer.
+            log.info("client went away before the end of its request body: %s %s", scope["method"], scope["path"])

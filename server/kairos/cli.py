@@ -311,14 +311,31 @@ class NoQueryString(logging.Filter):
         return True
 
 
+class ClientFaultOneLine(logging.Filter):
+    """Make uvicorn's line for a text message of invalid UTF-8 one line, without a traceback.
+
+    A client chooses to send it, and uvicorn logs it as an ERROR with the
+    UnicodeDecodeError's traceback (websockets_sansio_impl; the socket is closed
+    with 1007 either way): any page could fill the log with them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Invalid UTF-8 sequence received from client." and record.exc_info:
+            record.msg = "client sent a text message of invalid UTF-8: closed with 1007"
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def _log_config() -> dict:
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config.setdefault("filters", {})["no_client_address"] = {"()": NoClientAddress}
     config["filters"]["no_query_string"] = {"()": NoQueryString}
+    config["filters"]["client_fault_one_line"] = {"()": ClientFaultOneLine}
     for handler in config["handlers"].values():
-        handler.setdefault("filters", []).extend(["no_client_address", "no_query_string"])
+        handler.setdefault("filters", []).extend(["no_client_address", "no_query_string", "client_fault_one_line"])
     return config
 
 
