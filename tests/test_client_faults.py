@@ -114,3 +114,28 @@ async def test_sigterm_closes_every_open_socket_with_1012_which_the_snippet_reco
     # The snippet treats only its TERMINAL codes as final: after 1012 it comes back.
     terminal = re.search(r"export const TERMINAL = \[([^\]]*)\]", (ROOT / "client-js/src/connection.js").read_text())
     assert wire.CLOSE_RESTART not in {int(code) for code in terminal.group(1).split(",")}
+
+
+async def test_a_frame_that_breaks_the_websocket_protocol_closes_1002_without_a_traceback(serve):
+    server = serve("memory")
+    bystander = await Visitor.arrive(server.ws_url)
+    reader, writer = await raw_websocket(server.port)
+    writer.write(bytes([0x82, 3]) + b"abc")  # a client's frame must be masked (RFC 6455 §5.1)
+    assert await close_code(reader) == wire.CLOSE_PROTOCOL
+    writer.close()
+    await assert_unaffected(bystander)
+    assert "Traceback" not in server.output()
+
+
+async def test_an_unknown_type_of_10_kb_is_repeated_in_a_few_dozen_characters(serve):
+    server = serve("memory")
+    v = await Visitor.arrive(server.ws_url)
+    await v.send({"v": 1, "t": "x" * 10_000})
+    err = await v.expect("error")
+    assert err["code"] == "unknown_type" and len(err["msg"]) < 120, err
+    await v.events({"e": "x" * 10_000})
+    err = await v.expect("error")
+    assert err["code"] == "unknown_event" and len(err["msg"]) < 120, err
+    await assert_unaffected(v)
+    refusals = lines_with(server.output(), "code=unknown_")
+    assert len(refusals) == 2 and all(len(line) < 300 for line in refusals), refusals
