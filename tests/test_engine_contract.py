@@ -10,10 +10,11 @@ import redis as sync_redis
 
 from kairos.caps import Caps, Window
 from kairos.engine import MemoryEngine
+from kairos.engine import keys
 from kairos.engine.base import LOG_MAX
 from kairos.engine.redis import RedisEngine
 from kairos.rules.delayed import Timer
-from kairos.session import event_ops, hello_ops, log_entry
+from kairos.session import KEEP_OVERLAYS, event_ops, hello_ops, log_entry
 from kairos.wire import Event, Hello, Page
 
 TTL_S = 60
@@ -732,3 +733,35 @@ async def test_staff_keys_in_redis_expire(clean_redis):
     r = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
     ttls = {k: r.ttl(k) for k in r.scan_iter("kairos:staff:*")}
     assert len(ttls) == 2 and all(0 < t <= 3600 for t in ttls.values()), ttls
+
+
+async def raw_field_count(engine, sid: str) -> int:
+    """How many fields the session's hash holds as stored (every batch reads them all back)."""
+    if isinstance(engine, MemoryEngine):
+        return len(engine._sessions[sid].h)
+    return await engine.r.hlen(keys.session(sid))
+
+
+async def test_a_session_with_3000_shows_holds_a_bounded_state_and_its_caps(engine):
+    # Issue 15, finding 4: every show stayed in the session hash, and each batch read it all back.
+    state = await open_session(engine)
+    fresh = await raw_field_count(engine, "s_contract1")
+    assert await engine.claim_show("s_contract1", "v_visitor01", "once", "once.1", Caps(1, 10), "{}", now()) == "ok"
+    await engine.record_feedback("s_contract1", "once.1", "expired", "{}", now())
+    assert await engine.claim_show("s_contract1", "v_visitor01", "gone", "gone.1", Caps(0, 10), "{}", now()) == "ok"
+    await engine.record_feedback("s_contract1", "gone.1", "dismissed", "{}", now())
+    for i in range(3000):
+        rule = f"rule{i % 3}"
+        assert await engine.claim_show("s_contract1", "v_visitor01", rule, f"{rule}.{i}", Caps(0, 1), "{}", now()) == "ok"
+        assert await engine.record_feedback("s_contract1", f"{rule}.{i}", "expired", "{}", now())
+    old = await raw_field_count(engine, "s_contract1")
+    assert old - fresh <= 4 * KEEP_OVERLAYS + 10, (fresh, old)  # the last overlays, the rules' counters, the list
+    state = await engine.apply("s_contract1", [("incr", "n:click", "1")], [], now())
+    assert len(state.overlays) == KEEP_OVERLAYS and "rule2.2999" in state.overlays
+    assert state.fired == {"once": 1, "gone": 1, "rule0": 1000, "rule1": 1000, "rule2": 1000}
+    assert await engine.claim_show("s_contract1", "v_visitor01", "once", "once.2", Caps(1, 10), "{}", now()) == "capped"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "gone", "gone.2", Caps(0, 10), "{}", now()) == "dismissed"
+    # The newest overlay still takes its feedback; one forgotten long ago is refused, as a forged one is.
+    assert await engine.claim_show("s_contract1", "v_visitor01", "rule0", "rule0.last", Caps(0, 1), "{}", now()) == "ok"
+    assert await engine.record_feedback("s_contract1", "rule0.last", "clicked", "{}", now())
+    assert not await engine.record_feedback("s_contract1", "rule0.0", "clicked", "{}", now())

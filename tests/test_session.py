@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kairos.session import (
-    MAX_CUSTOM_NAMES, SessionState, apply_ops, claim_show, event_log, event_ops, hello_ops, record_feedback, uid_hash,
+    KEEP_OVERLAYS, MAX_CUSTOM_NAMES, SessionState, apply_ops, claim_show, event_log, event_ops, hello_ops, record_feedback,
+    record_show, uid_hash,
 )
 from kairos.wire import Event, Hello, Page
 
@@ -158,3 +159,14 @@ def test_caps_hold_whatever_the_sequence(steps, cap):
                 dismissed.add(h[f"r:{oid}"])
             assert "on" not in h
     assert all(count <= cap for count in shown.values())
+
+
+def test_a_session_keeps_its_last_overlays_and_every_rule_count_however_many_shows() -> None:
+    h: dict[str, str] = {"started_ms": "1"}
+    for i in range(3000):
+        record_show(h, f"rule{i % 3}", f"o{i}", 1, placed="x")
+        assert record_feedback(h, f"o{i}", "expired")
+    state = SessionState.from_hash("s", h)
+    assert list(state.overlays) == [f"o{i}" for i in range(3000 - KEEP_OVERLAYS, 3000)]
+    assert state.fired == {"rule0": 1000, "rule1": 1000, "rule2": 1000}
+    assert len(h) == 1 + 3 + 4 * KEEP_OVERLAYS + 1  # started_ms, f: per rule, the overlays' fields, the list

@@ -64,6 +64,16 @@ if on then redis.call('HSET', h, 'o:' .. on, 'replaced') end
 redis.call('HINCRBY', h, 'f:' .. rule, 1)
 redis.call('HSET', h, 'o:' .. oid, 'sent', 'r:' .. oid, rule, 'p:' .. oid, priority, 'on', oid)
 if ARGV[18] and ARGV[18] ~= '' then redis.call('HSET', h, 'w:' .. oid, ARGV[18]) end
+-- only the last 4 overlays are kept field by field (kairos.session.KEEP_OVERLAYS)
+local kept = {}
+for o in string.gmatch(redis.call('HGET', h, 'ol') or '', '%S+') do kept[#kept + 1] = o end
+kept[#kept + 1] = oid
+local first = math.max(1, #kept - 4 + 1)
+for i = 1, first - 1 do
+  local old = kept[i]
+  redis.call('HDEL', h, 'o:' .. old, 'r:' .. old, 'p:' .. old, 'w:' .. old)
+end
+redis.call('HSET', h, 'ol', table.concat(kept, ' ', first))
 redis.call('LPUSH', log, ARGV[7])
 redis.call('LTRIM', log, 0, tonumber(ARGV[6]) - 1)
 redis.call('EXPIRE', h, ttl)
