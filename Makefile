@@ -14,7 +14,7 @@ DEMO_RULES := .kairos/rules.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test build install system-deps bench bench-dashboard bench-timers bench-snippet bench-intent clean
+.PHONY: run test build install system-deps bench bench-dashboard bench-timers bench-snippet bench-intent bench-old-session clean
 
 run: $(PY_OK) $(SNIPPET) $(EDITOR) $(DEMO_RULES)
 	@echo "The demo's rules: $(DEMO_RULES), made from examples/demo.yaml on the first run (delete it to start again from the example)."
@@ -77,6 +77,9 @@ bench-snippet: $(PY_OK) $(SNIPPET) system-deps
 
 bench-intent: $(PY_OK)
 	$(BIN)/python benchmarks/intent.py
+
+bench-old-session: $(PY_OK) system-deps
+	$(BIN)/python benchmarks/old_session.py
 
 clean:
 	rm -rf $(VENV) client-js/node_modules client-js/dist dashboard-js/node_modules $(EDITOR) .pytest_cache
