@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import subprocess
 import time
@@ -10,13 +11,14 @@ import time
 import msgpack
 import pytest
 import redis
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from kairos.engine import keys
 from kairos.engine.outage import Outage, is_outage
 
 from conftest import Server, free_port
-from wsclient import Visitor
+from wsclient import Visitor, hello_frame
 
 # --- the tracker, without I/O --------------------------------------------------------
 
@@ -126,7 +128,17 @@ async def test_a_redis_outage_under_streaming_sessions_is_a_few_log_lines_and_se
         await asyncio.sleep(0.5)
         before = server.output()
         own_redis.kill()
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(1.0)
+        # Page loads in the outage: each new socket is answered and closed for the snippet to retry.
+        for _ in range(5):
+            async with connect(server.ws_url, compression=None) as ws:
+                await ws.send(msgpack.packb(hello_frame("v_" + secrets.token_hex(6))))
+                answer = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))
+                assert answer["t"] == "error" and answer["code"] == "server_error", answer
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 5)
+                assert closed.value.rcvd.code == 1011
+        await asyncio.sleep(2.0)
         own_redis.start()
         # Streaming goes on until batches are taken again: a refusal-free round for every visitor.
         for _ in range(100):

@@ -72,6 +72,14 @@ class VisitorSocket:
             if hello is not None:
                 await self._open(hello)
                 await self._serve()
+        except Exception as exc:
+            if not self.rt.engine.fault(exc):
+                raise
+            # Redis went away while the session was opened (a page load in an outage): one
+            # logged outage, and the snippet's reconnect with backoff, not a traceback per page.
+            self.rt.metrics.refused.labels(code="server_error").inc()
+            self.conn.send(wire.error(WireError("server_error", "the server cannot keep sessions right now; try again")))
+            self.conn.close(wire.CLOSE_INTERNAL)
         finally:
             self.rt.hub.remove(self.conn)
             await self.conn.finish()
