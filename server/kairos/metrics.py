@@ -92,7 +92,9 @@ class Metrics:
                                       buckets=BATCH_BUCKETS, registry=r)
         self.open_sockets = Gauge("kairos_open_sockets", "Visitor websockets open on this process.", registry=r)
         self.open_sockets.set_function(open_sockets)
-        self._roundtrips: dict[str, Any] = {}
+        # Each labelled family's children by label value, looked up once: labels()
+        # takes a lock and builds a key on every call, and frames and pushes are per batch.
+        self._children: dict[tuple[int, str], Any] = {}
         self.timers_pending = Gauge("kairos_timers_pending", "Delayed nudges waiting in the queue.", registry=r)
         for family, label, values in (
             (self.frames, "type", FRAME_TYPES), (self.refused, "code", REFUSAL_CODES),
@@ -100,7 +102,15 @@ class Metrics:
             (self.timers, "outcome", TIMER_OUTCOMES), (self.push_latency, "via", PUSH_VIA),
         ):
             for value in values:
-                family.labels(**{label: value})
+                self.child(family, value)
+
+    def child(self, family: Any, value: str) -> Any:
+        """The child of a family with one label (all of ours) for `value`, made on first use."""
+        key = (id(family), value)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = family.labels(value)
+        return found
 
     def declare_rules(self, rule_ids: Iterable[str]) -> None:
         """Show each rule's show counter (at zero until it shows): rules loaded at start or later."""
@@ -112,7 +122,7 @@ class Metrics:
 
         `since_s` is on the `time.perf_counter()` clock.
         """
-        child = self.push_latency.labels(via=via)
+        child = self.child(self.push_latency, via)
         return lambda: child.observe(time.perf_counter() - since_s)
 
     def time_engine(self, engine: object) -> None:
@@ -120,15 +130,11 @@ class Metrics:
         if hasattr(engine, "on_roundtrip"):
             engine.on_roundtrip = self.roundtrip
             for call in REDIS_CALLS:
-                self._roundtrips[call] = self.redis_roundtrip.labels(call=call)
+                self.child(self.redis_roundtrip, call)
 
     def roundtrip(self, call: str, seconds: float) -> None:
         """Observe one Redis engine call."""
-        # The child looked up once per call name: labels() takes a lock and builds a key every time.
-        child = self._roundtrips.get(call)
-        if child is None:
-            child = self._roundtrips[call] = self.redis_roundtrip.labels(call=call)
-        child.observe(seconds)
+        self.child(self.redis_roundtrip, call).observe(seconds)
 
     def render(self) -> bytes:
         """The exposition text, as prometheus_client writes it."""

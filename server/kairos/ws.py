@@ -192,7 +192,7 @@ class VisitorSocket:
             if isinstance(frame, WireError):
                 self.refuse(frame)
                 continue
-            self.rt.metrics.frames.labels(type=type(frame).__name__.lower()).inc()
+            self.rt.metrics.child(self.rt.metrics.frames, type(frame).__name__.lower()).inc()
             try:
                 await self._handle(frame)
             except Exception as exc:
