@@ -44,15 +44,15 @@ import logging
 import secrets
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, quote, urlsplit
+from typing import TYPE_CHECKING, AsyncIterator
+from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .bodies import FORM_BYTES, TooLarge
+from .bodies import FORM_BYTES, TooLarge, parse_form, read_chunks
 from . import lockout
 from .secrets_file import SecretFileError, stored_secret
 
@@ -468,6 +468,21 @@ async def _deny(scope: Scope, receive: Receive, send: Send, response: Response, 
         await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
+class _WentAway(Exception):
+    """The client disconnected before the end of its body."""
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """A request body's chunks as the server hands them over, for bodies.read_chunks."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _WentAway
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
 async def _csrf_problem(conn: HTTPConnection, receive: Receive, cookie: str) -> tuple[str | None, Receive]:
     """Why the request lacks CSRF proof (None when it has it), and the receive to pass on.
 
@@ -481,21 +496,15 @@ async def _csrf_problem(conn: HTTPConnection, receive: Receive, cookie: str) -> 
         length = conn.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_FORM_BYTES:
             raise TooLarge(MAX_FORM_BYTES)  # refused before a byte is read
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return "the client went away", receive
-            body += message.get("body", b"")
-            if len(body) > MAX_FORM_BYTES:
-                raise TooLarge(MAX_FORM_BYTES)  # nothing past the limit is read (kairos.bodies)
-            if not message.get("more_body", False):
-                break
         try:
-            given = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20).get(CSRF_FIELD, [None])[0]
+            body = await read_chunks(_chunks(receive), MAX_FORM_BYTES)
+        except _WentAway:
+            return "the client went away", receive
+        try:
+            given = parse_form(body).get(CSRF_FIELD, [None])[0]
         except ValueError:
             return "the form has too many fields", receive
-        receive = _replay(bytes(body), receive)
+        receive = _replay(body, receive)
     if given is None:
         return f"it sends no CSRF token (an {CSRF_HEADER} header or a {CSRF_FIELD} field)", receive
     if not hmac.compare_digest(given.encode(), cookie.encode()):
