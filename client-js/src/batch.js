@@ -3,19 +3,18 @@
 // flushed at once. While the connection is not ready the queue is the offline
 // buffer: it keeps the newest `cap` events, and the ones it had to drop are
 // counted and reported as `lost` with the next frame. Pure: sending,
-// readiness, frame size and timers are injected.
+// readiness and frame size are injected (timers are setTimeout and
+// clearTimeout, which the tests replace).
 
 // the store's events (kairos.track) that are not `custom`
 export const STORE = ['cart', 'add_to_cart', 'checkout', 'purchase']
 export const IMMEDIATE = ['exit_intent', 'rage_click', ...STORE]
 
 // opts: send(frame), ready() -> bool, wait() -> ms,
-//       fits(frame) -> bool (default: always), max (20), cap (100),
-//       setTimer(fn, ms) / clearTimer(id) (default setTimeout / clearTimeout)
+//       fits(frame) -> bool (whether the server takes a frame that size),
+//       max (20), cap (100)
 export function createBatcher (opts) {
-  const setTimer = opts.setTimer || setTimeout
-  const clearTimer = opts.clearTimer || clearTimeout
-  const fits = opts.fits || (() => true)
+  const fits = opts.fits
   const cap = opts.cap || 100
   let max = opts.max || 20
   let q = []
@@ -26,7 +25,7 @@ export function createBatcher (opts) {
   // Send what is queued, through `via` (the page-hide beacon) if given, else
   // through opts.send while the connection is ready.
   function flush (via) {
-    clearTimer(timer)
+    clearTimeout(timer)
     timer = 0
     while (q.length && (via || opts.ready())) {
       let n = Math.min(max, q.length)
@@ -48,7 +47,7 @@ export function createBatcher (opts) {
       q.push(ev)
       if (q.length > cap) lost += q.splice(0, q.length - cap).length
       if (IMMEDIATE.includes(ev.e) || q.length >= max) flush()
-      else timer = timer || setTimer(flush, opts.wait())
+      else timer = timer || setTimeout(flush, opts.wait())
     },
     flush,
     // a new connection: seq starts again at 0, the server may ask for smaller batches

@@ -6,7 +6,7 @@
 // one message for all, as the snippet drops such a frame whatever is wrong with it.
 
 const te = new TextEncoder()
-const td = new TextDecoder('utf-8', { fatal: true })
+const td = new TextDecoder(undefined, { fatal: true }) // utf-8, the default
 const fail = m => { throw new Error('msgpack: ' + m) }
 
 export function encode (value) {
@@ -76,8 +76,8 @@ export function decode (input) {
         : t < 0xc0 ? str(t & 31)
           : t > 0xdf ? t - 256
             : t === 0xc0 ? null
-              : t === 0xc2 || t === 0xc3 ? t === 0xc3
-                : t === 0xca || t === 0xcb ? num('Float', t & 1 ? 8 : 4)
+              : (t | 1) === 0xc3 ? t === 0xc3 // 0xc2 false, 0xc3 true
+                : (t | 1) === 0xcb ? num('Float', t & 1 ? 8 : 4) // 0xca float32, 0xcb float64
                   : t > 0xcb && t < 0xd4 ? num(t > 0xcf ? 'Int' : 'Uint', 1 << (t & 3))
                     : t > 0xd8 && t < 0xdc ? str(num('Uint', 1 << (t - 0xd9)))
                       : t > 0xdb ? list(num('Uint', t & 1 ? 4 : 2), t > 0xdd)

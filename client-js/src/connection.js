@@ -10,9 +10,11 @@ import { encode, decode } from './codec.js'
 
 export const MIN_DELAY = 500
 export const MAX_DELAY = 20000
-// 4003: the page's origin is not allowed (sent by the server just after the
-// handshake, as a refused handshake reaches a page as 1006, a network fault)
-export const TERMINAL = [1000, 4001, 4002, 4003, 4004]
+// The close codes after which the snippet does not reconnect: 1000, 4001,
+// 4002, 4003, 4004 (docs/protocol.md). 4003: the page's origin is not allowed
+// (sent by the server just after the handshake, as a refused handshake reaches
+// a page as 1006, a network fault).
+export const terminal = code => code === 1000 || (code > 4000 && code < 4005)
 
 // Exponential backoff with full jitter (as centrifuge-js): a random delay on
 // top of the 500 ms floor, the random part at most 500 ms * 2^attempt, the
@@ -58,7 +60,7 @@ export function connect (url, hello, onFrame) {
     s.onclose = e => {
       if (ws !== s) return
       ws = null
-      if (TERMINAL.includes(e.code)) stopped = true
+      if (terminal(e.code)) stopped = true
       // the one console line for a refused origin: the server gives a reason
       // ("origin not allowed") to that close alone
       e.reason && onFrame({ t: 'error', code: e.code, msg: e.reason })

@@ -2,7 +2,7 @@
 
 export const VERSION = '0.1.0'
 
-// nav: navigator-like; date: a Date (for the UTC offset); re: a reconnection
+// nav: navigator-like; date: a Date (for the UTC offset); re (truthy): a reconnection
 // within the same page load, which the server must not count as another page view.
 // No `dnt` / `gpc`: the snippet does not connect under either (config.js gate),
 // so they could only ever be false; the server reads the browser's DNT /

@@ -43,7 +43,7 @@ function main (w, d) {
   let sid = null
   let hellos = 0 // hellos sent for this page view; the first one is the page view
   let maxFrame = 16384
-  let fb = [] // feedback waiting for the (re)connection
+  let fb = [] // feedback waiting for the (re)connection, the newest 10
   let props = {} // what kairos.page() said about the current page
   const here = () => loc.pathname + loc.search
   let announced // the URL of the last page view (hash changes are not page views)
@@ -71,7 +71,7 @@ function main (w, d) {
   }
 
   const overlay = lazyOverlay(d, w, cfg.overlay, f => {
-    if (!conn?.send(f)) fb = [...fb, f].slice(-10)
+    if (!conn?.send(f) && fb.push(f) > 10) fb.shift()
   })
 
   const announce = () => {
@@ -112,7 +112,7 @@ function main (w, d) {
     tracker = startTracking(w, d, s, emit, leave, 0, api.track)
     conn = connect(
       cfg.endpoint,
-      () => helloFrame(cfg.site, ids.vid(), ids.sid(), pageInfo(d, loc, props), nav, new Date(), hellos++ > 0),
+      () => helloFrame(cfg.site, ids.vid(), ids.sid(), pageInfo(d, loc, props), nav, new Date(), hellos++),
       safe(onFrame)
     )
     conn.open()

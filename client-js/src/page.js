@@ -7,8 +7,7 @@
 const cut = (s, n) => String(s || '').slice(0, n)
 
 // props: what the store passed to kairos.page(): { type, product: { name, price, cur, sku, img, cat } }
-export function pageInfo (doc, loc, props) {
-  props = props || {}
+export function pageInfo (doc, loc, props = {}) {
   const meta = {}
   let n = 0
   // the tags a product is read from, bounded (16 tags of 512 characters) so a

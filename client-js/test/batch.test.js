@@ -1,21 +1,26 @@
 // Batching and the offline buffer (src/batch.js) on a fake clock.
-import { test } from 'node:test'
+import { test, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
 import { createBatcher, IMMEDIATE } from '../src/batch.js'
 import { encode } from '../src/codec.js'
 
-// A batcher on a fake clock: timers only fire on tick().
+const real = { setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout }
+afterEach(() => Object.assign(globalThis, real))
+
+// A batcher on a fake clock: timers (the global setTimeout and clearTimeout,
+// replaced until the test ends) only fire on tick().
 function setup (over = {}) {
   let now = 0
   let timers = []
   const sent = []
   const state = { ready: true }
+  globalThis.setTimeout = (fn, ms) => { const t = { fn, at: now + ms }; timers.push(t); return t }
+  globalThis.clearTimeout = t => { timers = timers.filter(x => x !== t) }
   const b = createBatcher(Object.assign({
     send: f => sent.push(f),
     ready: () => state.ready,
     wait: () => state.wait || 1000,
-    setTimer: (fn, ms) => { const t = { fn, at: now + ms }; timers.push(t); return t },
-    clearTimer: t => { timers = timers.filter(x => x !== t) }
+    fits: () => true
   }, over))
   const tick = ms => {
     now += ms
