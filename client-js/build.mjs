@@ -36,7 +36,7 @@ const { version } = JSON.parse(readFileSync(path('package.json'), 'utf8'))
 // that is also one of those breaks the snippet without a word from the
 // minifiers (test/dist.test.js runs the snippet tests on the build); a name
 // not listed is only left long.
-const K_PROPS = ['endpoint', 'beacon', 'overlay', 'consentRequired', 'setSid', 'add', 'flush', 'reset',
+const K_PROPS = ['endpoint', 'beacon', 'overlay', 'consentRequired', 'setSid', 'add', 'flush', 'retry', 'reset',
   'ready', 'wait', 'fits', 'cap', 'open', 'online', 'dwell', 'newPage', 'stop']
 
 async function bundle (entry, out, budget, props = []) {

@@ -100,7 +100,12 @@ function main (w, d) {
       batcher.flush()
     } else if (f.t === 'show') overlay.show(f)
     else if (f.t === 'hide') overlay.hide(f.oid)
-    else if (f.t === 'error') warn(f.code, f.msg)
+    else if (f.t === 'error') {
+      // a batch the server failed to handle (Redis away) goes again; one it
+      // refused for what it holds would only be refused again
+      if (f.code === 'server_error') batcher.retry(f.seq)
+      warn(f.code, f.msg)
+    }
   }
 
   function start () {

@@ -1,7 +1,7 @@
 // Batching and the offline buffer (src/batch.js) on a fake clock.
 import { test, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
-import { createBatcher, IMMEDIATE } from '../src/batch.js'
+import { createBatcher, IMMEDIATE, KEPT } from '../src/batch.js'
 import { encode } from '../src/codec.js'
 
 const real = { setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout }
@@ -16,8 +16,9 @@ function setup (over = {}) {
   const state = { ready: true }
   globalThis.setTimeout = (fn, ms) => { const t = { fn, at: now + ms }; timers.push(t); return t }
   globalThis.clearTimeout = t => { timers = timers.filter(x => x !== t) }
+  const at = [] // when each frame was sent
   const b = createBatcher(Object.assign({
-    send: f => sent.push(f),
+    send: f => { sent.push(f); at.push(now) },
     ready: () => state.ready,
     wait: () => state.wait || 1000,
     fits: () => true
@@ -30,7 +31,7 @@ function setup (over = {}) {
     }
   }
   const ev = (i, e = 'click') => ({ e, ts: 1000 + i, i })
-  return { b, sent, state, tick, ev, pending: () => timers.length }
+  return { b, sent, at, state, tick, ev, pending: () => timers.length }
 }
 
 test('events gather until batch_ms has passed, then go out as one events frame', () => {
@@ -251,4 +252,163 @@ test('clear() drops the queue, the lost count and the pending timer', () => {
   assert.equal(sent.length, 0)
   b.add(ev(2, 'cart'))
   assert.equal('lost' in sent[0], false)
+})
+
+// --- a batch the server failed to handle (server_error with its seq) ---------
+
+const ids = frames => frames.map(f => f.ev.map(e => e.i))
+
+test('a batch the server failed goes again after the batch wait, before the newer events, under a new seq', t => {
+  t.mock.method(Math, 'random', () => 0) // the backoff's smallest: 500 ms
+  const { b, sent, at, tick, ev } = setup()
+  b.add(ev(0))
+  b.add(ev(1, 'cart'))
+  b.add(ev(2))
+  b.retry(0)
+  assert.equal(sent.length, 1, 'nothing goes again at once')
+  tick(1499)
+  assert.equal(sent.length, 1, 'the batch wait (1000 ms) and the backoff (500 ms) first')
+  tick(1)
+  assert.deepStrictEqual(ids(sent), [[0, 1], [0, 1, 2]])
+  assert.deepStrictEqual(sent.map(f => f.seq), [0, 1])
+  assert.deepStrictEqual(at, [0, 1500])
+  assert.equal('lost' in sent[1], false, 'resent events are not lost')
+  tick(10000)
+  assert.equal(sent.length, 2, 'sent once')
+})
+
+test('several failed batches come back in the order they were sent, then the newer events', t => {
+  t.mock.method(Math, 'random', () => 0)
+  const { b, sent, tick, ev } = setup()
+  for (let i = 0; i < 40; i++) b.add(ev(i)) // two full batches, seq 0 and 1
+  b.add(ev(40))
+  b.retry(0)
+  b.retry(1)
+  tick(1500)
+  assert.deepStrictEqual(sent.slice(2).flatMap(f => f.ev.map(e => e.i)), Array.from({ length: 41 }, (_, i) => i))
+  assert.deepStrictEqual(sent.map(f => f.ev.length), [20, 20, 20, 20, 1])
+})
+
+test('an error for a seq that was not sent, or is no longer kept, or came twice resends nothing', t => {
+  t.mock.method(Math, 'random', () => 0)
+  const { b, sent, tick, ev, pending } = setup()
+  b.retry(0)
+  assert.equal(pending(), 0)
+  for (let i = 0; i <= KEPT; i++) b.add(ev(i, 'cart')) // seq 0 .. KEPT
+  b.retry(KEPT + 1)
+  b.retry(0) // forgotten: the last KEPT are 1 .. KEPT
+  tick(60000)
+  assert.equal(sent.length, KEPT + 1)
+  b.retry(1)
+  b.retry(1)
+  tick(60000)
+  assert.deepStrictEqual(ids(sent.slice(KEPT + 1)), [[1]])
+})
+
+test('a new connection (reset) forgets the batches kept: an old seq never resends a new batch', t => {
+  t.mock.method(Math, 'random', () => 0)
+  const { b, sent, tick, ev } = setup()
+  b.add(ev(0, 'cart'))
+  b.add(ev(1, 'cart'))
+  b.reset()
+  b.retry(1)
+  tick(60000)
+  assert.equal(sent.length, 2)
+  b.add(ev(2, 'cart')) // seq 0 on the new connection
+  b.retry(0)
+  tick(1500)
+  assert.deepStrictEqual(ids(sent), [[0], [1], [2], [2]])
+  assert.deepStrictEqual(sent.map(f => f.seq), [0, 1, 0, 1])
+})
+
+test('events that come back keep to the offline buffer\'s cap: the oldest are dropped and counted as lost', t => {
+  t.mock.method(Math, 'random', () => 0)
+  const { b, sent, state, tick, ev } = setup({ cap: 5 })
+  b.add(ev(0))
+  b.add(ev(1))
+  b.add(ev(2, 'cart')) // seq 0: 0, 1, 2
+  state.ready = false
+  for (let i = 3; i < 7; i++) b.add(ev(i))
+  b.retry(0) // 7 events for 5 places
+  state.ready = true
+  tick(1500)
+  assert.deepStrictEqual(sent.slice(1).map(f => [f.ev.map(e => e.i), f.lost]), [[[2, 3, 4, 5, 6], 2]])
+})
+
+test('the lost count of a failed batch goes again with its events', t => {
+  t.mock.method(Math, 'random', () => 0)
+  const { b, sent, state, tick, ev } = setup({ cap: 2 })
+  state.ready = false
+  for (let i = 0; i < 5; i++) b.add(ev(i))
+  state.ready = true
+  b.flush()
+  assert.equal(sent[0].lost, 3)
+  b.retry(0)
+  tick(1500)
+  assert.deepStrictEqual([sent[1].ev.map(e => e.i), sent[1].lost], [[3, 4], 3])
+})
+
+test('while failed events wait, neither a full batch nor an immediate type sends anything before the wait is over', t => {
+  t.mock.method(Math, 'random', () => 0)
+  const { b, sent, tick, ev } = setup()
+  b.add(ev(0, 'cart'))
+  b.retry(0)
+  for (let i = 1; i < 30; i++) b.add(ev(i))
+  b.add(ev(30, 'purchase'))
+  assert.equal(sent.length, 1)
+  tick(1500)
+  assert.deepStrictEqual(sent.slice(1).flatMap(f => f.ev.map(e => e.i)), Array.from({ length: 31 }, (_, i) => i))
+  // then they flush at once again
+  b.add(ev(31, 'cart'))
+  assert.deepStrictEqual(ids(sent.slice(-1)), [[31]])
+})
+
+test('flush() (the page being hidden, a new connection) sends the failed events at once', t => {
+  t.mock.method(Math, 'random', () => 0)
+  const { b, sent, ev, pending } = setup()
+  b.add(ev(0, 'cart'))
+  b.retry(0)
+  b.flush()
+  assert.deepStrictEqual(ids(sent), [[0], [0]])
+  assert.equal(pending(), 0)
+})
+
+test('a server failing every batch gets no resend loop: each resend waits the batch wait and more, longer while the errors go on', t => {
+  t.mock.method(Math, 'random', () => 0.999999) // the backoff's longest
+  const { b, sent, at, tick, ev } = setup()
+  // the server answers every batch with a server_error at once
+  let seen = 0
+  const answer = () => { while (seen < sent.length) b.retry(sent[seen++].seq) }
+  b.add(ev(0, 'cart'))
+  answer()
+  for (let step = 0; step < 1200; step++) { // 2 minutes, in 100 ms steps
+    if (step % 100 === 0) b.add(ev(step)) // the visitor goes on
+    tick(100)
+    answer()
+  }
+  const flushes = [...new Set(at)]
+  const gaps = flushes.slice(1).map((t, i) => t - flushes[i])
+  assert.ok(gaps.length >= 5, 'it keeps trying: ' + gaps)
+  for (const g of gaps) assert.ok(g >= 1000 + 500, 'at least the batch wait and the backoff floor: ' + gaps)
+  for (let i = 1; i < gaps.length; i++) assert.ok(gaps[i] >= gaps[i - 1], 'the wait never shrinks while the errors go on: ' + gaps)
+  assert.ok(gaps.at(-1) >= 20000, 'it grows to the backoff\'s cap: ' + gaps)
+  // nothing is lost meanwhile: the last resend carries every event, in order
+  const last = sent.filter((f, i) => at[i] === flushes.at(-1)).flatMap(f => f.ev.map(e => e.i))
+  assert.deepStrictEqual(last, [0, ...Array.from({ length: Math.ceil(flushes.at(-1) / 10000) }, (_, i) => i * 100)])
+})
+
+test('after a batch goes through, the next error waits the shortest time again', t => {
+  t.mock.method(Math, 'random', () => 0.999999)
+  const { b, sent, at, tick, ev } = setup()
+  b.add(ev(0, 'cart'))
+  b.retry(0) // 1000 + 999
+  tick(1999)
+  b.retry(1) // 1000 + 1499
+  tick(2499)
+  assert.equal(sent.length, 3)
+  // the resend (seq 2) goes through: no error; the next batch is an ordinary one
+  b.add(ev(1, 'cart'))
+  b.retry(3)
+  tick(1999)
+  assert.deepStrictEqual(at, [0, 1999, 4498, 4498, 6497])
 })

@@ -691,6 +691,41 @@ test('an error frame is logged once per code; bad input never throws into the pa
   } finally { s.restore() }
 })
 
+test('a batch the server failed to handle (server_error with its seq) goes again after the batch wait; another error code resends nothing', async () => {
+  const s = await running()
+  try {
+    const events = () => s.ws().sent.filter(f => f.t === 'events')
+    s.k.track('cart', { value: 1 })
+    assert.deepStrictEqual(events().map(f => [f.seq, f.ev.map(e => e.e)]), [[0, ['cart']]])
+    const cart = events()[0].ev[0]
+    // refused for what it holds: sending it again would only be refused again
+    s.push({ v: 1, t: 'error', code: 'bad_event', msg: 'event 0: bad value', seq: 0 })
+    s.fireTimers()
+    assert.equal(events().length, 1)
+    // Redis away: the server dropped the batch
+    s.push({ v: 1, t: 'error', code: 'server_error', msg: 'the server failed to handle this frame; it was dropped', seq: 0 })
+    assert.equal(events().length, 1, 'not at once')
+    s.k.track('purchase', { value: 1 })
+    assert.equal(events().length, 1, 'newer events wait behind it')
+    assert.ok(s.timers().some(t => t.ms >= 500 + 500), 'the batch wait (500 ms from the welcome) and the backoff')
+    s.fireTimers()
+    const again = events().slice(1)
+    assert.deepStrictEqual(again.map(f => f.seq), [1])
+    assert.deepStrictEqual(again[0].ev.filter(e => e.e !== 'dwell').map(e => e.e), ['cart', 'purchase'])
+    assert.deepStrictEqual(again[0].ev[0], cart, 'the same event, as it was')
+    assert.equal('lost' in again[0], false)
+    // an error for a batch of an earlier connection finds nothing on this one
+    s.ws().onclose({ code: 1012 })
+    s.fireTimers()
+    s.open()
+    s.push(WELCOME)
+    s.push({ v: 1, t: 'error', code: 'server_error', msg: 'x', seq: 1 })
+    s.fireTimers()
+    assert.equal(s.ws().sent.filter(f => f.t === 'events' && f.ev.some(e => e.e === 'cart')).length, 0)
+    assert.deepStrictEqual(s.warnings, ['[kairos] bad_event: event 0: bad value', '[kairos] server_error: the server failed to handle this frame; it was dropped'])
+  } finally { s.restore() }
+})
+
 test('track() with a name that is not a string sends nothing', async () => {
   const s = await running()
   try {
