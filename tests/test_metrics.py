@@ -27,6 +27,7 @@ FAMILIES = {
     "kairos_frames": "counter", "kairos_events": "counter", "kairos_events_lost": "counter", "kairos_shows": "counter",
     "kairos_refused": "counter", "kairos_feedback": "counter", "kairos_connections": "counter",
     "kairos_beacons": "counter", "kairos_timers": "counter",
+    "kairos_slow_clients_released": "counter",
     "kairos_push_latency_seconds": "histogram", "kairos_timer_lateness_seconds": "histogram",
     "kairos_redis_roundtrip_seconds": "histogram", "kairos_batch_events": "histogram",
     "kairos_open_sockets": "gauge", "kairos_timers_pending": "gauge",
@@ -126,6 +127,7 @@ def test_a_fresh_server_lists_every_family_with_help_and_type_and_its_counters_a
                  "kairos_batch_events_count"):
         assert value(samples, name) == 0, name
     assert labels_of(samples, "kairos_push_latency_seconds_count", "via") == {"rule": 0, "staff": 0, "timer": 0}
+    assert labels_of(samples, "kairos_slow_clients_released_total", "why") == {"queue_full": 0, "send_timeout": 0}
     assert labels_of(samples, "kairos_redis_roundtrip_seconds_count", "call") == {}, "the memory engine makes no round trip"
 
 

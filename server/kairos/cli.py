@@ -12,7 +12,7 @@ import socket
 import sys
 from pathlib import Path
 
-from . import wire
+from . import push, wire
 from .settings import Settings
 
 
@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="accept websockets only from this origin (repeatable; default: any)")
     serve.add_argument("--no-demo", action="store_false", dest="demo", default=None, help="do not serve the demo store")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--send-timeout", type=float, dest="send_timeout_s", metavar="SECONDS",
+                       help="release a client whose socket has not taken a frame for this long: close 1013, "
+                       "then abort the socket (default 10)")
     serve.add_argument("--geoip-db", help="MaxMind GeoIP2/GeoLite2 City or Country database (.mmdb)")
     serve.add_argument("--no-timers", action="store_false", dest="timers", default=None,
                        help="leave delayed rules' timers to other processes on the same Redis")
@@ -401,6 +404,11 @@ def _serve(settings: Settings) -> int:
     except RulesError as exc:
         print(f"kairos: refusing to start, the rules file is invalid:\n{exc}", file=sys.stderr)
         return 2
+    # Websockets that can reach their sockets: to bound them and to release a
+    # client too slow to read (kairos.push.Socket); uvicorn's send must reach the app unwrapped.
+    metrics = app.state.kairos.metrics
+    asgi_app = push.with_sockets(app, settings.send_timeout_s, settings.close_grace_s,
+                                 lambda why: metrics.child(metrics.released, why).inc())
     base = f"http://{settings.host}:{settings.port}"
     print(f"Kairos is running ({settings.engine} engine)", flush=True)
     if settings.rules is not None:
@@ -418,7 +426,7 @@ def _serve(settings: Settings) -> int:
     else:
         print(f"  metrics:    {base}/metrics (the admin token as a bearer; or --metrics-port)", flush=True)
     config = uvicorn.Config(
-        app,
+        asgi_app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

@@ -23,7 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import bodies, stats
-from .feed import DASHBOARD_QUEUE, Watcher, row
+from .feed import DASHBOARD, Watcher, row
 from .nudge import claim_nudge_or_why, deliver, take_down, where_open
 from .push import Connection
 from .reload import ADMIN_SOURCE, FileSignature, not_text, parse, problems_json, read_body
@@ -97,7 +97,7 @@ async def feed_endpoint(ws: WebSocket) -> None:
         day_ms = int(ws.query_params.get("day", "0"))
     except ValueError:
         day_ms = 0
-    conn = Connection(ws, max_queued=DASHBOARD_QUEUE)
+    conn = Connection(ws, DASHBOARD, who="dashboard")
     watcher = Watcher(conn)
     await rt.feed.add(watcher)
     summary_task: asyncio.Task[None] | None = None

@@ -35,6 +35,9 @@ BEACON_TYPES = ("events", "forget")
 # What becomes of a timer that came due (kairos.timers.TimerService.fire).
 TIMER_OUTCOMES = ("shown", "forwarded", "no_socket", "kept", "dropped", "capped", "cancelled", "session_gone",
                   "rule_gone")
+# Why a client too slow to read was let go (kairos.push): a frame would take its
+# queue past its bound, or waited longer than the send timeout for its socket.
+RELEASES = ("queue_full", "send_timeout")
 # What started the clock of a push: an event batch (or page view) a rule answered,
 # staff sending a nudge from the dashboard, a delayed rule's due time.
 PUSH_VIA = ("rule", "staff", "timer")
@@ -73,6 +76,10 @@ class Metrics:
                                registry=r)
         self.feedback = Counter("kairos_feedback", "Overlay feedback, by act.", ["act"], registry=r)
         self.connections = Counter("kairos_connections", "Websocket connections accepted.", registry=r)
+        self.released = Counter(
+            "kairos_slow_clients_released",
+            "Websockets closed with 1013 and aborted because their client read too slowly, by why.", ["why"],
+            registry=r)
         self.beacons = Counter("kairos_beacons", "Beacons (POST /b) accepted, by type.", ["type"], registry=r)
         self.timers = Counter("kairos_timers", "Delayed nudges that came due, by what became of them.", ["outcome"],
                               registry=r)
@@ -100,6 +107,7 @@ class Metrics:
             (self.frames, "type", FRAME_TYPES), (self.refused, "code", REFUSAL_CODES),
             (self.feedback, "act", sorted(wire.FEEDBACK_ACTS)), (self.beacons, "type", BEACON_TYPES),
             (self.timers, "outcome", TIMER_OUTCOMES), (self.push_latency, "via", PUSH_VIA),
+            (self.released, "why", RELEASES),
         ):
             for value in values:
                 self.child(family, value)

@@ -1,16 +1,28 @@
-"""Pushing frames to the sockets this process holds.
+"""Pushing frames to the sockets this process holds, and letting go of clients too slow to read them.
 
-Each connection has one writer task fed by a bounded queue, so a slow or stalled
-browser never blocks the handler of another (websockets' broadcast guide: no
-backpressure across clients; drop the slow one). A client that falls
-`MAX_QUEUED` frames behind is closed with 1013 and reconnects.
+Each connection has one writer task fed by a queue bounded in bytes, so a slow
+or stalled browser never blocks the handler of another (websockets' broadcast
+guide: no backpressure across clients; drop the slow one). A client is too
+slow when a frame would take its queue past the bound, or when a frame waits
+longer than the send timeout for the socket to take it. It is then released:
+its queue dropped, a 1013 close frame written behind what it has not read yet,
+and its socket aborted a grace later, which frees what the process and the
+kernel hold for it. The snippet reconnects after 1013 with backoff; a
+dashboard reconnects to a fresh snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
-from typing import Any, Callable
+import socket
+import struct
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 from starlette.websockets import WebSocket
 
@@ -18,20 +30,198 @@ from . import wire
 
 log = logging.getLogger("kairos.push")
 
-MAX_QUEUED = 32
+# Where the ASGI scope of a websocket carries its Socket (with_sockets).
+SOCKET = "kairos.socket"
 _CLOSE = object()
+# After a release, the freed buffers go back to the system this much later (once
+# for all the clients let go meanwhile): the endpoint's tasks end first.
+RETURN_MEMORY_AFTER_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much one client may hold: frames queued here, and the socket's own buffers."""
+
+    queue_bytes: int  # frames waiting behind the one on its way to the socket (which may be larger)
+    sndbuf_bytes: int  # SO_SNDBUF: Linux doubles it for its bookkeeping, and stops auto-tuning it
+    high_water_bytes: int  # the transport's buffer above which a send waits for the socket to drain
+
+
+# A visitor's frames are small MessagePack: a show frame with its rendered HTML
+# and CSS is ~3.2 KB with the demo's templates, most others under 300 B, and a
+# batch earns at most a hide and a show. 64 KiB is 20 shows; the kernel's
+# 16 KiB (32 KiB once doubled) still sends a show in one round trip. A stalled
+# visitor holds at most ~130 KiB until it is released, where Linux's
+# auto-tuning let the kernel alone hold ~2.8 MB each (issue 15).
+VISITOR = Limits(queue_bytes=64 * 1024, sndbuf_bytes=16 * 1024, high_water_bytes=16 * 1024)
+
+
+class Socket:
+    """The TCP socket under one websocket, reached past ASGI to bound it and to let a slow client go.
+
+    ASGI cannot release a client that stopped reading: uvicorn's send waits
+    while the transport's buffer is above its high-water mark (for ever, for
+    such a client) and a close is a send too; uvicorn's close then calls
+    transport.close(), which waits for the buffer to drain. So this holds
+    uvicorn's websockets-sansio protocol (uvicorn 0.55: its `transport`, `conn`
+    (websockets' ServerProtocol), `close_sent`, `close_timer`, `queue`,
+    `read_paused`, `disconnected`) and does what its own close does, without
+    the wait. Only `with_sockets` makes one, for that protocol alone.
+    """
+
+    __slots__ = ("_proto", "send_timeout_s", "grace_s", "_released")
+
+    def __init__(self, proto: Any, send_timeout_s: float, grace_s: float, released: Callable[[str], None]) -> None:
+        self._proto = proto
+        self.send_timeout_s = send_timeout_s
+        self.grace_s = grace_s
+        self._released = released
+
+    def tune(self, limits: Limits) -> None:
+        """Keep the kernel's and the transport's buffers for this socket small."""
+        transport = self._proto.transport
+        try:
+            transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.sndbuf_bytes)
+        except (OSError, AttributeError):  # already gone, or no socket (a test transport)
+            pass
+        transport.set_write_buffer_limits(high=limits.high_water_bytes, low=limits.high_water_bytes // 4)
+
+    def unsent(self) -> int:
+        """Bytes written to the transport that the kernel has not taken yet."""
+        return self._proto.transport.get_write_buffer_size()
+
+    def release(self, code: int, why: str) -> None:
+        """Close with `code` behind what the client has not read, and abort the socket a grace later.
+
+        A client that reads within the grace gets its frames, then the close;
+        its answer closes the socket at once. `why` is counted in /metrics.
+        """
+        proto, transport = self._proto, self._proto.transport
+        self._released(why)
+        if proto.disconnected:
+            return
+        if not proto.close_sent and not transport.is_closing():
+            proto.conn.send_close(code, "too slow to read")
+            transport.write(b"".join(proto.conn.data_to_send()))
+            proto.close_sent = True
+            # As uvicorn's close: the endpoint hears a disconnect, and reading goes on
+            # so that the client's answer to the close is heard.
+            proto.queue.put_nowait({"type": "websocket.disconnect", "code": code})
+            if proto.read_paused:
+                proto.read_paused = False
+                transport.resume_reading()
+        if proto.close_timer is not None:
+            proto.close_timer.cancel()
+        # The protocol cancels this timer when the client answers the close, or
+        # when the connection is lost; else it fires and the socket goes.
+        proto.close_timer = asyncio.get_running_loop().call_later(self.grace_s, self.abort)
+
+    def let_go(self) -> None:
+        """The endpoint is done with the socket: abort it a grace from now if it is still open.
+
+        uvicorn's close waits for the transport's buffer to drain, which a
+        client that stopped reading never lets happen.
+        """
+        if not self._proto.disconnected:
+            asyncio.get_running_loop().call_later(self.grace_s, self.abort)
+
+    def abort(self) -> None:
+        """Drop the connection now, freeing its buffers, the kernel's included."""
+        proto = self._proto
+        if proto.disconnected:
+            return
+        try:
+            # Linger 0: close() resets the connection and frees its send buffer at
+            # once. Without it the kernel keeps an orphan socket trying to deliver
+            # what the client will not read, for minutes (tcp_orphan_retries).
+            proto.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except (OSError, AttributeError):
+            pass
+        proto.transport.abort()
+        _return_memory_soon()
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc (musl has none): free() is what there is
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+# The loop a trim is waiting on, if any: one trim for every client let go meanwhile.
+_trim_pending: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _return_memory_soon() -> None:
+    """Hand the memory freed by released clients back to the system, a moment after their tasks end.
+
+    glibc keeps what Python frees for reuse, and a stalled client's buffers
+    (tens of KB apiece, freed long after the objects around them) leave holes
+    in the heap it does not give back by itself. malloc_trim(0) returns the
+    free pages inside the heap too (glibc >= 2.8); it takes well under a
+    millisecond.
+    """
+    loop = asyncio.get_running_loop()
+    if _malloc_trim is None or loop in _trim_pending:
+        return
+
+    def trim() -> None:
+        _trim_pending.discard(loop)
+        _malloc_trim(0)
+
+    _trim_pending.add(loop)
+    loop.call_later(RETURN_MEMORY_AFTER_S, trim)
+
+
+def with_sockets(app: Callable[..., Awaitable[None]], send_timeout_s: float, grace_s: float,
+                 released: Callable[[str], None]) -> Callable[..., Awaitable[None]]:
+    """`app`, whose websockets carry their Socket in the scope (`SOCKET`) under uvicorn's websockets-sansio.
+
+    uvicorn passes its protocol's bound `send` to the app; whatever wraps it
+    later (Starlette's exception handling, the staff guard) hides it, so this
+    must be the app uvicorn is given. Under any other server (Starlette's
+    TestClient, another websocket implementation) a websocket has no Socket:
+    its queue is still bounded, but a client too slow is only sent a close.
+    """
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:  # pragma: no cover - uvicorn without it
+        return app
+
+    async def app_with_sockets(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            proto = getattr(send, "__self__", None)
+            if isinstance(proto, WebSocketsSansIOProtocol):
+                scope = {**scope, SOCKET: Socket(proto, send_timeout_s, grace_s, released)}
+        await app(scope, receive, send)
+
+    return app_with_sockets
 
 
 class Connection:
     """One browser's websocket, as seen by everything that wants to send to it."""
 
-    __slots__ = ("ws", "sid", "_queue", "_writer", "_close_code", "closing", "forgotten")
+    __slots__ = ("ws", "sid", "who", "_queue", "_queued_bytes", "_max_bytes", "_wake", "_socket", "_writer",
+                 "_close_code", "closing", "forgotten")
 
-    def __init__(self, ws: WebSocket, max_queued: int = MAX_QUEUED) -> None:
+    def __init__(self, ws: WebSocket, limits: Limits = VISITOR, who: str | None = None) -> None:
         self.ws = ws
         self.sid: str | None = None
-        # Each item: a frame (or _CLOSE) and what to call once it is written.
-        self._queue: asyncio.Queue[tuple[Any, Callable[[], None] | None]] = asyncio.Queue(maxsize=max_queued)
+        # What the log calls it while it has no session id ("dashboard").
+        self.who = who
+        # Each item: a frame (or _CLOSE) and what to call once it is written. The
+        # first stays here until it is written.
+        self._queue: deque[tuple[Any, Callable[[], None] | None]] = deque()
+        # Bytes of the frames queued, the first included. A str is counted in
+        # characters: the feed's JSON is ASCII (json.dumps escapes the rest).
+        self._queued_bytes = 0
+        self._max_bytes = limits.queue_bytes
+        self._wake = asyncio.Event()
+        self._socket: Socket | None = ws.scope.get(SOCKET)
+        if self._socket is not None:
+            self._socket.tune(limits)
         self._writer = asyncio.create_task(self._write_forever())
         self._close_code = wire.CLOSE_NORMAL
         self.closing = False
@@ -39,20 +229,22 @@ class Connection:
         self.forgotten = False
 
     def send(self, frame: bytes | str, on_sent: Callable[[], None] | None = None) -> bool:
-        """Queue a frame; False if the connection is closing or too far behind.
+        """Queue a frame; False if the connection is closing or too far behind (it is then released).
 
         `on_sent` is called once the frame is written to the socket (the push
         latency in /metrics ends there).
         """
         if self.closing:
             return False
-        try:
-            self._queue.put_nowait((frame, on_sent))
-            return True
-        except asyncio.QueueFull:
-            log.warning("closing slow client sid=%s: %d frames unsent", self.sid, self._queue.qsize())
-            self._abort(wire.CLOSE_TRY_AGAIN)
+        # The bound is on what waits behind the first frame, so that a dashboard's
+        # snapshot, however big, is followed by the changes that came while it was read.
+        if self._queue and self._queued_bytes - len(self._queue[0][0]) + len(frame) > self._max_bytes:
+            self._release("queue_full", f"queue full ({self._max_bytes:,} bytes)")
             return False
+        self._queued_bytes += len(frame)
+        self._queue.append((frame, on_sent))
+        self._wake.set()
+        return True
 
     def close(self, code: int) -> None:
         """Close after the frames already queued are sent."""
@@ -60,17 +252,28 @@ class Connection:
             return
         self.closing = True
         self._close_code = code
-        try:
-            self._queue.put_nowait((_CLOSE, None))
-        except asyncio.QueueFull:
-            self._abort(code)
+        self._queue.append((_CLOSE, None))
+        self._wake.set()
 
-    def _abort(self, code: int) -> None:
-        """Close at once, dropping what is still queued."""
+    def _release(self, why: str, words: str) -> None:
+        """Let a client too slow to read go: drop its queue, close (1013 unless a close was asked), abort."""
+        if self._writer.done() or self._writer.cancelling():
+            return  # released already, or the writer ended with the socket
+        if not self.closing:
+            self._close_code = wire.CLOSE_TRY_AGAIN
         self.closing = True
-        self._close_code = code
-        self._writer.cancel()
-        asyncio.ensure_future(self._close_now())
+        unsent = self._queued_bytes + (self._socket.unsent() if self._socket is not None else 0)
+        self._queued_bytes = 0
+        self._queue.clear()
+        name = f"sid={self.sid}" if self.sid is not None else (self.who or "client")
+        log.warning("released slow client %s: %s bytes unsent, %s; closed %d", name, f"{unsent:,}", words,
+                    self._close_code)
+        if self._writer is not asyncio.current_task():
+            self._writer.cancel()
+        if self._socket is not None:
+            self._socket.release(self._close_code, why)
+        else:
+            asyncio.ensure_future(self._close_now())
 
     async def _close_now(self) -> None:
         try:
@@ -79,33 +282,49 @@ class Connection:
             pass
 
     async def _write_forever(self) -> None:
+        timeout_s = self._socket.send_timeout_s if self._socket is not None else None
         while True:
-            item, on_sent = await self._queue.get()
-            if item is _CLOSE:
-                await self._close_now()
-                return
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            item, on_sent = self._queue[0]
             try:
-                # The dashboard's feed is JSON text; a visitor's frames are MessagePack bytes.
-                await (self.ws.send_text(item) if isinstance(item, str) else self.ws.send_bytes(item))
+                # A send waits while the transport's buffer is over its high-water
+                # mark: a client that does not read makes it wait for ever.
+                async with asyncio.timeout(timeout_s):
+                    if item is _CLOSE:
+                        await self.ws.close(self._close_code)
+                        return
+                    # The dashboard's feed is JSON text; a visitor's frames are MessagePack bytes.
+                    await (self.ws.send_text(item) if isinstance(item, str) else self.ws.send_bytes(item))
+            except TimeoutError:
+                self._release("send_timeout", f"send timeout ({timeout_s:g} s)")
+                return
             except Exception:
                 return  # disconnected: the reader sees it too and cleans up
+            self._queue.popleft()
+            self._queued_bytes -= len(item)
             if on_sent is not None:
                 on_sent()
 
     async def finish(self, timeout_s: float = 2.0) -> None:
         """Let queued frames and a requested close go out, then stop the writer.
 
-        When the browser went away first there is nobody to write to: stop at once.
+        When the browser went away first there is nobody to write to: stop at
+        once. Either way the socket is aborted a grace later if it is still open.
         """
-        if not self.closing:
-            self._writer.cancel()
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._writer), timeout_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
-            pass
-        finally:
-            self._writer.cancel()
+        if self.closing:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout_s)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                pass
+        if self.closing and not self._writer.done():
+            # The close is still waiting behind frames a client does not read.
+            self._release("send_timeout", f"close not sent within {timeout_s:g} s")
+        self._writer.cancel()
+        if self._socket is not None:
+            self._socket.let_go()
 
 
 class Hub:

@@ -59,6 +59,12 @@ class Settings:
     max_events: int = wire.MAX_EVENTS
     frames_burst: int = 20
     frames_per_s: float = 10.0
+    # A client too slow to read its pushes is released (kairos.push): a frame that
+    # waits this long for the socket to take it, and the client is sent 1013 behind
+    # what it has not read, then its socket is aborted close_grace_s later.
+    # 10 s is uvicorn's and websockets' close timeout, a round trip's worth of patience many times over.
+    send_timeout_s: float = 10.0
+    close_grace_s: float = 5.0
     demo: bool = True
     # Multiplies every rule delay and the snippet's idle threshold: a controllable
     # clock for tests and demos (0.005 turns 3 minutes into 0.9 s). 1 in production.
