@@ -38,10 +38,12 @@ ASK_EVERY_S = 1.0
 # A dashboard's feed is JSON: a row is ~510 B, a snapshot of dashboard.SNAPSHOT_MAX
 # (5,000) rows ~2.5 MB, and with 1,000 busy sessions a rows message each
 # FEED_EVERY_S holds ~250 rows, ~128 KB (~512 KB/s). Behind the message on its
-# way, 4 MiB is ~8 s of that feed; a dashboard further behind is released (1013)
-# and reconnects to a fresh snapshot. The kernel's 128 KiB (256 KiB once Linux
-# doubles it) carries that feed at ~2.5 MB/s over a 100 ms round trip; staff are few.
-DASHBOARD = Limits(queue_bytes=4 * 1024 * 1024, sndbuf_bytes=128 * 1024, high_water_bytes=64 * 1024)
+# way (a snapshot goes whatever its size), 2 MiB is ~4 s of that feed; a
+# dashboard further behind is released (1013) and reconnects to a fresh
+# snapshot, and ten stalled ones hold ~25 MB at most, for at most the send
+# timeout. The kernel's 128 KiB (256 KiB once Linux doubles it) carries that
+# feed at ~2.5 MB/s over a 100 ms round trip.
+DASHBOARD = Limits(queue_bytes=2 * 1024 * 1024, sndbuf_bytes=128 * 1024, high_water_bytes=64 * 1024)
 
 
 def row(s: SessionState, now_ms: int, models: Mapping[str, Any] | None = None) -> dict[str, Any]:
