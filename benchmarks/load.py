@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import secrets
 import statistics
 import subprocess
@@ -27,13 +26,12 @@ import time
 from pathlib import Path
 
 import httpx
-import msgpack
 import psutil
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from websockets.asyncio.client import connect
 
-from common import free_port, hello, percentile, report
+from common import free_port, percentile, report
+from visitors import Load, Stats, open_visitors
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -44,66 +42,6 @@ def events_total(base: str, token: str) -> int:
     text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
     samples = (s for f in text_string_to_metric_families(text) for s in f.samples)
     return next((int(s.value) for s in samples if s.name == "kairos_events_total"), 0)
-
-
-class Stats:
-    def __init__(self) -> None:
-        self.latencies_ms: list[float] = []
-        self.batches = 0
-        self.errors: dict[str, int] = {}
-        self.measuring = False
-        self.disconnects = 0
-
-
-async def visitor(n: int, ws_url: str, args: argparse.Namespace, stats: Stats, stop: asyncio.Event, ready: list[int]) -> None:
-    vid = f"v_bench{n:07d}"
-    pending: dict[int, float] = {}
-    try:
-        async with connect(ws_url, compression=None, open_timeout=30, ping_interval=None) as ws:
-            await ws.send(hello(vid))
-            welcome = msgpack.unpackb(await ws.recv())
-            assert welcome["t"] == "welcome", welcome
-            ready[0] += 1
-
-            async def reader() -> None:
-                async for raw in ws:
-                    frame = msgpack.unpackb(raw)
-                    if frame["t"] == "show":
-                        if pending:
-                            sent = pending.pop(min(pending))
-                            if stats.measuring:
-                                stats.latencies_ms.append((time.perf_counter() - sent) * 1000)
-                        await ws.send(msgpack.packb({"v": 1, "t": "feedback", "oid": frame["oid"], "act": "clicked",
-                                                     "ts": int(time.time() * 1000)}))
-                    elif frame["t"] == "error":
-                        stats.errors[frame["code"]] = stats.errors.get(frame["code"], 0) + 1
-
-            read_task = asyncio.create_task(reader())
-            period = 1.0 / args.rate
-            # Spread visitors over the period so batches do not arrive in lockstep.
-            await asyncio.sleep(random.random() * period)
-            seq = 0
-            while not stop.is_set():
-                seq += 1
-                ts = int(time.time() * 1000)
-                ev = [{"e": "dwell", "ts": ts, "ms": 1000}, {"e": "scroll", "ts": ts, "pct": random.randint(0, 100)}]
-                ev += [{"e": "click", "ts": ts, "tag": "a", "k": "browse"}] * max(0, args.batch - 3)
-                # One overlay at a time: trigger again only once the last one was answered.
-                trigger = not pending and random.random() < args.trigger_share
-                ev.append({"e": "click", "ts": ts, "tag": "button", "k": "bench" if trigger else "other"})
-                if trigger:
-                    pending[seq] = time.perf_counter()
-                await ws.send(msgpack.packb({"v": 1, "t": "events", "seq": seq, "ev": ev}))
-                stats.batches += stats.measuring
-                try:
-                    await asyncio.wait_for(stop.wait(), period)
-                except asyncio.TimeoutError:
-                    pass
-            read_task.cancel()
-    except Exception as exc:  # a visitor that fails is counted, not fatal to the run
-        stats.disconnects += 1
-        if stats.disconnects <= 3:
-            print(f"visitor {n}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def redis_cpu_s(args: argparse.Namespace) -> float:
@@ -132,21 +70,15 @@ async def run(args: argparse.Namespace) -> dict:
                 await asyncio.sleep(0.1)
         proc = psutil.Process(server.pid)
         rss_idle = proc.memory_info().rss
-        stats, stop, ready = Stats(), asyncio.Event(), [0]
-        tasks = []
-        for n in range(args.sessions):
-            tasks.append(asyncio.create_task(visitor(n, ws_url, args, stats, stop, ready)))
-            if n % 100 == 99:
-                await asyncio.sleep(0.1)  # ramp up: 1,000 visitors/s, not all at once
-        while ready[0] + stats.disconnects < args.sessions:
-            await asyncio.sleep(0.1)
+        stats, stop = Stats(), asyncio.Event()
+        tasks = await open_visitors(ws_url, args.sessions, Load(args.rate, args.batch, args.trigger_share), stats, stop)
         await asyncio.sleep(args.warmup)
         dashboard = None
         if args.dashboard:
             from dashboard import Dashboard
 
             dashboard = Dashboard(base, token)
-            await dashboard.open(expect_live=ready[0])
+            await dashboard.open(expect_live=stats.ready)
         rss_loaded = proc.memory_info().rss
         events_before, t0 = events_total(base, token), time.perf_counter()
         cpu_before, me_before = proc.cpu_times(), psutil.Process().cpu_times()
@@ -172,7 +104,7 @@ async def run(args: argparse.Namespace) -> dict:
     return {
         "engine": args.engine,
         "sessions": args.sessions,
-        "connected": ready[0],
+        "connected": stats.ready,
         "failed_sessions": stats.disconnects,
         "batch_rate_per_session": args.rate,
         "events_per_batch": args.batch,
@@ -192,7 +124,7 @@ async def run(args: argparse.Namespace) -> dict:
         "server_rss_idle_mib": round(rss_idle / 2**20, 1),
         "server_rss_loaded_mib": round(rss_loaded / 2**20, 1),
         "server_rss_end_mib": round(rss_end / 2**20, 1),
-        "rss_per_session_kib": round((rss_loaded - rss_idle) / max(1, ready[0]) / 1024, 1),
+        "rss_per_session_kib": round((rss_loaded - rss_idle) / max(1, stats.ready) / 1024, 1),
         "errors": stats.errors,
         **seen,
     }

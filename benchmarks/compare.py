@@ -1,0 +1,407 @@
+"""Kairos next to the floor (benchmarks/floor.py), under the same load, in one run (issue 16).
+
+    python benchmarks/compare.py                    # 1,000 sessions x 2 batches/s, 20 s, floor/Kairos x 2
+    python benchmarks/compare.py --max              # most batches/s each sustains with p99 <= 250 ms
+    python benchmarks/compare.py --idle             # RSS per idle session, 5,000 sessions
+
+The floor is a bare server on Kairos's stack (uvicorn, uvloop, httptools,
+websockets sans-I/O, Starlette, redis-py, one EVALSHA a batch); Kairos is
+`kairos serve --engine redis --rules benchmarks/bench-rules.yaml`. The same
+visitors (benchmarks/visitors.py) drive both, one server at a time, runs
+interleaved (floor, Kairos, floor, Kairos, …), each on a freshly flushed
+database. Per run and as medians over the runs it prints:
+
+- batches/s: batches the visitors sent in the measured window, per second;
+- p50 / p99 event->push: from sending a batch that holds the trigger to
+  receiving its `show`, as the visitor sees it;
+- server CPU s per 1,000 batches: user+system CPU of the server process over the
+  window (psutil), per 1,000 batches sent in it;
+- Redis CPU s per 1,000 batches: used_cpu_user+used_cpu_sys deltas of INFO cpu;
+- RSS per session: the server's RSS with every session open (after the warm-up)
+  minus before the first one, per session; Redis memory per session likewise
+  from INFO memory used_memory;
+- gen-2 GCs and the longest pause: full collections that started in the window,
+  timed inside the server by benchmarks/gc_probe.py, which runs both servers;
+- the generator's own CPU share (it shares the machine with the servers),
+and the ratio Kairos/floor of each median. Ratios, and CPU per batch, survive a
+busy machine far better than latency and throughput do.
+
+Redis: by default a redis-server of the benchmark's own on a free port (no
+persistence), so INFO cpu counts only this benchmark; `--redis-url` uses a
+database of another Redis instead, flushed before each run (refused if another
+client uses it or it holds keys neither server writes) — its Redis figures then
+include whatever else that Redis serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import redis
+
+import gc_probe
+from common import free_port, percentile
+from visitors import Load, Stats, open_visitors
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RULES = HERE / "bench-rules.yaml"
+TARGETS = ("floor", "kairos")
+# The acceptance line of --max (issue 16): a rate is sustained while p99 event->push stays within it.
+MAX_P99_MS = 250.0
+
+
+# --- Redis ----------------------------------------------------------------------------
+
+
+class BenchRedis:
+    """The Redis both servers use: our own redis-server, or a database of one given by URL."""
+
+    def __init__(self, url: str | None) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        if url is None:
+            binary = shutil.which("redis-server")
+            if binary is None:
+                raise SystemExit("redis-server is not installed (make system-deps), or pass --redis-url")
+            port = free_port()
+            url = f"redis://127.0.0.1:{port}/0"
+            self.proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                          "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = url
+        self.r = redis.Redis.from_url(url, decode_responses=True)
+        for _ in range(100):
+            try:
+                self.r.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+
+    def flush(self) -> None:
+        """Empty the database for the next run, if only the benchmark's servers have been writing it."""
+        if self.proc is None:
+            db = str(self.r.connection_pool.connection_kwargs.get("db", 0))
+            me = self.r.client_id()
+            others = [c for c in self.r.client_list() if str(c.get("db")) == db and str(c.get("id")) != str(me)]
+            if others:
+                raise SystemExit(f"{self.url}: another client uses this database ({others[0].get('addr')}, "
+                                 f"last command {others[0].get('cmd')}); pass another --redis-url")
+            for key in self.r.scan_iter(count=1000):
+                if not key.startswith(("kairos:", "floor:")):
+                    raise SystemExit(f"{self.url} holds {key!r}, which neither server writes: refusing to flush it")
+        self.r.flushdb()
+
+    def cpu_s(self) -> float:
+        info = self.r.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def memory_b(self) -> int:
+        return int(self.r.info("memory")["used_memory"])
+
+    def close(self) -> None:
+        self.r.close()
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+# --- servers --------------------------------------------------------------------------
+
+
+def server_command(target: str, port: int, redis_url: str, gc_log: Path, rules: Path) -> list[str]:
+    probe = [sys.executable, str(HERE / "gc_probe.py"), "--out", str(gc_log)]
+    if target == "floor":
+        return [*probe, str(HERE / "floor.py"), "--port", str(port), "--redis-url", redis_url]
+    return [*probe, "-m", "kairos", "serve", "--engine", "redis", "--redis-url", redis_url, "--rules", str(rules),
+            "--port", str(port), "--log-level", "warning", "--no-demo", "--admin-token", secrets.token_hex(16)]
+
+
+class Server:
+    """One server process under gc_probe, started and waited for; killed on exit."""
+
+    def __init__(self, target: str, redis_url: str, rules: Path, workdir: Path) -> None:
+        self.target = target
+        self.port = free_port()
+        self.gc_log = workdir / f"gc-{target}-{self.port}.log"
+        # The benchmark's visitors send up to --max's rates: Kairos's per-connection frame limit must not be what stops them.
+        env = {**os.environ, "KAIROS_FRAMES_PER_S": "1000", "KAIROS_FRAMES_BURST": "1000"}
+        self.proc = subprocess.Popen(server_command(target, self.port, redis_url, self.gc_log, rules), cwd=ROOT,
+                                     env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        self.ps = psutil.Process(self.proc.pid)
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+
+    async def ready(self) -> None:
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"{self.target} exited with status {self.proc.returncode} at start-up")
+                try:
+                    if (await client.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise SystemExit(f"{self.target} did not answer /healthz within 30 s")
+
+    def cpu_s(self) -> float:
+        t = self.ps.cpu_times()
+        return t.user + t.system
+
+    def rss_b(self) -> int:
+        return self.ps.memory_info().rss
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Window:
+    """The counters read at the start and at the end of a measured window."""
+
+    def __init__(self, server: Server, db: BenchRedis, stats: Stats) -> None:
+        self.server, self.db, self.stats = server, db, stats
+        self.me = psutil.Process()
+
+    def __enter__(self) -> "Window":
+        self.stats.latencies_ms.clear()
+        self.batches0 = self.stats.batches
+        self.t0, self.wall0 = time.perf_counter(), time.time()
+        self.cpu0, self.redis0, self.gen0 = self.server.cpu_s(), self.db.cpu_s(), self._gen_cpu()
+        self.stats.measuring = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stats.measuring = False
+        self.elapsed = time.perf_counter() - self.t0
+        self.wall1 = time.time()
+        self.cpu1, self.redis1, self.gen1 = self.server.cpu_s(), self.db.cpu_s(), self._gen_cpu()
+        self.latencies = list(self.stats.latencies_ms)
+
+    def _gen_cpu(self) -> float:
+        t = self.me.cpu_times()
+        return t.user + t.system
+
+    def figures(self) -> dict[str, Any]:
+        batches = self.stats.batches - self.batches0
+        per_k = 1000 / max(1, batches)
+        pauses = gc_probe.read(str(self.server.gc_log), self.wall0, self.wall1)
+        return {
+            "batches_per_s": batches / self.elapsed,
+            "p50_ms": percentile(self.latencies, 50),
+            "p99_ms": percentile(self.latencies, 99),
+            "server_cpu_s_per_1k": (self.cpu1 - self.cpu0) * per_k,
+            "redis_cpu_s_per_1k": (self.redis1 - self.redis0) * per_k,
+            "server_cpu_share": (self.cpu1 - self.cpu0) / self.elapsed,
+            "generator_cpu_share": (self.gen1 - self.gen0) / self.elapsed,
+            "gen2_gcs": len(pauses),
+            "gen2_longest_ms": max(pauses, default=0.0),
+            "pushes": len(self.latencies),
+        }
+
+
+# --- one run --------------------------------------------------------------------------
+
+
+async def steady_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir: Path) -> dict[str, Any]:
+    """One server under `args.sessions` visitors at `args.rate`: the window's figures."""
+    db.flush()
+    server = Server(target, db.url, args.rules, workdir)
+    stats, stop = Stats(), asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    try:
+        await server.ready()
+        rss0, mem0 = server.rss_b(), db.memory_b()
+        load = Load(args.rate, args.batch, args.trigger_share)
+        tasks = await open_visitors(server.ws_url, args.sessions, load, stats, stop)
+        await asyncio.sleep(args.warmup)
+        rss1, mem1 = server.rss_b(), db.memory_b()
+        with Window(server, db, stats) as window:
+            await asyncio.sleep(args.duration)
+        result = window.figures()
+        result["rss_per_session_kib"] = (rss1 - rss0) / max(1, stats.ready) / 1024
+        result["redis_mem_per_session_b"] = (mem1 - mem0) / max(1, stats.ready)
+        result["failed_sessions"] = stats.disconnects
+        result["errors"] = sum(stats.errors.values())
+        return result
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        server.stop()
+
+
+async def max_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir: Path) -> dict[str, Any]:
+    """Step the rate up under one server until p99 event->push passes 250 ms or the batches sent fall short."""
+    db.flush()
+    server = Server(target, db.url, args.rules, workdir)
+    stats, stop = Stats(), asyncio.Event()
+    load = Load(args.rate, args.batch, args.trigger_share)
+    tasks: list[asyncio.Task] = []
+    best: dict[str, Any] = {"batches_per_s": 0.0}
+    try:
+        await server.ready()
+        tasks = await open_visitors(server.ws_url, args.sessions, load, stats, stop)
+        rate = args.rate
+        for _ in range(args.max_steps):
+            load.rate = rate
+            await asyncio.sleep(args.step_settle)
+            with Window(server, db, stats) as window:
+                await asyncio.sleep(args.step_duration)
+            step = window.figures()
+            offered = rate * stats.ready
+            sustained = step["p99_ms"] <= MAX_P99_MS and step["batches_per_s"] >= 0.9 * offered
+            print(f"  {target:6} offered {offered:8.0f}/s  sent {step['batches_per_s']:8.0f}/s  "
+                  f"p99 {step['p99_ms']:7.1f} ms  server CPU {step['server_cpu_share']:.2f}  "
+                  f"generator CPU {step['generator_cpu_share']:.2f}  {'ok' if sustained else 'over'}", flush=True)
+            if not sustained:
+                break
+            best = {**step, "offered_per_s": offered}
+            rate *= args.step_factor
+        best["generator_bound"] = best.get("generator_cpu_share", 0) >= 0.9
+        return best
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        server.stop()
+
+
+# --- the table --------------------------------------------------------------------------
+
+
+ROWS = [  # key, label, format
+    ("batches_per_s", "batches/s", "{:,.0f}"),
+    ("p50_ms", "p50 event->push, ms", "{:.1f}"),
+    ("p99_ms", "p99 event->push, ms", "{:.1f}"),
+    ("server_cpu_s_per_1k", "server CPU s / 1,000 batches", "{:.3f}"),
+    ("redis_cpu_s_per_1k", "Redis CPU s / 1,000 batches", "{:.3f}"),
+    ("rss_per_session_kib", "RSS per session, KiB", "{:.1f}"),
+    ("redis_mem_per_session_b", "Redis memory per session, B", "{:,.0f}"),
+    ("gen2_gcs", "gen-2 GCs in the window", "{:.0f}"),
+    ("gen2_longest_ms", "longest gen-2 pause, ms", "{:.1f}"),
+    ("server_cpu_share", "server CPU share (cores)", "{:.2f}"),
+    ("generator_cpu_share", "generator CPU share (cores)", "{:.2f}"),
+    ("pushes", "pushes timed", "{:,.0f}"),
+    ("failed_sessions", "failed sessions", "{:.0f}"),
+    ("errors", "error frames", "{:.0f}"),
+]
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None and r[key] == r[key]]  # NaN: no pushes timed
+    return statistics.median(values) if values else None
+
+
+def table(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Per-run columns, the medians, and Kairos/floor of the medians, as aligned text."""
+    n = max(len(v) for v in results.values())
+    head = ["measure", *(f"floor {i + 1}" for i in range(n)), *(f"Kairos {i + 1}" for i in range(n)),
+            "floor med", "Kairos med", "Kairos/floor"]
+    lines = [head]
+    for key, label, fmt in ROWS:
+        if not any(key in r for runs in results.values() for r in runs):
+            continue
+        cells = [label]
+        for target in TARGETS:
+            runs = results[target]
+            cells += [fmt.format(r[key]) if key in r and r[key] == r[key] else "-" for r in runs]
+            cells += [""] * (n - len(runs))
+        meds = [median(results[t], key) for t in TARGETS]
+        cells += [fmt.format(m) if m is not None else "-" for m in meds]
+        ratio = "-" if None in meds or not meds[0] else f"{meds[1] / meds[0]:.2f}x"
+        cells.append(ratio)
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     for row in lines)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def raise_fd_limit(sessions: int) -> None:
+    """Each visitor holds a socket here and one in the server: lift the soft limit to the hard one if need be."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 2 * sessions + 1024)) if hard != resource.RLIM_INFINITY else max(soft, 2 * sessions + 1024)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by the servers we start
+    if want < sessions + 256:
+        raise SystemExit(f"{sessions} sessions need ~{sessions + 256} file descriptors; the hard limit is {hard}")
+
+
+async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    db = BenchRedis(args.redis_url)
+    results: dict[str, list[dict[str, Any]]] = {t: [] for t in TARGETS}
+    one = max_run if args.max else steady_run
+    try:
+        with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
+            for i in range(args.runs):
+                for target in TARGETS:  # interleaved: a slow spell on the machine falls on both
+                    print(f"run {i + 1}/{args.runs}: {target}", file=sys.stderr, flush=True)
+                    results[target].append(await one(target, args, db, Path(tmp)))
+    finally:
+        db.close()
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", type=int, help="visitors (default 1,000; 5,000 with --idle)")
+    p.add_argument("--rate", type=float, default=2.0, help="batches a second per visitor (--max: the first step)")
+    p.add_argument("--batch", type=int, default=5, help="events per batch")
+    p.add_argument("--trigger-share", type=float, default=0.25, help="share of batches that earn an overlay")
+    p.add_argument("--duration", type=float, default=20.0, help="measured seconds per run")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds between the last welcome and the window")
+    p.add_argument("--runs", type=int, help="runs of each server, interleaved (default 2; 1 with --max)")
+    p.add_argument("--redis-url", help="a database to use (flushed before each run) instead of our own redis-server")
+    p.add_argument("--rules", type=Path, default=RULES, help="Kairos's rules file")
+    p.add_argument("--max", action="store_true",
+                   help=f"step the rate up until p99 event->push passes {MAX_P99_MS:g} ms; print the most sustained")
+    p.add_argument("--step-factor", type=float, default=1.5, help="--max: rate multiplier per step")
+    p.add_argument("--step-duration", type=float, default=5.0, help="--max: measured seconds per step")
+    p.add_argument("--step-settle", type=float, default=2.0, help="--max: seconds at a new rate before measuring")
+    p.add_argument("--max-steps", type=int, default=10, help="--max: most steps (bounds the run's time)")
+    p.add_argument("--idle", action="store_true", help="idle visitors (hello, then nothing): memory per session")
+    p.add_argument("--json", type=Path, help="also write the per-run figures here")
+    args = p.parse_args()
+    if args.idle:
+        args.rate = 0.0
+        args.sessions = args.sessions or 5000
+        args.duration = min(args.duration, 5.0)
+    args.sessions = args.sessions or 1000
+    args.runs = args.runs or (1 if args.max else 2)
+    raise_fd_limit(args.sessions)
+    import uvloop
+
+    mode = "idle" if args.idle else "max" if args.max else "steady"
+    print(f"{mode}: {args.sessions:,} sessions x {args.rate:g} batches/s, {args.batch} events a batch, "
+          f"{args.trigger_share:.0%} triggering; {args.duration:g} s measured; {args.runs} run(s) each, interleaved",
+          flush=True)
+    results = uvloop.run(run(args))
+    print(table(results))
+    if args.json:
+        import json
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"mode": mode, "sessions": args.sessions, "rate": args.rate,
+                                         "results": results}, indent=1, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
