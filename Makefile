@@ -14,7 +14,7 @@ DEMO_RULES := .kairos/rules.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test build install system-deps bench bench-dashboard bench-timers bench-snippet bench-intent bench-old-session clean
+.PHONY: run test build install system-deps bench bench-load bench-dashboard bench-timers bench-snippet bench-intent bench-old-session clean
 
 run: $(PY_OK) $(SNIPPET) $(EDITOR) $(DEMO_RULES)
 	@echo "The demo's rules: $(DEMO_RULES), made from examples/demo.yaml on the first run (delete it to start again from the example)."
@@ -63,7 +63,11 @@ $(EDITOR): $(EDITOR_JS_OK) dashboard-js/build.mjs $(wildcard dashboard-js/src/*.
 system-deps:
 	@scripts/system-deps
 
+# Kairos next to the bare server on its stack (benchmarks/floor.py), same load, interleaved runs.
 bench: $(PY_OK) $(SNIPPET) system-deps
+	$(BIN)/python benchmarks/compare.py
+
+bench-load: $(PY_OK) $(SNIPPET) system-deps
 	$(BIN)/python benchmarks/load.py --engine redis --sessions 1000
 
 bench-dashboard: $(PY_OK) $(SNIPPET) system-deps

@@ -258,7 +258,8 @@ async def max_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir
     try:
         await server.ready()
         tasks = await open_visitors(server.ws_url, args.sessions, load, stats, stop)
-        rate = args.rate
+        await asyncio.sleep(args.warmup)
+        rate, retried = args.rate, False
         for _ in range(args.max_steps):
             load.rate = rate
             await asyncio.sleep(args.step_settle)
@@ -267,11 +268,17 @@ async def max_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir
             step = window.figures()
             offered = rate * stats.ready
             sustained = step["p99_ms"] <= MAX_P99_MS and step["batches_per_s"] >= 0.9 * offered
-            print(f"  {target:6} offered {offered:8.0f}/s  sent {step['batches_per_s']:8.0f}/s  "
+            print(f"  {target:6} offered {offered:8,.0f}/s  sent {step['batches_per_s']:8,.0f}/s  "
                   f"p99 {step['p99_ms']:7.1f} ms  server CPU {step['server_cpu_share']:.2f}  "
-                  f"generator CPU {step['generator_cpu_share']:.2f}  {'ok' if sustained else 'over'}", flush=True)
+                  f"generator CPU {step['generator_cpu_share']:.2f}  {'ok' if sustained else 'over'}",
+                  file=sys.stderr, flush=True)
             if not sustained:
-                break
+                # Other work on a shared machine can spoil one step: a rate fails only when it fails twice.
+                if retried:
+                    break
+                retried = True
+                continue
+            retried = False
             best = {**step, "offered_per_s": offered}
             rate *= args.step_factor
         best["generator_bound"] = best.get("generator_cpu_share", 0) >= 0.9
@@ -363,7 +370,7 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", type=int, help="visitors (default 1,000; 5,000 with --idle)")
-    p.add_argument("--rate", type=float, default=2.0, help="batches a second per visitor (--max: the first step)")
+    p.add_argument("--rate", type=float, help="batches a second per visitor (default 2; --max: the first step, 0.5)")
     p.add_argument("--batch", type=int, default=5, help="events per batch")
     p.add_argument("--trigger-share", type=float, default=0.25, help="share of batches that earn an overlay")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds per run")
@@ -382,9 +389,11 @@ def main() -> None:
     args = p.parse_args()
     if args.idle:
         args.rate = 0.0
+        args.runs = args.runs or 1
         args.sessions = args.sessions or 5000
         args.duration = min(args.duration, 5.0)
     args.sessions = args.sessions or 1000
+    args.rate = args.rate if args.rate is not None else 0.5 if args.max else 2.0
     args.runs = args.runs or (1 if args.max else 2)
     raise_fd_limit(args.sessions)
     import uvloop
