@@ -14,7 +14,7 @@ from kairos.engine import keys
 from kairos.engine.base import LOG_MAX
 from kairos.engine.redis import RedisEngine
 from kairos.rules.delayed import Timer
-from kairos.session import KEEP_OVERLAYS, event_ops, hello_ops, log_entry
+from kairos.session import KEEP_OVERLAYS, event_ops, hello_ops, log_entry, sockets_field
 from kairos.wire import Event, Hello, Page
 
 TTL_S = 60
@@ -66,7 +66,7 @@ async def test_state_survives_a_reconnect_with_the_same_session_id(engine):
     await open_session(engine)
     events = [Event("dwell", 1, {"ms": 4000}), Event("scroll", 2, {"pct": 55}), Event("click", 3, {"tag": "a"})]
     await engine.apply("s_contract1", event_ops(events, classify, now()), [], now())
-    await engine.apply("s_contract1", [("incr", "connected", "-1")], [], now())  # the page unloads
+    await engine.apply("s_contract1", [("incr", sockets_field(""), "-1")], [], now())  # the page unloads
     # The next page load of the same visit says hello with the same session id.
     state = await open_session(engine, path="/demo/cart")
     assert state.pages == 2

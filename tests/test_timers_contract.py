@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kairos.engine import MemoryEngine
-from kairos.rules.delayed import Timer
+from kairos.rules.delayed import Timer, outcome_line
 
 from test_engine_contract import engine, make_engine  # noqa: F401  (the two-engine fixture)
 
@@ -68,8 +68,11 @@ async def test_the_timer_queue_expires_in_redis(clean_redis):
     e = make_engine("redis", clean_redis)
     await e.start()
     try:
-        await e.arm_timers([timer(1, 1000)])
+        await e.arm_timers([timer(1, 1000), timer(2, 1000)])
+        await e.heartbeat("n_a", 1000)
+        await e.claim_due(1000, limit=1, node="n_a")  # one leased, one queued
         r = sync_redis.Redis.from_url(clean_redis)
+        assert len(r.keys("kairos:{timers}:*")) == 5
         for key in r.keys("kairos:{timers}:*"):
             assert r.ttl(key) > 0, key
     finally:
@@ -126,3 +129,82 @@ async def test_a_timer_armed_for_a_session_that_is_gone_writes_no_orphan_log(eng
     assert await engine.log("s_timer00007") == [] and await engine.session("s_timer00007") is None
     if engine.name == "redis":
         assert sync_redis.Redis.from_url(clean_redis).keys("kairos:{s_timer00007}:*") == []
+
+
+# --- leases: no timer is lost with the process that claimed it ----------------------
+
+
+async def test_a_claimed_timer_whose_lease_lapses_is_claimed_again(engine):
+    await engine.arm_timers([timer(1, 1000)])
+    assert [t.key for t in await engine.claim_due(1000, node="n_a", lease_ms=5000)] == ["s_timer00001|r"]
+    assert await engine.claim_due(5999, node="n_b") == [], "leased: nobody else gets it meanwhile"
+    again = await engine.claim_due(6000, node="n_b")
+    assert again == [timer(1, 1000)], "n_a never finished it: it comes back whole"
+
+
+async def test_a_dead_process_leases_are_claimed_again_once_its_heartbeat_lapses(engine):
+    await engine.heartbeat("n_a", 1000, ttl_ms=3000)
+    await engine.heartbeat("n_b", 1000, ttl_ms=3000)
+    await engine.arm_timers([timer(n, 1000) for n in range(3)])
+    assert len(await engine.claim_due(1000, node="n_a")) == 3
+    await engine.heartbeat("n_b", 3500, ttl_ms=3000)  # n_a was killed: it beats no more
+    assert await engine.claim_due(3500, node="n_b") == [], "n_a's heartbeat still runs"
+    assert sorted(t.sid for t in await engine.claim_due(4000, node="n_b")) == [
+        "s_timer00000", "s_timer00001", "s_timer00002"]
+    assert await engine.alive_nodes(4000) == {"n_b"}
+
+
+async def test_finishing_a_timer_records_its_outcome_and_takes_it_off_the_queue(engine):
+    from test_engine_contract import open_session
+
+    await open_session(engine, sid="s_timer00001")
+    await engine.arm_timers([timer(1, 1000)])
+    [t] = await engine.claim_due(1000, node="n_a", lease_ms=5000)
+    recorded, state = await engine.finish_timer(t, [outcome_line(t, "fired", 1200)], 1200, count="x:r")
+    assert recorded and state is not None and state.timer_fires == {"r": 1}
+    assert [e["outcome"] for e in await engine.log("s_timer00001") if e["kind"] == "timer"][0] == "fired"
+    assert await engine.claim_due(60_000, node="n_b") == [], "finished: its lease is gone with it"
+    assert await engine.pending_timers() == 0
+    # A second finish of the same timer (a claimer whose lease lapsed) records nothing.
+    assert (await engine.finish_timer(t, [outcome_line(t, "fired", 1300)], 1300, count="x:r"))[0] is False
+    assert (await engine.session("s_timer00001")).timer_fires == {"r": 1}
+
+
+async def test_a_timer_armed_again_while_it_fires_survives_the_finish(engine):
+    await engine.arm_timers([timer(1, 1000)])
+    [fired] = await engine.claim_due(1000, node="n_a", lease_ms=5000)
+    rearmed = Timer("s_timer00001", "r", 8000, 1500, {})
+    await engine.arm_timers([rearmed])
+    await engine.finish_timer(fired, [], 1600)
+    assert await engine.pending_timers() == 1
+    assert await engine.claim_due(7000, node="n_b") == [], "the finished one's lease does not bring it back"
+    assert await engine.claim_due(8000, node="n_b") == [rearmed]
+
+
+async def test_a_deferred_timer_comes_back_later_with_its_wait_counted(engine):
+    await engine.arm_timers([timer(1, 1000)])
+    [t] = await engine.claim_due(1000, node="n_a")
+    assert await engine.defer_timer(t, 1250)
+    assert await engine.next_due_ms() == 1250 and await engine.claim_due(1249, node="n_a") == []
+    [back] = await engine.claim_due(1250, node="n_b")
+    assert (back.due_ms, back.waits) == (1000, 1), "due when it was due; one wait counted"
+    # Superseded meanwhile: not put back.
+    await engine.arm_timers([Timer("s_timer00001", "r", 9000, 2000, {})])
+    assert not await engine.defer_timer(back, 1500)
+    assert [t.due_ms for t in await engine.claim_due(9000, node="n_b")] == [9000]
+
+
+async def test_showing_a_timer_nudge_again_under_its_oid_counts_it_once(engine):
+    from kairos.caps import Caps
+    from test_engine_contract import open_session
+
+    await open_session(engine, sid="s_timer00001")
+    t = timer(1, 1000)
+    caps = Caps(per_session=1)
+    show = lambda: engine.claim_show("s_timer00001", "v_visitor01", "r", t.oid, caps, "{}", 1000)  # noqa: E731
+    assert t.oid.rsplit(".", 1)[0] == "r" and t.oid == timer(1, 1000).oid
+    assert await show() == "ok"
+    assert await show() == "again", "the same show, claimed again by a second attempt: sent again, counted once"
+    assert (await engine.session("s_timer00001")).fired == {"r": 1}
+    await engine.record_feedback("s_timer00001", t.oid, "dismissed", "{}", 1100)
+    assert await show() == "seen"

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--geoip-db", help="MaxMind GeoIP2/GeoLite2 City or Country database (.mmdb)")
     serve.add_argument("--no-timers", action="store_false", dest="timers", default=None,
                        help="leave delayed rules' timers to other processes on the same Redis")
+    serve.add_argument("--reconnect-grace", type=float, dest="reconnect_grace_s", metavar="SECONDS",
+                       help="how long a due delayed nudge waits for its visitor's page to reconnect before its "
+                       "rule's offline decides (default 5)")
     serve.add_argument("--delay-scale", type=float,
                        help="multiply rule delays and the idle threshold (tests, demos; default 1)")
     serve.add_argument("--metrics-port", type=int,

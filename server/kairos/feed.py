@@ -199,6 +199,8 @@ class Feed:
                 else:
                     dirty[sid] = state
         now_ms = int(time.time() * 1000)
+        # A state from a batch counts every socket it has recorded, a killed process's too.
+        await self.rt.engine.only_live([s for s in dirty.values() if s is not None], now_ms)
         models = self.rt.rules.models
         msg: dict[str, Any] = {"t": "rows", "rows": [row(s, now_ms, models) for s in dirty.values() if s is not None]}
         if gone:

@@ -9,6 +9,7 @@ from typing import Callable
 from . import wire
 from .moment import placed
 from .rules import Rule
+from . import runtime
 from .runtime import Runtime
 from .session import SessionState, log_entry
 
@@ -16,10 +17,12 @@ log = logging.getLogger("kairos.nudge")
 
 
 async def where_open(rt: Runtime, state: SessionState) -> str | None:
-    """Where the session has a page open: "here", "elsewhere" (another process, alive), or None."""
+    """Where the session has a page open: "here", "elsewhere" (the process of its latest socket,
+    alive: its heartbeat has not lapsed), or None."""
     if rt.hub.connected(state.sid):
         return "here"
-    if state.connected > 0 and state.node not in ("", rt.node_id) and await rt.engine.node_alive(state.node):
+    node = state.node
+    if node not in ("", rt.node_id) and state.sockets.get(node, 0) > 0 and node in await rt.engine.alive_nodes(runtime.now_ms()):
         return "elsewhere"
     return None
 
@@ -32,8 +35,7 @@ async def deliver(rt: Runtime, state: SessionState, frame: bytes, where: str,
     nudge forwarded to another process is not timed, its writing is not seen here.
     """
     if where == "elsewhere":
-        await rt.engine.publish(state.node, state.sid, frame)
-        return True
+        return await rt.engine.publish(state.node, state.sid, frame) > 0
     return rt.hub.push(state.sid, frame, on_sent) > 0
 
 
@@ -44,25 +46,28 @@ async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int)
 
 
 async def claim_nudge_or_why(rt: Runtime, rule: Rule, state: SessionState, now_ms: int,
-                             by: str | None = None) -> tuple[bytes | None, str]:
+                             by: str | None = None, oid: str | None = None) -> tuple[bytes | None, str]:
     """The `show` frame and "ok" if the engine's caps let the nudge through, else None and which cap stopped it.
 
     The caps are checked and the show recorded in one atomic engine call, so
     two processes deciding at once cannot both show a capped nudge. `by`: who
-    sent it, when a person did (the log says so).
+    sent it, when a person did (the log says so). `oid`: the overlay's id when the
+    caller names it (a timer's, the same at every attempt): a show already claimed
+    under it comes back as the frame and "again", or None and "seen" once answered.
     """
     html, css = rt.renderer.render(rule.then, state)
-    oid = f"{rule.id}.{secrets.token_hex(4)}"
+    oid = oid or f"{rule.id}.{secrets.token_hex(4)}"
     line = log_entry("show", now_ms, oid=oid, rule=rule.id, **({"by": by} if by else {}))
     caps = rule.caps(rt.rules.caps)
     then = rule.then
     at = placed(then.lives, state, int(then.ttl_s * 1000), now_ms)
     verdict = await rt.engine.claim_show(state.sid, state.vid, rule.id, oid, caps, line, now_ms, at.pack())
-    if verdict != "ok":
+    if verdict not in ("ok", "again"):
         log.debug("rule %s not shown to sid=%s: %s", rule.id, state.sid, verdict)
         return None, verdict
-    rt.metrics.shows.labels(rule=rule.id).inc()
-    rt.feed.touch(state.sid)
+    if verdict == "ok":
+        rt.metrics.shows.labels(rule=rule.id).inc()
+        rt.feed.touch(state.sid)
     return wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id, then.lives), verdict
 
 

@@ -115,7 +115,10 @@ class SessionState:
     os: str = ""
     country: str = ""
     region: str = ""
-    connected: int = 0
+    # Open sockets of this session by the process holding them (node id): a count per
+    # process, so a killed process's count, never taken back, is set aside with it
+    # (keep_sockets) instead of leaving the session connected for good.
+    sockets: dict[str, int] = field(default_factory=dict)
     onscreen: str | None = None
     # Where the overlay on screen lives and was shown (moment.Placed, packed); "" before scopes.
     onscreen_at: str = ""
@@ -183,7 +186,19 @@ class SessionState:
                 s.type_pages[name] = int(value)
             elif prefix == "pd":
                 s.type_dwell_ms[name] = int(value)
+            elif prefix == "cn":
+                if int(value) > 0:
+                    s.sockets[name] = int(value)
         return s
+
+    @property
+    def connected(self) -> int:
+        """Open sockets of the session (of live processes only, once `keep_sockets` has run)."""
+        return sum(self.sockets.values())
+
+    def keep_sockets(self, alive: set[str] | frozenset[str]) -> None:
+        """Forget the sockets of processes that are not alive (their heartbeat lapsed)."""
+        self.sockets = {node: n for node, n in self.sockets.items() if node in alive}
 
     def to_json(self, now_ms: int | None = None) -> dict[str, Any]:
         """The dashboard's view of the session, its scores as they are at now_ms (default: now)."""
@@ -238,7 +253,7 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     "page_dwell_ms": int, "scroll_pct": int, "clicks": int, "exit_intents": int, "idle_ms": int,
     "rage_clicks": int, "hesitations": int, "copies": int, "uid": str, "lost": int,
     "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
-    "purchases": int, "referrer": str, "traffic": str, "tz": int, "lang": str, "connected": int, "node": str,
+    "purchases": int, "referrer": str, "traffic": str, "tz": int, "lang": str, "node": str,
     "device": str, "browser": str, "os": str, "country": str, "region": str, "visits": int,
 }
 
@@ -284,6 +299,11 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
     return ops
 
 
+def sockets_field(node: str) -> str:
+    """The session's field counting its sockets held by the process `node` (SessionState.sockets)."""
+    return f"cn:{node or '-'}"
+
+
 def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context: dict[str, str] | None = None,
               scores: Iterable[ScoreDef] = ()) -> list[Op]:
     """Ops for a connection's hello: first-visit context once, then the page view.
@@ -293,7 +313,7 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
     `scores`: the declared intent scores, which the page view feeds.
     """
     if hello.re:
-        return [("incr", "connected", "1"), ("set", "node", node)]
+        return [("incr", sockets_field(node), "1"), ("set", "node", node)]
     utm = {k: v[:128] for k, v in parse_qsl(urlsplit(hello.page.url).query) if k in UTM_KEYS}
     ops: list[Op] = [
         ("setnx", "vid", hello.vid),
@@ -305,7 +325,7 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
         ("setnx", "traffic", traffic_source(hello.page.ref, hello.page.url)),
         ("set", "tz", str(hello.tz)),
         ("set", "lang", hello.lang),
-        ("incr", "connected", "1"),
+        ("incr", sockets_field(node), "1"),
         # The process holding the socket: where a timer that fires elsewhere sends its nudge.
         ("set", "node", node),
         # A page load wipes whatever overlay the previous page had on screen.

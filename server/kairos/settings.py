@@ -75,6 +75,12 @@ class Settings:
     # Run the timer loop here. Off: this process serves sockets and hears nudges
     # from the processes that do (their loops claim the timers).
     timers: bool = True
+    # A due timer whose visitor's page is reconnecting (a live session, no open
+    # socket) waits this long after its due time for the page to come back before
+    # its rule's `offline` decides. The snippet reconnects after 500 ms plus a
+    # random part of at most 500 ms * 2^attempt (client-js/src/connection.js):
+    # its first three tries fall within 5 s. 0: no wait.
+    reconnect_grace_s: float = 5.0
     # A purchase counts as a conversion for every rule shown to the visitor this
     # long before it (the dashboard's "converted"). Shows are kept 7 days, the most.
     attribution_s: int = 24 * 3600

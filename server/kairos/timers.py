@@ -7,6 +7,19 @@ BullMQ's design, not a 0.5-5 s poll). It claims due timers atomically, so
 each fires in exactly one process, re-checks the rule's cancel conditions
 against the session as it is now, and delivers the nudge: to the socket here,
 to the process holding the socket, to the next page view, or nowhere.
+
+No timer is lost with a process. A claim is a lease, and a timer leaves the
+queue only in the engine call that records its outcome, after its nudge was
+handed to a socket; a process that dies mid-way stops its heartbeat, and the
+others claim its timers again. Such a timer's show keeps its overlay id
+(Timer.oid), so it is counted once and may reach the page twice, never two
+overlays. A nudge forwarded to another process waits for that process's word
+that a socket took it. A due timer whose visitor's page is reconnecting (the
+session lives, no socket is open) waits for it, a few hundred ms at a time, up
+to the reconnect grace after its due time, before its rule's `offline` decides.
+
+The heartbeat also tells the dashboard which sessions' sockets are still open:
+those of a killed process stop counting once its heartbeat lapses.
 """
 
 from __future__ import annotations
@@ -15,8 +28,8 @@ import asyncio
 import logging
 import time
 
-from .engine.base import Bus
-from .nudge import claim_nudge_or_why, deliver, where_open
+from .engine.base import HEARTBEAT_EVERY_S, Bus
+from .nudge import claim_nudge_or_why, where_open
 from .rules.delayed import Timer, cancelled_by, outcome_line, spent
 from .rules import Rule
 from .runtime import Runtime, now_ms
@@ -26,6 +39,13 @@ log = logging.getLogger("kairos.timers")
 
 MAX_SLEEP_S = 1.0
 CLAIM_BATCH = 200
+# A due timer waiting for its page to reconnect is looked at again this often:
+# the snippet's quickest reconnect is 500 ms (client-js/src/connection.js).
+RECONNECT_POLL_MS = 250
+# How long a nudge forwarded to another process waits for its word that a socket
+# took it: a pub/sub round trip is a millisecond or two; a process that does not
+# answer in this time is taken for dead, and the timer waits or falls to `offline`.
+FORWARD_ACK_S = 2.0
 
 
 class TimerService(Bus):
@@ -34,9 +54,12 @@ class TimerService(Bus):
         self._wake = asyncio.Event()
         self._next_ms: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # Forwarded nudges waiting for the holder's word: (sid, oid) -> whether a socket took it.
+        self._acks: dict[tuple[str, str], asyncio.Future[bool]] = {}
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self.rt.engine.listen(self.rt.node_id, self), name="kairos-bus")]
+        self._tasks = [asyncio.create_task(self.rt.engine.listen(self.rt.node_id, self), name="kairos-bus"),
+                       asyncio.create_task(self._beat(), name="kairos-heartbeat")]
         if self.rt.settings.timers:
             self._tasks.append(asyncio.create_task(self._run(), name="kairos-timers"))
 
@@ -44,6 +67,22 @@ class TimerService(Bus):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:  # its sockets are closed and its leases free now, not a heartbeat later
+            await self.rt.engine.node_gone(self.rt.node_id)
+        except Exception as exc:
+            if not self.rt.engine.fault(exc):
+                log.exception("could not say this process is gone")
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                await self.rt.engine.heartbeat(self.rt.node_id, now_ms())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not self.rt.engine.fault(exc):
+                    log.exception("heartbeat fault; retrying")
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
 
     # --- wake-ups ---------------------------------------------------------------
 
@@ -58,9 +97,31 @@ class TimerService(Bus):
     def on_feed(self, text: str) -> None:
         self.rt.feed.deliver(text)
 
-    async def on_push(self, sid: str, frame: bytes) -> None:
-        if not self.rt.hub.push(sid, frame):
+    async def on_push(self, sid: str, frame: bytes, reply_to: str = "", ref: str = "") -> None:
+        pushed = self.rt.hub.push(sid, frame) > 0
+        if not pushed:
             log.info("a nudge for sid=%s arrived after its socket closed here", sid)
+        if reply_to:
+            await self.rt.engine.ack(reply_to, sid, ref, pushed)
+
+    def on_ack(self, sid: str, ref: str, pushed: bool) -> None:
+        waiting = self._acks.get((sid, ref))
+        if waiting is not None and not waiting.done():
+            waiting.set_result(pushed)
+
+    async def forward(self, state: SessionState, frame: bytes, ref: str) -> bool:
+        """Hand a nudge to the process holding the session's socket; whether a socket there took it."""
+        key = (state.sid, ref)
+        self._acks[key] = answer = asyncio.get_running_loop().create_future()
+        try:
+            if not await self.rt.engine.publish(state.node, state.sid, frame, self.rt.node_id, ref):
+                return False  # nobody listens on its channel: it died
+            return await asyncio.wait_for(answer, FORWARD_ACK_S)
+        except asyncio.TimeoutError:
+            log.info("no word from process %s on a nudge for sid=%s", state.node, state.sid)
+            return False
+        finally:
+            self._acks.pop(key, None)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -78,7 +139,7 @@ class TimerService(Bus):
     async def tick(self) -> None:
         """Fire what is due, then sleep until the next timer (or a wake-up)."""
         self._wake.clear()  # before looking: an arm from now on wakes the sleep below
-        due = await self.rt.engine.claim_due(now_ms(), CLAIM_BATCH)
+        due = await self.rt.engine.claim_due(now_ms(), CLAIM_BATCH, self.rt.node_id)
         if due:
             results = await asyncio.gather(*(self.fire(t) for t in due), return_exceptions=True)
             for t, result in zip(due, results):
@@ -97,53 +158,77 @@ class TimerService(Bus):
     async def fire(self, t: Timer) -> str:
         """Deliver one claimed timer; returns what became of it (for logs, metrics and tests)."""
         rt, now = self.rt, now_ms()
-        rt.metrics.timer_lateness.observe(max(0, now - t.due_ms) / 1000)
+        if not t.waits:  # once per timer, not at each look while it waits for its page
+            rt.metrics.timer_lateness.observe(max(0, now - t.due_ms) / 1000)
         outcome = await self._fire(t, now)
         rt.metrics.timers.labels(outcome=outcome).inc()
         log.debug("timer %s due %d fired %d ms late: %s", t.key, t.due_ms, now - t.due_ms, outcome)
         return outcome
 
     async def _fire(self, t: Timer, now: int) -> str:
-        # Every outcome is written to the session's timeline (rules.delayed.outcome_line),
-        # in the engine call that records it where there is one.
+        # Every outcome is written to the session's timeline (rules.delayed.outcome_line)
+        # in the engine call that takes the timer off the queue (finish_timer): until
+        # then it is leased, and fired again if this process dies.
         rt = self.rt
         rule = rt.rules.rule(t.rule)
         if rule is None or rule.after is None:
-            await rt.engine.append_log(t.sid, [outcome_line(t, "rule_gone", now)], now)
+            await rt.engine.finish_timer(t, [outcome_line(t, "rule_gone", now)], now)
             return "rule_gone"
         state = await rt.engine.session(t.sid)
         if state is None or not state.vid:
             # Its log expired with it (or was erased with it): written only if one is left.
-            await rt.engine.append_log(t.sid, [outcome_line(t, "session_gone", now)], now)
+            await rt.engine.finish_timer(t, [outcome_line(t, "session_gone", now)], now)
             return "session_gone"
         state.models = rt.rules.models  # an `unless` condition may read a model's score
         outcome, why, where, frame = await self._decide(rule, t, state, now)
-        # The timer's count and its line, once its outcome is known.
-        state = await rt.engine.apply(t.sid, [("incr", f"x:{rule.id}", "1")],
-                                     [outcome_line(t, outcome, now, **({"why": why} if why else {}))], now)
-        rt.feed.touch(t.sid, state)
+        if frame is not None and where is not None:
+            # The push latency runs from the due time: the due time on the monotonic clock.
+            due_s = time.perf_counter() - (now_ms() - t.due_ms) / 1000
+            if where == "here":
+                delivered = rt.hub.push(state.sid, frame, rt.metrics.pushed("timer", due_s)) > 0
+            else:
+                delivered = await self.forward(state, frame, t.oid)
+            if not delivered:
+                # The socket closed as the nudge went out (the page reloading, its process
+                # dying): the show stays claimed under the timer's oid, sent when it is back.
+                outcome, why = "wait", None
+        if outcome == "wait":
+            if now - t.due_ms < rt.settings.reconnect_grace_s * 1000:
+                if await rt.engine.defer_timer(t, now + RECONNECT_POLL_MS):
+                    return "waiting"
+                outcome, why = "replaced", None  # armed again meanwhile: the new timer carries on
+            else:
+                outcome, why = ("kept", None) if rule.offline == "next_page" else ("dropped", "no page open")
         if outcome == "kept":
             # Kept for the visitor, not the session: closing the tab ends the session.
+            # Before the timer is finished: a second keep, should this process die now, is the same.
             await rt.engine.keep_for_next_page(state.vid, rule.id, now)
-        if frame is None or where is None:
-            return outcome
-        # The push latency runs from the due time: the due time on the monotonic clock.
-        due_s = time.perf_counter() - (now_ms() - t.due_ms) / 1000
-        # The socket may have closed while the show was claimed: rare, and logged.
-        delivered = await deliver(rt, state, frame, where, rt.metrics.pushed("timer", due_s))
-        return "forwarded" if where == "elsewhere" else "shown" if delivered else "no_socket"
+        line = outcome_line(t, outcome, now, **({"why": why} if why else {}))
+        recorded, state_after = await rt.engine.finish_timer(t, [line], now, count=f"x:{rule.id}")
+        if state_after is not None:
+            rt.feed.touch(t.sid, state_after)
+        if outcome == "fired":
+            return "forwarded" if where == "elsewhere" else "shown"
+        return outcome
 
     async def _decide(self, rule: Rule, t: Timer, state: SessionState,
                       now: int) -> tuple[str, str | None, str | None, bytes | None]:
-        """What becomes of a due timer and why; when it fires, where the page is open and the show claimed."""
-        if (why := cancelled_by(rule, t, state, now)) is not None:
-            return "cancelled", why, None, None
-        if (why := spent(rule, state)) is not None:
-            return "capped", why, None, None
+        """What becomes of a due timer and why; when it fires, where the page is open and the show claimed.
+
+        "wait": the visitor's session lives but no page is open (reconnecting, or left).
+        """
+        claimed = state.overlays.get(t.oid)  # an attempt before this one claimed its show, then died
+        if claimed is None:
+            if (why := cancelled_by(rule, t, state, now)) is not None:
+                return "cancelled", why, None, None
+            if (why := spent(rule, state)) is not None:
+                return "capped", why, None, None
+        elif claimed.status != "sent":
+            return "fired", None, None, None  # the page has it, and answered it
         where = await where_open(self.rt, state)
         if where is None:
-            return ("kept", None, None, None) if rule.offline == "next_page" else ("dropped", "no page open", None, None)
-        frame, verdict = await claim_nudge_or_why(self.rt, rule, state, now)
+            return "wait", None, None, None
+        frame, verdict = await claim_nudge_or_why(self.rt, rule, state, now, oid=t.oid)
         if frame is None:
-            return "capped", verdict, None, None
+            return ("fired", None, None, None) if verdict == "seen" else ("capped", verdict, None, None)
         return "fired", None, where, frame

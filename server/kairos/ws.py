@@ -17,7 +17,7 @@ from .push import Connection
 from .context import request_context
 from .rules import Rule, Ruleset
 from .runtime import Runtime, now_ms
-from .session import SessionState, VisitorInfo, hello_ops, log_entry
+from .session import SessionState, VisitorInfo, hello_ops, log_entry, sockets_field
 from .wire import Event, Events, Feedback, Hello, WireError
 
 log = logging.getLogger("kairos.ws")
@@ -162,7 +162,7 @@ class VisitorSocket:
     async def _mark_disconnected(self) -> None:
         """The page load is over: count the socket out, and keep the session's row for training."""
         now = now_ms()
-        ops = [("incr", "connected", "-1")]
+        ops = [("incr", sockets_field(self.rt.node_id), "-1")]
         if self.visitor.first_ms:
             ops.append(("set", "visits", str(self.visitor.sessions)))
         try:

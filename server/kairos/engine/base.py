@@ -54,6 +54,15 @@ def stats_buckets(since_ms: int, until_ms: int) -> range:
 # Session rows kept for training: at most this many (about 1 KB each), and no
 # longer than the archive's retention (Settings.archive_ttl_s).
 ARCHIVE_KEEP = 200_000
+# A claimed timer is leased for this long. Its process's heartbeat (below) gives it
+# back much sooner when that process dies; the deadline is for one that is alive but
+# stuck: long enough for any healthy fire (a forward's ack is waited for 2 s), and a
+# timer fired again after it is sent with the same oid, counted once.
+TIMER_LEASE_MS = 30_000
+# A process says it is alive for this long, every HEARTBEAT_EVERY_S: a killed one's
+# sessions stop looking connected, and its leased timers are claimed again, within it.
+HEARTBEAT_TTL_MS = 3_000
+HEARTBEAT_EVERY_S = 1.0
 
 
 class Engine(ABC):
@@ -99,6 +108,10 @@ class Engine(ABC):
         Counts the rule's moment (`triggered`) and its show (`shown`) in the
         counters; a moment that was not shown is logged (kind `skip`, with `why`)
         once per reason in a row.
+
+        The same `oid` claimed again (a timer fired once more, rules.delayed.Timer.oid)
+        changes nothing: "again" while the overlay is still `sent` (send it again),
+        "seen" once the page answered it.
         """
 
     @abstractmethod
@@ -187,8 +200,28 @@ class Engine(ABC):
         """
 
     @abstractmethod
-    async def claim_due(self, now_ms: int, limit: int = 200) -> list[Timer]:
-        """Remove and return due timers, earliest first; each goes to exactly one caller."""
+    async def claim_due(self, now_ms: int, limit: int = 200, node: str = "",
+                        lease_ms: int = TIMER_LEASE_MS) -> list[Timer]:
+        """Lease due timers to `node` and return them, earliest first.
+
+        A leased timer goes to no other caller while its lease runs and its node's
+        heartbeat lasts; after either lapses it is claimed again (its process died
+        mid-way). It leaves the queue with `finish_timer`, or goes back with `defer_timer`.
+        """
+
+    @abstractmethod
+    async def finish_timer(self, t: Timer, lines: Sequence[str], now_ms: int, count: str = "") -> tuple[bool, SessionState | None]:
+        """Record a claimed timer's outcome (log lines, one more of the session's `count`)
+        and take it off the queue, in one step; (whether it was recorded, the session after).
+
+        Taken off only if it is still the timer claimed: one re-armed meanwhile stays.
+        Nothing is recorded when it is gone altogether (another claimer finished it).
+        """
+
+    @abstractmethod
+    async def defer_timer(self, t: Timer, due_ms: int) -> bool:
+        """Put a claimed timer back in the queue, due at `due_ms`, with one more wait counted
+        (its `waits`; its due time stays); False when it was re-armed or finished meanwhile."""
 
     @abstractmethod
     async def next_due_ms(self) -> int | None:
@@ -224,12 +257,35 @@ class Engine(ABC):
 
     # --- between processes -------------------------------------------------------
 
-    async def publish(self, node: str, sid: str, frame: bytes) -> None:
-        """Hand a frame to the process `node`, which holds the session's socket."""
+    async def publish(self, node: str, sid: str, frame: bytes, reply_to: str = "", ref: str = "") -> int:
+        """Hand a frame to the process `node`, which holds the session's socket; how many processes heard it.
 
-    async def node_alive(self, node: str) -> bool:
-        """Whether the process `node` is listening (a killed one leaves its sessions looking connected)."""
-        return False
+        With `reply_to`, the holder answers with `ack` to that process, `ref` and
+        whether a socket took the frame.
+        """
+        return 0
+
+    async def ack(self, node: str, sid: str, ref: str, pushed: bool) -> None:
+        """Answer a `publish` with `reply_to`: whether the frame `ref` reached a socket of the session here."""
+
+    @abstractmethod
+    async def heartbeat(self, node: str, now_ms: int, ttl_ms: int = HEARTBEAT_TTL_MS) -> None:
+        """Say the process `node` is alive for `ttl_ms` more."""
+
+    @abstractmethod
+    async def node_gone(self, node: str) -> None:
+        """The process `node` stops (a clean shutdown): its sessions' sockets and its leases are no longer its."""
+
+    @abstractmethod
+    async def alive_nodes(self, now_ms: int) -> set[str]:
+        """The processes whose heartbeat has not lapsed."""
+
+    async def only_live(self, states: Sequence[SessionState], now_ms: int) -> None:
+        """Count only the sockets held by live processes (a killed one's sessions stop looking connected)."""
+        if any(s.sockets for s in states):
+            alive = await self.alive_nodes(now_ms)
+            for s in states:
+                s.keep_sockets(alive)
 
     async def listen(self, node: str, bus: Bus) -> None:
         """Hear pushes and wake-ups from other processes until cancelled (one process: nothing to hear)."""
@@ -250,7 +306,9 @@ class Engine(ABC):
 class Bus:
     """What a process hears from the others: pushes for its sockets, and wake-ups."""
 
-    async def on_push(self, sid: str, frame: bytes) -> None: ...
+    async def on_push(self, sid: str, frame: bytes, reply_to: str = "", ref: str = "") -> None: ...
+
+    def on_ack(self, sid: str, ref: str, pushed: bool) -> None: ...
 
     def on_wake(self, due_ms: int) -> None: ...
 

@@ -13,6 +13,14 @@ LIVE = f"{PREFIX}:live"
 # claim from both. (One slot for all timers; shard by tag if it ever runs hot.)
 TIMERS_DUE = f"{PREFIX}:{{timers}}:due"
 TIMERS_DATA = f"{PREFIX}:{{timers}}:data"
+# Claimed timers are leased, not removed: member -> lease deadline (ms), and member ->
+# the process holding it. A timer leaves the queue when its outcome is recorded; one
+# whose process died (or whose lease ran out) is claimed again by another.
+TIMERS_LEASED = f"{PREFIX}:{{timers}}:leased"
+TIMERS_HOLDER = f"{PREFIX}:{{timers}}:holder"
+# Live processes: node id -> alive until (ms), renewed by each process's heartbeat.
+# In the timers' slot so the claim reads it; the dashboard joins sessions' sockets on it.
+NODES = f"{PREFIX}:{{timers}}:nodes"
 # Pub/sub: a due timer armed sooner than the timer loops expect wakes them.
 TIMERS_WAKE = f"{PREFIX}:timers:wake"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import time
 from collections import deque
@@ -13,6 +14,7 @@ from ..caps import Caps, bucket, visitor_verdict
 from ..rules.delayed import Timer, armed_line, outcome_line
 from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note_skip, record_feedback, record_show,
                        session_verdict)
+from .base import HEARTBEAT_TTL_MS, TIMER_LEASE_MS
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine,
                    index_ttl_s, parse_log, stats_bucket, stats_buckets)
 
@@ -66,10 +68,16 @@ class MemoryEngine(Engine):
         self._rule_counts: dict[tuple[str, int], int] = {}
         self._sessions: dict[str, _Entry] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        # Timers: the live one per key, and a heap of (due, key) in which a
-        # re-armed timer's old entry stays until it surfaces and is skipped.
+        # Timers as the Redis engine keeps them: the one per key (queued or leased),
+        # the queued ones' due times, a heap of (due, key) in which a re-armed or
+        # claimed timer's old entry stays until it surfaces and is skipped, and the
+        # leases (key -> deadline ms, node). A fire that raised mid-way leaves its
+        # lease, which lapses, and the timer fires again.
         self._timers: dict[str, Timer] = {}
+        self._due: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
+        self._leased: dict[str, tuple[int, str]] = {}
+        self._nodes: dict[str, int] = {}  # node -> alive until (ms)
         self._stats: dict[int, dict[str, int]] = {}  # bucket start -> "<rule>|<counter>" -> n
         self._paused: dict[str, int] = {}
         # Staff access: wrong tokens by client (count, window end), logins (record, expiry); time.monotonic().
@@ -143,6 +151,8 @@ class MemoryEngine(Engine):
         e = self._live(sid)
         if e is None:
             return "gone"
+        if (status := e.h.get(f"o:{oid}")) is not None:  # the same show claimed again (claim_show.lua)
+            return "again" if status == "sent" else "seen"
         verdict = "paused" if rule in self._paused else session_verdict(e.h, rule, caps.per_session, caps.priority)
         if verdict == "ok":
             v = self._visitor(vid, now_ms)
@@ -223,6 +233,8 @@ class MemoryEngine(Engine):
             self._archive.pop(c, None)
         for key in [k for k in self._timers if k.partition("|")[0] in gone]:
             del self._timers[key]
+            self._due.pop(key, None)
+            self._leased.pop(key, None)
         if gone:  # the heap's entries too, a re-armed timer's stale ones included
             self._heap = [entry for entry in self._heap if entry[1].partition("|")[0] not in gone]
             heapq.heapify(self._heap)
@@ -284,7 +296,11 @@ class MemoryEngine(Engine):
 
     async def session(self, sid: str) -> SessionState | None:
         e = self._live(sid)
-        return SessionState.from_hash(sid, e.h) if e else None
+        if e is None:
+            return None
+        state = SessionState.from_hash(sid, e.h)
+        await self.only_live([state], int(time.time() * 1000))
+        return state
 
     async def log(self, sid: str, limit: int = LOG_MAX) -> list[dict[str, Any]]:
         e = self._live(sid)
@@ -294,6 +310,7 @@ class MemoryEngine(Engine):
         self.sweep()
         states = [SessionState.from_hash(sid, e.h) for sid, e in self._sessions.items()]
         states.sort(key=lambda s: s.seen_ms, reverse=True)
+        await self.only_live(states[:limit], now_ms)
         return states[:limit]
 
     async def ttl_s(self, sid: str) -> dict[str, float]:
@@ -306,35 +323,89 @@ class MemoryEngine(Engine):
     async def arm_timers(self, timers) -> int | None:
         for t in timers:
             old, e = self._timers.get(t.key), self._live(t.sid)
+            if self._leased.pop(t.key, None) is not None:
+                old = None  # it came due and is firing: its outcome is its own line
             if e is not None:
                 if old is not None:
                     e.log.appendleft(outcome_line(old, "replaced", t.armed_ms))
                 e.log.appendleft(armed_line(t))
             self._timers[t.key] = t
+            self._due[t.key] = t.due_ms
             heapq.heappush(self._heap, (t.due_ms, t.key))
         return await self.next_due_ms()
 
-    async def claim_due(self, now_ms: int, limit: int = 200) -> list[Timer]:
+    async def claim_due(self, now_ms: int, limit: int = 200, node: str = "",
+                        lease_ms: int = TIMER_LEASE_MS) -> list[Timer]:
         out: list[Timer] = []
+
+        def take(key: str) -> None:
+            t = self._timers.get(key)
+            if t is None:
+                self._leased.pop(key, None)
+            else:
+                self._leased[key] = (now_ms + lease_ms, node)
+                out.append(t)
+
+        for key, (deadline, holder) in list(self._leased.items()):
+            if len(out) >= limit:
+                break
+            alive = self._nodes.get(holder)
+            if deadline <= now_ms or (alive is not None and alive <= now_ms):
+                take(key)
         while self._heap and self._heap[0][0] <= now_ms and len(out) < limit:
             due, key = heapq.heappop(self._heap)
-            t = self._timers.get(key)
-            if t is not None and t.due_ms == due:
-                del self._timers[key]
-                out.append(t)
-        return out
+            if self._due.get(key) == due:
+                del self._due[key]
+                take(key)
+        return sorted(out, key=lambda t: t.due_ms)
+
+    async def finish_timer(self, t: Timer, lines: Sequence[str], now_ms: int,
+                           count: str = "") -> tuple[bool, SessionState | None]:
+        current = self._timers.get(t.key)
+        if current is None:
+            return False, None
+        if current == t:
+            del self._timers[t.key]
+            self._due.pop(t.key, None)
+            self._leased.pop(t.key, None)
+        e = self._live(t.sid)
+        if e is None:
+            return True, None
+        if count:
+            e.h[count] = str(int(e.h.get(count, "0")) + 1)
+        e.log.extendleft(lines)
+        self._touch(e)
+        return True, SessionState.from_hash(t.sid, e.h)
+
+    async def defer_timer(self, t: Timer, due_ms: int) -> bool:
+        if self._timers.get(t.key) != t:
+            return False
+        self._timers[t.key] = dataclasses.replace(t, waits=t.waits + 1)
+        self._due[t.key] = due_ms
+        heapq.heappush(self._heap, (due_ms, t.key))
+        self._leased.pop(t.key, None)
+        return True
 
     async def next_due_ms(self) -> int | None:
         while self._heap:
             due, key = self._heap[0]
-            t = self._timers.get(key)
-            if t is not None and t.due_ms == due:
+            if self._due.get(key) == due:
                 return due
             heapq.heappop(self._heap)  # superseded by a re-arm, or claimed
         return None
 
     async def pending_timers(self) -> int:
-        return len(self._timers)
+        return len(self._due)
+
+    async def heartbeat(self, node: str, now_ms: int, ttl_ms: int = HEARTBEAT_TTL_MS) -> None:
+        self._nodes[node] = now_ms + ttl_ms
+        self._nodes = {n: until for n, until in self._nodes.items() if until > now_ms - TIMER_LEASE_MS}
+
+    async def node_gone(self, node: str) -> None:
+        self._nodes[node] = 0
+
+    async def alive_nodes(self, now_ms: int) -> set[str]:
+        return {n for n, until in self._nodes.items() if until > now_ms}
 
     # --- staff access ------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import msgpack
 import redis.asyncio as aioredis
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -19,6 +20,7 @@ from ..session import Op, SessionState, VisitorInfo, log_entry
 from . import keys
 from .autopipe import AutoPipeline
 from .outage import Outage, is_outage
+from .base import HEARTBEAT_TTL_MS, TIMER_LEASE_MS
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S, STATS_TTL_S,
                    VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, index_ttl_s, parse_log, stats_bucket, stats_buckets)
 
@@ -35,6 +37,10 @@ PIPELINE_WORKERS = 4
 
 def _script(name: str) -> str:
     return files("kairos").joinpath("lua", name).read_text()
+
+
+# The timer queue's keys, in the order its scripts take them.
+_TIMER_KEYS = (keys.TIMERS_DUE, keys.TIMERS_DATA, keys.TIMERS_LEASED, keys.TIMERS_HOLDER)
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
@@ -61,6 +67,8 @@ class RedisEngine(Engine):
         self._feedback = self.r.register_script(_script("feedback.lua"))
         self._arm = self.r.register_script(_script("arm_timers.lua"))
         self._claim_timers = self.r.register_script(_script("claim_timers.lua"))
+        self._finish_timer = self.r.register_script(_script("finish_timer.lua"))
+        self._defer_timer = self.r.register_script(_script("defer_timer.lua"))
         self._visit = self.r.register_script(_script("visit.lua"))
         self._archive = self.r.register_script(_script("archive.lua"))
         # Rare (a consent withdrawn): loaded on first use, not at start.
@@ -74,8 +82,8 @@ class RedisEngine(Engine):
 
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
-        for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers, self._visit,
-                       self._archive, self._staff_attempt):
+        for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers, self._finish_timer,
+                       self._defer_timer, self._visit, self._archive, self._staff_attempt):
             script.sha = await self.r.script_load(script.script)
         self.pipe.start()
 
@@ -248,6 +256,8 @@ class RedisEngine(Engine):
             async with self.r.pipeline(transaction=True) as pipe:
                 pipe.zrem(keys.TIMERS_DUE, *doomed[i:i + FORGET_BATCH])
                 pipe.hdel(keys.TIMERS_DATA, *doomed[i:i + FORGET_BATCH])
+                pipe.zrem(keys.TIMERS_LEASED, *doomed[i:i + FORGET_BATCH])
+                pipe.hdel(keys.TIMERS_HOLDER, *doomed[i:i + FORGET_BATCH])
                 await pipe.execute()
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
@@ -259,7 +269,11 @@ class RedisEngine(Engine):
 
     async def session(self, sid: str) -> SessionState | None:
         h = await self.r.hgetall(keys.session(sid))
-        return SessionState.from_hash(sid, h) if h else None
+        if not h:
+            return None
+        state = SessionState.from_hash(sid, h)
+        await self.only_live([state], int(time.time() * 1000))
+        return state
 
     async def log(self, sid: str, limit: int = LOG_MAX) -> list[dict[str, Any]]:
         return parse_log(await self.r.lrange(keys.log(sid), 0, limit - 1))
@@ -274,6 +288,7 @@ class RedisEngine(Engine):
             hashes = await pipe.execute()
         states = [SessionState.from_hash(sid, h) for sid, h in zip(sids, hashes) if h]
         states.sort(key=lambda s: s.seen_ms, reverse=True)
+        await self.only_live(states, now_ms)
         return states
 
     async def archive(self, sid: str, row: str, now_ms: int) -> None:
@@ -310,7 +325,7 @@ class RedisEngine(Engine):
         if not timers:
             return await self.next_due_ms()
         args: list[object] = [TIMERS_TTL_S, LOG_MAX]
-        script_keys = [keys.TIMERS_DUE, keys.TIMERS_DATA]
+        script_keys = [keys.TIMERS_DUE, keys.TIMERS_DATA, keys.TIMERS_LEASED, keys.TIMERS_HOLDER]
         for t in timers:
             # The script ends the `replaced` line with the superseded timer's due time.
             replaced_head = log_entry("timer", t.armed_ms, rule=t.rule, outcome="replaced")[:-1]
@@ -323,9 +338,39 @@ class RedisEngine(Engine):
             await self.pipe.execute("PUBLISH", keys.TIMERS_WAKE, first_ms)
         return first_ms
 
-    async def claim_due(self, now_ms: int, limit: int = 200) -> list[Timer]:
-        flat = await self._eval("claim_timers", self._claim_timers, [keys.TIMERS_DUE, keys.TIMERS_DATA], [now_ms, limit])
+    async def claim_due(self, now_ms: int, limit: int = 200, node: str = "",
+                        lease_ms: int = TIMER_LEASE_MS) -> list[Timer]:
+        flat = await self._eval("claim_timers", self._claim_timers, [*_TIMER_KEYS, keys.NODES],
+                                [now_ms, limit, node, lease_ms, TIMERS_TTL_S])
         return sorted((Timer.from_payload(k, p) for k, p in _pairs(flat).items()), key=lambda t: t.due_ms)
+
+    async def finish_timer(self, t: Timer, lines: Sequence[str], now_ms: int,
+                           count: str = "") -> tuple[bool, SessionState | None]:
+        recorded, flat = await self._eval(
+            "finish_timer", self._finish_timer, [*_TIMER_KEYS, keys.session(t.sid), keys.log(t.sid)],
+            [t.key, t.payload(), self.session_ttl_s, LOG_MAX, count, *lines])
+        return bool(int(recorded)), SessionState.from_hash(t.sid, _pairs(flat)) if flat else None
+
+    async def defer_timer(self, t: Timer, due_ms: int) -> bool:
+        waited = dataclasses.replace(t, waits=t.waits + 1).payload()
+        return bool(int(await self._eval("defer_timer", self._defer_timer, list(_TIMER_KEYS),
+                                         [t.key, t.payload(), waited, due_ms])))
+
+    async def heartbeat(self, node: str, now_ms: int, ttl_ms: int = HEARTBEAT_TTL_MS) -> None:
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys.NODES, {node: now_ms + ttl_ms})
+            # Dead for longer than a lease: its leases have lapsed by then, nothing needs it.
+            pipe.zremrangebyscore(keys.NODES, "-inf", now_ms - TIMER_LEASE_MS)
+            pipe.pexpire(keys.NODES, TIMER_LEASE_MS + ttl_ms)
+            await pipe.execute()
+
+    async def node_gone(self, node: str) -> None:
+        # Alive until long ago: its leases are taken over at once, and it stays listed
+        # (as dead) until the heartbeats' sweep, like a process that was killed.
+        await self.r.zadd(keys.NODES, {node: 0})
+
+    async def alive_nodes(self, now_ms: int) -> set[str]:
+        return set(await self.pipe.execute("ZRANGEBYSCORE", keys.NODES, f"({now_ms}", "+inf"))
 
     async def next_due_ms(self) -> int | None:
         first = await self.pipe.execute("ZRANGE", keys.TIMERS_DUE, 0, 0, "WITHSCORES")
@@ -337,14 +382,14 @@ class RedisEngine(Engine):
     async def pending_timers(self) -> int:
         return int(await self.pipe.execute("ZCARD", keys.TIMERS_DUE))
 
-    async def publish(self, node: str, sid: str, frame: bytes) -> None:
+    async def publish(self, node: str, sid: str, frame: bytes, reply_to: str = "", ref: str = "") -> int:
         # Frames are bytes and the client decodes replies as text: carry them as hex.
-        await self.pipe.execute("PUBLISH", keys.node_channel(node), f"{sid} {frame.hex()}")
+        message = f"{sid} {frame.hex()}" + (f" {reply_to} {ref}" if reply_to else "")
+        return int(await self.pipe.execute("PUBLISH", keys.node_channel(node), message))
 
-    async def node_alive(self, node: str) -> bool:
-        reply = await self.pipe.execute("PUBSUB", "NUMSUB", keys.node_channel(node))
-        counts = dict(reply) if isinstance(reply, list) and reply and isinstance(reply[0], (list, tuple)) else dict(zip(reply[::2], reply[1::2]))
-        return int(counts.get(keys.node_channel(node), 0)) > 0
+    async def ack(self, node: str, sid: str, ref: str, pushed: bool) -> None:
+        # Session ids never start with "!" (ws.new_sid), so an ack cannot pass for a push.
+        await self.pipe.execute("PUBLISH", keys.node_channel(node), f"!ack {sid} {ref} {int(pushed)}")
 
     async def publish_feed(self, text: str) -> bool:
         await self.pipe.execute("PUBLISH", keys.FEED, text)
@@ -373,9 +418,12 @@ class RedisEngine(Engine):
                     bus.on_feed(msg["data"])
                 elif msg["channel"] == keys.TIMERS_WAKE:
                     bus.on_wake(int(float(msg["data"])))
+                elif msg["data"].startswith("!ack "):
+                    _, sid, ref, pushed = msg["data"].split(" ")
+                    bus.on_ack(sid, ref, pushed == "1")
                 else:
-                    sid, _, hexframe = msg["data"].partition(" ")
-                    await bus.on_push(sid, bytes.fromhex(hexframe))
+                    sid, hexframe, *reply = msg["data"].split(" ")
+                    await bus.on_push(sid, bytes.fromhex(hexframe), *reply)
         finally:
             await pubsub.aclose()
 

@@ -45,6 +45,11 @@ local function verdict()
 end
 
 if redis.call('EXISTS', h) == 0 then return 'gone' end
+-- The same show claimed again (a timer fired once more after its process died
+-- mid-way, kairos.rules.delayed.Timer.oid): counted once; sent again while the
+-- page has not answered it, or 'seen' once it has.
+local status = redis.call('HGET', h, 'o:' .. oid)
+if status then return status == 'sent' and 'again' or 'seen' end
 local why = verdict()
 if why ~= 'ok' then
   if redis.call('HGET', h, 'k:' .. rule) ~= why then

@@ -8,6 +8,7 @@ needs no message between processes and no race with the firing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -34,19 +35,35 @@ class Timer:
     due_ms: int
     armed_ms: int
     counts: dict[str, int] = field(default_factory=dict)
+    # Times it came due with the visitor's page reconnecting, and was put back to wait.
+    waits: int = 0
 
     @property
     def key(self) -> str:
         return f"{self.sid}|{self.rule}"
 
+    @property
+    def oid(self) -> str:
+        """Its nudge's overlay id, the same at every attempt to fire it ("<rule>.<hex>", like any show's).
+
+        A timer fired again after its first process died mid-way finds its show
+        already claimed under this id (the caps counted once) and sends that one.
+        """
+        digest = hashlib.blake2s(f"{self.sid}|{self.rule}|{self.armed_ms}".encode(), digest_size=4).hexdigest()
+        return f"{self.rule}.{digest}"
+
     def payload(self) -> str:
-        return json.dumps({"armed": self.armed_ms, "due": self.due_ms, "counts": self.counts}, separators=(",", ":"))
+        d: dict[str, Any] = {"armed": self.armed_ms, "due": self.due_ms, "counts": self.counts}
+        if self.waits:
+            d["waits"] = self.waits
+        return json.dumps(d, separators=(",", ":"))
 
     @classmethod
     def from_payload(cls, key: str, payload: str) -> "Timer":
         sid, _, rule = key.partition("|")
         d = json.loads(payload)
-        return cls(sid, rule, int(d["due"]), int(d["armed"]), {k: int(v) for k, v in d["counts"].items()})
+        return cls(sid, rule, int(d["due"]), int(d["armed"]), {k: int(v) for k, v in d["counts"].items()},
+                   int(d.get("waits", 0)))
 
 
 def timers_to_arm(
@@ -104,6 +121,8 @@ def armed_line(t: Timer) -> str:
 
 def outcome_line(t: Timer, outcome: str, now_ms: int, **what: object) -> str:
     """The timeline's line for what became of a timer (TIMELINE_OUTCOMES), with how late it came due."""
+    if t.waits:
+        what = {"waited": t.waits, **what}
     return log_entry("timer", now_ms, rule=t.rule, outcome=outcome, due_ms=t.due_ms,
                      late_ms=max(0, now_ms - t.due_ms), **what)
 
@@ -128,4 +147,6 @@ def timeline_words(line: dict[str, Any]) -> str:
     }
     # Lines written before outcomes were logged say only that the timer came due.
     came_due = f"came due, {line.get('late_ms', 0)} ms late"
-    return f"{rule} {words.get(outcome or '', came_due)}"
+    # A timer that came due while the page was reconnecting waited for it (kairos.timers).
+    waited = " (it waited for the visitor's page to reconnect)" if line.get("waited") and outcome != "armed" else ""
+    return f"{rule} {words.get(outcome or '', came_due)}{waited}"
