@@ -134,3 +134,31 @@ async def test_a_process_killed_as_timers_come_due_loses_and_doubles_none(serve,
     assert counts["reconnected"] == SESSIONS // 2, "the killed process's visitors came back on the survivor"
     assert (counts["shown_once"], counts["lost"], counts["doubled"]) == (SESSIONS, 0, 0), counts
     assert counts["outcome_recorded_once"] == SESSIONS and counts["settled"], counts
+
+
+async def test_a_killed_process_sessions_stop_looking_connected(serve, redis_url, tmp_path):
+    """Finding 7: the sessions of a `kill -9`ed process went on showing as connected on the dashboard."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    victim = serve("redis", rules=rules)
+    survivor = Server("redis", redis_url, rules)
+    try:
+        on_victim = [Page(victim, survivor) for _ in range(20)]
+        on_survivor = [Page(survivor, survivor) for _ in range(5)]
+        await asyncio.gather(*(p.open(p.home) for p in on_victim + on_survivor))
+
+        def connected() -> dict[str, bool]:
+            return {s["sid"]: s["connected"] for s in survivor.api("/api/sessions").json()["sessions"]}
+
+        assert all(connected()[p.sid] for p in on_victim + on_survivor)
+        victim.proc.kill()  # its sockets die with it, and it never counts them out
+        deadline = time.monotonic() + 30  # generous: the heartbeat lapses in a few seconds
+        while any(connected()[p.sid] for p in on_victim) and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+        now = connected()
+        assert not any(now[p.sid] for p in on_victim), "the killed process's sessions still look connected"
+        assert all(now[p.sid] for p in on_survivor), "the survivor's sessions are still connected"
+        for p in on_victim + on_survivor:
+            await p.ws.close()
+    finally:
+        survivor.stop()
