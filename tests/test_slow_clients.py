@@ -235,9 +235,11 @@ async def reading_dashboard(feed_url: str, auth: dict[str, str], stop: asyncio.E
                 messages[0] += 1
 
 
-async def reading_visitor(ws_url: str, stop: asyncio.Event, shows: list[int]) -> None:
+async def reading_visitor(ws_url: str, stop: asyncio.Event, shows: list[int], arrived: list[int] | None = None) -> None:
     """A visitor that streams the same batches and reads everything: it must never be let go."""
     v = await Visitor.arrive(ws_url)
+    if arrived is not None:
+        arrived[0] += 1
 
     async def read() -> None:
         async for frame in v.ws:
@@ -268,10 +270,13 @@ async def test_clients_that_stop_reading_are_closed_1013_and_their_memory_freed(
     # Readers that stay throughout: a dashboard and visitors whose every batch earns a show.
     readers = [asyncio.ensure_future(reading_visitor(server.ws_url, stop, shows)) for _ in range(10)]
     readers.append(asyncio.ensure_future(reading_dashboard(feed_url, server.auth, stop, feed_messages)))
-    # The same number of clients that read, come and go first: the memory any 60 clients leave
-    # in the allocator's pools (~10 MB on a fresh server, whether they read or not) is in "before".
-    warm_stop = asyncio.Event()
-    warm = [asyncio.ensure_future(reading_visitor(server.ws_url, warm_stop, [0])) for _ in range(VISITORS)]
+    # As many clients that read come and go first, the dashboards after the visitors as later:
+    # what any 60 clients leave in the allocator's pools (~8 MB on a fresh server, whether they
+    # read or not; a dashboard's snapshot of the sessions is the most of it) is in "before".
+    warm_stop, arrived = asyncio.Event(), [0]
+    warm = [asyncio.ensure_future(reading_visitor(server.ws_url, warm_stop, [0], arrived)) for _ in range(VISITORS)]
+    while arrived[0] < VISITORS:
+        await asyncio.sleep(0.05)
     warm += [asyncio.ensure_future(reading_dashboard(feed_url, server.auth, warm_stop, [0])) for _ in range(DASHBOARDS)]
     await asyncio.sleep(4)
     warm_stop.set()
@@ -279,8 +284,8 @@ async def test_clients_that_stop_reading_are_closed_1013_and_their_memory_freed(
     await asyncio.sleep(2)
     before = rss_kb(pid)
 
-    visitors = [await stalled_visitor(server.port, stop) for _ in range(VISITORS)]
     dashboards = [await RawClient.open(server.port, "/dashboard/feed", server.auth) for _ in range(DASHBOARDS)]
+    visitors = [await stalled_visitor(server.port, stop) for _ in range(VISITORS)]
     stalled = visitors + dashboards
     late = visitors[:LATE_READERS]
 

@@ -82,9 +82,9 @@ class Socket:
         transport = self._proto.transport
         try:
             transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.sndbuf_bytes)
-        except (OSError, AttributeError):  # already gone, or no socket (a test transport)
+            transport.set_write_buffer_limits(high=limits.high_water_bytes, low=limits.high_water_bytes // 4)
+        except (OSError, AttributeError, RuntimeError):  # the client is gone already (uvloop: RuntimeError)
             pass
-        transport.set_write_buffer_limits(high=limits.high_water_bytes, low=limits.high_water_bytes // 4)
 
     def unsent(self) -> int:
         """Bytes written to the transport that the kernel has not taken yet."""
@@ -136,7 +136,7 @@ class Socket:
             # what the client will not read, for minutes (tcp_orphan_retries).
             proto.transport.get_extra_info("socket").setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, RuntimeError):
             pass
         proto.transport.abort()
         _return_memory_soon()
