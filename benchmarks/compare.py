@@ -16,6 +16,8 @@ database. Per run and as medians over the runs it prints:
   receiving its `show`, as the visitor sees it;
 - server CPU s per 1,000 batches: user+system CPU of the server process over the
   window (psutil), per 1,000 batches sent in it;
+- batches per server CPU-second: the same figure turned round, the batches/s
+  one core would serve if nothing else ran on it: a ceiling;
 - Redis CPU s per 1,000 batches: used_cpu_user+used_cpu_sys deltas of INFO cpu;
 - RSS per session: the server's RSS with every session open (after the warm-up)
   minus before the first one, per session; Redis memory per session likewise
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import resource
 import secrets
 import shutil
@@ -55,7 +58,7 @@ import redis
 
 import gc_probe
 from common import free_port, percentile
-from visitors import Load, Stats, open_visitors
+from visitors import Load, Shape, Stats, open_visitors, visitor
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -207,7 +210,11 @@ class Window:
             "batches_per_s": batches / self.elapsed,
             "p50_ms": percentile(self.latencies, 50),
             "p99_ms": percentile(self.latencies, 99),
+            "max_ms": max(self.latencies, default=float("nan")),
             "server_cpu_s_per_1k": (self.cpu1 - self.cpu0) * per_k,
+            # What one core would serve if the server's CPU were all a batch needs: a ceiling that a
+            # busy machine moves far less than the measured maximum.
+            "batches_per_core_s": batches / max(1e-9, self.cpu1 - self.cpu0),
             "redis_cpu_s_per_1k": (self.redis1 - self.redis0) * per_k,
             "server_cpu_share": (self.cpu1 - self.cpu0) / self.elapsed,
             "generator_cpu_share": (self.gen1 - self.gen0) / self.elapsed,
@@ -289,6 +296,63 @@ async def max_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir
         server.stop()
 
 
+async def store_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir: Path) -> dict[str, Any]:
+    """One server under a store's shape: `args.sessions` open at once, shoppers arriving and leaving (Shape)."""
+    db.flush()
+    server = Server(target, db.url, args.rules, workdir)
+    stats, stop, shape = Stats(), asyncio.Event(), Shape()
+    load = Load(0.0, args.batch, args.trigger_share)
+    # Arrivals that keep `sessions` open: each visit lasts its batches' gaps (Little's law).
+    arrivals_per_s = args.sessions / shape.visit_s
+    tasks: set[asyncio.Task] = set()
+    count = 0
+
+    def arrive(gaps_s: list[float]) -> None:
+        nonlocal count
+        task = asyncio.create_task(visitor(count, server.ws_url, load, stats, stop, gaps_s))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        count += 1
+
+    async def arrivals() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(random.expovariate(arrivals_per_s))
+            arrive(shape.visit())
+
+    arriving: asyncio.Task | None = None
+    try:
+        await server.ready()
+        rss0, mem0 = server.rss_b(), db.memory_b()
+        # The sessions a store has open at any moment, each caught part-way through its visit.
+        already = shape.open_now(args.sessions)
+        for n, gaps_s in enumerate(already):
+            arrive(gaps_s)
+            if n % 100 == 99:
+                await asyncio.sleep(0.1)
+        arriving = asyncio.create_task(arrivals())
+        while stats.ready + stats.disconnects < len(already):
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(args.warmup)
+        rss1, mem1, open1 = server.rss_b(), db.memory_b(), stats.open
+        with Window(server, db, stats) as window:
+            hellos0 = stats.hellos
+            await asyncio.sleep(args.duration)
+        result = window.figures()
+        result["hellos_per_s"] = (stats.hellos - hellos0) / window.elapsed
+        result["open_sessions"] = stats.open
+        result["rss_per_session_kib"] = (rss1 - rss0) / max(1, open1) / 1024
+        result["redis_mem_per_session_b"] = (mem1 - mem0) / max(1, open1)
+        result["failed_sessions"] = stats.disconnects
+        result["errors"] = sum(stats.errors.values())
+        return result
+    finally:
+        stop.set()
+        if arriving is not None:
+            arriving.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        server.stop()
+
+
 # --- the table --------------------------------------------------------------------------
 
 
@@ -296,8 +360,12 @@ ROWS = [  # key, label, format
     ("batches_per_s", "batches/s", "{:,.0f}"),
     ("p50_ms", "p50 event->push, ms", "{:.1f}"),
     ("p99_ms", "p99 event->push, ms", "{:.1f}"),
+    ("max_ms", "max event->push, ms", "{:.1f}"),
     ("server_cpu_s_per_1k", "server CPU s / 1,000 batches", "{:.3f}"),
+    ("batches_per_core_s", "batches per server CPU-second", "{:,.0f}"),
     ("redis_cpu_s_per_1k", "Redis CPU s / 1,000 batches", "{:.3f}"),
+    ("hellos_per_s", "hellos/s", "{:.1f}"),
+    ("open_sessions", "sessions open at the end", "{:,.0f}"),
     ("rss_per_session_kib", "RSS per session, KiB", "{:.1f}"),
     ("redis_mem_per_session_b", "Redis memory per session, B", "{:,.0f}"),
     ("gen2_gcs", "gen-2 GCs in the window", "{:.0f}"),
@@ -315,14 +383,19 @@ def median(runs: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def table(results: dict[str, list[dict[str, Any]]]) -> str:
+# What an idle run measures: no batches, so nothing per batch.
+IDLE_ROWS = {"rss_per_session_kib", "redis_mem_per_session_b", "gen2_gcs", "gen2_longest_ms", "server_cpu_share",
+             "generator_cpu_share", "failed_sessions"}
+
+
+def table(results: dict[str, list[dict[str, Any]]], idle: bool = False) -> str:
     """Per-run columns, the medians, and Kairos/floor of the medians, as aligned text."""
     n = max(len(v) for v in results.values())
     head = ["measure", *(f"floor {i + 1}" for i in range(n)), *(f"Kairos {i + 1}" for i in range(n)),
             "floor med", "Kairos med", "Kairos/floor"]
     lines = [head]
     for key, label, fmt in ROWS:
-        if not any(key in r for runs in results.values() for r in runs):
+        if idle and key not in IDLE_ROWS or not any(key in r for runs in results.values() for r in runs):
             continue
         cells = [label]
         for target in TARGETS:
@@ -355,7 +428,7 @@ def raise_fd_limit(sessions: int) -> None:
 async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     db = BenchRedis(args.redis_url)
     results: dict[str, list[dict[str, Any]]] = {t: [] for t in TARGETS}
-    one = max_run if args.max else steady_run
+    one = max_run if args.max else store_run if args.shape == "store" else steady_run
     try:
         with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
             for i in range(args.runs):
@@ -384,6 +457,9 @@ def main() -> None:
     p.add_argument("--step-duration", type=float, default=5.0, help="--max: measured seconds per step")
     p.add_argument("--step-settle", type=float, default=2.0, help="--max: seconds at a new rate before measuring")
     p.add_argument("--max-steps", type=int, default=10, help="--max: most steps (bounds the run's time)")
+    p.add_argument("--shape", choices=["steady", "store"], default="steady",
+                   help="store: shoppers arriving and leaving, lognormal gaps (median 56 s, p90 299 s), ~5 batches "
+                        "a visit, --sessions open at once (default 10,000), 10%% of batches triggering")
     p.add_argument("--idle", action="store_true", help="idle visitors (hello, then nothing): memory per session")
     p.add_argument("--json", type=Path, help="also write the per-run figures here")
     args = p.parse_args()
@@ -392,18 +468,33 @@ def main() -> None:
         args.runs = args.runs or 1
         args.sessions = args.sessions or 5000
         args.duration = min(args.duration, 5.0)
+    if args.shape == "store":
+        args.sessions = args.sessions or 10_000
+        args.runs = args.runs or 1
+        if "--trigger-share" not in sys.argv:
+            args.trigger_share = 0.10
+        if "--duration" not in sys.argv:
+            args.duration = 60.0
+        if "--warmup" not in sys.argv:
+            args.warmup = 10.0
     args.sessions = args.sessions or 1000
     args.rate = args.rate if args.rate is not None else 0.5 if args.max else 2.0
     args.runs = args.runs or (1 if args.max else 2)
     raise_fd_limit(args.sessions)
     import uvloop
 
-    mode = "idle" if args.idle else "max" if args.max else "steady"
-    print(f"{mode}: {args.sessions:,} sessions x {args.rate:g} batches/s, {args.batch} events a batch, "
-          f"{args.trigger_share:.0%} triggering; {args.duration:g} s measured; {args.runs} run(s) each, interleaved",
-          flush=True)
+    mode = "idle" if args.idle else "max" if args.max else args.shape
+    if mode == "store":
+        shape = Shape()
+        load_text = (f"{args.sessions:,} sessions open, {args.sessions / shape.visit_s:.1f} arrivals/s, "
+                     f"{args.sessions / shape.mean_gap_s:.0f} batches/s (gaps median {shape.gap_median_s:g} s, p90 "
+                     f"{shape.gap_p90_s:g} s; {shape.batches:g} batches a visit)")
+    else:
+        load_text = f"{args.sessions:,} sessions x {args.rate:g} batches/s"
+    print(f"{mode}: {load_text}, {args.batch} events a batch, {args.trigger_share:.0%} triggering; "
+          f"{args.duration:g} s measured; {args.runs} run(s) each, interleaved", flush=True)
     results = uvloop.run(run(args))
-    print(table(results))
+    print(table(results, idle=args.idle))
     if args.json:
         import json
 
