@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--send-timeout", type=float, dest="send_timeout_s", metavar="SECONDS",
                        help="release a client whose socket has not taken a frame for this long: close 1013, "
-                       "then abort the socket (default 10)")
+                       "then abort the socket (default 10; 0: none)")
     serve.add_argument("--geoip-db", help="MaxMind GeoIP2/GeoLite2 City or Country database (.mmdb)")
     serve.add_argument("--no-timers", action="store_false", dest="timers", default=None,
                        help="leave delayed rules' timers to other processes on the same Redis")

@@ -284,7 +284,7 @@ class Connection:
             pass
 
     async def _write_forever(self) -> None:
-        timeout_s = self._socket.send_timeout_s if self._socket is not None else None
+        timeout_s = (self._socket.send_timeout_s or None) if self._socket is not None else None  # 0: none
         while True:
             if not self._queue:
                 self._wake.clear()

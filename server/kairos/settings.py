@@ -62,7 +62,8 @@ class Settings:
     # A client too slow to read its pushes is released (kairos.push): a frame that
     # waits this long for the socket to take it, and the client is sent 1013 behind
     # what it has not read, then its socket is aborted close_grace_s later.
-    # 10 s is uvicorn's and websockets' close timeout, a round trip's worth of patience many times over.
+    # 10 s is uvicorn's and websockets' close timeout, a round trip's worth of patience
+    # many times over. 0: no send timeout (the queue's bound in bytes still holds).
     send_timeout_s: float = 10.0
     close_grace_s: float = 5.0
     demo: bool = True
