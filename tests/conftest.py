@@ -255,3 +255,47 @@ def exit_through_the_top(page) -> None:
     page.mouse.move(640, 300)
     page.mouse.move(640, 40, steps=4)
     page.mouse.move(640, -10)
+
+
+class OwnRedis:
+    """A redis-server of this test's own, killed and started again on one port (never the shared one).
+
+    `aof_dir`: keep an append-only file there (fsync every second, Redis's
+    default policy), so a restart finds the data; without it a restart loses all.
+    """
+
+    def __init__(self, aof_dir: Path | None = None) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.aof_dir = aof_dir
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (make test installs it)")
+        persistence = ["--appendonly", "no"] if self.aof_dir is None else [
+            "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.aof_dir)]
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        pytest.fail(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def own_redis():
+    r = OwnRedis()
+    r.start()
+    yield r
+    r.kill()

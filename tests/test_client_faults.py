@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
-import re
 import signal
 import struct
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -112,8 +113,10 @@ async def test_sigterm_closes_every_open_socket_with_1012_which_the_snippet_reco
     server.proc.wait(10)  # uvicorn exits by the signal it got (-15), after closing them
     assert "Traceback" not in server.output()
     # The snippet treats only its TERMINAL codes as final: after 1012 it comes back.
-    terminal = re.search(r"export const TERMINAL = \[([^\]]*)\]", (ROOT / "client-js/src/connection.js").read_text())
-    assert wire.CLOSE_RESTART not in {int(code) for code in terminal.group(1).split(",")}
+    ask = (f"import('./client-js/src/connection.js').then(m => process.stdout.write("
+           f"JSON.stringify([{wire.CLOSE_RESTART}, 1000].map(m.terminal))))")
+    answer = subprocess.run(["node", "--input-type=module", "-e", ask], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(answer.stdout) == [False, True]
 
 
 async def test_a_frame_that_breaks_the_websocket_protocol_closes_1002_without_a_traceback(serve):

@@ -11,7 +11,8 @@ import redis as sync_redis
 from kairos.caps import Caps, Window
 from kairos.engine import MemoryEngine
 from kairos.engine import keys
-from kairos.engine.base import LOG_MAX
+from kairos.engine.base import LOG_MAX, SessionGone
+from kairos.engine.keys import EmptyId
 from kairos.engine.redis import RedisEngine
 from kairos.rules.delayed import Timer
 from kairos.session import KEEP_OVERLAYS, event_ops, hello_ops, log_entry, sockets_field
@@ -195,6 +196,53 @@ async def test_claims_on_a_missing_session_are_refused(engine):
     assert await engine.claim_show("s_gone00000", "v_visitor01", "r", "r.1", Caps(0, 0), "{}", now()) == "gone"
 
 
+async def test_a_batch_for_a_session_the_store_lost_writes_nothing_and_says_so(engine):
+    # Redis restarted without persistence: the page's next batch must not make a
+    # session of its own events alone, without its visitor (issue 15, finding 3).
+    with pytest.raises(SessionGone):
+        await engine.apply("s_lost00001", event_ops([Event("click", 1, {"tag": "a"})], classify, now()), ["{}"], now())
+    assert await engine.session("s_lost00001") is None
+    assert await engine.log("s_lost00001") == []
+    # A disconnect's count too: nothing to lower.
+    with pytest.raises(SessionGone):
+        await engine.apply("s_lost00001", [("incr", "connected", "-1")], [], now())
+    assert await engine.session("s_lost00001") is None
+
+
+async def test_the_redis_engine_closes_with_commands_in_flight(clean_redis):
+    # A thousand batches in flight and one failing: the engine must still close (a
+    # worker cancelled mid-pipeline once waited forever, and the server never exited).
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    with pytest.raises(SessionGone):
+        await asyncio.gather(*(e.apply(f"s_gone{i:05d}", [("incr", "n:click", "1")], [], now()) for i in range(1000)))
+    await asyncio.wait_for(e.close(), 30)  # a hang detector, not a timing
+
+
+async def test_no_session_or_visitor_is_stored_under_an_empty_id(engine):
+    with pytest.raises((SessionGone, EmptyId)):
+        await engine.apply("", hello_ops(hello(sid=""), "product", now()), [], now())
+    await open_session(engine)
+    with pytest.raises(EmptyId):
+        await engine.claim_show("s_contract1", "", "r", "r.1", Caps(per_session=1), "{}", now())
+    with pytest.raises(EmptyId):
+        await engine.visit("", "s_contract1", "/", "other", True, now())
+    with pytest.raises(EmptyId):
+        await engine.keep_for_next_page("", "r", now())
+
+
+async def test_a_restored_session_holds_back_its_once_per_session_nudges(engine):
+    # Opened again after the store lost it: what it was shown is unknown, so a
+    # once-a-session offer is not risked twice; an uncapped nudge still shows.
+    state = await engine.apply("s_contract1", hello_ops(hello(), "product", now()) + [("set", "restored", str(now()))],
+                               [], now())
+    assert state.restored > 0
+    assert await engine.claim_show("s_contract1", "v_visitor01", "once", "once.1", Caps(per_session=1), "{}", now()) == "history_lost"
+    assert await engine.claim_show("s_contract1", "v_visitor01", "often", "often.1", Caps(per_session=0), "{}", now()) == "ok"
+    await open_session(engine, sid="s_contract2")
+    assert await engine.claim_show("s_contract2", "v_visitor01", "once", "once.2", Caps(per_session=1), "{}", now()) == "ok"
+
+
 async def test_the_dashboard_lists_recent_sessions(engine):
     for i in range(3):
         await open_session(engine, sid=f"s_list0000{i}")
@@ -228,7 +276,8 @@ async def test_redis_pool_stays_bounded_under_1000_concurrent_sessions(clean_red
     r = sync_redis.Redis.from_url(clean_redis)
     before = r.info("clients")["connected_clients"]
     try:
-        ops = event_ops([Event("dwell", 1, {"ms": 5})], classify, now())
+        # Each opens its session (a session is created only with its visitor).
+        ops = [("setnx", "vid", "v_many")] + event_ops([Event("dwell", 1, {"ms": 5})], classify, now())
         states = await asyncio.gather(*(e.apply(f"s_many{i:05d}", ops, [], now()) for i in range(1000)))
         assert len(states) == 1000 and all(s.dwell_ms == 5 for s in states)
         during = r.info("clients")["connected_clients"]

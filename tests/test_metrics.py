@@ -27,7 +27,7 @@ FAMILIES = {
     "kairos_frames": "counter", "kairos_events": "counter", "kairos_events_lost": "counter", "kairos_shows": "counter",
     "kairos_refused": "counter", "kairos_feedback": "counter", "kairos_connections": "counter",
     "kairos_beacons": "counter", "kairos_timers": "counter",
-    "kairos_slow_clients_released": "counter",
+    "kairos_slow_clients_released": "counter", "kairos_sessions_restored": "counter",
     "kairos_push_latency_seconds": "histogram", "kairos_timer_lateness_seconds": "histogram",
     "kairos_redis_roundtrip_seconds": "histogram", "kairos_batch_events": "histogram",
     "kairos_open_sockets": "gauge", "kairos_timers_pending": "gauge",

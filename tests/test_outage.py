@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
-import subprocess
 import time
 
 import msgpack
@@ -15,9 +13,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from kairos.engine import keys
-from kairos.engine.outage import Outage, is_outage
+from kairos.engine.outage import Outage, Tally, is_outage
 
-from conftest import Server, free_port
+from conftest import Server
 from wsclient import Visitor, hello_frame
 
 # --- the tracker, without I/O --------------------------------------------------------
@@ -48,6 +46,14 @@ def test_a_pubsub_loss_is_part_of_the_outage_but_no_refused_request() -> None:
     assert o.down and o.refused == 0
 
 
+def test_sessions_lost_at_once_are_one_line_then_a_count() -> None:
+    t = Tally("a session's state was lost", report_every_s=30)
+    lines = [t.note(i / 100) for i in range(200)]  # 200 sessions find theirs gone within 2 s
+    assert [line for line in lines if line] == [lines[0]]
+    later = t.note(40.0)
+    assert later and "200 more in the last 40 s" in later
+
+
 def test_only_connection_errors_count_as_an_outage() -> None:
     assert is_outage(redis.exceptions.ConnectionError("Error 111 connecting"))
     assert is_outage(redis.exceptions.TimeoutError("timeout"))
@@ -57,43 +63,6 @@ def test_only_connection_errors_count_as_an_outage() -> None:
 
 
 # --- a real outage ------------------------------------------------------------------
-
-
-class OwnRedis:
-    """A redis-server of this test's own, killed and started again on one port (never the shared one)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (make test installs it)")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        pytest.fail(f"redis-server did not start on port {self.port}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-@pytest.fixture
-def own_redis():
-    r = OwnRedis()
-    r.start()
-    yield r
-    r.kill()
 
 
 async def _errors_until_quiet(v: Visitor, quiet_s: float) -> list[dict]:
@@ -111,16 +80,19 @@ async def test_a_redis_outage_under_streaming_sessions_is_a_few_log_lines_and_se
     try:
         visitors = await asyncio.gather(*(Visitor.arrive(server.ws_url) for _ in range(20)))
         streaming = True
-        refused = 0
+        refused = without_seq = 0
 
         async def stream(v: Visitor) -> None:
-            nonlocal refused
+            nonlocal refused, without_seq
             while streaming:
                 await v.events({"e": "scroll", "pct": 50})
                 try:
                     while True:  # drain what the server answered (server_error while Redis is away)
                         frame = msgpack.unpackb(await asyncio.wait_for(v.ws.recv(), 0.1))
-                        refused += frame.get("code") == "server_error"
+                        if frame.get("code") == "server_error":
+                            refused += 1
+                            # The refused batch's seq, for the snippet to send it again (finding 8).
+                            without_seq += not 1 <= frame.get("seq", 0) <= v.seq
                 except asyncio.TimeoutError:
                     pass
 
@@ -149,6 +121,7 @@ async def test_a_redis_outage_under_streaming_sessions_is_a_few_log_lines_and_se
         streaming = False
         await asyncio.gather(*tasks)
         assert refused > 20, "the outage refused the batches sent while Redis was away"
+        assert without_seq == 0, "every refused batch is answered with its seq"
 
         for v in visitors:
             await v.events({"e": "click", "tag": "a"})

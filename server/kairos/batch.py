@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .moment import Placed, hide_why
 from .nudge import claim_nudge, take_down
@@ -23,7 +23,7 @@ from .wire import Event, Events
 
 async def apply_events(
     rt: Runtime, rules: Ruleset, sid: str, vid: str, site: str, batch: Events, visitor: VisitorInfo, now: int,
-    last: bool = False,
+    last: bool = False, stored: Callable[[], None] | None = None,
 ) -> tuple[SessionState, VisitorInfo]:
     """Apply a batch's events (and its `lost` count) to the session; the new state and visitor info.
 
@@ -31,6 +31,8 @@ async def apply_events(
     the visitor too, which refreshes what is known of them. `last`: the page
     load's last batch (a beacon), which also records the visitor's session
     count for the row kept for training (a socket does that when it closes).
+    `stored` is called once the events are stored: a fault after that must not
+    have the batch sent again.
     """
     ops = event_ops(batch.events, rules.classify, now, site, rules.scores, rt.identify_key)
     if last and visitor.first_ms:  # read from the visitor's keys (a beacon's page view is not)
@@ -39,9 +41,6 @@ async def apply_events(
         ops.append(("incr", "lost", str(batch.lost)))
         rt.metrics.events_lost.inc(batch.lost)
     log = event_log(batch.events, now, site, rt.identify_key)
-    if any(e.type == "purchase" for e in batch.events):
-        # Rare, so its own round trip: the purchase, and a conversion for each rule shown lately.
-        await rt.engine.record_conversion(vid, now, rt.settings.attribution_s * 1000)
     views = [e for e in batch.events if e.type == "page_view"]
     if views:
         f = views[-1].fields
@@ -52,6 +51,12 @@ async def apply_events(
         )
     else:
         state = await rt.engine.apply(sid, ops, log, now)
+    if stored is not None:
+        stored()
+    if any(e.type == "purchase" for e in batch.events):
+        # Rare, so its own round trip: the purchase, and a conversion for each rule shown lately.
+        # After the events are stored: a batch refused and sent again is not counted twice.
+        await rt.engine.record_conversion(vid, now, rt.settings.attribution_s * 1000)
     state.visitor = visitor
     await log_score_moves(rt, rules, state, batch.events, now)
     rt.feed.touch(sid, state)

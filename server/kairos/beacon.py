@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from . import bodies, wire
 from .batch import apply_events, arm_delayed, keep_for_training
+from .engine.base import SessionGone
 from .rules import evaluate
 from .runtime import Runtime, now_ms
 from .session import VisitorInfo
@@ -66,6 +67,8 @@ async def beacon_endpoint(request: Request) -> Response:
         if wire.privacy_signal(request.headers):
             return refuse(rt, WireError("no_consent", "Do-Not-Track / Global Privacy Control is on: nothing is kept"), beacon.sid)
         return await _events(rt, beacon)
+    except SessionGone:  # it expired between the check and the write
+        return refuse(rt, WireError("unknown_session", "no such session for this visitor"), beacon.sid)
     except Exception as exc:
         if not rt.engine.fault(exc):  # a Redis outage is logged once, as a whole
             log.exception("fault handling a beacon of sid=%s", beacon.sid)

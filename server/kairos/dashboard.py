@@ -47,6 +47,7 @@ REFUSALS = {
     "paused": "the rule is paused",
     "dismissed": "the visitor dismissed this nudge in this session",
     "capped": "this nudge has been shown as often as a session allows",
+    "history_lost": "the store lost what this session was shown, so a once-per-session nudge is held back",
     "busy": "a nudge of equal or higher priority is on the visitor's screen",
     "cooldown": "the rule's cooldown for this visitor has not passed",
     "visitor_capped": "the rule's cap for this visitor is spent",

@@ -80,6 +80,9 @@ class Metrics:
             "kairos_slow_clients_released",
             "Websockets closed with 1013 and aborted because their client read too slowly, by why.", ["why"],
             registry=r)
+        self.restored = Counter(
+            "kairos_sessions_restored",
+            "Sessions the store lost while their page was open, opened again from the page's hello.", registry=r)
         self.beacons = Counter("kairos_beacons", "Beacons (POST /b) accepted, by type.", ["type"], registry=r)
         self.timers = Counter("kairos_timers", "Delayed nudges that came due, by what became of them.", ["outcome"],
                               registry=r)

@@ -140,6 +140,9 @@ class SessionState:
     # The visitor's sessions, this one included, as last read from the visitor's
     # keys (0: not read yet); kept so an ended session still says new or returning.
     visits: int = 0
+    # When the store lost this session's state and its open page opened it again
+    # (ms; 0: never). What it had been shown is unknown from then on.
+    restored: int = 0
     # Not stored in the session: read from the visitor's keys at page views.
     visitor: VisitorInfo = field(default_factory=VisitorInfo)
     # Not stored either: the scores a trained model computes (intent.score.ModelScore,
@@ -254,7 +257,7 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     "rage_clicks": int, "hesitations": int, "copies": int, "uid": str, "lost": int,
     "cart_value": _float, "cart_items": int, "currency": str, "adds": int, "checkout_step": str,
     "purchases": int, "referrer": str, "traffic": str, "tz": int, "lang": str, "node": str,
-    "device": str, "browser": str, "os": str, "country": str, "region": str, "visits": int,
+    "device": str, "browser": str, "os": str, "country": str, "region": str, "visits": int, "restored": int,
 }
 
 
@@ -486,6 +489,10 @@ def session_verdict(h: dict[str, str], rule: str, max_per_session: int, priority
         return "gone"
     if f"d:{rule}" in h:
         return "dismissed"
+    if max_per_session > 0 and "restored" in h:
+        # The store lost what this session was shown: a once-per-session offer
+        # it may have seen is held back rather than shown twice.
+        return "history_lost"
     if max_per_session > 0 and int(h.get(f"f:{rule}", "0")) >= max_per_session:
         return "capped"
     on = h.get("on")

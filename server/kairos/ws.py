@@ -15,6 +15,8 @@ from . import wire
 from .batch import apply_events, arm_delayed, claim_best, keep_for_training, log_score_moves
 from .push import Connection
 from .context import request_context
+from .engine.base import SessionGone
+from .engine.outage import Tally
 from .rules import Rule, Ruleset
 from .runtime import Runtime, now_ms
 from .session import SessionState, VisitorInfo, hello_ops, log_entry, sockets_field
@@ -24,6 +26,11 @@ log = logging.getLogger("kairos.ws")
 
 # Refused-for-rate frames in a row before the connection is closed as a flood.
 FLOOD_DROPS = 50
+# Sessions the store lost while their pages stayed open (Redis restarted without
+# persistence): after one outage, every open page's next batch finds its session
+# gone. One line for the first, then a count, whatever their number.
+RESTORES = Tally("a session's state was lost by the store (Redis restarted without persistence?); "
+                 "opened again from its page's hello")
 
 
 def new_sid() -> str:
@@ -55,6 +62,8 @@ class VisitorSocket:
         self.rt = rt
         self.conn = Connection(ws)
         self.sid: str | None = None
+        # The hello this page load was opened with: what re-opens the session if the store loses it.
+        self.hello: Hello | None = None
         self.vid = ""
         self.site = ""
         # What is known of the visitor beyond the session, read at each page view.
@@ -65,6 +74,8 @@ class VisitorSocket:
         self._rate_error_at = float("-inf")
         # When the frame being handled was received (perf_counter): a rule's push latency starts there.
         self._received_s = 0.0
+        # Whether the batch being handled was stored: a fault before that is answered with its seq.
+        self._stored = False
 
     async def run(self) -> None:
         try:
@@ -72,6 +83,10 @@ class VisitorSocket:
             if hello is not None:
                 await self._open(hello)
                 await self._serve()
+        except SessionGone:
+            # A resumed session expired between the check and the hello's write (rare): the
+            # snippet reconnects, and its session id, unknown by then, gets a new session.
+            self.conn.close(wire.CLOSE_TRY_AGAIN)
         except Exception as exc:
             if not self.rt.engine.fault(exc):
                 raise
@@ -144,6 +159,7 @@ class VisitorSocket:
         self.vid = hello.vid
         self.site = hello.site
         self.sid = sid
+        self.hello = hello
         rt.hub.add(sid, self.conn)
         self.conn.send(wire.welcome(sid, rt.track, max_frame=rt.settings.max_frame_bytes, max_events=rt.settings.max_events))
         if hello.re:
@@ -169,6 +185,8 @@ class VisitorSocket:
             state = await self.rt.engine.apply(self.sid, ops, [], now)
             await keep_for_training(self.rt, self.rt.rules, state, now)
             self.rt.feed.touch(self.sid, state)
+        except SessionGone:
+            pass  # expired, or lost by the store: there is no connection count left to lower
         except Exception as exc:
             if not self.rt.engine.fault(exc):  # a Redis outage is logged once, as a whole
                 log.exception("could not record the disconnect of sid=%s", self.sid)
@@ -196,7 +214,10 @@ class VisitorSocket:
             try:
                 await self._handle(frame)
             except Exception as exc:
-                err = WireError("server_error", "the server failed to handle this frame; it was dropped")
+                # With the batch's seq when nothing of it was stored: the snippet sends
+                # that batch again (a batch stored, then a later step failed, is not resent).
+                seq = frame.seq if isinstance(frame, Events) and not self._stored else None
+                err = WireError("server_error", "the server failed to handle this frame; it was dropped", seq=seq)
                 if self.rt.engine.fault(exc):  # a Redis outage is logged once, as a whole: no line per batch
                     self.rt.metrics.refused.labels(code=err.code).inc()
                     self.conn.send(wire.error(err))
@@ -234,9 +255,43 @@ class VisitorSocket:
         if not frame.events and not frame.lost:
             return
         rt, now, rules = self.rt, now_ms(), self.rt.rules
-        state, self.visitor = await apply_events(rt, rules, self.sid, self.vid, self.site, frame, self.visitor, now)
+        self._stored = False
+        try:
+            state, self.visitor = await apply_events(rt, rules, self.sid, self.vid, self.site, frame, self.visitor, now,
+                                                     stored=self._on_stored)
+        except SessionGone:
+            await self._reopen(now)
+            state, self.visitor = await apply_events(rt, rules, self.sid, self.vid, self.site, frame, self.visitor, now,
+                                                     stored=self._on_stored)
         if frame.events:
             await self._decide(rules, state, frame.events, now)
+
+    def _on_stored(self) -> None:
+        self._stored = True
+
+    async def _reopen(self, now: int) -> None:
+        """The store lost this session while its page stayed open: open it again from the hello.
+
+        The page, the visitor and where they came from are what the hello said;
+        counters start again from this page, and the session is marked `restored`:
+        what it was shown is unknown, so its once-per-session nudges are held
+        back rather than shown twice (session.session_verdict). Pending timers
+        and the visitor's caps went with the store's data.
+        """
+        rt, hello = self.rt, dataclasses.replace(self.hello, re=False)
+        page_type = rt.rules.classify(hello.page.path, hello.page.type)
+        ops = hello_ops(hello, page_type, now, rt.node_id, self._context(), rt.rules.scores)
+        ops.append(("set", "restored", str(now)))
+        line = log_entry("restored", now, why="the store lost this session's state; opened again from its page")
+        state, self.visitor, _ = await asyncio.gather(
+            rt.engine.apply(self.sid, ops, [line], now),
+            rt.engine.visit(hello.vid, self.sid, hello.page.path, page_type, False, now),
+            rt.engine.mark_live(self.sid, now),
+        )
+        rt.metrics.restored.inc()
+        rt.feed.touch(self.sid, state)
+        if said := RESTORES.note(time.monotonic()):
+            log.warning(said)
 
     async def _feedback(self, fb: Feedback) -> None:
         now = now_ms()

@@ -39,11 +39,17 @@ class AutoPipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
         self.commands = 0
+        self._closing = False
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(), name=f"kairos-redis-{i}") for i in range(self.workers)]
 
     async def close(self) -> None:
+        # A cancel alone is not enough: redis-py can swallow the CancelledError of a
+        # worker cancelled mid-pipeline, which then waits for work forever and the
+        # server never exits. The flag ends the loop whatever became of the cancel.
+        self._closing = True
+        self._wake.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -68,7 +74,7 @@ class AutoPipeline:
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def _work(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
             if not self._queue:
                 self._wake.clear()

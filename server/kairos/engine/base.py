@@ -65,6 +65,25 @@ HEARTBEAT_TTL_MS = 3_000
 HEARTBEAT_EVERY_S = 1.0
 
 
+class SessionGone(LookupError):
+    """A batch came for a session whose state is no longer stored.
+
+    Redis lost it (restarted without persistence, flushed, evicted) while the
+    page's socket stayed open. The engine does not recreate the session from a
+    batch, which would leave a session without its visitor; the socket, which
+    still knows its hello, opens it again (ws.VisitorSocket).
+    """
+
+    def __init__(self, sid: str) -> None:
+        super().__init__(f"session {sid} is not stored (expired, or its store lost it)")
+        self.sid = sid
+
+
+def opens_session(ops: Sequence[Op]) -> bool:
+    """Whether ops may create a session: only those that give it its visitor (a hello's)."""
+    return any(field == "vid" and value for _, field, value in ops)
+
+
 class Engine(ABC):
     """Where sessions live. Every method is one round trip to the store."""
 
@@ -91,7 +110,12 @@ class Engine(ABC):
 
     @abstractmethod
     async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
-        """Apply ops atomically, append to the log, refresh expiry; return the new state."""
+        """Apply ops atomically, append to the log, refresh expiry; return the new state.
+
+        Raises SessionGone, writing nothing, when the session is not stored and
+        the ops do not open it (`opens_session`): a batch never makes a session
+        without its visitor.
+        """
 
     async def mark_live(self, sid: str, now_ms: int) -> None:
         """Index the session for the dashboard's list; called once per page load."""

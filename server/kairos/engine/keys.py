@@ -5,6 +5,22 @@ live in one Redis Cluster slot and one Lua script may touch them all.
 """
 
 PREFIX = "kairos"
+
+
+class EmptyId(ValueError):
+    """A key was asked for an empty visitor or session id.
+
+    After Redis lost its data, a session's hash came back holding only what the
+    next batch wrote — no `vid` — and every show of 200 visitors went under one
+    key, `kairos:{v:}:shows`, sharing their caps. No key is ever built from an
+    empty id: the write is refused here, whichever path it came by.
+    """
+
+
+def _id(kind: str, value: str) -> str:
+    if not value:
+        raise EmptyId(f"refused to build a Redis key from an empty {kind} id")
+    return value
 # Sessions seen lately, scored by last page load (ms): the dashboard's list.
 LIVE = f"{PREFIX}:live"
 
@@ -38,7 +54,7 @@ def node_channel(node: str) -> str:
 
 def visitor(vid: str, part: str) -> str:
     """A visitor's keys (info, views, shows), hash-tagged by visitor."""
-    return f"{PREFIX}:{{v:{vid}}}:{part}"
+    return f"{PREFIX}:{{v:{_id('visitor', vid)}}}:{part}"
 
 
 def visitor_sessions(vid: str) -> str:
@@ -52,11 +68,11 @@ def rule_window(rule: str, bucket: int) -> str:
 
 
 def session(sid: str) -> str:
-    return f"{PREFIX}:{{{sid}}}:s"
+    return f"{PREFIX}:{{{_id('session', sid)}}}:s"
 
 
 def log(sid: str) -> str:
-    return f"{PREFIX}:{{{sid}}}:log"
+    return f"{PREFIX}:{{{_id('session', sid)}}}:log"
 
 
 def stats(bucket_ms: int) -> str:

@@ -16,7 +16,8 @@ from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note
                        session_verdict)
 from .base import HEARTBEAT_TTL_MS, TIMER_LEASE_MS
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine,
-                   index_ttl_s, parse_log, stats_bucket, stats_buckets)
+                   SessionGone, index_ttl_s, opens_session, parse_log, stats_bucket, stats_buckets)
+from .keys import EmptyId
 
 SWEEP_EVERY_S = 60.0
 # Clients with wrong tokens counted: beyond this many, expired counts and then the oldest go.
@@ -140,6 +141,8 @@ class MemoryEngine(Engine):
     async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
         e = self._live(sid)
         if e is None:
+            if not sid or not opens_session(ops):
+                raise SessionGone(sid)
             e = self._sessions[sid] = _Entry()
         apply_ops(e.h, ops)
         e.log.extendleft(log)
@@ -178,6 +181,8 @@ class MemoryEngine(Engine):
         return "ok"
 
     def _visitor(self, vid: str, now_ms: int) -> _Visitor:
+        if not vid:  # as keys.visitor refuses for Redis: no visitor record shared under ""
+            raise EmptyId("refused to record under an empty visitor id")
         v = self._visitors.get(vid)
         if v is None or v.expires_at <= time.monotonic():
             v = self._visitors[vid] = _Visitor(first_ms=now_ms)

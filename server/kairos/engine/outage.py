@@ -52,3 +52,26 @@ class Outage:
         line = f"redis is back after {now_s - self.since_s:.1f} s; {self.refused} requests were refused"
         self.since_s, self.refused = None, 0
         return line
+
+
+class Tally:
+    """Something that befalls many sessions at once (the store lost their state): the first is
+    logged at once, the rest are counted into a line at most every `report_every_s`."""
+
+    def __init__(self, what: str, report_every_s: float = REPORT_EVERY_S) -> None:
+        self.what = what
+        self.report_every_s = report_every_s
+        self._said_s: float | None = None
+        self._unsaid = 0
+
+    def note(self, now_s: float) -> str | None:
+        """One more; the line to log, if one is due."""
+        self._unsaid += 1
+        if self._said_s is None:
+            self._said_s, self._unsaid = now_s, 0
+            return f"{self.what} (the next are counted, a line at most every {self.report_every_s:.0f} s)"
+        if now_s - self._said_s >= self.report_every_s:
+            line = f"{self.what}: {self._unsaid} more in the last {now_s - self._said_s:.0f} s"
+            self._said_s, self._unsaid = now_s, 0
+            return line
+        return None

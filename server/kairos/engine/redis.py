@@ -22,7 +22,8 @@ from .autopipe import AutoPipeline
 from .outage import Outage, is_outage
 from .base import HEARTBEAT_TTL_MS, TIMER_LEASE_MS
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S, STATS_TTL_S,
-                   VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, index_ttl_s, parse_log, stats_bucket, stats_buckets)
+                   VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, SessionGone, index_ttl_s, parse_log, stats_bucket,
+                   stats_buckets)
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
@@ -120,6 +121,8 @@ class RedisEngine(Engine):
     async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
         args: list[Any] = [self.session_ttl_s, LOG_MAX, msgpack.packb([x for op in ops for x in op]), *log]
         flat = await self._eval("apply", self._apply, [keys.session(sid), keys.log(sid)], args)
+        if flat is None:  # not stored, and these ops do not open it
+            raise SessionGone(sid)
         return SessionState.from_hash(sid, _pairs(flat))
 
     async def mark_live(self, sid: str, now_ms: int) -> None:

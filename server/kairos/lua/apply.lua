@@ -7,6 +7,16 @@
 local h, log = KEYS[1], KEYS[2]
 local ttl, log_max = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ops = cmsgpack.unpack(ARGV[3])
+-- A session is created only by ops that give it its visitor (a hello's); a batch
+-- for a session Redis lost is refused (nil), never applied to an empty hash
+-- (kairos.engine.base.opens_session).
+if redis.call('EXISTS', h) == 0 then
+  local opens = false
+  for i = 1, #ops, 3 do
+    if ops[i + 1] == 'vid' and ops[i + 2] ~= '' then opens = true break end
+  end
+  if not opens then return false end
+end
 for i = 1, #ops, 3 do
   local kind, f, v = ops[i], ops[i + 1], ops[i + 2]
   if kind == 'set' then

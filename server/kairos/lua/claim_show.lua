@@ -30,6 +30,8 @@ end
 local function verdict()
   if redis.call('HEXISTS', paused, rule) == 1 then return 'paused' end
   if redis.call('HEXISTS', h, 'd:' .. rule) == 1 then return 'dismissed' end
+  -- the store lost what this session was shown (kairos.session.session_verdict)
+  if max_per_session > 0 and redis.call('HEXISTS', h, 'restored') == 1 then return 'history_lost' end
   local fired = tonumber(redis.call('HGET', h, 'f:' .. rule) or '0')
   if max_per_session > 0 and fired >= max_per_session then return 'capped' end
   local on = redis.call('HGET', h, 'on')

@@ -427,6 +427,7 @@
   const SKIPPED = {
     paused: "paused", busy: "another nudge on screen", cooldown: "in cooldown", visitor_capped: "visitor cap spent",
     globally_capped: "global cap spent", rule_capped: "rule cap spent", capped: "session cap spent", dismissed: "dismissed before",
+    history_lost: "session's history lost",
   };
 
   // What became of a delayed rule's timer (kairos.rules.delayed.TIMELINE_OUTCOMES), in words.
