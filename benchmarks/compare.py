@@ -141,8 +141,11 @@ class Server:
         self.gc_log = workdir / f"gc-{target}-{self.port}.log"
         # The benchmark's visitors send up to --max's rates: Kairos's per-connection frame limit must not be what stops them.
         env = {**os.environ, "KAIROS_FRAMES_PER_S": "1000", "KAIROS_FRAMES_BURST": "1000"}
-        self.proc = subprocess.Popen(server_command(target, self.port, redis_url, self.gc_log, rules), cwd=ROOT,
-                                     env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        # Its output goes to a file, shown if it fails to start: a server stopped under load may log a lot.
+        self.log = workdir / f"{target}-{self.port}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(server_command(target, self.port, redis_url, self.gc_log, rules), cwd=ROOT,
+                                         env=env, stdout=out, stderr=subprocess.STDOUT)
         self.ps = psutil.Process(self.proc.pid)
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
 
@@ -150,7 +153,8 @@ class Server:
         async with httpx.AsyncClient() as client:
             for _ in range(300):
                 if self.proc.poll() is not None:
-                    raise SystemExit(f"{self.target} exited with status {self.proc.returncode} at start-up")
+                    raise SystemExit(f"{self.target} exited with status {self.proc.returncode} at start-up:\n"
+                                     + self.log.read_text(errors="replace")[-4000:])
                 try:
                     if (await client.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)).status_code == 200:
                         return
@@ -167,6 +171,14 @@ class Server:
         return self.ps.memory_info().rss
 
     def stop(self) -> None:
+        """Stop the server once it has done what the visitors' departures gave it (Kairos keeps each session's row)."""
+        deadline, last = time.monotonic() + 30, self.cpu_s() if self.proc.poll() is None else 0.0
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.cpu_s()
+            if now - last < 0.02:  # quiet
+                break
+            last = now
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
