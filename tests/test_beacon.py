@@ -77,8 +77,7 @@ async def test_a_delayed_nudge_armed_by_a_beacon_waits_for_the_next_page(serve, 
     v = await Visitor.arrive(server.ws_url)
     await v.leave()
     assert post(server, last_batch(v, {"e": "exit_intent", "how": "top"})).status_code == 204
-    # Due 1 s after the beacon, it first waits up to the reconnect grace (5 s) for the page to come back.
-    assert server.session_when(v.sid, lambda s: s["pending"] == ["come-back"], timeout_s=20)["pending"] == ["come-back"]
+    assert server.session_when(v.sid, lambda s: s["pending"] == ["come-back"], timeout_s=5)["pending"] == ["come-back"]
     back = await Visitor.arrive(server.ws_url, vid=v.vid, sid=v.sid)
     assert (await back.expect("show"))["rule"] == "come-back"
 

@@ -119,6 +119,9 @@ class SessionState:
     # process, so a killed process's count, never taken back, is set aside with it
     # (keep_sockets) instead of leaving the session connected for good.
     sockets: dict[str, int] = field(default_factory=dict)
+    # Not stored: sockets set aside by keep_sockets, their process dead. Its pages
+    # did not leave; they are reconnecting to another process (kairos.timers waits).
+    lost_sockets: int = 0
     onscreen: str | None = None
     # Where the overlay on screen lives and was shown (moment.Placed, packed); "" before scopes.
     onscreen_at: str = ""
@@ -201,6 +204,7 @@ class SessionState:
 
     def keep_sockets(self, alive: set[str] | frozenset[str]) -> None:
         """Forget the sockets of processes that are not alive (their heartbeat lapsed)."""
+        self.lost_sockets = sum(n for node, n in self.sockets.items() if node not in alive)
         self.sockets = {node: n for node, n in self.sockets.items() if node in alive}
 
     def to_json(self, now_ms: int | None = None) -> dict[str, Any]:

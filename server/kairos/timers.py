@@ -14,9 +14,10 @@ handed to a socket; a process that dies mid-way stops its heartbeat, and the
 others claim its timers again. Such a timer's show keeps its overlay id
 (Timer.oid), so it is counted once and may reach the page twice, never two
 overlays. A nudge forwarded to another process waits for that process's word
-that a socket took it. A due timer whose visitor's page is reconnecting (the
-session lives, no socket is open) waits for it, a few hundred ms at a time, up
-to the reconnect grace after its due time, before its rule's `offline` decides.
+that a socket took it. A due timer whose visitor's page is reconnecting (its
+socket died with its process, or closed as the nudge went out) waits for it, a
+few hundred ms at a time, up to the reconnect grace after its due time, before
+its rule's `offline` decides.
 
 The heartbeat also tells the dashboard which sessions' sockets are still open:
 those of a killed process stop counting once its heartbeat lapses.
@@ -161,7 +162,8 @@ class TimerService(Bus):
         if not t.waits:  # once per timer, not at each look while it waits for its page
             rt.metrics.timer_lateness.observe(max(0, now - t.due_ms) / 1000)
         outcome = await self._fire(t, now)
-        rt.metrics.timers.labels(outcome=outcome).inc()
+        if outcome != "waiting":  # not an outcome yet: it comes back
+            rt.metrics.timers.labels(outcome=outcome).inc()
         log.debug("timer %s due %d fired %d ms late: %s", t.key, t.due_ms, now - t.due_ms, outcome)
         return outcome
 
@@ -215,7 +217,9 @@ class TimerService(Bus):
                       now: int) -> tuple[str, str | None, str | None, bytes | None]:
         """What becomes of a due timer and why; when it fires, where the page is open and the show claimed.
 
-        "wait": the visitor's session lives but no page is open (reconnecting, or left).
+        "wait": no page is open, but one was open on a process that died: it is
+        reconnecting to another. (A page whose socket a live process saw close has
+        left, or will say hello as a new page view: its rule's `offline` decides now.)
         """
         claimed = state.overlays.get(t.oid)  # an attempt before this one claimed its show, then died
         if claimed is None:
@@ -227,7 +231,9 @@ class TimerService(Bus):
             return "fired", None, None, None  # the page has it, and answered it
         where = await where_open(self.rt, state)
         if where is None:
-            return "wait", None, None, None
+            if state.lost_sockets:
+                return "wait", None, None, None
+            return ("kept", None, None, None) if rule.offline == "next_page" else ("dropped", "no page open", None, None)
         frame, verdict = await claim_nudge_or_why(self.rt, rule, state, now, oid=t.oid)
         if frame is None:
             return ("fired", None, None, None) if verdict == "seen" else ("capped", verdict, None, None)
