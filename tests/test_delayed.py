@@ -104,3 +104,18 @@ def test_unless_and_offline_need_a_delay():
     """)
     with pytest.raises(RulesError, match="add `after:`"):
         parse_rules(text, "r.yaml", TEMPLATES)
+
+
+def test_a_timer_that_waited_for_its_page_to_reconnect_says_so_and_keeps_its_due_time():
+    import json
+
+    from kairos.rules.delayed import Timer, outcome_line, timeline_words
+
+    t = Timer("s_delay0001", "reminder", 5000, 2000, {"add_to_cart": 1}, waits=3)
+    assert Timer.from_payload(t.key, t.payload()) == t, "the waits survive the queue"
+    assert Timer.from_payload(t.key, Timer("s_delay0001", "reminder", 5000, 2000, {}).payload()).waits == 0
+    line = json.loads(outcome_line(t, "fired", 5900))
+    assert (line["waited"], line["late_ms"]) == (3, 900)
+    assert timeline_words(line) == "reminder fired, 900 ms late: shown (it waited for the visitor's page to reconnect)"
+    assert t.oid == Timer("s_delay0001", "reminder", 9999, 2000, {}, waits=0).oid, "one oid per arming, at every attempt"
+    assert t.oid != Timer("s_delay0001", "reminder", 5000, 2001, {}).oid and t.oid.startswith("reminder.")
