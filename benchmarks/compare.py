@@ -3,6 +3,7 @@
     python benchmarks/compare.py                    # 1,000 sessions x 2 batches/s, 20 s, floor/Kairos x 2
     python benchmarks/compare.py --max              # most batches/s each sustains with p99 <= 250 ms
     python benchmarks/compare.py --idle             # RSS per idle session, 5,000 sessions
+    python benchmarks/compare.py --shape store      # 10,000 shoppers coming and going as a store's do
 
 The floor is a bare server on Kairos's stack (uvicorn, uvloop, httptools,
 websockets sans-I/O, Starlette, redis-py, one EVALSHA a batch); Kairos is
@@ -12,7 +13,7 @@ interleaved (floor, Kairos, floor, Kairos, …), each on a freshly flushed
 database. Per run and as medians over the runs it prints:
 
 - batches/s: batches the visitors sent in the measured window, per second;
-- p50 / p99 event->push: from sending a batch that holds the trigger to
+- p50 / p99 / max event->push: from sending a batch that holds the trigger to
   receiving its `show`, as the visitor sees it;
 - server CPU s per 1,000 batches: user+system CPU of the server process over the
   window (psutil), per 1,000 batches sent in it;
@@ -24,7 +25,8 @@ database. Per run and as medians over the runs it prints:
   from INFO memory used_memory;
 - gen-2 GCs and the longest pause: full collections that started in the window,
   timed inside the server by benchmarks/gc_probe.py, which runs both servers;
-- the generator's own CPU share (it shares the machine with the servers),
+- the generator's own CPU share (it shares the machine with the servers);
+  with --shape store also hellos/s and the sessions open at the end,
 and the ratio Kairos/floor of each median. Ratios, and CPU per batch, survive a
 busy machine far better than latency and throughput do.
 
