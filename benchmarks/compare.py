@@ -20,6 +20,8 @@ database. Per run and as medians over the runs it prints:
 - batches per server CPU-second: the same figure turned round, the batches/s
   one core would serve if nothing else ran on it: a ceiling;
 - Redis CPU s per 1,000 batches: used_cpu_user+used_cpu_sys deltas of INFO cpu;
+- with --idle, server and Redis CPU per session opened: the websocket
+  handshake and the hello (the visitors send nothing else);
 - RSS per session: the server's RSS with every session open (after the warm-up)
   minus before the first one, per session; Redis memory per session likewise
   from INFO memory used_memory;
@@ -250,13 +252,19 @@ async def steady_run(target: str, args: argparse.Namespace, db: BenchRedis, work
     try:
         await server.ready()
         rss0, mem0 = server.rss_b(), db.memory_b()
+        cpu0, redis0 = server.cpu_s(), db.cpu_s()
         load = Load(args.rate, args.batch, args.trigger_share)
         tasks = await open_visitors(server.ws_url, args.sessions, load, stats, stop)
+        cpu1, redis1 = server.cpu_s(), db.cpu_s()
         await asyncio.sleep(args.warmup)
         rss1, mem1 = server.rss_b(), db.memory_b()
         with Window(server, db, stats) as window:
             await asyncio.sleep(args.duration)
         result = window.figures()
+        if args.rate <= 0:
+            # Idle visitors send nothing after their hello: what the opening cost is all the opening's.
+            result["open_cpu_ms"] = (cpu1 - cpu0) * 1000 / max(1, stats.ready)
+            result["open_redis_cpu_ms"] = (redis1 - redis0) * 1000 / max(1, stats.ready)
         result["rss_per_session_kib"] = (rss1 - rss0) / max(1, stats.ready) / 1024
         result["redis_mem_per_session_b"] = (mem1 - mem0) / max(1, stats.ready)
         result["failed_sessions"] = stats.disconnects
@@ -379,6 +387,8 @@ ROWS = [  # key, label, format
     ("batches_per_core_s", "batches per server CPU-second", "{:,.0f}"),
     ("redis_cpu_s_per_1k", "Redis CPU s / 1,000 batches", "{:.3f}"),
     ("hellos_per_s", "hellos/s", "{:.1f}"),
+    ("open_cpu_ms", "server CPU ms per session opened", "{:.2f}"),
+    ("open_redis_cpu_ms", "Redis CPU ms per session opened", "{:.3f}"),
     ("open_sessions", "sessions open at the end", "{:,.0f}"),
     ("rss_per_session_kib", "RSS per session, KiB", "{:.1f}"),
     ("redis_mem_per_session_b", "Redis memory per session, B", "{:,.0f}"),
@@ -398,7 +408,7 @@ def median(runs: list[dict[str, Any]], key: str) -> float | None:
 
 
 # What an idle run measures: no batches, so nothing per batch.
-IDLE_ROWS = {"rss_per_session_kib", "redis_mem_per_session_b", "gen2_gcs", "gen2_longest_ms", "server_cpu_share",
+IDLE_ROWS = {"open_cpu_ms", "open_redis_cpu_ms", "rss_per_session_kib", "redis_mem_per_session_b", "gen2_gcs", "gen2_longest_ms", "server_cpu_share",
              "generator_cpu_share", "failed_sessions"}
 
 
