@@ -36,6 +36,11 @@ export function createOverlay (doc, win, send) {
   let host = null
   let root = null
   let cur = null // { oid, el, timer, prev, scope, at }
+  // Every overlay shown on this page: a delayed nudge is sent again under the
+  // same oid when the process that first sent it died (the server cannot tell
+  // whether its frame went out), and must be neither shown twice nor brought
+  // back after the visitor closed it.
+  const shown = new Set()
   const loc = win.location
   const here = () => loc && loc.pathname + loc.search
 
@@ -73,7 +78,8 @@ export function createOverlay (doc, win, send) {
   }
 
   function show (f) {
-    if (!f.oid || typeof f.html !== 'string') return
+    if (!f.oid || typeof f.html !== 'string' || shown.has(f.oid)) return
+    shown.add(f.oid)
     remove() // a new show silently replaces the current overlay
     if (!host) {
       host = doc.createElement('div')

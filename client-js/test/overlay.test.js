@@ -169,9 +169,9 @@ test('hide removes silently, only the overlay it names; a new show silently repl
   assert.notEqual(d.root().innerHTML, '')
   d.ov.hide(SHOW.oid)
   assert.equal(d.root().innerHTML, '')
-  d.ov.show(SHOW)
+  d.ov.show(Object.assign({}, SHOW, { oid: 'o3' }))
   d.ov.show(Object.assign({}, CHAT, { oid: 'o4' }))
-  assert.deepStrictEqual(d.fb, [[SHOW.oid, 'shown'], [SHOW.oid, 'shown'], ['o4', 'shown']])
+  assert.deepStrictEqual(d.fb, [[SHOW.oid, 'shown'], ['o3', 'shown'], ['o4', 'shown']])
   assert.equal(d.root().innerHTML, CHAT_HTML)
   assert.equal(d.q('.k-overlay').getAttribute('data-oid'), 'o4')
   d.ov.clear()
@@ -346,4 +346,19 @@ test('a session or page-type overlay, or one from a server that sends no scope, 
     assert.ok(!d.shown())
     assert.deepStrictEqual(d.fb.map(f => f.act), ['shown'], 'a hide the server sent is not reported back')
   }
+})
+
+test('a show sent again under an oid already shown on this page is ignored, on screen or closed', () => {
+  const d = setup()
+  d.ov.show(SHOW)
+  const first = d.q('.k-overlay')
+  d.ov.show(SHOW) // a delayed nudge sent again after its first sender died
+  assert.equal(d.q('.k-overlay'), first, 'the overlay on screen is left as it is')
+  assert.deepStrictEqual(d.fb, [[SHOW.oid, 'shown']], 'shown once')
+  d.key('Escape')
+  assert.equal(d.q('.k-overlay'), null)
+  d.ov.show(SHOW) // the same again after the visitor closed it
+  assert.equal(d.q('.k-overlay'), null, 'a closed overlay does not come back')
+  d.ov.show(BAR)
+  assert.ok(d.q('.k-overlay'), 'another overlay still shows')
 })
