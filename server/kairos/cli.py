@@ -11,6 +11,7 @@ import re
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import push, wire
 from .settings import Settings
@@ -445,7 +446,20 @@ def _serve(settings: Settings) -> int:
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    rt = app.state.kairos
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, telling the runtime a shutdown has begun before it closes the sockets."""
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            # Sockets closed with 1012 by a restart belong to pages that come straight back
+            # (to this process restarted, or another one): counting 10,000 of them out
+            # in Redis one by one outlived the graceful-shutdown timeout, and a timer
+            # due meanwhile must wait for the page rather than follow `offline`.
+            rt.stopping = True
+            await super().shutdown(sockets)
+
+    server = Server(config)
     # With a metrics address the server listens on two sockets; the app tells them
     # apart by port (kairos.scrape). Without one, uvicorn binds its own as usual.
     sockets = None if metrics_socket is None else [config.bind_socket(), metrics_socket]

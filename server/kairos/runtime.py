@@ -54,6 +54,8 @@ class Runtime:
         self._track: tuple[Ruleset, dict[str, Any]] | None = None
         # This process among those sharing one Redis: where nudges for its sockets are sent.
         self.node_id = secrets.token_hex(4)
+        # Set as `kairos serve` begins to shut down, before uvicorn closes the sockets.
+        self.stopping = False
         # The identify hash's key (session.uid_hash). An app built without `kairos serve`
         # (tests, an embedding) and without a secret gets a random one: its hashes
         # match within this process only, and none can be reversed from a list of ids.

@@ -98,7 +98,10 @@ class VisitorSocket:
         finally:
             self.rt.hub.remove(self.conn)
             await self.conn.finish()
-            if self.sid is not None and not self.conn.forgotten:
+            # A restart's sockets are not counted out: their pages come straight back, and
+            # the process marks itself gone (timers.TimerService.close), so they count as
+            # lost sockets and a timer due meanwhile waits for the page.
+            if self.sid is not None and not self.conn.forgotten and not self.rt.stopping:
                 await self._mark_disconnected()
 
     # --- refusals ---------------------------------------------------------------
