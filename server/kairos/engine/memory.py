@@ -14,9 +14,9 @@ from ..caps import Caps, bucket, visitor_verdict
 from ..rules.delayed import Timer, armed_line, outcome_line
 from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note_skip, record_feedback, record_show,
                        session_verdict)
-from .base import HEARTBEAT_TTL_MS, TIMER_LEASE_MS
-from .base import (ARCHIVE_KEEP, COUNTED_ACTS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine,
-                   SessionGone, index_ttl_s, opens_session, parse_log, stats_bucket, stats_buckets)
+from .base import (ARCHIVE_KEEP, COUNTED_ACTS, HEARTBEAT_TTL_MS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S, TIMER_LEASE_MS,
+                   VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, SessionGone, index_ttl_s, opens_session, parse_log, stats_bucket,
+                   stats_buckets)
 from .keys import EmptyId
 
 SWEEP_EVERY_S = 60.0

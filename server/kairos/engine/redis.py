@@ -20,10 +20,9 @@ from ..session import Op, SessionState, VisitorInfo, log_entry
 from . import keys
 from .autopipe import AutoPipeline
 from .outage import Outage, is_outage
-from .base import HEARTBEAT_TTL_MS, TIMER_LEASE_MS
-from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S, STATS_TTL_S,
-                   VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, SessionGone, index_ttl_s, parse_log, stats_bucket,
-                   stats_buckets)
+from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, HEARTBEAT_TTL_MS, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S,
+                   STATS_TTL_S, TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, SessionGone, index_ttl_s,
+                   parse_log, stats_bucket, stats_buckets)
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
