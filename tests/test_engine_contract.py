@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -11,12 +12,13 @@ import redis as sync_redis
 from kairos.caps import Caps, Window
 from kairos.engine import MemoryEngine
 from kairos.engine import keys
-from kairos.engine.base import LOG_MAX, SessionGone
+from kairos.engine.base import LOG_MAX, Bus, Opening, SessionGone
 from kairos.engine.keys import EmptyId
 from kairos.engine.redis import RedisEngine
 from kairos.rules.delayed import Timer
 from kairos.session import KEEP_OVERLAYS, event_ops, hello_ops, log_entry, sockets_field
 from kairos.wire import Event, Hello, Page
+from redis_monitor import Commands
 
 TTL_S = 60
 PRODUCT = {"name": "Linen shirt", "price": 59.9, "url": "https://shop.example/demo/products/linen-shirt?utm_source=news"}
@@ -814,3 +816,128 @@ async def test_a_session_with_3000_shows_holds_a_bounded_state_and_its_caps(engi
     assert await engine.claim_show("s_contract1", "v_visitor01", "rule0", "rule0.last", Caps(0, 1), "{}", now()) == "ok"
     assert await engine.record_feedback("s_contract1", "rule0.last", "clicked", "{}", now())
     assert not await engine.record_feedback("s_contract1", "rule0.0", "clicked", "{}", now())
+
+
+# --- opening a session from a hello: one engine call (issue 16, a cheap hello) --------------
+
+
+def opening(sid: str | None = "s_contract1", vid: str = "v_visitor01", path: str = "/demo/products/linen-shirt",
+            re: bool = False, fresh: str = "s_fresh0001") -> Opening:
+    """What ws.VisitorSocket._open asks of the engine for a hello."""
+    h = hello(sid, vid, path)
+    return Opening(vid=vid, sid=sid, fresh=fresh, ops=hello_ops(h, classify(path), now()),
+                   log=[log_entry("event", now(), e="page_view", path=path)], path=path, page_type=classify(path),
+                   re_ops=hello_ops(dataclasses.replace(h, re=True), classify(path), now()) if re else None)
+
+
+async def page_views(engine, sid: str) -> list[dict]:
+    return [line for line in await engine.log(sid) if line.get("e") == "page_view"]
+
+
+async def test_a_hello_resumes_its_own_live_session_and_counts_the_page(engine):
+    first = await engine.open_session(opening(sid=None, fresh="s_contract1"), now())
+    assert (first.sid, first.resumed, first.state.pages, first.visitor.sessions) == ("s_contract1", False, 1, 1)
+    again = await engine.open_session(opening(path="/demo/cart"), now())
+    assert (again.sid, again.resumed, again.state.pages, again.state.path) == ("s_contract1", True, 2, "/demo/cart")
+    assert again.visitor.sessions == 1, "the same visit"
+    assert len(await page_views(engine, "s_contract1")) == 2
+    assert await engine.session("s_fresh0001") is None, "no session opened under the spare id"
+    assert {s.sid for s in await engine.sessions(now())} == {"s_contract1"}, "listed for the dashboard"
+
+
+async def test_a_session_named_by_another_visitor_is_not_resumed(engine):
+    await engine.open_session(opening(sid=None, fresh="s_contract1"), now())
+    theirs = await engine.open_session(opening(vid="v_intruder1", fresh="s_intruder"), now())
+    assert (theirs.sid, theirs.resumed, theirs.state.vid, theirs.state.pages) == ("s_intruder", False, "v_intruder1", 1)
+    mine = await engine.session("s_contract1")
+    assert (mine.vid, mine.pages) == ("v_visitor01", 1), "the named session is untouched"
+    assert len(await page_views(engine, "s_contract1")) == 1
+
+
+async def test_an_expired_session_id_gets_a_new_session(clean_redis):
+    for kind in ("memory", "redis"):
+        e = make_engine(kind, clean_redis, ttl_s=1)
+        await e.start()
+        try:
+            await e.open_session(opening(sid=None, fresh="s_contract1"), now())
+            await asyncio.sleep(1.3)
+            opened = await e.open_session(opening(fresh="s_contract2"), now())
+            assert (opened.sid, opened.resumed, opened.state.pages) == ("s_contract2", False, 1), kind
+            assert opened.visitor.sessions == 2, kind
+            assert await e.session("s_contract1") is None, kind
+        finally:
+            await e.close()
+
+
+async def test_a_reconnect_counts_no_page_view_in_its_own_session_only(engine):
+    await engine.open_session(opening(sid=None, fresh="s_contract1"), now())
+    back = await engine.open_session(opening(re=True), now())
+    assert (back.sid, back.resumed, back.state.pages, back.state.connected) == ("s_contract1", True, 1, 2)
+    assert back.visitor.page_views_24h == 1, "no page view recorded under the visitor"
+    assert len(await page_views(engine, "s_contract1")) == 1
+    # A reconnect naming a session that is gone (or not theirs) opens a new one, with its page view.
+    lost = await engine.open_session(opening(sid="s_gone00000", re=True, fresh="s_contract2"), now())
+    assert (lost.sid, lost.resumed, lost.state.pages, lost.state.vid) == ("s_contract2", False, 1, "v_visitor01")
+    assert lost.visitor.page_views_24h == 2 and len(await page_views(engine, "s_contract2")) == 1
+
+
+async def test_a_session_is_opened_only_with_its_visitor(engine):
+    with pytest.raises(ValueError):
+        Opening(vid="v_visitor01", sid=None, fresh="s_contract1", ops=[("incr", "pages", "1")], log=[], path="/",
+                page_type="other")
+    with pytest.raises(ValueError):
+        opening(sid=None, vid="", fresh="s_contract1")
+    assert await engine.session("s_contract1") is None
+
+
+async def test_a_hello_is_one_redis_command(clean_redis):
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    try:
+        await e.open_session(opening(sid=None, fresh="s_contract1"), now())
+        for o in (opening(path="/demo/cart"), opening(re=True), opening(vid="v_intruder1", fresh="s_intruder")):
+            with Commands(clean_redis) as seen:
+                await e.open_session(o, now())
+            sent = seen.naming(o.vid, o.fresh, "s_contract1")
+            assert [c.split()[0] for c in sent] == ["EVALSHA"], sent
+    finally:
+        await e.close()
+
+
+async def test_installations_on_two_databases_of_one_redis_do_not_hear_each_other(clean_redis):
+    # Pub/sub channels are per Redis server, not per database: a dashboard feed published
+    # on one database reached the dashboards of a Kairos on another.
+    base, db = clean_redis.rsplit("/", 1)
+    engines = [make_engine("redis", clean_redis), make_engine("redis", f"{base}/{(int(db) + 1) % 16}")]
+    heard: list[list[str]] = [[], []]
+
+    class Ears(Bus):
+        def __init__(self, into: list[str]) -> None:
+            self.into = into
+
+        def on_feed(self, text: str) -> None:
+            self.into.append(text)
+
+        def on_wake(self, due_ms: int) -> None:
+            self.into.append(f"wake {due_ms}")
+
+    for e in engines:
+        await e.start()
+    listening = [asyncio.create_task(e.listen(f"n{i}", Ears(heard[i]))) for i, e in enumerate(engines)]
+    try:
+        r = sync_redis.Redis.from_url(clean_redis)
+        while sum(n for _, n in r.pubsub_numsub(engines[0].feed_channel, engines[1].feed_channel)) < 2:
+            await asyncio.sleep(0.02)
+        for i, e in enumerate(engines):
+            await e.publish_feed(f"rows of {i}")
+            await e.pipe.execute("PUBLISH", e.wake_channel, 1000 + i)
+        while sum(map(len, heard)) < 4:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # anything crossing over would be here by now
+        assert heard == [["rows of 0", "wake 1000"], ["rows of 1", "wake 1001"]]
+    finally:
+        for task in listening:
+            task.cancel()
+        await asyncio.gather(*listening, return_exceptions=True)
+        for e in engines:
+            await e.close()

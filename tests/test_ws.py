@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from conftest import redis_contents
+from redis_monitor import Commands
 from wsclient import Visitor, hello_frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -304,3 +305,33 @@ async def test_a_reconnection_within_the_page_load_is_not_another_page_view(serv
         await asyncio.sleep(0.1)
         state = server.session(v.sid)
     assert (state["pages"], state["scroll_pct"], state["page_dwell_ms"]) == (1, 60, 2000)
+
+
+async def test_a_hello_is_one_redis_command_whether_it_opens_resumes_or_reconnects(serve, redis_url, tmp_path):
+    # Issue 16, a cheap hello: the resume check, the page view, the visitor's visit and
+    # the dashboard's index in one script call (there were four commands in three round trips).
+    quiet = tmp_path / "quiet.yaml"
+    quiet.write_text("version: 1\nrules: []\n")  # no rule answers a page view: the hello's commands alone
+    server = serve("redis", rules=quiet)
+    # Every page stays open until the end: a socket's close writes the session's row
+    # for training, which must not fall among the next hello's commands.
+    first = await Visitor.arrive(server.ws_url, path="/demo/")
+    hellos = [dict(vid=first.vid, sid=first.sid, path="/demo/cart"),  # the next page of the visit
+              dict(vid=first.vid, sid=first.sid, path="/demo/cart", re=True),  # the same page reconnecting
+              dict(vid="v_stranger01", sid=first.sid, path="/demo/"),  # someone else's session id
+              dict(vid="v_newcomer01", sid=None, path="/demo/")]
+    pages = []
+    for h in hellos:
+        ws = await connect(server.ws_url, compression=None)
+        pages.append(ws)
+        with Commands(redis_url) as seen:
+            await ws.send(msgpack.packb(hello_frame(**h)))
+            welcome = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 5))
+        sent = seen.naming(h["vid"], first.sid, welcome["sid"])
+        assert [c.split()[0] for c in sent] == ["EVALSHA"], (h, sent)
+        assert (welcome["sid"] == first.sid) == (h["vid"] == first.vid)
+    state = server.session(first.sid)
+    assert (state["pages"], state["path"]) == (2, "/demo/cart"), "the reconnect counted no page view"
+    for ws in pages:
+        await ws.close()
+    await first.leave()

@@ -42,7 +42,7 @@ RELEASES = ("queue_full", "send_timeout")
 # staff sending a nudge from the dashboard, a delayed rule's due time.
 PUSH_VIA = ("rule", "staff", "timer")
 # The Redis engine's Lua scripts, one engine call each (kairos.engine.redis).
-REDIS_CALLS = ("apply", "visit", "claim_show", "feedback", "arm_timers", "claim_timers", "archive")
+REDIS_CALLS = ("open", "apply", "visit", "claim_show", "feedback", "arm_timers", "claim_timers", "archive")
 
 # Our promise is tens of milliseconds from an event batch to its push (the load
 # benchmark's p50 is a few ms on an idle machine, ~30 ms with a browser taking a

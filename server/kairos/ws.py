@@ -15,7 +15,7 @@ from . import wire
 from .batch import apply_events, arm_delayed, claim_best, keep_for_training, log_score_moves
 from .push import Connection
 from .context import request_context
-from .engine.base import SessionGone
+from .engine.base import Opening, SessionGone
 from .engine.outage import Tally
 from .rules import Rule, Ruleset
 from .runtime import Runtime, now_ms
@@ -142,21 +142,22 @@ class VisitorSocket:
         return frame
 
     async def _open(self, hello: Hello) -> None:
-        rt, now = self.rt, now_ms()
-        sid = hello.sid
-        # A session id is only resumed by the visitor it belongs to, and only while it lives.
-        if sid is None or await rt.engine.visitor_of(sid) != hello.vid:
-            sid = new_sid()
-            hello = dataclasses.replace(hello, re=False)  # a new session starts with a page view
-        rules = rt.rules
+        rt, now, rules = self.rt, now_ms(), self.rt.rules
         page_type = rules.classify(hello.page.path, hello.page.type)
-        page_log = [] if hello.re else [log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)]
-        # Concurrent, so they share the engine's round trip.
-        state, self.visitor, _ = await asyncio.gather(
-            rt.engine.apply(sid, hello_ops(hello, page_type, now, rt.node_id, self._context(), rules.scores), page_log, now),
-            rt.engine.visit(hello.vid, sid, hello.page.path, page_type, not hello.re, now),
-            rt.engine.mark_live(sid, now),
-        )
+        # One round trip (Engine.open_session): the session is resumed only by the visitor
+        # it belongs to and only while it lives, else a new one starts with a page view,
+        # even from a reconnect's hello. Both sets of ops go, the engine picks.
+        full = dataclasses.replace(hello, re=False) if hello.re else hello
+        opened = await rt.engine.open_session(Opening(
+            vid=hello.vid, sid=hello.sid or None, fresh=new_sid(),
+            ops=hello_ops(full, page_type, now, rt.node_id, self._context(), rules.scores),
+            log=[log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)],
+            path=hello.page.path, page_type=page_type,
+            re_ops=hello_ops(hello, page_type, now, rt.node_id) if hello.re else None,
+        ), now)
+        sid, state, self.visitor = opened.sid, opened.state, opened.visitor
+        if not opened.resumed:
+            hello = full  # a new session starts with a page view
         state.visitor = self.visitor
         rt.feed.touch(sid, state)
         self.vid = hello.vid

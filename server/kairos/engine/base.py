@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ..caps import Caps
@@ -84,6 +85,42 @@ def opens_session(ops: Sequence[Op]) -> bool:
     return any(field == "vid" and value for _, field, value in ops)
 
 
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What a page load's hello asks of the store (Engine.open_session).
+
+    `sid`: the session the page names (None: none); resumed only if it lives and is
+    `vid`'s, else the session opens as `fresh`. `ops` and `log` are a page view's,
+    the hello's first-visit context included (session.hello_ops); `re_ops` a
+    reconnect's within the page load (hello.re), which count no page view, and are
+    used only when the session is resumed. `path` and `page_type` are the page's,
+    recorded under the visitor.
+    """
+
+    vid: str
+    sid: str | None
+    fresh: str
+    ops: Sequence[Op]
+    log: Sequence[str]
+    path: str
+    page_type: str
+    re_ops: Sequence[Op] | None = None
+
+    def __post_init__(self) -> None:
+        if not opens_session(self.ops):  # a session is never made without its visitor
+            raise ValueError(f"expected a page view's ops that give the session its visitor {self.vid!r}, got none")
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A session opened or resumed from a hello: its id, whether it was resumed, its state and visitor."""
+
+    sid: str
+    resumed: bool
+    state: SessionState
+    visitor: VisitorInfo
+
+
 class Engine(ABC):
     """Where sessions live. Every method is one round trip to the store."""
 
@@ -115,6 +152,16 @@ class Engine(ABC):
         Raises SessionGone, writing nothing, when the session is not stored and
         the ops do not open it (`opens_session`): a batch never makes a session
         without its visitor.
+        """
+
+    @abstractmethod
+    async def open_session(self, o: Opening, now_ms: int) -> Opened:
+        """Open a page load's session from its hello, atomically, in one round trip.
+
+        Resumes `o.sid` only if it is stored and `o.vid`'s; else opens a new session
+        as `o.fresh` (a page view, even if the hello was a reconnect). Applies the
+        ops and log as `apply` does, records the page under the visitor as `visit`
+        does (a reconnect's records nothing), and indexes the session as `mark_live`.
         """
 
     async def mark_live(self, sid: str, now_ms: int) -> None:

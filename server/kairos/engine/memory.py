@@ -15,8 +15,8 @@ from ..rules.delayed import Timer, armed_line, outcome_line
 from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note_skip, record_feedback, record_show,
                        session_verdict)
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, HEARTBEAT_TTL_MS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S, TIMER_LEASE_MS,
-                   VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, SessionGone, index_ttl_s, opens_session, parse_log, stats_bucket,
-                   stats_buckets)
+                   VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, Opened, Opening, SessionGone, index_ttl_s, opens_session,
+                   parse_log, stats_bucket, stats_buckets)
 from .keys import EmptyId
 
 SWEEP_EVERY_S = 60.0
@@ -148,6 +148,16 @@ class MemoryEngine(Engine):
         e.log.extendleft(log)
         self._touch(e)
         return SessionState.from_hash(sid, e.h)
+
+    async def open_session(self, o: Opening, now_ms: int) -> Opened:
+        # As open.lua: nothing below awaits, so the check and the writes are one step.
+        e = self._live(o.sid) if o.sid else None
+        resumed = e is not None and e.h.get("vid") == o.vid
+        reconnect = resumed and o.re_ops is not None
+        sid = o.sid if resumed else o.fresh
+        state = await self.apply(sid, o.re_ops if reconnect else o.ops, () if reconnect else o.log, now_ms)
+        visitor = await self.visit(o.vid, sid, o.path, o.page_type, not reconnect, now_ms)
+        return Opened(sid, resumed, state, visitor)
 
     async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
                          placed: str = "") -> str:

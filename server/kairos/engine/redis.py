@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 import asyncio
 import dataclasses
 import logging
+import re
 import time
 
 from ..caps import Caps, bucket
@@ -21,8 +22,8 @@ from . import keys
 from .autopipe import AutoPipeline
 from .outage import Outage, is_outage
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, HEARTBEAT_TTL_MS, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S,
-                   STATS_TTL_S, TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, SessionGone, index_ttl_s,
-                   parse_log, stats_bucket, stats_buckets)
+                   STATS_TTL_S, TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, Opened, Opening, SessionGone,
+                   index_ttl_s, parse_log, stats_bucket, stats_buckets)
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
@@ -36,7 +37,18 @@ PIPELINE_WORKERS = 4
 
 
 def _script(name: str) -> str:
-    return files("kairos").joinpath("lua", name).read_text()
+    """A script's text, after the libraries its "-- Needs lib/x.lua" line names, which define its functions.
+
+    Redis runs one text per script (EVALSHA) and refuses globals: what several scripts
+    share is prepended, so the hello's script and a batch's apply ops one same way.
+    """
+    lua = files("kairos").joinpath("lua")
+    text = lua.joinpath(name).read_text()
+    needs = next((line for line in text.splitlines() if line.startswith("-- Needs ")), "")
+    return "".join(lua.joinpath(lib).read_text() + "\n" for lib in _NEEDS.findall(needs.partition("(")[0])) + text
+
+
+_NEEDS = re.compile(r"lib/\w+\.lua")
 
 
 # The timer queue's keys, in the order its scripts take them.
@@ -61,6 +73,13 @@ class RedisEngine(Engine):
         self.pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=pool_size, timeout=POOL_WAIT_S, decode_responses=True
         )
+        # Pub/sub channels are shared by every database of a Redis server: on a database
+        # other than 0 they carry its number, so installations (or test runs) sharing one
+        # Redis do not hear each other's dashboard feed, timer wake-ups and nudges.
+        db = int(self.pool.connection_kwargs.get("db") or 0)
+        self._channels = f"@{db}" if db else ""
+        self.feed_channel = keys.FEED + self._channels
+        self.wake_channel = keys.TIMERS_WAKE + self._channels
         self.r = aioredis.Redis(connection_pool=self.pool)
         self._apply = self.r.register_script(_script("apply.lua"))
         self._claim = self.r.register_script(_script("claim_show.lua"))
@@ -70,6 +89,7 @@ class RedisEngine(Engine):
         self._finish_timer = self.r.register_script(_script("finish_timer.lua"))
         self._defer_timer = self.r.register_script(_script("defer_timer.lua"))
         self._visit = self.r.register_script(_script("visit.lua"))
+        self._open = self.r.register_script(_script("open.lua"))
         self._archive = self.r.register_script(_script("archive.lua"))
         # Rare (a consent withdrawn): loaded on first use, not at start.
         self._forget_session = self.r.register_script(_script("forget.lua"))
@@ -83,7 +103,7 @@ class RedisEngine(Engine):
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
         for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers, self._finish_timer,
-                       self._defer_timer, self._visit, self._archive, self._staff_attempt):
+                       self._defer_timer, self._visit, self._open, self._archive, self._staff_attempt):
             script.sha = await self.r.script_load(script.script)
         self.pipe.start()
 
@@ -91,6 +111,10 @@ class RedisEngine(Engine):
         await self.pipe.close()
         await self.r.aclose()
         await self.pool.aclose()
+
+    def node_channel(self, node: str) -> str:
+        """Where the process `node` hears of nudges for its sockets (and answers to its forwards)."""
+        return keys.node_channel(node) + self._channels
 
     def fault(self, exc: BaseException, refused: bool = True) -> bool:
         if not is_outage(exc):
@@ -123,6 +147,21 @@ class RedisEngine(Engine):
         if flat is None:  # not stored, and these ops do not open it
             raise SessionGone(sid)
         return SessionState.from_hash(sid, _pairs(flat))
+
+    async def open_session(self, o: Opening, now_ms: int) -> Opened:
+        named = o.sid or o.fresh  # no session named: the new one's keys, which the script does not read then
+        reopen = "" if o.re_ops is None else msgpack.packb([x for op in o.re_ops for x in op])
+        sid, resumed, flat, seen = await self._eval(
+            "open", self._open,
+            [keys.session(named), keys.log(named), keys.session(o.fresh), keys.log(o.fresh), keys.visitor(o.vid, "info"),
+             keys.visitor(o.vid, "views"), keys.visitor_sessions(o.vid), keys.LIVE],
+            [o.sid or "", o.fresh, o.vid, self.session_ttl_s, LOG_MAX, msgpack.packb([x for op in o.ops for x in op]),
+             reopen, now_ms, o.path, o.page_type, self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP, self.index_ttl_s,
+             *o.log],
+        )
+        sessions, first, same_path, same_type, pending = seen
+        visitor = VisitorInfo(int(sessions), int(first), int(same_path), int(same_type), tuple(sorted(pending)))
+        return Opened(sid, bool(resumed), SessionState.from_hash(sid, _pairs(flat)), visitor)
 
     async def mark_live(self, sid: str, now_ms: int) -> None:
         """Index the session for the dashboard (once per page load, not per batch)."""
@@ -337,7 +376,7 @@ class RedisEngine(Engine):
         first_ms = int(float(first)) if first is not None else None
         if first_ms is not None and any(t.due_ms == first_ms for t in timers):
             # A new earliest timer: the other processes' loops sleep past it otherwise.
-            await self.pipe.execute("PUBLISH", keys.TIMERS_WAKE, first_ms)
+            await self.pipe.execute("PUBLISH", self.wake_channel, first_ms)
         return first_ms
 
     async def claim_due(self, now_ms: int, limit: int = 200, node: str = "",
@@ -387,14 +426,14 @@ class RedisEngine(Engine):
     async def publish(self, node: str, sid: str, frame: bytes, reply_to: str = "", ref: str = "") -> int:
         # Frames are bytes and the client decodes replies as text: carry them as hex.
         message = f"{sid} {frame.hex()}" + (f" {reply_to} {ref}" if reply_to else "")
-        return int(await self.pipe.execute("PUBLISH", keys.node_channel(node), message))
+        return int(await self.pipe.execute("PUBLISH", self.node_channel(node), message))
 
     async def ack(self, node: str, sid: str, ref: str, pushed: bool) -> None:
         # Session ids never start with "!" (ws.new_sid), so an ack cannot pass for a push.
-        await self.pipe.execute("PUBLISH", keys.node_channel(node), f"!ack {sid} {ref} {int(pushed)}")
+        await self.pipe.execute("PUBLISH", self.node_channel(node), f"!ack {sid} {ref} {int(pushed)}")
 
     async def publish_feed(self, text: str) -> bool:
-        await self.pipe.execute("PUBLISH", keys.FEED, text)
+        await self.pipe.execute("PUBLISH", self.feed_channel, text)
         return True
 
     async def watch_feed(self, ttl_s: int) -> None:
@@ -405,7 +444,7 @@ class RedisEngine(Engine):
 
     async def listen(self, node: str, bus: Bus) -> None:
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(keys.node_channel(node), keys.TIMERS_WAKE, keys.FEED)
+        await pubsub.subscribe(self.node_channel(node), self.wake_channel, self.feed_channel)
         try:
             while True:
                 try:
@@ -416,9 +455,9 @@ class RedisEngine(Engine):
                     continue
                 if msg is None:
                     continue
-                if msg["channel"] == keys.FEED:
+                if msg["channel"] == self.feed_channel:
                     bus.on_feed(msg["data"])
-                elif msg["channel"] == keys.TIMERS_WAKE:
+                elif msg["channel"] == self.wake_channel:
                     bus.on_wake(int(float(msg["data"])))
                 elif msg["data"].startswith("!ack "):
                     _, sid, ref, pushed = msg["data"].split(" ")

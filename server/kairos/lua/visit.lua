@@ -1,44 +1,8 @@
 -- Record a page view under the visitor and count the views of the last 24 h.
--- Mirrors the memory engine's visit(). KEYS[1] visitor info hash, KEYS[2] page views
--- (sorted set by ms; members "n|page_type|path", n making each view unique),
--- KEYS[3] the visitor's sessions (sorted set: sid -> ms last seen; what forgetting walks).
+-- Needs lib/visit.lua (prepended at load: kairos.engine.redis._script).
+-- KEYS[1] visitor info hash, KEYS[2] page views, KEYS[3] the visitor's sessions.
 -- ARGV[1] now_ms, ARGV[2] session id, ARGV[3] path, ARGV[4] page type,
 -- ARGV[5] '1' to record this view, ARGV[6] info ttl_s, ARGV[7] window_ms, ARGV[8] most views kept,
--- ARGV[9] the sessions index's ttl_s (engine.base.index_ttl_s: as long as what it points to lives)
--- Returns {sessions, first_ms, views of this path, views of this page type, pending rules};
--- a recorded view takes the nudges kept for the next page view (fields q:<rule>).
-local info, views = KEYS[1], KEYS[2]
-local now, sid, path, ptype = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
-local window, keep = tonumber(ARGV[7]), tonumber(ARGV[8])
-redis.call('HSETNX', info, 'first', now)
-if redis.call('HGET', info, 'sid') ~= sid then
-  redis.call('HSET', info, 'sid', sid)
-  redis.call('HINCRBY', info, 'sessions', 1)
-end
--- Every session, not the newest few: each one is erased when the visitor asks.
-local index, index_ttl = KEYS[3], tonumber(ARGV[9])
-redis.call('ZADD', index, now, sid)
-redis.call('ZREMRANGEBYSCORE', index, '-inf', now - index_ttl * 1000)
-redis.call('EXPIRE', index, index_ttl)
-local pending = {}
-if ARGV[5] == '1' then
-  for _, f in ipairs(redis.call('HKEYS', info)) do
-    if string.sub(f, 1, 2) == 'q:' then
-      pending[#pending + 1] = string.sub(f, 3)
-      redis.call('HDEL', info, f)
-    end
-  end
-  local n = redis.call('HINCRBY', info, 'n', 1)
-  redis.call('ZADD', views, now, n .. '|' .. ptype .. '|' .. path)
-  redis.call('ZREMRANGEBYSCORE', views, '-inf', now - window)
-  redis.call('ZREMRANGEBYRANK', views, 0, -keep - 1)
-  redis.call('PEXPIRE', views, window)
-end
-local same_path, same_type = 0, 0
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', views, '(' .. (now - window), '+inf')) do
-  local _, _, t, p = string.find(m, '^[^|]*|([^|]*)|(.*)$')
-  if p == path then same_path = same_path + 1 end
-  if t == ptype then same_type = same_type + 1 end
-end
-redis.call('EXPIRE', info, tonumber(ARGV[6]))
-return {tonumber(redis.call('HGET', info, 'sessions')), tonumber(redis.call('HGET', info, 'first')), same_path, same_type, pending}
+-- ARGV[9] the sessions index's ttl_s
+return visit(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1',
+             tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]))

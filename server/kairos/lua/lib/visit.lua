@@ -1,0 +1,42 @@
+-- Library (prepended at load by kairos.engine.redis._script; not a script of its own):
+-- record a page view under the visitor and count the views of the last 24 h.
+-- Mirrors the memory engine's visit().
+-- info: the visitor's info hash; views: their page views (sorted set by ms; members
+-- "n|page_type|path", n making each view unique); index: their sessions (sorted set:
+-- sid -> ms last seen; what forgetting walks), kept index_ttl_s
+-- (engine.base.index_ttl_s: as long as what it points to lives).
+-- Returns {sessions, first_ms, views of this path, views of this page type, pending rules};
+-- a recorded view (`record`) takes the nudges kept for the next page view (fields q:<rule>).
+local function visit(info, views, index, now, sid, path, ptype, record, info_ttl, window, keep, index_ttl)
+  redis.call('HSETNX', info, 'first', now)
+  if redis.call('HGET', info, 'sid') ~= sid then
+    redis.call('HSET', info, 'sid', sid)
+    redis.call('HINCRBY', info, 'sessions', 1)
+  end
+  -- Every session, not the newest few: each one is erased when the visitor asks.
+  redis.call('ZADD', index, now, sid)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now - index_ttl * 1000)
+  redis.call('EXPIRE', index, index_ttl)
+  local pending = {}
+  if record then
+    for _, f in ipairs(redis.call('HKEYS', info)) do
+      if string.sub(f, 1, 2) == 'q:' then
+        pending[#pending + 1] = string.sub(f, 3)
+        redis.call('HDEL', info, f)
+      end
+    end
+    local n = redis.call('HINCRBY', info, 'n', 1)
+    redis.call('ZADD', views, now, n .. '|' .. ptype .. '|' .. path)
+    redis.call('ZREMRANGEBYSCORE', views, '-inf', now - window)
+    redis.call('ZREMRANGEBYRANK', views, 0, -keep - 1)
+    redis.call('PEXPIRE', views, window)
+  end
+  local same_path, same_type = 0, 0
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', views, '(' .. (now - window), '+inf')) do
+    local _, _, t, p = string.find(m, '^[^|]*|([^|]*)|(.*)$')
+    if p == path then same_path = same_path + 1 end
+    if t == ptype then same_type = same_type + 1 end
+  end
+  redis.call('EXPIRE', info, info_ttl)
+  return {tonumber(redis.call('HGET', info, 'sessions')), tonumber(redis.call('HGET', info, 'first')), same_path, same_type, pending}
+end

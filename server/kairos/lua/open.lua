@@ -1,0 +1,45 @@
+-- Open a page load's session from its hello, in one round trip: resume the session
+-- the page names if it lives and is this visitor's, else open a new one; apply the
+-- hello's ops and page view, record the visit under the visitor, and index the
+-- session for the dashboard. Mirrors the memory engine's open_session().
+-- Needs lib/ops.lua and lib/visit.lua (prepended at load: kairos.engine.redis._script).
+--
+-- Touches several hash slots, as claim_show.lua does: the named session's ({sid}),
+-- the new one's, the visitor's ({v:vid}) and the dashboard's list (kairos:live).
+-- On Redis Cluster this script is the one to split (the visitor's part after).
+--
+-- KEYS[1]/[2] the named session's hash and log (the new one's again when none is named),
+-- KEYS[3]/[4] the new session's hash and log, KEYS[5] visitor info, KEYS[6] page views,
+-- KEYS[7] the visitor's sessions, KEYS[8] the dashboard's list of live sessions.
+-- ARGV[1] the named session id ('' for none), ARGV[2] the new session id, ARGV[3] visitor id,
+-- ARGV[4] session ttl_s, ARGV[5] log_max, ARGV[6] a page view's ops (MessagePack, as apply.lua),
+-- ARGV[7] a reconnect's ops ('' unless the hello is one: `re`), ARGV[8] now_ms, ARGV[9] path,
+-- ARGV[10] page type, ARGV[11] visitor info ttl_s, ARGV[12] views window_ms, ARGV[13] most
+-- views kept, ARGV[14] the sessions index's ttl_s, then the page view's log lines.
+-- Returns {sid, 1 if resumed else 0, the session hash (flat), the visit (as visit.lua)}.
+local named, fresh, vid = ARGV[1], ARGV[2], ARGV[3]
+local ttl, log_max, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[8])
+-- A session id is resumed only by the visitor it belongs to, and only while it lives.
+local resumed = named ~= '' and redis.call('HGET', KEYS[1], 'vid') == vid
+local sid, h, log = fresh, KEYS[3], KEYS[4]
+if resumed then sid, h, log = named, KEYS[1], KEYS[2] end
+-- A reconnect within the page load counts no page view, but only in the session it
+-- left: in a new session the hello is a page view like any other.
+local reconnect = resumed and ARGV[7] ~= ''
+local ops = cmsgpack.unpack(reconnect and ARGV[7] or ARGV[6])
+local fresh = redis.call('EXISTS', h) == 0
+if fresh and not opens_session(ops) then
+  return redis.error_reply('a new session needs its visitor (the ops set no vid)')
+end
+apply_ops(h, ops, fresh)
+if reconnect then
+  log_and_expire(h, log, #ARGV + 1, log_max, ttl)
+else
+  log_and_expire(h, log, 15, log_max, ttl)
+end
+local seen = visit(KEYS[5], KEYS[6], KEYS[7], now, sid, ARGV[9], ARGV[10], not reconnect, tonumber(ARGV[11]),
+                   tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]))
+redis.call('ZADD', KEYS[8], now, sid)
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - ttl * 1000)
+redis.call('EXPIRE', KEYS[8], ttl)
+return {sid, resumed and 1 or 0, redis.call('HGETALL', h), seen}
