@@ -30,7 +30,7 @@ FAMILIES = {
     "kairos_slow_clients_released": "counter", "kairos_sessions_restored": "counter",
     "kairos_push_latency_seconds": "histogram", "kairos_timer_lateness_seconds": "histogram",
     "kairos_redis_roundtrip_seconds": "histogram", "kairos_batch_events": "histogram",
-    "kairos_open_sockets": "gauge", "kairos_timers_pending": "gauge",
+    "kairos_open_sockets": "gauge", "kairos_timers_pending": "gauge", "kairos_gc_objects": "gauge",
 }
 # What becomes of a timer that came due (kairos.timers).
 TIMER_OUTCOMES = {"shown", "forwarded", "no_socket", "kept", "dropped", "capped", "cancelled", "session_gone",

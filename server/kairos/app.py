@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -16,7 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from . import bodies, dashboard, login, reload, scrape, staff
+from . import bodies, dashboard, gcpolicy, login, reload, scrape, staff
 from .assets import NoSniff, Precompressed
 from .beacon import beacon_endpoint
 from .runtime import Runtime
@@ -71,16 +70,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         if rt.settings.rules is not None and rt.settings.rules_poll_s > 0:
             rt.rules_watcher = reload.RulesWatcher(rt, rt.settings.rules, rt.settings.rules_poll_s, rt.rules_file_seen)
             watch = asyncio.create_task(rt.rules_watcher.run(), name="kairos-rules-watcher")
-        # What start-up built lives as long as the process: keep it out of the
+        # What start-up built, and then what lives on (open sessions), is kept out of the
         # collector's full passes, which otherwise pause every visitor at once.
-        gc.freeze()
+        collector = gcpolicy.Collector(lambda: len(rt.hub))
+        collector.start()
+        collecting = asyncio.create_task(collector.run(), name="kairos-gc")
         try:
             yield
         finally:
-            if watch is not None:
-                watch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
+            for task in (watch, collecting):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await rt.close()
 
     routes = [

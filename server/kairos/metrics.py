@@ -9,6 +9,7 @@ The families, and the queries that matter, are in docs/operations.md.
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any, Callable, Iterable
 
@@ -106,6 +107,15 @@ class Metrics:
         # takes a lock and builds a key on every call, and frames and pushes are per batch.
         self._children: dict[tuple[int, str], Any] = {}
         self.timers_pending = Gauge("kairos_timers_pending", "Delayed nudges waiting in the queue.", registry=r)
+        # A staff debug figure (kairos.gcpolicy): a full collection's pause grows with generations 0-2, not with
+        # what is frozen. Read at scrape time; each read walks its generation's list once.
+        self.gc_objects = Gauge(
+            "kairos_gc_objects",
+            "Objects the garbage collector tracks in this process, by generation (0, 1, 2; frozen: walked by no "
+            "collection).", ["generation"], registry=r)
+        for generation in range(3):
+            self.gc_objects.labels(str(generation)).set_function(lambda g=generation: len(gc.get_objects(g)))
+        self.gc_objects.labels("frozen").set_function(gc.get_freeze_count)
         for family, label, values in (
             (self.frames, "type", FRAME_TYPES), (self.refused, "code", REFUSAL_CODES),
             (self.feedback, "act", sorted(wire.FEEDBACK_ACTS)), (self.beacons, "type", BEACON_TYPES),
