@@ -20,24 +20,28 @@ end
 -- of it are plain sets of their value (HINCRBY and HSETNX on a missing field store
 -- the value as given; the ops' values are the integers and numbers Python wrote).
 local function apply_ops(h, ops, fresh)
-  local batch, touched = {}, {}
-  local function flush()
-    if #batch > 0 then
-      redis.call('HSET', h, unpack(batch))
-      batch = {}
-    end
-  end
+  -- n: fields and values gathered in batch for the next HSET; touched: only for a fresh hash
+  local batch, n, touched = {}, 0, fresh and {} or nil
   for i = 1, #ops, 3 do
     local kind, f, v = ops[i], ops[i + 1], ops[i + 2]
-    local untouched = fresh and not touched[f]
-    if fresh then touched[f] = true end
-    if kind == 'set' or (untouched and (kind == 'setnx' or kind == 'incr' or kind == 'max')) then
-      batch[#batch + 1] = f
-      batch[#batch + 1] = v
-      -- unpack() puts every argument on Lua's stack: bounded well under its limit
-      if #batch >= 200 then flush() end
+    local plain = kind == 'set'
+    if touched then
+      plain = plain or (not touched[f] and (kind == 'setnx' or kind == 'incr' or kind == 'max'))
+      touched[f] = true
+    end
+    if plain then
+      batch[n + 1], batch[n + 2] = f, v
+      n = n + 2
+      -- unpack() puts every argument on Lua's stack: a batch stays well under its limit
+      if n >= 200 then
+        redis.call('HSET', h, unpack(batch, 1, n))
+        n = 0
+      end
     else
-      flush()
+      if n > 0 then
+        redis.call('HSET', h, unpack(batch, 1, n))
+        n = 0
+      end
       if kind == 'setnx' then
         redis.call('HSETNX', h, f, v)
       elseif kind == 'incr' then
@@ -67,10 +71,10 @@ local function apply_ops(h, ops, fresh)
         -- per page type: the field named by the prefix and the page type as it is now
         local t = redis.call('HGET', h, 'page_type') or 'other'
         redis.call('HINCRBY', h, f .. t, v)
-        if fresh then touched[f .. t] = true end
+        if touched then touched[f .. t] = true end
       elseif kind == 'count' then
         local tally = string.match(f, '^([^:]*)') .. '#'
-        if fresh then touched[tally] = true end
+        if touched then touched[tally] = true end
         if redis.call('HEXISTS', h, f) == 1 then
           redis.call('HINCRBY', h, f, 1)
         else
@@ -84,7 +88,7 @@ local function apply_ops(h, ops, fresh)
       end
     end
   end
-  flush()
+  if n > 0 then redis.call('HSET', h, unpack(batch, 1, n)) end
 end
 
 -- Append log lines (ARGV from `first` on, newest last), keep the newest `log_max`,
