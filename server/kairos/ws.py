@@ -83,10 +83,6 @@ class VisitorSocket:
             if hello is not None:
                 await self._open(hello)
                 await self._serve()
-        except SessionGone:
-            # A resumed session expired between the check and the hello's write (rare): the
-            # snippet reconnects, and its session id, unknown by then, gets a new session.
-            self.conn.close(wire.CLOSE_TRY_AGAIN)
         except Exception as exc:
             if not self.rt.engine.fault(exc):
                 raise
