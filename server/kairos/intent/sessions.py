@@ -24,6 +24,7 @@ from __future__ import annotations
 import calendar
 import csv
 import datetime as dt
+import functools
 import io
 import json
 from typing import Any, Iterable
@@ -111,12 +112,13 @@ PEAK_DAYS_BEFORE = 6
 FIRST_DAYS_BEFORE = 12
 
 
-def special_days(year: int) -> list[dt.date]:
+@functools.lru_cache(maxsize=4)  # a year's days, worked out once: every page load's end asks
+def special_days(year: int) -> tuple[dt.date, ...]:
     """Valentine's Day, Mother's Day (second Sunday of May, as in the US and Turkey), Black Friday, Christmas."""
     may = calendar.Calendar().itermonthdates(year, 5)
     sundays = [d for d in may if d.month == 5 and d.weekday() == 6]
     nov = [d for d in calendar.Calendar().itermonthdates(year, 11) if d.month == 11 and d.weekday() == 3]
-    return [dt.date(year, 2, 14), sundays[1], nov[3] + dt.timedelta(days=1), dt.date(year, 12, 25)]
+    return (dt.date(year, 2, 14), sundays[1], nov[3] + dt.timedelta(days=1), dt.date(year, 12, 25))
 
 
 def special_day(day: dt.date) -> float:
