@@ -154,7 +154,9 @@ async def visitor(n: int, ws_url: str, load: Load, stats: Stats, stop: asyncio.E
                 seq += 1
                 ts = int(time.time() * 1000)
                 ev = [{"e": "dwell", "ts": ts, "ms": 1000}, {"e": "scroll", "ts": ts, "pct": random.randint(0, 100)}]
-                ev += [{"e": "click", "ts": ts, "tag": "a", "k": "browse"}] * max(0, load.batch - 3)
+                # Most of a shopper's clicks land on elements the store did not mark (no data-kairos):
+                # a link, its text. The last click is on a marked button, the rule's target or not.
+                ev += [{"e": "click", "ts": ts, "tag": "a", "text": "Shirts"}] * max(0, load.batch - 3)
                 # One overlay at a time: trigger again only once the last one was answered.
                 trigger = not pending and random.random() < load.trigger_share
                 ev.append({"e": "click", "ts": ts, "tag": "button", "k": "bench" if trigger else "other"})

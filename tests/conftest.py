@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import httpx
+import msgpack
 import pytest
 import redis
 
@@ -74,11 +75,26 @@ def clean_redis(redis_url: str) -> str:
 
 
 def redis_contents(url: str) -> dict[str, str]:
-    """Every key of the Redis database and its value, as text: to look for what must not be stored."""
+    """Every key of the Redis database and its value, as text: to look for what must not be stored.
+
+    A session's state (a MessagePack map, lib/ops.lua) is shown as the map it holds.
+    """
     r = redis.Redis.from_url(url, decode_responses=True)
-    read = {"hash": r.hgetall, "list": lambda k: r.lrange(k, 0, -1), "set": r.smembers, "string": r.get,
+    raw = redis.Redis.from_url(url)
+
+    def string(key: str) -> object:
+        value = raw.get(key)
+        return msgpack.unpackb(value) if key.endswith(":s") and value else value.decode()
+
+    read = {"hash": r.hgetall, "list": lambda k: r.lrange(k, 0, -1), "set": r.smembers, "string": string,
             "zset": lambda k: r.zrange(k, 0, -1, withscores=True)}
     return {key: str(read[r.type(key)](key)) for key in r.scan_iter("*")}
+
+
+def stored_session(url: str, sid: str) -> dict[str, str]:
+    """A session's state as the Redis engine stores it (field -> string), {} when there is none."""
+    value = redis.Redis.from_url(url).get(f"kairos:{{{sid}}}:s")
+    return msgpack.unpackb(value) if value else {}
 
 
 class Server:

@@ -787,10 +787,10 @@ async def test_staff_keys_in_redis_expire(clean_redis):
 
 
 async def raw_field_count(engine, sid: str) -> int:
-    """How many fields the session's hash holds as stored (every batch reads them all back)."""
+    """How many fields the session holds as stored (every batch reads them all back)."""
     if isinstance(engine, MemoryEngine):
         return len(engine._sessions[sid].h)
-    return await engine.r.hlen(keys.session(sid))
+    return len((await engine._read([sid]))[0] or {})
 
 
 async def test_a_session_with_3000_shows_holds_a_bounded_state_and_its_caps(engine):
@@ -941,3 +941,40 @@ async def test_installations_on_two_databases_of_one_redis_do_not_hear_each_othe
         await asyncio.gather(*listening, return_exceptions=True)
         for e in engines:
             await e.close()
+
+
+async def test_a_session_stored_as_a_hash_by_an_older_kairos_is_read_and_rewritten(clean_redis):
+    # An older Kairos kept a session as a Redis hash; an upgrade during a visit must not lose it.
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    try:
+        r = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
+        key = keys.session("s_upgraded1")
+        r.hset(key, mapping={"vid": "v_visitor01", "site": "demo", "started_ms": "1", "clicks": "4", "f:exit": "1"})
+        r.expire(key, 60)
+        assert (await e.session("s_upgraded1")).clicks == 4
+        assert await e.visitor_of("s_upgraded1") == "v_visitor01"
+        state = await e.apply("s_upgraded1", event_ops([Event("click", 1, {"tag": "a"})], classify, now()), [], now())
+        assert (state.vid, state.clicks, state.fired) == ("v_visitor01", 5, {"exit": 1})
+        assert r.type(key) == "string" and 0 < r.ttl(key) <= TTL_S
+        assert await e.claim_show("s_upgraded1", "v_visitor01", "exit", "exit.2", Caps(1, 0), "{}", now()) == "capped"
+    finally:
+        await e.close()
+
+
+async def test_a_session_costs_redis_its_bytes_whatever_its_product_and_url(clean_redis):
+    # A hash with one value over 64 bytes (a product, a long URL) is no longer a listpack:
+    # ~60 B a field. Stored as one MessagePack string, a session costs about its bytes.
+    e = make_engine("redis", clean_redis)
+    await e.start()
+    try:
+        long_path = "/demo/products/" + "linen-shirt-" * 12
+        state = await open_session(e, path=long_path)
+        assert len(state.url) > 64 and state.product
+        r = sync_redis.Redis.from_url(clean_redis)
+        stored = r.get(keys.session("s_contract1"))
+        used = r.memory_usage(keys.session("s_contract1"), samples=0)
+        print(f"\nsession: {len(stored)} B stored, {used} B in Redis")
+        assert used < len(stored) * 1.3 + 100
+    finally:
+        await e.close()

@@ -16,7 +16,7 @@ import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
 
-from conftest import OwnRedis, Server
+from conftest import OwnRedis, Server, stored_session
 from wsclient import Visitor
 
 SESSIONS = 200
@@ -122,7 +122,7 @@ async def test_sessions_redis_lost_come_back_under_their_own_ids_and_keep_their_
         assert [k for k in every_key if "{v:}" in k or "{}" in k] == []
         restored = 0
         for p in pages:
-            h = r.hgetall(f"kairos:{{{p.v.sid}}}:s")
+            h = stored_session(own_redis.url, p.v.sid)
             assert h.get("vid") == p.v.vid and h.get("site") == "demo" and h.get("started_ms"), h
             restored += "restored" in h
         # Without persistence every session was lost and opened again; with AOF none was.

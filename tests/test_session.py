@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import random
 
 import pytest
@@ -169,4 +170,30 @@ def test_a_session_keeps_its_last_overlays_and_every_rule_count_however_many_sho
     state = SessionState.from_hash("s", h)
     assert list(state.overlays) == [f"o{i}" for i in range(3000 - KEEP_OVERLAYS, 3000)]
     assert state.fired == {"rule0": 1000, "rule1": 1000, "rule2": 1000}
-    assert len(h) == 1 + 3 + 4 * KEEP_OVERLAYS + 1  # started_ms, f: per rule, the overlays' fields, the list
+    # started_ms, f: per rule, the overlays' status, rule and priority, the list; where an
+    # overlay lives (w:) only while it is on screen
+    assert len(h) == 1 + 3 + 3 * KEEP_OVERLAYS + 1
+
+
+def test_where_an_overlay_lives_is_kept_while_it_is_on_screen() -> None:
+    h: dict[str, str] = {"started_ms": "1"}
+    record_show(h, "a", "o1", 1, placed="page|product|0|/p")
+    assert SessionState.from_hash("s", h).onscreen_at == "page|product|0|/p"
+    record_show(h, "b", "o2", 2, placed="site||0|")
+    assert "w:o1" not in h and h["o:o1"] == "replaced"
+    assert SessionState.from_hash("s", h).onscreen_at == "site||0|"
+    assert record_feedback(h, "o2", "dismissed")
+    assert [k for k in h if k.startswith("w:")] == []
+
+
+def test_the_timeline_keeps_what_a_person_reads_and_counts_the_rest() -> None:
+    events = [Event("click", 1, {"tag": "a", "text": "Shirts"}), Event("dwell", 2, {"ms": 1000}),
+              Event("scroll", 3, {"pct": 40}), Event("rage_click", 4, {"tag": "button"}),
+              Event("add_to_cart", 5, {"sku": "X"}), Event("click", 6, {"tag": "button", "k": "size-guide"}),
+              Event("click", 7, {"tag": "button", "ka": {"sku": "X"}}), Event("click", 8, {"tag": "div"})]
+    lines = [json.loads(line) for line in event_log(events, 1000)]
+    assert [(e["e"], e.get("k") or e.get("ka")) for e in lines] == [
+        ("rage_click", None), ("add_to_cart", None), ("click", "size-guide"), ("click", {"sku": "X"})]
+    h: dict[str, str] = {}
+    apply_ops(h, event_ops(events, lambda path, declared: "other", 1000))
+    assert (h["clicks"], h["rage_clicks"], h["dwell_ms"], h["scroll_pct"]) == ("4", "1", "1000", "40")

@@ -324,7 +324,7 @@ def test_the_overlay_code_is_fetched_only_when_an_overlay_is_shown(serve, page, 
     # a visit with no overlay (no exit, no deep scroll): pointer, a click, some dwell
     page.mouse.move(300, 300)
     page.locator("h1").first.click()
-    wait_logged(server, sid, "click")
+    server.session_when(sid, lambda s: s["clicks"] >= 1)
     server.session_when(sid, lambda s: s["dwell_ms"] >= 1000)
     assert fetched == [], "k.js fetched the overlay code on a page that showed none"
 

@@ -125,7 +125,7 @@ async def test_a_timer_fired_by_another_process_reaches_the_socket_here(serve, r
 def test_two_processes_fire_1000_timers_due_at_once_exactly_once(serve, redis_url):
     """Arm 1,000 timers due in the same second, then let two processes race for them."""
     a = serve("redis", rules=CART, extra=SCALE)
-    from conftest import Server
+    from conftest import Server, stored_session
 
     r = redis.Redis.from_url(redis_url, decode_responses=True)
 
@@ -156,7 +156,7 @@ def test_two_processes_fire_1000_timers_due_at_once_exactly_once(serve, redis_ur
         while r.zcard("kairos:{timers}:due") and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(0.5)
-        fires = [int(r.hget(f"kairos:{{{sid}}}:s", "x:cart-recovery") or 0) for sid in sids]
+        fires = [int(stored_session(redis_url, sid).get("x:cart-recovery", 0)) for sid in sids]
         assert fires.count(1) == 1000, f"lost: {fires.count(0)}, twice or more: {sum(f > 1 for f in fires)}"
         kept_a, kept_b = timers_metric(a, "kept"), timers_metric(b, "kept")
         assert kept_a + kept_b == 1000

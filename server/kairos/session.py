@@ -24,7 +24,7 @@ from .traffic import traffic_source
 from .urls import clean_path, clean_url
 from .wire import Event, Hello, Page
 
-# An op is (kind, field, value); kinds: set, setnx, incr, incrf, max, del,
+# An op is (kind, field, value); kinds: set, setnx, incr, max, del,
 # copy (the field takes the value of the field named by `value`), count
 # (add one to a named counter such as `c:<name>`; a name not counted yet is only
 # taken while its family — `c` — has fewer than `value` names, tallied in `c#`),
@@ -419,8 +419,18 @@ def log_entry(kind: str, now_ms: int, **what: Any) -> str:
 
 
 # Events that change a counter every few seconds (dwell, scroll, idle) show in the
-# session's state; the log keeps the moments a person reading it cares about.
+# session's state; the log keeps the moments a person reading it cares about: page
+# views, the cart, clicks on what the store marked (data-kairos: `k`, `ka`), rage
+# clicks, exit intent, the rules' decisions and the nudges. A click on an unmarked
+# element is counted (`clicks`), not logged: such clicks were most of a session's
+# log lines, and of its Redis memory (issue 16).
 QUIET_EVENTS = frozenset({"dwell", "scroll", "idle", "idle_end"})
+
+
+def _logged(ev: Event) -> bool:
+    if ev.type == "click":
+        return "k" in ev.fields or "ka" in ev.fields
+    return ev.type not in QUIET_EVENTS
 
 
 def event_log(events: Iterable[Event], now_ms: int, site: str = "", identify_key: bytes = b"") -> list[str]:
@@ -428,7 +438,7 @@ def event_log(events: Iterable[Event], now_ms: int, site: str = "", identify_key
     a page view's URLs cut as stored (urls.clean_url)."""
     out = []
     for ev in events:
-        if ev.type in QUIET_EVENTS:
+        if not _logged(ev):
             continue
         fields = ev.fields
         if ev.type == "identify":
@@ -454,8 +464,6 @@ def apply_ops(h: dict[str, str], ops: Iterable[Op]) -> None:
             h.setdefault(name, value)
         elif kind == "incr":
             h[name] = str(int(h.get(name, "0")) + int(value))
-        elif kind == "incrf":
-            h[name] = repr(float(h.get(name, "0")) + float(value))
         elif kind == "max":
             if name not in h or float(value) > float(h[name]):
                 h[name] = value
@@ -529,6 +537,7 @@ def record_show(h: dict[str, str], rule: str, oid: str, priority: int, placed: s
     on = h.get("on")
     if on:
         h[f"o:{on}"] = "replaced"
+        h.pop(f"w:{on}", None)  # where an overlay lives is kept while it is on screen
     h[f"f:{rule}"] = str(int(h.get(f"f:{rule}", "0")) + 1)
     h[f"o:{oid}"] = "sent"
     h[f"r:{oid}"] = rule
@@ -572,6 +581,7 @@ def record_feedback(h: dict[str, str], oid: str, act: str) -> bool:
     h[f"o:{oid}"] = act
     if act != "shown" and h.get("on") == oid:
         del h["on"]
+        h.pop(f"w:{oid}", None)
     if act == "dismissed":
         h[f"d:{rule}"] = "1"
     return True

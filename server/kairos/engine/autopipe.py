@@ -34,7 +34,7 @@ class AutoPipeline:
         self.r = r
         self.outage = outage or Outage()
         self.workers = workers
-        self._queue: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
+        self._queue: deque[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = deque()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
@@ -54,24 +54,27 @@ class AutoPipeline:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         while self._queue:
-            _, fut = self._queue.popleft()
+            _, _, fut = self._queue.popleft()
             if not fut.done():
                 fut.set_exception(ConnectionError("the Redis engine is closing"))
 
-    async def execute(self, *args: Any) -> Any:
-        """Run one command as part of the next pipeline; its reply, or its error raised."""
+    async def execute(self, *args: Any, **options: Any) -> Any:
+        """Run one command as part of the next pipeline; its reply, or its error raised.
+
+        `options` are redis-py's for the command (NEVER_DECODE: its reply as bytes).
+        """
         fut = asyncio.get_running_loop().create_future()
-        self._queue.append((args, fut))
+        self._queue.append((args, options, fut))
         self._wake.set()
         return await fut
 
-    async def evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def evalsha(self, script: Any, keys: list[str], args: list[Any], options: dict[str, Any] | None = None) -> Any:
         """EVALSHA a registered script, loading it again if Redis forgot it (restart, SCRIPT FLUSH)."""
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **(options or {}))
         except NoScriptError:
             script.sha = await self.r.script_load(script.script)
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **(options or {}))
 
     async def _work(self) -> None:
         while not self._closing:
@@ -82,29 +85,29 @@ class AutoPipeline:
             batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
             if not self._queue:
                 self._wake.clear()
-            live = [(args, fut) for args, fut in batch if not fut.done()]  # callers may have gone
+            live = [(args, options, fut) for args, options, fut in batch if not fut.done()]  # callers may have gone
             if not live:
                 continue
             self.batches += 1
             self.commands += len(live)
             try:
                 async with self.r.pipeline(transaction=False) as pipe:
-                    for args, _ in live:
-                        pipe.execute_command(*args)
+                    for args, options, _ in live:
+                        pipe.execute_command(*args, **options)
                     results = await pipe.execute(raise_on_error=False)
             except asyncio.CancelledError:
-                for _, fut in live:
+                for _, _, fut in live:
                     if not fut.done():
                         fut.set_exception(ConnectionError("the Redis engine is closing"))
                 raise
             except Exception as exc:  # connection lost: every caller hears of it, the outage is logged once
-                for _, fut in live:
+                for _, _, fut in live:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             if self.outage.down and (line := self.outage.answered(time.monotonic())):
                 log.warning(line)
-            for (_, fut), result in zip(live, results):
+            for (_, _, fut), result in zip(live, results):
                 if fut.done():
                     continue
                 if isinstance(result, Exception):

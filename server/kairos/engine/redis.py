@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import msgpack
 import redis.asyncio as aioredis
+from redis.client import NEVER_DECODE
 
 import asyncio
 import dataclasses
@@ -57,6 +58,15 @@ _TIMER_KEYS = (keys.TIMERS_DUE, keys.TIMERS_DATA, keys.TIMERS_LEASED, keys.TIMER
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2]))
+
+
+def _stored(raw: bytes | None) -> dict[str, str] | None:
+    """A session as lib/ops.lua stores it (a MessagePack map of strings), or None."""
+    return msgpack.unpackb(raw) if raw else None
+
+
+# A session's state is binary (lib/ops.lua): its replies are read as bytes, not text.
+_RAW = {NEVER_DECODE: True}
 
 
 class RedisEngine(Engine):
@@ -124,11 +134,14 @@ class RedisEngine(Engine):
             log.warning(line)
         return True
 
-    async def _eval(self, call: str, script: Any, script_keys: list[str], args: list[Any]) -> Any:
-        """Run one of the scripts through the pipeline, timed: the wait for a pipeline counts too."""
+    async def _eval(self, call: str, script: Any, script_keys: list[str], args: list[Any], raw: bool = False) -> Any:
+        """Run one of the scripts through the pipeline, timed: the wait for a pipeline counts too.
+
+        `raw`: its reply is read as bytes (one that carries a session's state).
+        """
         started = time.perf_counter()
         try:
-            return await self.pipe.evalsha(script, script_keys, args)
+            return await self.pipe.evalsha(script, script_keys, args, _RAW if raw else None)
         finally:
             self.on_roundtrip(call, time.perf_counter() - started)
 
@@ -138,15 +151,33 @@ class RedisEngine(Engine):
         except aioredis.RedisError:
             return False
 
+    async def _read(self, sids: Sequence[str]) -> list[dict[str, str] | None]:
+        """Sessions as stored, None for those there are none of; one round trip."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.execute_command("GET", keys.session(sid), **_RAW)
+            found = await pipe.execute(raise_on_error=False)
+        out: list[dict[str, str] | None] = []
+        for sid, raw in zip(sids, found):
+            if isinstance(raw, aioredis.ResponseError) and "WRONGTYPE" in str(raw):
+                # stored as a hash by an older Kairos: lib/ops.lua rewrites it at its next change
+                out.append(await self.r.hgetall(keys.session(sid)) or None)
+            elif isinstance(raw, Exception):
+                raise raw
+            else:
+                out.append(_stored(raw))
+        return out
+
     async def visitor_of(self, sid: str) -> str | None:
-        return await self.pipe.execute("HGET", keys.session(sid), "vid")
+        [h] = await self._read([sid])
+        return h.get("vid") if h else None
 
     async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
         args: list[Any] = [self.session_ttl_s, LOG_MAX, msgpack.packb([x for op in ops for x in op]), *log]
-        flat = await self._eval("apply", self._apply, [keys.session(sid), keys.log(sid)], args)
-        if flat is None:  # not stored, and these ops do not open it
+        h = _stored(await self._eval("apply", self._apply, [keys.session(sid), keys.log(sid)], args, raw=True))
+        if h is None:  # not stored, and these ops do not open it
             raise SessionGone(sid)
-        return SessionState.from_hash(sid, _pairs(flat))
+        return SessionState.from_hash(sid, h)
 
     async def open_session(self, o: Opening, now_ms: int) -> Opened:
         named = o.sid or o.fresh  # no session named: the new one's keys, which the script does not read then
@@ -158,10 +189,13 @@ class RedisEngine(Engine):
             [o.sid or "", o.fresh, o.vid, self.session_ttl_s, LOG_MAX, msgpack.packb([x for op in o.ops for x in op]),
              reopen, now_ms, o.path, o.page_type, self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP, self.index_ttl_s,
              *o.log],
+            raw=True,
         )
         sessions, first, same_path, same_type, pending = seen
-        visitor = VisitorInfo(int(sessions), int(first), int(same_path), int(same_type), tuple(sorted(pending)))
-        return Opened(sid, bool(resumed), SessionState.from_hash(sid, _pairs(flat)), visitor)
+        visitor = VisitorInfo(int(sessions), int(first), int(same_path), int(same_type),
+                              tuple(sorted(p.decode() for p in pending)))
+        sid = sid.decode()
+        return Opened(sid, bool(resumed), SessionState.from_hash(sid, _stored(flat) or {}), visitor)
 
     async def mark_live(self, sid: str, now_ms: int) -> None:
         """Index the session for the dashboard (once per page load, not per batch)."""
@@ -309,7 +343,7 @@ class RedisEngine(Engine):
         return bool(ok)
 
     async def session(self, sid: str) -> SessionState | None:
-        h = await self.r.hgetall(keys.session(sid))
+        [h] = await self._read([sid])
         if not h:
             return None
         state = SessionState.from_hash(sid, h)
@@ -323,10 +357,7 @@ class RedisEngine(Engine):
         sids = await self.r.zrevrangebyscore(keys.LIVE, "+inf", now_ms - self.session_ttl_s * 1000, start=0, num=limit)
         if not sids:
             return []
-        async with self.r.pipeline(transaction=False) as pipe:
-            for sid in sids:
-                pipe.hgetall(keys.session(sid))
-            hashes = await pipe.execute()
+        hashes = await self._read(sids)
         states = [SessionState.from_hash(sid, h) for sid, h in zip(sids, hashes) if h]
         states.sort(key=lambda s: s.seen_ms, reverse=True)
         await self.only_live(states, now_ms)
@@ -334,7 +365,7 @@ class RedisEngine(Engine):
 
     async def archive(self, sid: str, row: str, now_ms: int) -> None:
         vid, _ = await asyncio.gather(
-            self.pipe.execute("HGET", keys.session(sid), "vid"),
+            self.visitor_of(sid),
             self._eval("archive", self._archive, [keys.ARCHIVE_INDEX, keys.ARCHIVE_ROWS],
                        [sid, row, now_ms, self.archive_ttl_s, ARCHIVE_KEEP]),
         )
@@ -387,10 +418,11 @@ class RedisEngine(Engine):
 
     async def finish_timer(self, t: Timer, lines: Sequence[str], now_ms: int,
                            count: str = "") -> tuple[bool, SessionState | None]:
-        recorded, flat = await self._eval(
+        recorded, raw = await self._eval(
             "finish_timer", self._finish_timer, [*_TIMER_KEYS, keys.session(t.sid), keys.log(t.sid)],
-            [t.key, t.payload(), self.session_ttl_s, LOG_MAX, count, *lines])
-        return bool(int(recorded)), SessionState.from_hash(t.sid, _pairs(flat)) if flat else None
+            [t.key, t.payload(), self.session_ttl_s, LOG_MAX, count, *lines], raw=True)
+        h = _stored(raw)
+        return bool(int(recorded)), SessionState.from_hash(t.sid, h) if h else None
 
     async def defer_timer(self, t: Timer, due_ms: int) -> bool:
         waited = dataclasses.replace(t, waits=t.waits + 1).payload()

@@ -1,14 +1,14 @@
 -- Erase one session of a visitor who withdrew consent, if it is theirs.
--- KEYS[1] session hash, KEYS[2] session log (one hash tag: one slot).
+-- Needs lib/ops.lua (prepended at load: kairos.engine.redis._script).
+-- KEYS[1] session, KEYS[2] session log (one hash tag: one slot).
 -- ARGV[1] the visitor id; ARGV[2] '1' when the session came from the visitor's own
--- index (a hash that names no visitor is then theirs too: a batch re-created it
+-- index (a session that names no visitor is then theirs too: a batch re-created it
 -- after it expired), '0' when the caller only named it.
 -- Returns 1 erased, 0 no such session (its log, if any, erased when indexed), -1 not theirs.
-local owner = redis.call('HGET', KEYS[1], 'vid')
+local s = load_session(KEYS[1])
+local owner = s and s['vid']
 if owner == ARGV[1] or (not owner and ARGV[2] == '1') then
-  local existed = redis.call('EXISTS', KEYS[1])
   redis.call('DEL', KEYS[1], KEYS[2])
-  return existed
+  return s and 1 or 0
 end
-if owner or redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-return 0
+return s and -1 or 0

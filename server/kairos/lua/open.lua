@@ -16,30 +16,34 @@
 -- ARGV[7] a reconnect's ops ('' unless the hello is one: `re`), ARGV[8] now_ms, ARGV[9] path,
 -- ARGV[10] page type, ARGV[11] visitor info ttl_s, ARGV[12] views window_ms, ARGV[13] most
 -- views kept, ARGV[14] the sessions index's ttl_s, then the page view's log lines.
--- Returns {sid, 1 if resumed else 0, the session hash (flat), the visit (as visit.lua)}.
+-- Returns {sid, 1 if resumed else 0, the session as stored (MessagePack), the visit (as visit.lua)}.
 local named, fresh, vid = ARGV[1], ARGV[2], ARGV[3]
 local ttl, log_max, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[8])
 -- A session id is resumed only by the visitor it belongs to, and only while it lives.
-local resumed = named ~= '' and redis.call('HGET', KEYS[1], 'vid') == vid
-local sid, h, log = fresh, KEYS[3], KEYS[4]
-if resumed then sid, h, log = named, KEYS[1], KEYS[2] end
+local current = named ~= '' and load_session(KEYS[1]) or nil
+local resumed = current ~= nil and current['vid'] == vid
+local sid, key, log, s = named, KEYS[1], KEYS[2], current
+if not resumed then sid, key, log, s = fresh, KEYS[3], KEYS[4], load_session(KEYS[3]) end
 -- A reconnect within the page load counts no page view, but only in the session it
 -- left: in a new session the hello is a page view like any other.
 local reconnect = resumed and ARGV[7] ~= ''
 local ops = cmsgpack.unpack(reconnect and ARGV[7] or ARGV[6])
-local fresh = redis.call('EXISTS', h) == 0
-if fresh and not opens_session(ops) then
-  return redis.error_reply('a new session needs its visitor (the ops set no vid)')
+if not s then
+  if not opens_session(ops) then
+    return redis.error_reply('a new session needs its visitor (the ops set no vid)')
+  end
+  s = {}
 end
-apply_ops(h, ops, fresh)
+apply_ops(s, ops)
 if reconnect then
-  log_and_expire(h, log, #ARGV + 1, log_max, ttl)
+  log_and_expire(log, #ARGV + 1, log_max, ttl)
 else
-  log_and_expire(h, log, 15, log_max, ttl)
+  log_and_expire(log, 15, log_max, ttl)
 end
+local raw = save_session(key, s, ttl)
 local seen = visit(KEYS[5], KEYS[6], KEYS[7], now, sid, ARGV[9], ARGV[10], not reconnect, tonumber(ARGV[11]),
                    tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]))
 redis.call('ZADD', KEYS[8], now, sid)
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - ttl * 1000)
 redis.call('EXPIRE', KEYS[8], ttl)
-return {sid, resumed and 1 or 0, redis.call('HGETALL', h), seen}
+return {sid, resumed and 1 or 0, raw, seen}
