@@ -125,7 +125,10 @@ class SessionState:
     onscreen: str | None = None
     # Where the overlay on screen lives and was shown (moment.Placed, packed); "" before scopes.
     onscreen_at: str = ""
-    overlays: dict[str, Overlay] = field(default_factory=dict)
+    # The overlays' stored fields (o:, r:, p: by overlay id), read into `overlays` when
+    # first asked for: most batches never look at them.
+    overlay_fields: dict[str, str] = field(default_factory=dict, repr=False)
+    _overlays: dict[str, Overlay] | None = field(default=None, repr=False)
     fired: dict[str, int] = field(default_factory=dict)
     dismissed: set[str] = field(default_factory=set)
     # Events of each type this session: delayed rules compare them with the
@@ -156,46 +159,58 @@ class SessionState:
 
     @classmethod
     def from_hash(cls, sid: str, h: dict[str, str]) -> "SessionState":
-        """Parse the stored hash (strings) into typed state."""
+        """Parse the stored hash (strings) into typed state.
+
+        One pass over the fields: it runs for every batch (benchmarks/batch_cpu.py).
+        """
         s = cls(sid=sid)
-        for name, conv in _SCALARS.items():
-            if name in h:
-                setattr(s, name, conv(h[name]))
-        if "product" in h:
-            s.product = json.loads(h["product"])
-        if "utm" in h:
-            s.utm = json.loads(h["utm"])
-        s.onscreen = h.get("on") or None
-        if s.onscreen:
-            s.onscreen_at = h.get(f"w:{s.onscreen}", "")
+        scalars, families = _SCALARS, _FAMILIES
+        placements: dict[str, str] = {}
+        overlays = s.overlay_fields
         for key, value in h.items():
+            conv = scalars.get(key)
+            if conv is not None:
+                setattr(s, key, conv(value))
+                continue
             prefix, _, name = key.partition(":")
             if not name:
+                if key == "product":
+                    s.product = json.loads(value)
+                elif key == "utm":
+                    s.utm = json.loads(value)
+                elif key == "on":
+                    s.onscreen = value or None
                 continue
-            if prefix == "o":
-                s.overlays[name] = Overlay(rule=h.get(f"r:{name}", ""), status=value, priority=int(h.get(f"p:{name}", 0)))
-            elif prefix == "f":
-                s.fired[name] = int(value)
+            family = families.get(prefix)
+            if family is not None:
+                getattr(s, family)[name] = int(value)
+            elif prefix == "o" or prefix == "r" or prefix == "p":
+                overlays[key] = value
+            elif prefix == "w":
+                placements[name] = value
             elif prefix == "d":
                 s.dismissed.add(name)
-            elif prefix == "n":
-                s.counts[name] = int(value)
-            elif prefix == "x":
-                s.timer_fires[name] = int(value)
-            elif prefix == "c":
-                s.custom[name] = int(value)
             elif prefix == "sp":
                 s.scores.stored[name] = value
             elif prefix == "sb":
                 s.scores.stored_bias[name] = value
-            elif prefix == "pt":
-                s.type_pages[name] = int(value)
-            elif prefix == "pd":
-                s.type_dwell_ms[name] = int(value)
             elif prefix == "cn":
                 if int(value) > 0:
                     s.sockets[name] = int(value)
+        if s.onscreen:
+            s.onscreen_at = placements.get(s.onscreen, "")
         return s
+
+    @property
+    def overlays(self) -> dict[str, Overlay]:
+        """The overlays the session keeps (KEEP_OVERLAYS), by overlay id."""
+        if self._overlays is None:
+            f = self.overlay_fields
+            self._overlays = {
+                key[2:]: Overlay(rule=f.get("r:" + key[2:], ""), status=status, priority=int(f.get("p:" + key[2:], 0)))
+                for key, status in f.items() if key[:2] == "o:"
+            }
+        return self._overlays
 
     @property
     def connected(self) -> int:
@@ -252,6 +267,10 @@ class SessionState:
 
 def _float(v: str) -> float:
     return float(v)
+
+
+# Stored fields "<prefix>:<name>" holding an integer, and the SessionState dict each fills.
+_FAMILIES = {"f": "fired", "n": "counts", "x": "timer_fires", "c": "custom", "pt": "type_pages", "pd": "type_dwell_ms"}
 
 
 _SCALARS: dict[str, Callable[[str], Any]] = {
