@@ -434,7 +434,7 @@ def _serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=push.http_protocol(),
         ws="websockets-sansio",
         # Frames are small msgpack; deflate costs 64-316 KiB per connection
         # (websockets docs, uvicorn issue 1862) for nothing.

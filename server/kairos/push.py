@@ -221,10 +221,40 @@ def with_sockets(app: Callable[..., Awaitable[None]], send_timeout_s: float, gra
     return app_with_sockets
 
 
-class Connection:
-    """One browser's websocket, as seen by everything that wants to send to it."""
+def http_protocol() -> Any:
+    """uvicorn's httptools protocol, which lets go of its parser once it has upgraded a connection to a websocket.
 
-    __slots__ = ("ws", "sid", "who", "_queue", "_queued_bytes", "_max_bytes", "_wake", "_socket", "_writer",
+    The parser's callbacks are the protocol's bound methods: a reference cycle
+    that uvicorn leaves behind at every upgrade (the transport then belongs to
+    the websocket protocol). Only a full collection frees it, and never once
+    kairos.gcpolicy has frozen it: whether one came first depended on how much
+    else each connection allocated (tests/test_gc.py). Without the parser the
+    old protocol is freed at once by reference counting.
+    """
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # pragma: no cover - uvicorn without httptools
+        return "httptools"
+
+    class UpgradingHttpToolsProtocol(HttpToolsProtocol):
+        def handle_websocket_upgrade(self) -> None:
+            super().handle_websocket_upgrade()
+            # Nothing reads it after an upgrade: data_received returns once this does.
+            self.parser = None
+
+    return UpgradingHttpToolsProtocol
+
+
+class Connection:
+    """One browser's websocket, as seen by everything that wants to send to it.
+
+    A writer task runs only while frames wait: it starts with the first frame
+    queued and ends once the queue is empty. An idle connection (most of a
+    store's, most of the time) holds no task, no coroutine frames, no event and
+    no queue, only this object (issue 16: memory per idle session).
+    """
+
+    __slots__ = ("ws", "sid", "who", "_queue", "_queued_bytes", "_max_bytes", "_socket", "_writer", "_ended",
                  "_close_code", "closing", "forgotten")
 
     def __init__(self, ws: WebSocket, limits: Limits = VISITOR, who: str | None = None) -> None:
@@ -233,17 +263,19 @@ class Connection:
         # What the log calls it while it has no session id ("dashboard").
         self.who = who
         # Each item: a frame (or _CLOSE) and what to call once it is written. The
-        # first stays here until it is written.
-        self._queue: deque[tuple[Any, Callable[[], None] | None]] = deque()
+        # first stays here until it is written. None while nothing waits.
+        self._queue: deque[tuple[Any, Callable[[], None] | None]] | None = None
         # Bytes of the frames queued, the first included. A str is counted in
         # characters: the feed's JSON is ASCII (json.dumps escapes the rest).
         self._queued_bytes = 0
         self._max_bytes = limits.queue_bytes
-        self._wake = asyncio.Event()
         self._socket: Socket | None = ws.scope.get(SOCKET)
         if self._socket is not None:
             self._socket.tune(limits)
-        self._writer = asyncio.create_task(self._write_forever())
+        # The task writing the queue, while there is something in it.
+        self._writer: asyncio.Task[None] | None = None
+        # Nothing more is written: the close went, a send failed, the client was released, or finish() ran.
+        self._ended = False
         self._close_code = wire.CLOSE_NORMAL
         self.closing = False
         # The visitor withdrew consent and the session was erased: record nothing more for it.
@@ -259,12 +291,12 @@ class Connection:
             return False
         # The bound is on what waits behind the first frame, so that a dashboard's
         # snapshot, however big, is followed by the changes that came while it was read.
-        if self._queue and self._queued_bytes - len(self._queue[0][0]) + len(frame) > self._max_bytes:
+        queue = self._queue
+        if queue and self._queued_bytes - len(queue[0][0]) + len(frame) > self._max_bytes:
             self._release("queue_full", f"queue full ({self._max_bytes:,} bytes)")
             return False
         self._queued_bytes += len(frame)
-        self._queue.append((frame, on_sent))
-        self._wake.set()
+        self._enqueue(frame, on_sent)
         return True
 
     def close(self, code: int) -> None:
@@ -273,24 +305,36 @@ class Connection:
             return
         self.closing = True
         self._close_code = code
-        self._queue.append((_CLOSE, None))
-        self._wake.set()
+        self._enqueue(_CLOSE, None)
+
+    def _enqueue(self, item: Any, on_sent: Callable[[], None] | None) -> None:
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append((item, on_sent))
+        if self._writer is None and not self._ended:
+            self._writer = asyncio.create_task(self._write_forever())
+
+    def _stop_writer(self) -> None:
+        """Cancel the writer, unless it is the caller. Forgotten at once: nothing here refers to it after."""
+        writer, self._writer = self._writer, None
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
 
     def _release(self, why: str, words: str) -> None:
         """Let a client too slow to read go: drop its queue, close (1013 unless a close was asked), abort."""
-        if self._writer.done() or self._writer.cancelling():
+        if self._ended:
             return  # released already, or the writer ended with the socket
+        self._ended = True
         if not self.closing:
             self._close_code = wire.CLOSE_TRY_AGAIN
         self.closing = True
         unsent = self._queued_bytes + (self._socket.unsent() if self._socket is not None else 0)
         self._queued_bytes = 0
-        self._queue.clear()
+        self._queue = None
         name = f"sid={self.sid}" if self.sid is not None else (self.who or "client")
         log.warning("released slow client %s: %s bytes unsent, %s; closed %d", name, f"{unsent:,}", words,
                     self._close_code)
-        if self._writer is not asyncio.current_task():
-            self._writer.cancel()
+        self._stop_writer()
         if self._socket is not None:
             self._socket.release(self._close_code, why)
         else:
@@ -303,30 +347,36 @@ class Connection:
             pass
 
     async def _write_forever(self) -> None:
+        """Write what is queued, then end: the next frame queued starts another writer."""
         try:
             await self._write_queued()
         except asyncio.CancelledError:
             # Ended by finish() or a release, and nobody awaits the result. Re-raised, the
             # error would stay on the task (asyncio keeps it for the task's result) with its
-            # traceback, whose frames hold this connection, which holds the task: a cycle
-            # that only a full collection frees, and never once kairos.gcpolicy has frozen
-            # the connection (each closed socket kept ~25 objects and its WebSocket so).
+            # traceback, whose frames hold this connection: a cycle if anything here still
+            # held the task, which only a full collection frees, and never once
+            # kairos.gcpolicy has frozen the connection (each closed socket kept ~25 objects
+            # and its WebSocket so).
             return
+        finally:
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
     async def _write_queued(self) -> None:
         timeout_s = (self._socket.send_timeout_s or None) if self._socket is not None else None  # 0: none
         while True:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            item, on_sent = self._queue[0]
+            queue = self._queue
+            if not queue:
+                self._queue = None  # an idle connection keeps no queue
+                return
+            item, on_sent = queue[0]
             try:
                 # A send waits while the transport's buffer is over its high-water
                 # mark: a client that does not read makes it wait for ever.
                 async with asyncio.timeout(timeout_s):
                     if item is _CLOSE:
                         await self.ws.close(self._close_code)
+                        self._ended = True
                         return
                     # The dashboard's feed is JSON text; a visitor's frames are MessagePack bytes.
                     await (self.ws.send_text(item) if isinstance(item, str) else self.ws.send_bytes(item))
@@ -334,8 +384,9 @@ class Connection:
                 self._release("send_timeout", f"send timeout ({timeout_s:g} s)")
                 return
             except Exception:
+                self._ended = True
                 return  # disconnected: the reader sees it too and cleans up
-            self._queue.popleft()
+            queue.popleft()
             self._queued_bytes -= len(item)
             if on_sent is not None:
                 on_sent()
@@ -346,15 +397,17 @@ class Connection:
         When the browser went away first there is nobody to write to: stop at
         once. Either way the socket is aborted a grace later if it is still open.
         """
-        if self.closing:
+        writer = self._writer
+        if self.closing and writer is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._writer), timeout_s)
+                await asyncio.wait_for(asyncio.shield(writer), timeout_s)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
-        if self.closing and not self._writer.done():
+        if self.closing and self._writer is not None and not self._writer.done():
             # The close is still waiting behind frames a client does not read.
             self._release("send_timeout", f"close not sent within {timeout_s:g} s")
-        self._writer.cancel()
+        self._ended = True
+        self._stop_writer()
         if self._socket is not None:
             self._socket.let_go()
 
@@ -364,31 +417,43 @@ class Hub:
     (a duplicated tab copies its sessionStorage, and with it the session id)."""
 
     def __init__(self) -> None:
-        self._by_sid: dict[str, set[Connection]] = {}
+        # sid -> its one socket here, or a tuple of them when there are several: no
+        # set per session for the one socket almost every session has.
+        self._by_sid: dict[str, Connection | tuple[Connection, ...]] = {}
+
+    def _conns(self, sid: str) -> tuple[Connection, ...]:
+        held = self._by_sid.get(sid)
+        if held is None:
+            return ()
+        return held if isinstance(held, tuple) else (held,)
 
     def add(self, sid: str, conn: Connection) -> None:
         conn.sid = sid
-        self._by_sid.setdefault(sid, set()).add(conn)
+        conns = self._conns(sid)
+        if conn not in conns:
+            self._by_sid[sid] = (*conns, conn) if conns else conn
 
     def remove(self, conn: Connection) -> None:
         if conn.sid is None:
             return
-        conns = self._by_sid.get(conn.sid)
-        if conns is not None:
-            conns.discard(conn)
-            if not conns:
+        conns = self._conns(conn.sid)
+        if conn in conns:
+            rest = tuple(c for c in conns if c is not conn)
+            if not rest:
                 del self._by_sid[conn.sid]
+            else:
+                self._by_sid[conn.sid] = rest if len(rest) > 1 else rest[0]
 
     def push(self, sid: str, frame: bytes, on_sent: Callable[[], None] | None = None) -> int:
         """Send a frame to every socket of a session here; returns how many took it.
 
         `on_sent` is called as each socket's copy is written.
         """
-        return sum(conn.send(frame, on_sent) for conn in tuple(self._by_sid.get(sid, ())))
+        return sum(conn.send(frame, on_sent) for conn in self._conns(sid))
 
     def forget(self, sid: str) -> int:
         """Close every socket of an erased session here (1000: the snippet does not reconnect); how many."""
-        conns = tuple(self._by_sid.get(sid, ()))
+        conns = self._conns(sid)
         for conn in conns:
             conn.forgotten = True
             conn.close(wire.CLOSE_NORMAL)
@@ -402,4 +467,4 @@ class Hub:
         return sid in self._by_sid
 
     def __len__(self) -> int:
-        return sum(len(c) for c in self._by_sid.values())
+        return sum(len(c) if isinstance(c, tuple) else 1 for c in self._by_sid.values())

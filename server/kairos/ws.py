@@ -57,13 +57,18 @@ async def visitor_endpoint(ws: WebSocket) -> None:
 class VisitorSocket:
     """One page load's connection."""
 
+    # Thousands are open at once, most of them idle (issue 16: memory per idle session).
+    __slots__ = ("ws", "rt", "conn", "sid", "hello_frame", "vid", "site", "visitor", "limit", "_dropped",
+                 "_rate_error_at", "_received_s", "_stored")
+
     def __init__(self, ws: WebSocket, rt: Runtime) -> None:
         self.ws = ws
         self.rt = rt
         self.conn = Connection(ws)
         self.sid: str | None = None
-        # The hello this page load was opened with: what re-opens the session if the store loses it.
-        self.hello: Hello | None = None
+        # The hello this page load was opened with, as received (smaller than decoded, and
+        # rarely needed): what re-opens the session if the store loses it.
+        self.hello_frame: bytes | None = None
         self.vid = ""
         self.site = ""
         # What is known of the visitor beyond the session, read at each page view.
@@ -135,6 +140,7 @@ class VisitorSocket:
         if not frame.consent or frame.dnt or frame.gpc or wire.privacy_signal(self.ws.headers):
             self.refuse(WireError("no_consent", "no consent, or Do-Not-Track / Global Privacy Control is on", wire.CLOSE_NO_CONSENT))
             return None
+        self.hello_frame = data
         return frame
 
     async def _open(self, hello: Hello) -> None:
@@ -159,7 +165,6 @@ class VisitorSocket:
         self.vid = hello.vid
         self.site = hello.site
         self.sid = sid
-        self.hello = hello
         rt.hub.add(sid, self.conn)
         self.conn.send(wire.welcome(sid, rt.track, max_frame=rt.settings.max_frame_bytes, max_events=rt.settings.max_events))
         if hello.re:
@@ -278,7 +283,10 @@ class VisitorSocket:
         back rather than shown twice (session.session_verdict). Pending timers
         and the visitor's caps went with the store's data.
         """
-        rt, hello = self.rt, dataclasses.replace(self.hello, re=False)
+        rt = self.rt
+        hello = wire.decode(self.hello_frame, max_bytes=rt.settings.max_frame_bytes)
+        assert isinstance(hello, Hello), "the hello was decoded once already"
+        hello = dataclasses.replace(hello, re=False)
         page_type = rt.rules.classify(hello.page.path, hello.page.type)
         ops = hello_ops(hello, page_type, now, rt.node_id, self._context(), rt.rules.scores)
         ops.append(("set", "restored", str(now)))
