@@ -6,8 +6,11 @@ import asyncio
 import dataclasses
 import time
 
+import msgpack
 import pytest
 import redis as sync_redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kairos.caps import Caps, Window
 from kairos.engine import MemoryEngine
@@ -978,3 +981,51 @@ async def test_a_session_costs_redis_its_bytes_whatever_its_product_and_url(clea
         assert used < len(stored) * 1.3 + 100
     finally:
         await e.close()
+
+
+# --- the ops in Lua and in Python, op for op ---------------------------------------------
+
+# Fields as the real ops use them: numbers, words, named counters.
+_NUMBERS, _WORDS = ("a", "b", "pages"), ("page_type", "prev_page_type")
+_NUMBER = st.one_of(st.integers(-10**12, 10**12).map(str), st.sampled_from(["2.5", "1796502865341"]))
+_OPS = st.one_of(
+    st.tuples(st.sampled_from(["set", "setnx"]), st.sampled_from(_NUMBERS), st.integers(-10**6, 10**6).map(str)),
+    st.tuples(st.sampled_from(["set", "setnx"]), st.sampled_from(_WORDS), st.sampled_from(["product", "cart", "", "é"])),
+    # up to 15 digits, and sums exact in a double (< 2**53): Lua must not switch to exponents
+    st.tuples(st.just("incr"), st.sampled_from(_NUMBERS),
+              st.one_of(st.integers(-10**12, 10**12), st.sampled_from([123456789012345, -98765432109876])).map(str)),
+    st.tuples(st.just("max"), st.sampled_from(("scroll_pct", "x")), _NUMBER),
+    st.tuples(st.just("del"), st.sampled_from(_NUMBERS + _WORDS + ("c:x",)), st.just("")),
+    st.tuples(st.just("copy"), st.just("prev_page_type"), st.just("page_type")),
+    st.tuples(st.just("copy"), st.just("a"), st.just("b")),
+    st.tuples(st.just("incr_pt"), st.just("pd:"), st.integers(0, 10**6).map(str)),
+    st.tuples(st.just("count"), st.sampled_from(("c:x", "c:y", "c:z")), st.sampled_from(["2", "3"])),
+    st.tuples(st.just("score"), st.sampled_from(("sp:s|one", "sp:s|two")),
+              st.tuples(st.sampled_from(["0.7", "-1.2", "0.1"]), st.integers(0, 10**6), st.sampled_from([60000, 600000]))
+              .map(lambda t: f"{t[0]} {1796502865341 + t[1]} {t[2]}")),
+)
+
+
+def _comparable(h: dict[str, str]) -> dict[str, object]:
+    # A score part's value is written by repr() in Python and %.17g in Lua: the same double.
+    return {k: (float(v.split(" ")[0]), v.split(" ", 1)[1]) if k.startswith("sp:") else v for k, v in h.items()}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(_OPS, max_size=12), min_size=1, max_size=5))
+def test_lua_applies_ops_exactly_as_python_does(clean_redis, batches):
+    # lib/ops.lua and kairos.session.apply_ops are two implementations of one semantics;
+    # a batch's stored state must not depend on the engine that applied it.
+    from kairos.engine.redis import _script
+    from kairos.session import apply_ops
+
+    r = sync_redis.Redis.from_url(clean_redis)
+    apply = r.register_script(_script("apply.lua"))
+    key, log = keys.session("s_ops0000001"), keys.log("s_ops0000001")
+    r.delete(key, log)
+    opened = [("set", "vid", "v_visitor01")]
+    expected: dict[str, str] = {}
+    for ops in [opened, *batches]:
+        apply_ops(expected, ops)
+        apply(keys=[key, log], args=[60, LOG_MAX, msgpack.packb([x for op in ops for x in op])])
+        assert _comparable(msgpack.unpackb(r.get(key))) == _comparable(expected), ops
