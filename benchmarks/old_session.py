@@ -73,9 +73,9 @@ async def main() -> None:
         for i in range(SHOWS):
             oid = f"rule{i % 3}.{i}"
             fields.update({f"o:{oid}": "expired", f"r:{oid}": f"rule{i % 3}", f"p:{oid}": "1", f"w:{oid}": "x" * 40})
-        [h] = await engine._read([unbounded])
+        h = await engine._read(unbounded)
         await engine.r.set(keys.session(unbounded), msgpack.packb({**h, **fields}), ex=engine.session_ttl_s)
-        sizes = {sid: len(h) for sid, h in zip((fresh, old, unbounded), await engine._read([fresh, old, unbounded]))}
+        sizes = {sid: len(await engine._read(sid)) for sid in (fresh, old, unbounded)}
         await time_batches(engine, fresh, 200)  # warm the connection and the script cache
         times = {}
         for _ in range(3):  # interleaved rounds, so a neighbour's load falls on all three alike

@@ -793,7 +793,7 @@ async def raw_field_count(engine, sid: str) -> int:
     """How many fields the session holds as stored (every batch reads them all back)."""
     if isinstance(engine, MemoryEngine):
         return len(engine._sessions[sid].h)
-    return len((await engine._read([sid]))[0] or {})
+    return len(await engine._read(sid) or {})
 
 
 async def test_a_session_with_3000_shows_holds_a_bounded_state_and_its_caps(engine):

@@ -69,6 +69,18 @@ def _stored(raw: bytes | None) -> dict[str, str] | None:
 _RAW = {NEVER_DECODE: True}
 
 
+def _packed(ops: Sequence[Op]) -> bytes:
+    """Ops as lib/ops.lua takes them: one MessagePack array of kind, field, value, kind, ..."""
+    return msgpack.packb([x for op in ops for x in op])
+
+
+def _visit(seen: Sequence[Any]) -> VisitorInfo:
+    """lib/visit.lua's reply, read as text or (with a session's state, _RAW) as bytes."""
+    sessions, first, same_path, same_type, pending = seen
+    return VisitorInfo(int(sessions), int(first), int(same_path), int(same_type),
+                       tuple(sorted(p.decode() if isinstance(p, bytes) else p for p in pending)))
+
+
 class RedisEngine(Engine):
     """Production engine: state in Redis, atomic through Lua, few connections, auto-pipelined."""
 
@@ -151,29 +163,23 @@ class RedisEngine(Engine):
         except aioredis.RedisError:
             return False
 
-    async def _read(self, sids: Sequence[str]) -> list[dict[str, str] | None]:
-        """Sessions as stored, None for those there are none of; one round trip."""
-        async with self.r.pipeline(transaction=False) as pipe:
-            for sid in sids:
-                pipe.execute_command("GET", keys.session(sid), **_RAW)
-            found = await pipe.execute(raise_on_error=False)
-        out: list[dict[str, str] | None] = []
-        for sid, raw in zip(sids, found):
-            if isinstance(raw, aioredis.ResponseError) and "WRONGTYPE" in str(raw):
-                # stored as a hash by an older Kairos: lib/ops.lua rewrites it at its next change
-                out.append(await self.r.hgetall(keys.session(sid)) or None)
-            elif isinstance(raw, Exception):
-                raise raw
-            else:
-                out.append(_stored(raw))
-        return out
+    async def _read(self, sid: str) -> dict[str, str] | None:
+        """A session as stored, None if there is none; through the auto-pipeline, as a batch's calls."""
+        key = keys.session(sid)
+        try:
+            return _stored(await self.pipe.execute("GET", key, **_RAW))
+        except aioredis.ResponseError as exc:
+            if "WRONGTYPE" not in str(exc):
+                raise
+            # stored as a hash by an older Kairos: lib/ops.lua rewrites it at its next change
+            return await self.pipe.execute("HGETALL", key) or None
 
     async def visitor_of(self, sid: str) -> str | None:
-        [h] = await self._read([sid])
+        h = await self._read(sid)
         return h.get("vid") if h else None
 
     async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
-        args: list[Any] = [self.session_ttl_s, LOG_MAX, msgpack.packb([x for op in ops for x in op]), *log]
+        args: list[Any] = [self.session_ttl_s, LOG_MAX, _packed(ops), *log]
         h = _stored(await self._eval("apply", self._apply, [keys.session(sid), keys.log(sid)], args, raw=True))
         if h is None:  # not stored, and these ops do not open it
             raise SessionGone(sid)
@@ -181,21 +187,18 @@ class RedisEngine(Engine):
 
     async def open_session(self, o: Opening, now_ms: int) -> Opened:
         named = o.sid or o.fresh  # no session named: the new one's keys, which the script does not read then
-        reopen = "" if o.re_ops is None else msgpack.packb([x for op in o.re_ops for x in op])
+        reopen = "" if o.re_ops is None else _packed(o.re_ops)
         sid, resumed, flat, seen = await self._eval(
             "open", self._open,
             [keys.session(named), keys.log(named), keys.session(o.fresh), keys.log(o.fresh), keys.visitor(o.vid, "info"),
              keys.visitor(o.vid, "views"), keys.visitor_sessions(o.vid), keys.LIVE],
-            [o.sid or "", o.fresh, o.vid, self.session_ttl_s, LOG_MAX, msgpack.packb([x for op in o.ops for x in op]),
+            [o.sid or "", o.fresh, o.vid, self.session_ttl_s, LOG_MAX, _packed(o.ops),
              reopen, now_ms, o.path, o.page_type, self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP, self.index_ttl_s,
              *o.log],
             raw=True,
         )
-        sessions, first, same_path, same_type, pending = seen
-        visitor = VisitorInfo(int(sessions), int(first), int(same_path), int(same_type),
-                              tuple(sorted(p.decode() for p in pending)))
         sid = sid.decode()
-        return Opened(sid, bool(resumed), SessionState.from_hash(sid, _stored(flat) or {}), visitor)
+        return Opened(sid, bool(resumed), SessionState.from_hash(sid, _stored(flat) or {}), _visit(seen))
 
     async def mark_live(self, sid: str, now_ms: int) -> None:
         """Index the session for the dashboard (once per page load, not per batch)."""
@@ -261,13 +264,12 @@ class RedisEngine(Engine):
         return {rule: int(ms) for rule, ms in (await self.r.hgetall(keys.PAUSED)).items()}
 
     async def visit(self, vid: str, sid: str, path: str, page_type: str, record: bool, now_ms: int) -> VisitorInfo:
-        sessions, first, same_path, same_type, pending = await self._eval(
+        return _visit(await self._eval(
             "visit", self._visit,
             [keys.visitor(vid, "info"), keys.visitor(vid, "views"), keys.visitor_sessions(vid)],
             [now_ms, sid, path, page_type, "1" if record else "0", self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP,
              self.index_ttl_s],
-        )
-        return VisitorInfo(int(sessions), int(first), int(same_path), int(same_type), tuple(sorted(pending)))
+        ))
 
     async def keep_for_next_page(self, vid: str, rule: str, now_ms: int) -> None:
         await self.pipe.execute("HSET", keys.visitor(vid, "info"), f"q:{rule}", now_ms)
@@ -343,7 +345,7 @@ class RedisEngine(Engine):
         return bool(ok)
 
     async def session(self, sid: str) -> SessionState | None:
-        [h] = await self._read([sid])
+        h = await self._read(sid)
         if not h:
             return None
         state = SessionState.from_hash(sid, h)
@@ -357,7 +359,7 @@ class RedisEngine(Engine):
         sids = await self.r.zrevrangebyscore(keys.LIVE, "+inf", now_ms - self.session_ttl_s * 1000, start=0, num=limit)
         if not sids:
             return []
-        hashes = await self._read(sids)
+        hashes = await asyncio.gather(*(self._read(sid) for sid in sids))  # one pipeline
         states = [SessionState.from_hash(sid, h) for sid, h in zip(sids, hashes) if h]
         states.sort(key=lambda s: s.seen_ms, reverse=True)
         await self.only_live(states, now_ms)
