@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any
 
-import time
-
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from hiredis import pack_command
+from redis.client import NEVER_DECODE
+from redis.exceptions import DataError, NoScriptError, ResponseError
 
 from .outage import Outage
 
@@ -76,41 +77,77 @@ class AutoPipeline:
             script.sha = await self.r.script_load(script.script)
             return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **(options or {}))
 
+    def _connection(self) -> Any:
+        # A connection of the worker's own, beside the pool: held for the worker's life,
+        # it is never waited for, and the pool stays whole for the dashboard and pub/sub.
+        pool = self.r.connection_pool
+        return pool.connection_class(**pool.connection_kwargs)
+
     async def _work(self) -> None:
-        while not self._closing:
-            await self._wake.wait()
-            if not self._queue:
-                self._wake.clear()
-                continue
-            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
-            if not self._queue:
-                self._wake.clear()
-            live = [(args, options, fut) for args, options, fut in batch if not fut.done()]  # callers may have gone
-            if not live:
-                continue
-            self.batches += 1
-            self.commands += len(live)
+        conn = self._connection()
+        try:
+            while not self._closing:
+                await self._wake.wait()
+                if not self._queue:
+                    self._wake.clear()
+                    continue
+                batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+                if not self._queue:
+                    self._wake.clear()
+                live = [item for item in batch if not item[2].done()]  # callers may have gone
+                if live:
+                    await self._send(conn, live)
+        finally:
+            await conn.disconnect(nowait=True)
+
+    async def _send(self, conn: Any, live: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]) -> None:
+        """One write for every command, then their replies in order.
+
+        Not redis-py's Pipeline: per batch it builds a pipeline object, takes a pool
+        connection and wraps the call in its retry, and it encodes every argument in
+        Python; that machinery was ~10 % of the server's CPU under load (py-spy under
+        benchmarks/load.py). hiredis packs the commands, the connection reads the
+        replies, and redis-py's own response callbacks shape them as its client would.
+        """
+        packed = []
+        for item in live:
             try:
-                async with self.r.pipeline(transaction=False) as pipe:
-                    for args, options, _ in live:
-                        pipe.execute_command(*args, **options)
-                    results = await pipe.execute(raise_on_error=False)
-            except asyncio.CancelledError:
-                for _, _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(ConnectionError("the Redis engine is closing"))
-                raise
-            except Exception as exc:  # connection lost: every caller hears of it, the outage is logged once
-                for _, _, fut in live:
+                packed.append(pack_command(item[0]))
+            except TypeError as exc:  # an argument Redis cannot take fails its own caller, not the batch
+                item[2].set_exception(DataError(str(exc)))
+        live = [item for item in live if not item[2].done()]
+        if not live:
+            return
+        self.batches += 1
+        self.commands += len(live)
+        callbacks = self.r.response_callbacks
+        try:
+            await conn.send_packed_command(packed, check_health=False)
+            for args, options, fut in live:
+                try:
+                    # Read under the connection's socket_timeout if the URL sets one (none by default, as before).
+                    reply = await conn.read_response(disable_decoding=NEVER_DECODE in options)
+                except ResponseError as exc:  # the command's own error: the others' replies follow
                     if not fut.done():
                         fut.set_exception(exc)
-                continue
-            if self.outage.down and (line := self.outage.answered(time.monotonic())):
-                log.warning(line)
-            for (_, _, fut), result in zip(live, results):
-                if fut.done():
                     continue
-                if isinstance(result, Exception):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+                callback = callbacks.get(args[0])
+                if callback is not None:
+                    reply = callback(reply, **{k: v for k, v in options.items() if k != NEVER_DECODE})
+                if not fut.done():
+                    fut.set_result(reply)
+        except asyncio.CancelledError:
+            await conn.disconnect(nowait=True)
+            for _, _, fut in live:
+                if not fut.done():
+                    fut.set_exception(ConnectionError("the Redis engine is closing"))
+            raise
+        except Exception as exc:  # connection lost: every caller still waiting hears of it, the outage is logged once
+            # A reply stream cut mid-way cannot be resumed: the next batch connects afresh.
+            await conn.disconnect(nowait=True)
+            for _, _, fut in live:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        if self.outage.down and (line := self.outage.answered(time.monotonic())):
+            log.warning(line)
