@@ -76,3 +76,31 @@ def test_a_connection_killed_fails_the_batch_in_flight_and_the_next_batch_reconn
             pytest.fail("the auto-pipeline never reconnected")
 
     asyncio.run(_with_pipe(clean_redis, body))
+
+
+def test_the_first_command_after_redis_restarted_is_answered(tmp_path) -> None:
+    from conftest import OwnRedis
+
+    own = OwnRedis()
+    own.start()
+
+    async def body() -> None:
+        r = aioredis.Redis.from_url(own.url, decode_responses=True)
+        pipe = AutoPipeline(r, workers=1)
+        pipe.start()
+        try:
+            assert await pipe.execute("SET", "k", "1") is True
+            own.kill()
+            own.start()  # no persistence: an empty Redis on the same port
+            await asyncio.sleep(0.2)  # the old connection's end reaches the event loop
+            # The worker's connection idled through the restart: the command goes on a new one.
+            assert await pipe.execute("GET", "k") is None
+            assert await pipe.execute("SET", "k", "2") is True
+        finally:
+            await pipe.close()
+            await r.aclose()
+
+    try:
+        asyncio.run(body())
+    finally:
+        own.kill()

@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.client import NEVER_DECODE
-from redis.exceptions import DataError, NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, RedisError, ResponseError
 
 from .outage import Outage
 
@@ -121,6 +121,15 @@ class AutoPipeline:
         self.batches += 1
         self.commands += len(live)
         callbacks = self.r.response_callbacks
+        if conn.is_connected:
+            # What the pool checks before lending a connection: one the server closed while
+            # it idled (a restart) would take the write and fail the read, the batch lost.
+            try:
+                stale = await conn.can_read()
+            except (ConnectionError, OSError, RedisError):
+                stale = True
+            if stale:
+                await conn.disconnect(nowait=True)
         try:
             await conn.send_packed_command(packed, check_health=False)
             for args, options, fut in live:
