@@ -93,7 +93,9 @@ def redis_contents(url: str) -> dict[str, str]:
 
 def stored_session(url: str, sid: str) -> dict[str, str]:
     """A session's state as the Redis engine stores it (field -> string), {} when there is none."""
-    value = redis.Redis.from_url(url).get(f"kairos:{{{sid}}}:s")
+    from kairos.engine import keys
+
+    value = redis.Redis.from_url(url).get(keys.session(sid))
     return msgpack.unpackb(value) if value else {}
 
 

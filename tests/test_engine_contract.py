@@ -21,6 +21,7 @@ from kairos.engine.redis import RedisEngine
 from kairos.rules.delayed import Timer
 from kairos.session import KEEP_OVERLAYS, event_ops, hello_ops, log_entry, sockets_field
 from kairos.wire import Event, Hello, Page
+from kairos.ws import new_sid
 from redis_monitor import Commands
 
 TTL_S = 60
@@ -893,16 +894,23 @@ async def test_a_session_is_opened_only_with_its_visitor(engine):
     assert await engine.session("s_contract1") is None
 
 
-async def test_a_hello_is_one_redis_command(clean_redis):
+async def test_a_hello_is_one_round_trip(clean_redis):
+    # The script, and beside it the dashboard's list (one key for all, in another hash
+    # slot), go to Redis in one pipeline.
     e = make_engine("redis", clean_redis)
     await e.start()
+    mine = new_sid("v_visitor01")
     try:
-        await e.open_session(opening(sid=None, fresh="s_contract1"), now())
-        for o in (opening(path="/demo/cart"), opening(re=True), opening(vid="v_intruder1", fresh="s_intruder")):
+        await e.open_session(opening(sid=None, fresh=mine), now())
+        for o in (opening(sid=mine, path="/demo/cart"), opening(sid=mine, re=True),
+                  opening(sid=mine, vid="v_intruder1", fresh=new_sid("v_intruder1"))):
+            pipelines = e.pipe.batches
             with Commands(clean_redis) as seen:
-                await e.open_session(o, now())
-            sent = seen.naming(o.vid, o.fresh, "s_contract1")
-            assert [c.split()[0] for c in sent] == ["EVALSHA"], sent
+                opened = await e.open_session(o, now())
+            sent = seen.naming(o.vid, o.fresh, mine)
+            assert [c.split()[0] for c in sent] == ["EVALSHA", "ZADD"], sent
+            assert e.pipe.batches - pipelines == 1
+            assert opened.resumed == (o.vid == "v_visitor01")
     finally:
         await e.close()
 

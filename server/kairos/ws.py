@@ -15,6 +15,7 @@ from . import wire
 from .batch import apply_events, arm_delayed, claim_best, keep_for_training, log_score_moves
 from .push import Connection
 from .context import request_context
+from .engine import keys
 from .engine.base import Opening, SessionGone
 from .engine.outage import Tally
 from .rules import Rule, Ruleset
@@ -33,8 +34,11 @@ RESTORES = Tally("a session's state was lost by the store (Redis restarted witho
                  "opened again from its page's hello")
 
 
-def new_sid() -> str:
-    return "s_" + secrets.token_urlsafe(12)
+def new_sid(vid: str) -> str:
+    """A new session id of this visitor: `<tag>.<random>`, 20 characters of the wire's
+    alphabet, whose tag puts the session's keys in its visitor's Redis Cluster slot
+    (engine.keys.visitor_tag): one script may touch both."""
+    return f"{keys.visitor_tag(vid)}." + secrets.token_urlsafe(12)
 
 
 async def visitor_endpoint(ws: WebSocket) -> None:
@@ -151,7 +155,7 @@ class VisitorSocket:
         # even from a reconnect's hello. Both sets of ops go, the engine picks.
         full = dataclasses.replace(hello, re=False) if hello.re else hello
         opened = await rt.engine.open_session(Opening(
-            vid=hello.vid, sid=hello.sid or None, fresh=new_sid(),
+            vid=hello.vid, sid=hello.sid or None, fresh=new_sid(hello.vid),
             ops=hello_ops(full, page_type, now, rt.node_id, self._context(), rules.scores),
             log=[log_entry("event", now, e="page_view", path=hello.page.path, page_type=page_type)],
             path=hello.page.path, page_type=page_type,

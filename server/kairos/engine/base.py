@@ -178,7 +178,9 @@ class Engine(ABC):
 
         Counts the rule's moment (`triggered`) and its show (`shown`) in the
         counters; a moment that was not shown is logged (kind `skip`, with `why`)
-        once per reason in a row.
+        once per reason in a row. (Redis: the counters are counted just after the
+        claim, not atomically with it, and a pause made by another process holds
+        within redis.PAUSED_REFRESH_S: both live outside the visitor's hash slot.)
 
         The same `oid` claimed again (a timer fired once more, rules.delayed.Timer.oid)
         changes nothing: "again" while the overlay is still `sent` (send it again),

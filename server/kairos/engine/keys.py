@@ -1,10 +1,43 @@
 """Every Redis key Kairos writes, in one place.
 
-Session keys carry the session id as a hash tag (`{sid}`), so all keys of a session
-live in one Redis Cluster slot and one Lua script may touch them all.
+Redis Cluster runs a script or a multi-key command only on keys of one hash slot
+(the CRC16 of a key's `{tag}`, modulo 16384). Everything a page load's hello, a
+batch, a claim or a feedback touches is in its visitor's slot:
+
+- a visitor's keys are tagged `{v:<vid>}`, as they always were (so an upgrade
+  keeps their shows, caps and index of sessions: nothing to migrate);
+- a session id carries a 3-character tag chosen to hash to that same slot
+  (`visitor_tag`), `<tag>.<random>`, and its keys are `kairos:{<tag>}:<sid>:s`
+  and `:log`. Two visitors may share a tag (16,384 slots): that only puts
+  their keys side by side, never mixes them, as the full ids stay in the keys;
+- a session id of the old form (`s_<random>`, no tag: pages open across the
+  upgrade) keeps its keys `kairos:{<sid>}:s` and `:log`. Its batches stay in
+  one slot; its hello and claims cross slots, which one Redis runs and a
+  cluster does not (the engine never resumes one there: kairos.engine.redis).
+
+What a claim used to touch elsewhere is done beside the script, not in it: the
+rule counters (`stats`), the per-rule window cap (`rule_window`, reserved before
+the claim and given back if it is refused), the paused rules (`PAUSED`, read into
+each process) and the dashboard's list (`LIVE`).
+
+Still crossing slots, each because one step must be atomic across them: the
+timer scripts (arm_timers.lua and finish_timer.lua take the `{timers}` queue and
+the sessions' keys together: a timer leaves the queue only with its outcome in
+the session's log). On a cluster they need the queue sharded by the sessions'
+tags, or the outcome written in a second step that a re-claimed timer repeats.
 """
 
+import binascii
+import itertools
+import re
+import string
+from functools import cache
+
 PREFIX = "kairos"
+SLOTS = 16384
+# A tagged session id: its tag, a dot, then what makes it unique. Old ids
+# ("s_" + token_urlsafe) never have a dot at that place.
+_TAGGED = re.compile(r"([0-9A-Za-z]{3})\.")
 
 
 class EmptyId(ValueError):
@@ -21,7 +54,8 @@ def _id(kind: str, value: str) -> str:
     if not value:
         raise EmptyId(f"refused to build a Redis key from an empty {kind} id")
     return value
-# Sessions seen lately, scored by last page load (ms): the dashboard's list.
+# Sessions seen lately, scored by last page load (ms): the dashboard's list. One key
+# for all: written beside the hello's script, in the same pipeline, not by it.
 LIVE = f"{PREFIX}:live"
 
 
@@ -63,24 +97,65 @@ def visitor_sessions(vid: str) -> str:
 
 
 def rule_window(rule: str, bucket: int) -> str:
-    """Shows of a rule to anyone in one fixed window."""
+    """Shows of a rule to anyone in one fixed window: reserved before a claim, given back
+    if it is refused (kairos.engine.redis.RedisEngine.claim_show), never in a script."""
     return f"{PREFIX}:rule:{rule}:{bucket}"
 
 
+def slot(tag: str) -> int:
+    """The Redis Cluster slot of a hash tag (CRC16/XMODEM, as Redis computes it)."""
+    return binascii.crc_hqx(tag.encode(), 0) % SLOTS
+
+
+@cache
+def _tags() -> tuple[str, ...]:
+    """For each slot, the first 3-character alphanumeric tag that hashes to it.
+
+    238,328 candidates cover all 16,384 slots; built once per process (tens of ms),
+    on the first session opened.
+    """
+    table: dict[int, str] = {}
+    for chars in itertools.product(string.digits + string.ascii_letters, repeat=3):
+        table.setdefault(slot("".join(chars)), "".join(chars))
+        if len(table) == SLOTS:
+            break
+    return tuple(table[s] for s in range(SLOTS))
+
+
+def visitor_tag(vid: str) -> str:
+    """The tag a session id of this visitor carries: it hashes to the slot of the visitor's keys."""
+    return _tags()[slot(f"v:{_id('visitor', vid)}")]
+
+
+def session_tag(sid: str) -> str | None:
+    """The tag a session id carries, None for an id of the old form (no tag)."""
+    m = _TAGGED.match(sid)
+    return m.group(1) if m else None
+
+
 def session(sid: str) -> str:
-    return f"{PREFIX}:{{{_id('session', sid)}}}:s"
+    """A session's state (one MessagePack string, lib/ops.lua), in its visitor's slot."""
+    return _session_key(sid, "s")
 
 
 def log(sid: str) -> str:
-    return f"{PREFIX}:{{{_id('session', sid)}}}:log"
+    """A session's timeline (a list, newest first), beside its state."""
+    return _session_key(sid, "log")
+
+
+def _session_key(sid: str, part: str) -> str:
+    tag = session_tag(_id("session", sid))
+    return f"{PREFIX}:{{{tag}}}:{sid}:{part}" if tag else f"{PREFIX}:{{{sid}}}:{part}"
 
 
 def stats(bucket_ms: int) -> str:
-    """Rule counters of one five-minute bucket (engine.base.STATS_BUCKET_MS)."""
+    """Rule counters of one five-minute bucket (engine.base.STATS_BUCKET_MS), counted beside
+    the claims and feedback that they count, not in their scripts (another slot)."""
     return f"{PREFIX}:stats:{bucket_ms}"
 
 
-# Paused rules (rule -> since ms): read by claim_show.lua with every show.
+# Paused rules (rule -> since ms). Each process keeps a view of it for its claims
+# (RedisEngine.paused_view): its own pauses at once, the others' within redis.PAUSED_REFRESH_S.
 PAUSED = f"{PREFIX}:paused"
 # Dashboard feed: one channel for every process, and a flag that some dashboard watches.
 FEED = f"{PREFIX}:feed"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import msgpack
 import redis.asyncio as aioredis
 from redis.client import NEVER_DECODE
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -35,6 +36,11 @@ POOL_WAIT_S = 10.0
 # Connections that carry the visitors' traffic, auto-pipelined; the rest of the
 # pool serves the dashboard.
 PIPELINE_WORKERS = 4
+# How often a process reads the paused rules into its view, which its claims use
+# (claim_show.lua runs in the visitor's hash slot and cannot read kairos:paused): a
+# pause or resume made on this process holds for its claims at once, one made on
+# another process within this (and a round trip).
+PAUSED_REFRESH_S = 1.0
 
 
 def _script(name: str) -> str:
@@ -121,15 +127,30 @@ class RedisEngine(Engine):
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)), outage=self.outage)
         # Told how long each script call took (the runtime points it at /metrics).
         self.on_roundtrip: Callable[[str, float], None] = lambda call, seconds: None
+        # Redis Cluster (read at start): a session id of the old form, whose keys are not
+        # in its visitor's slot, is not resumed there (_resumable).
+        self.cluster = False
+        # The rules paused, as this process last read them (PAUSED_REFRESH_S); `_paused_gen`
+        # counts this process's own pauses, so that a read sent before one does not undo it.
+        self.paused_view: frozenset[str] = frozenset()
+        self._paused_gen = 0
+        self._paused_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
         for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers, self._finish_timer,
                        self._defer_timer, self._visit, self._open, self._archive, self._staff_attempt):
             script.sha = await self.r.script_load(script.script)
+        self.cluster = bool(int((await self.r.info("cluster")).get("cluster_enabled", 0)))
         self.pipe.start()
+        await self._read_paused()
+        self._paused_task = asyncio.create_task(self._keep_paused_fresh(), name="kairos-paused")
 
     async def close(self) -> None:
+        if self._paused_task is not None:
+            self._paused_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._paused_task
         await self.pipe.close()
         await self.r.aclose()
         await self.pool.aclose()
@@ -185,41 +206,91 @@ class RedisEngine(Engine):
             raise SessionGone(sid)
         return SessionState.from_hash(sid, h)
 
+    def _resumable(self, sid: str | None, vid: str) -> bool:
+        """Whether the session a hello names may be resumed: one of this visitor's tag (any
+        other is not theirs, and its keys are in another slot), or of the old form on a
+        single Redis (a page open across the upgrade; a cluster has no such session)."""
+        if not sid:
+            return False
+        tag = keys.session_tag(sid)
+        return tag == keys.visitor_tag(vid) if tag else not self.cluster
+
     async def open_session(self, o: Opening, now_ms: int) -> Opened:
-        named = o.sid or o.fresh  # no session named: the new one's keys, which the script does not read then
+        named = o.sid if self._resumable(o.sid, o.vid) else None
+        own = named or o.fresh  # no session named: the new one's keys, which the script does not read then
         reopen = "" if o.re_ops is None else _packed(o.re_ops)
-        sid, resumed, flat, seen = await self._eval(
+        # The dashboard's list is one key for every session (another slot): indexed in the
+        # same pipeline as the script, under the session the hello most likely resumes.
+        (sid, resumed, flat, seen, found), *_ = await asyncio.gather(self._eval(
             "open", self._open,
-            [keys.session(named), keys.log(named), keys.session(o.fresh), keys.log(o.fresh), keys.visitor(o.vid, "info"),
-             keys.visitor(o.vid, "views"), keys.visitor_sessions(o.vid), keys.LIVE],
-            [o.sid or "", o.fresh, o.vid, self.session_ttl_s, LOG_MAX, _packed(o.ops),
+            [keys.session(own), keys.log(own), keys.session(o.fresh), keys.log(o.fresh), keys.visitor(o.vid, "info"),
+             keys.visitor(o.vid, "views"), keys.visitor_sessions(o.vid)],
+            [named or "", o.fresh, o.vid, self.session_ttl_s, LOG_MAX, _packed(o.ops),
              reopen, now_ms, o.path, o.page_type, self.visitor_ttl_s, VIEWS_WINDOW_MS, VIEWS_KEEP, self.index_ttl_s,
              *o.log],
             raw=True,
-        )
+        ), *self._live(own, now_ms))
         sid = sid.decode()
+        if sid != own:
+            # The session named was gone (or another visitor's of the same tag): the new one
+            # is indexed in a second round trip, and a gone one leaves the list.
+            await self.mark_live(sid, now_ms, drop=() if int(found) else (own,))
         return Opened(sid, bool(resumed), SessionState.from_hash(sid, _stored(flat) or {}), _visit(seen))
 
-    async def mark_live(self, sid: str, now_ms: int) -> None:
-        """Index the session for the dashboard (once per page load, not per batch)."""
-        async with self.r.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.LIVE, {sid: now_ms})
-            pipe.zremrangebyscore(keys.LIVE, "-inf", now_ms - self.session_ttl_s * 1000)
-            pipe.expire(keys.LIVE, self.session_ttl_s)
-            await pipe.execute()
+    async def mark_live(self, sid: str, now_ms: int, drop: Sequence[str] = ()) -> None:
+        """Index the session for the dashboard (once per page load, not per batch); `drop`:
+        sessions to take off the list."""
+        await asyncio.gather(*self._live(sid, now_ms, drop))
+
+    def _live(self, sid: str, now_ms: int, drop: Sequence[str] = ()) -> list[Awaitable[Any]]:
+        # Commands, not a task: gathered with a script's call, they join its pipeline.
+        return [self.pipe.execute("ZADD", keys.LIVE, now_ms, sid),
+                *([self.pipe.execute("ZREM", keys.LIVE, *drop)] if drop else []),
+                self.pipe.execute("ZREMRANGEBYSCORE", keys.LIVE, "-inf", now_ms - self.session_ttl_s * 1000),
+                self.pipe.execute("EXPIRE", keys.LIVE, self.session_ttl_s)]
 
     async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
                          placed: str = "") -> str:
+        """The claim runs in the visitor's slot (claim_show.lua); what is shared by every
+        visitor is done beside it: the rule's window, the pauses and the counters."""
         w = lambda window: (window.max, window.per_ms) if window else (0, 0)  # noqa: E731
-        window_key = keys.rule_window(rule, bucket(caps.per_rule, now_ms) if caps.per_rule else 0)
-        return await self._eval(
-            "claim_show", self._claim,
-            [keys.session(sid), keys.log(sid), keys.visitor(vid, f"shows:{rule}"), keys.visitor(vid, "shows"), window_key,
-             keys.stats(stats_bucket(now_ms)), keys.PAUSED],
-            [rule, oid, caps.per_session, caps.priority, self.session_ttl_s, LOG_MAX, log, now_ms,
-             *w(caps.per_visitor), *w(caps.all_per_visitor), *w(caps.per_rule), caps.cooldown_ms, SHOWS_TTL_S,
-             STATS_TTL_S, placed],
+        window, full = None, False
+        if caps.per_rule:
+            # A place in the rule's window is reserved before the claim and given back if
+            # the claim is refused, so the window never counts more shows than its cap.
+            # Claims racing for the last place may both be refused where one would have
+            # been shown: the cap errs on the side of fewer shows, never more.
+            window = keys.rule_window(rule, bucket(caps.per_rule, now_ms))
+            taken, _ = await asyncio.gather(self.pipe.execute("INCR", window),
+                                            self.pipe.execute("PEXPIRE", window, caps.per_rule.per_ms))
+            full = int(taken) > caps.per_rule.max
+        try:
+            verdict, counted = await self._eval(
+                "claim_show", self._claim,
+                [keys.session(sid), keys.log(sid), keys.visitor(vid, f"shows:{rule}"), keys.visitor(vid, "shows")],
+                [rule, oid, caps.per_session, caps.priority, self.session_ttl_s, LOG_MAX, log, now_ms,
+                 *w(caps.per_visitor), *w(caps.all_per_visitor), "1" if full else "0", caps.cooldown_ms, SHOWS_TTL_S,
+                 "1" if rule in self.paused_view else "0", placed],
+            )
+        except Exception:
+            if window:  # best effort: a place not given back (Redis away) lowers the cap until the window ends
+                with contextlib.suppress(Exception):
+                    await asyncio.gather(*self._give_back(window, caps.per_rule.per_ms))
+            raise
+        # The counters are statistics: counted after the claim, not atomically with it (a
+        # process dying in between loses a count, it never changes a cap).
+        stats = keys.stats(stats_bucket(now_ms))
+        counts = ["triggered"] * int(counted) + ["shown"] * (verdict == "ok")
+        await asyncio.gather(
+            *(self.pipe.execute("HINCRBY", stats, f"{rule}|{c}", 1) for c in counts),
+            *([self.pipe.execute("EXPIRE", stats, STATS_TTL_S)] if counts else []),
+            *(self._give_back(window, caps.per_rule.per_ms) if window and verdict != "ok" else []),
         )
+        return verdict
+
+    def _give_back(self, window: str, per_ms: int) -> list[Awaitable[Any]]:
+        # PEXPIRE again: a window that expired meanwhile must not come back without a TTL.
+        return [self.pipe.execute("DECR", window), self.pipe.execute("PEXPIRE", window, per_ms)]
 
     async def append_log(self, sid: str, lines: Sequence[str], now_ms: int) -> None:
         # LPUSHX: a session that expired meanwhile gets no orphan log without a TTL.
@@ -259,6 +330,23 @@ class RedisEngine(Engine):
                 pipe.hdel(keys.PAUSED, rule)
             pipe.expire(keys.PAUSED, PAUSED_TTL_S)
             await pipe.execute()
+        self._paused_gen += 1
+        self.paused_view = self.paused_view | {rule} if paused else self.paused_view - {rule}
+
+    async def _read_paused(self) -> None:
+        gen = self._paused_gen
+        rules = frozenset(await self.pipe.execute("HKEYS", keys.PAUSED))
+        if gen == self._paused_gen:  # else this process paused or resumed a rule meanwhile: the next read
+            self.paused_view = rules
+
+    async def _keep_paused_fresh(self) -> None:
+        while True:
+            await asyncio.sleep(PAUSED_REFRESH_S)
+            try:
+                await self._read_paused()
+            except Exception as exc:  # Redis away: the view stays as it was, claims fail anyway
+                if not self.fault(exc, refused=False):
+                    log.warning("could not read the paused rules: %s", exc)
 
     async def paused(self) -> dict[str, int]:
         return {rule: int(ms) for rule, ms in (await self.r.hgetall(keys.PAUSED)).items()}
@@ -338,11 +426,15 @@ class RedisEngine(Engine):
                 await pipe.execute()
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
-        ok = await self._eval(
-            "feedback", self._feedback, [keys.session(sid), keys.log(sid), keys.stats(stats_bucket(now_ms))],
-            [oid, act, self.session_ttl_s, LOG_MAX, log, STATS_TTL_S, "1" if act in COUNTED_ACTS else "0"],
-        )
-        return bool(ok)
+        rule = await self._eval("feedback", self._feedback, [keys.session(sid), keys.log(sid)],
+                                [oid, act, self.session_ttl_s, LOG_MAX, log])
+        if not rule:
+            return False
+        if act in COUNTED_ACTS:  # counted beside the script, as claim_show's counters are
+            stats = keys.stats(stats_bucket(now_ms))
+            await asyncio.gather(self.pipe.execute("HINCRBY", stats, f"{rule}|{act}", 1),
+                                 self.pipe.execute("EXPIRE", stats, STATS_TTL_S))
+        return True
 
     async def session(self, sid: str) -> SessionState | None:
         h = await self._read(sid)

@@ -2,7 +2,8 @@
 -- Needs lib/ops.lua (prepended at load: kairos.engine.redis._script).
 -- KEYS[1] session, KEYS[2] session log
 -- ARGV[1] oid, ARGV[2] act, ARGV[3] ttl_s, ARGV[4] log_max, ARGV[5] log line
--- KEYS[3] the counters' current bucket, ARGV[6] its ttl_s, ARGV[7] "1" if this act is counted
+-- Returns the overlay's rule (the caller counts the act: its counters are in another
+-- hash slot, kairos.engine.keys), or 0 when the overlay was never sent to this session.
 local oid, act = ARGV[1], ARGV[2]
 local ttl, log_max = tonumber(ARGV[3]), tonumber(ARGV[4])
 local s = load_session(KEYS[1])
@@ -18,8 +19,4 @@ save_session(KEYS[1], s, ttl)
 redis.call('LPUSH', KEYS[2], ARGV[5])
 redis.call('LTRIM', KEYS[2], 0, log_max - 1)
 redis.call('EXPIRE', KEYS[2], ttl)
-if ARGV[7] == '1' then
-  redis.call('HINCRBY', KEYS[3], rule .. '|' .. act, 1)
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6]))
-end
-return 1
+return rule
