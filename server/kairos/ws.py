@@ -199,6 +199,8 @@ class VisitorSocket:
         except Exception as exc:
             if not self.rt.engine.fault(exc):  # a Redis outage is logged once, as a whole
                 log.exception("could not record the disconnect of sid=%s", self.sid)
+        finally:
+            self.rt.engine.closed(self.sid)
 
     # --- frames ---------------------------------------------------------------
 

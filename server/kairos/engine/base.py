@@ -154,6 +154,9 @@ class Engine(ABC):
         without its visitor.
         """
 
+    def closed(self, sid: str) -> None:
+        """The session's page load on this process is over: drop what was kept of it for the next batch."""
+
     @abstractmethod
     async def open_session(self, o: Opening, now_ms: int) -> Opened:
         """Open a page load's session from its hello, atomically, in one round trip.

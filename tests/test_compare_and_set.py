@@ -1,0 +1,154 @@
+"""A batch the server applies itself is stored only over the state it applied it to (lua/apply.lua).
+
+The Redis engine keeps each open session's stored bytes and, at the next batch, applies
+the ops in Python and asks Redis to store the result if the session is still what it
+saw. Whatever else writes the session in between — a claim, feedback, another process,
+an erasure — must make Redis apply the ops itself: nothing another writer did is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from kairos.caps import Caps
+from kairos.engine.base import SessionGone
+from kairos.engine.redis import RedisEngine
+from kairos.session import event_ops, hello_ops, log_entry
+from kairos.wire import Event, Hello, Page
+
+SID, VID = "s_cas000001", "v_cas000001"
+
+
+def now() -> int:
+    return int(time.time() * 1000)
+
+
+def classify(path: str, declared: str = "") -> str:
+    return "product" if "/products/" in path else "other"
+
+
+def clicks(n: int = 1) -> list:
+    return event_ops([Event("click", i, {"tag": "a"}) for i in range(n)], classify, now())
+
+
+async def opened(e: RedisEngine, sid: str = SID) -> None:
+    page = Page(url="https://shop.example/demo/products/linen-shirt", path="/demo/products/linen-shirt",
+                title="Linen shirt", prod={"name": "Linen shirt", "price": 59.9})
+    h = Hello(site="demo", vid=VID, sid=sid, page=page, consent=True, dnt=False, gpc=False, tz=0, lang="en")
+    await e.apply(sid, hello_ops(h, "product", now()), [log_entry("event", now(), e="page_view")], now())
+
+
+@pytest.fixture
+async def two(clean_redis):
+    """Two server processes: two engines on one Redis."""
+    a, b = RedisEngine(clean_redis, session_ttl_s=60), RedisEngine(clean_redis, session_ttl_s=60)
+    await a.start(), await b.start()
+    yield a, b
+    await a.close(), await b.close()
+
+
+async def test_batches_after_the_first_are_applied_by_the_server_and_stored_as_redis_would(two):
+    a, _ = two
+    await opened(a)
+    for _ in range(5):
+        state = await a.apply(SID, clicks(2), [log_entry("event", now(), e="click")], now())
+    assert state.clicks == 10
+    assert a.applied_here >= 4, "every batch after the first is stored by compare-and-set"
+    # What is stored is what Redis would have made of the same ops (read afresh, not from the process).
+    assert (await a.session(SID)).clicks == 10
+    assert len(await a.log(SID)) == 6
+
+
+async def test_another_process_writing_in_between_loses_nothing(two):
+    a, b = two
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    await a.apply(SID, clicks(1), [], now())  # a now holds the session as stored
+    await b.apply(SID, clicks(10), [], now())  # b writes behind a's back
+    before = a.applied_here
+    state = await a.apply(SID, clicks(1), [], now())
+    assert state.clicks == 13, "a's stale copy was not stored over b's batch"
+    assert a.applied_here == before, "the comparison failed, so Redis applied the ops"
+    state = await a.apply(SID, clicks(1), [], now())
+    assert (state.clicks, a.applied_here) == (14, before + 1), "and a holds the session again"
+
+
+async def test_a_claim_and_feedback_in_between_are_kept(two):
+    a, _ = two
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    caps = Caps(per_session=1, priority=1)
+    assert await a.claim_show(SID, VID, "offer", "offer.1", caps, log_entry("show", now()), now()) == "ok"
+    state = await a.apply(SID, clicks(1), [], now())
+    assert state.onscreen == "offer.1" and state.fired == {"offer": 1}
+    assert await a.record_feedback(SID, "offer.1", "dismissed", log_entry("feedback", now()), now())
+    state = await a.apply(SID, clicks(1), [], now())
+    assert "offer" in state.dismissed and state.onscreen is None
+    assert await a.claim_show(SID, VID, "offer", "offer.2", caps, log_entry("show", now()), now()) == "dismissed"
+
+
+async def test_a_session_erased_or_lost_between_batches_is_not_written_back(two, clean_redis):
+    import redis as sync_redis
+
+    a, _ = two
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    await a.apply(SID, clicks(1), [], now())
+    assert SID in await a.forget(VID, SID)
+    with pytest.raises(SessionGone):
+        await a.apply(SID, clicks(1), [], now())
+    assert await a.session(SID) is None
+    # Redis lost it (a restart without persistence): the same.
+    other = "s_cas000002"
+    await opened(a, other)
+    await a.apply(other, clicks(1), [], now())
+    sync_redis.Redis.from_url(clean_redis).flushdb()
+    with pytest.raises(SessionGone):
+        await a.apply(other, clicks(1), [], now())
+    assert sync_redis.Redis.from_url(clean_redis).dbsize() == 0
+
+
+async def test_a_closed_page_load_lets_go_of_the_session(two):
+    a, _ = two
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    a.closed(SID)
+    before = a.applied_here
+    assert (await a.apply(SID, clicks(1), [], now())).clicks == 2
+    assert a.applied_here == before, "nothing kept: Redis applied it"
+
+
+async def test_concurrent_batches_of_one_process_lose_nothing(two):
+    a, b = two
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    await asyncio.gather(*(e.apply(SID, clicks(1), [], now()) for _ in range(100) for e in (a, a, b)))
+    assert (await b.session(SID)).clicks == 301
+
+
+async def test_a_process_keeps_busy_sessions_only(two, monkeypatch):
+    import kairos.engine.redis as redis_engine
+
+    a, _ = two
+    sids = [f"s_cas00001{i}" for i in range(3)]
+    for sid in sids:
+        await opened(a, sid)
+    # At most KEEP_SEEN sessions: the least recently written goes first.
+    monkeypatch.setattr(redis_engine, "KEEP_SEEN", 2)
+    for sid in sids:
+        await a.apply(sid, clicks(1), [], now())
+    before = a.applied_here
+    await a.apply(sids[0], clicks(1), [], now())
+    assert a.applied_here == before, "the oldest of three was let go"
+    await a.apply(sids[2], clicks(1), [], now())
+    assert a.applied_here == before + 1, "the newest was kept"
+    # A session quiet for KEEP_SEEN_S is let go at the next write of any session.
+    monkeypatch.setattr(redis_engine, "KEEP_SEEN_S", 0.0)
+    await a.apply(sids[1], clicks(1), [], now())
+    before = a.applied_here
+    await a.apply(sids[2], clicks(1), [], now())
+    assert a.applied_here == before
+    assert [(await a.session(sid)).clicks for sid in sids] == [2, 2, 3]
