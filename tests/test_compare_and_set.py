@@ -152,3 +152,32 @@ async def test_a_process_keeps_busy_sessions_only(two, monkeypatch):
     await a.apply(sids[2], clicks(1), [], now())
     assert a.applied_here == before
     assert [(await a.session(sid)).clicks for sid in sids] == [2, 2, 3]
+
+
+async def test_the_batch_after_a_claim_or_feedback_is_still_compared_and_set(two):
+    a, _ = two
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    caps = Caps(priority=1)
+    for n in range(3):
+        assert await a.claim_show(SID, VID, "offer", f"offer.{n}", caps, log_entry("show", now()), now()) == "ok"
+        before = a.applied_here
+        await a.apply(SID, clicks(1), [], now())
+        assert a.applied_here == before + 1, "the claim handed back the session as it stored it"
+        assert await a.record_feedback(SID, f"offer.{n}", "clicked", log_entry("feedback", now()), now())
+        state = await a.apply(SID, clicks(1), [], now())
+        assert a.applied_here == before + 2, "and so did the feedback"
+    assert (state.clicks, state.fired, state.onscreen) == (7, {"offer": 3}, None)
+    assert (await a.session(SID)).overlays["offer.2"].status == "clicked"
+
+
+async def test_a_claim_for_a_session_this_process_does_not_keep_keeps_nothing(two):
+    a, b = two
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    # b (a timer's process, say) claims for a session whose page is on a.
+    assert await b.claim_show(SID, VID, "offer", "offer.1", Caps(priority=1), log_entry("show", now()), now()) == "ok"
+    assert SID not in b._seen
+    before = a.applied_here
+    state = await a.apply(SID, clicks(1), [], now())
+    assert a.applied_here == before and state.onscreen == "offer.1", "a's copy was stale: applied in Redis"

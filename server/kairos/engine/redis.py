@@ -260,6 +260,13 @@ class RedisEngine(Engine):
         while len(seen) > KEEP_SEEN or next(iter(seen.values()))[0] < now - KEEP_SEEN_S:
             seen.popitem(last=False)
 
+    def _refresh(self, sid: str, stored: bytes) -> None:
+        # A claim or feedback changed a session this process keeps: what its next batch
+        # compares with. One it does not keep (a timer's claim, a beacon after the page
+        # closed) stays unkept.
+        if sid in self._seen:
+            self._keep(sid, stored)
+
     def closed(self, sid: str) -> None:
         self._seen.pop(sid, None)
 
@@ -322,18 +329,22 @@ class RedisEngine(Engine):
                                             self.pipe.execute("PEXPIRE", window, caps.per_rule.per_ms))
             full = int(taken) > caps.per_rule.max
         try:
-            verdict, counted = await self._eval(
+            reply = await self._eval(
                 "claim_show", self._claim,
                 [keys.session(sid), keys.log(sid), keys.visitor(vid, f"shows:{rule}"), keys.visitor(vid, "shows")],
                 [rule, oid, caps.per_session, caps.priority, self.session_ttl_s, LOG_MAX, log, now_ms,
                  *w(caps.per_visitor), *w(caps.all_per_visitor), "1" if full else "0", caps.cooldown_ms, SHOWS_TTL_S,
                  "1" if rule in self.paused_view else "0", placed],
+                raw=True,
             )
         except Exception:
             if window:  # best effort: a place not given back (Redis away) lowers the cap until the window ends
                 with contextlib.suppress(Exception):
                     await asyncio.gather(*self._give_back(window, caps.per_rule.per_ms))
             raise
+        verdict, counted = reply[0].decode(), reply[1]
+        if len(reply) > 2:
+            self._refresh(sid, reply[2])
         # The counters are statistics: counted after the claim, not atomically with it (a
         # process dying in between loses a count, it never changes a cap).
         stats = keys.stats(stats_bucket(now_ms))
@@ -483,10 +494,12 @@ class RedisEngine(Engine):
                 await pipe.execute()
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
-        rule = await self._eval("feedback", self._feedback, [keys.session(sid), keys.log(sid)],
-                                [oid, act, self.session_ttl_s, LOG_MAX, log])
-        if not rule:
+        reply = await self._eval("feedback", self._feedback, [keys.session(sid), keys.log(sid)],
+                                 [oid, act, self.session_ttl_s, LOG_MAX, log], raw=True)
+        if not reply:
             return False
+        rule = reply[0].decode()
+        self._refresh(sid, reply[1])
         if act in COUNTED_ACTS:  # counted beside the script, as claim_show's counters are
             stats = keys.stats(stats_bucket(now_ms))
             await asyncio.gather(self.pipe.execute("HINCRBY", stats, f"{rule}|{act}", 1),

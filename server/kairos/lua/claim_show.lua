@@ -14,9 +14,11 @@
 -- caller reserved this show's place in it and found none), ARGV[14] cooldown_ms,
 -- ARGV[15] shows ttl_s, ARGV[16] '1' when the rule is paused, ARGV[17] where the
 -- overlay lives (kairos.moment.Placed, packed; may be empty).
--- Returns {verdict, 1 if the moment is to be counted as `triggered` else 0}: 'ok'
--- (and counted `shown`), or why not; a refusal is logged and counted once per
--- reason in a row (kairos.session.note_skip).
+-- Returns {verdict, 1 if the moment is to be counted as `triggered` else 0, and the
+-- session as stored (MessagePack) when this call changed it}: 'ok' (and counted
+-- `shown`), or why not; a refusal is logged and counted once per reason in a row
+-- (kairos.session.note_skip). The caller keeps the stored bytes for its next batch's
+-- compare-and-set (apply.lua).
 local key, log, vrule, vall = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rule, oid = ARGV[1], ARGV[2]
 local max_per_session, priority, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -58,10 +60,10 @@ local why = verdict()
 if why ~= 'ok' then
   if s['k:' .. rule] ~= why then
     s['k:' .. rule] = why
-    save_session(key, s, ttl)
+    local stored = save_session(key, s, ttl)
     redis.call('LPUSH', log, cjson.encode({ts = now, kind = 'skip', rule = rule, why = why}))
     redis.call('LTRIM', log, 0, tonumber(ARGV[6]) - 1)
-    return {why, 1}
+    return {why, 1, stored}
   end
   return {why, 0}
 end
@@ -86,7 +88,7 @@ for i = 1, first - 1 do
   s['o:' .. old], s['r:' .. old], s['p:' .. old], s['w:' .. old] = nil, nil, nil, nil
 end
 s['ol'] = table.concat(kept, ' ', first)
-save_session(key, s, ttl)
+local stored = save_session(key, s, ttl)
 redis.call('LPUSH', log, ARGV[7])
 redis.call('LTRIM', log, 0, tonumber(ARGV[6]) - 1)
 redis.call('EXPIRE', log, ttl)
@@ -95,4 +97,4 @@ for _, k in ipairs({vrule, vall}) do
   redis.call('ZREMRANGEBYSCORE', k, '-inf', now - shows_ttl * 1000)
   redis.call('EXPIRE', k, shows_ttl)
 end
-return {'ok', 1}
+return {'ok', 1, stored}

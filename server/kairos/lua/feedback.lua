@@ -2,8 +2,10 @@
 -- Needs lib/ops.lua (prepended at load: kairos.engine.redis._script).
 -- KEYS[1] session, KEYS[2] session log
 -- ARGV[1] oid, ARGV[2] act, ARGV[3] ttl_s, ARGV[4] log_max, ARGV[5] log line
--- Returns the overlay's rule (the caller counts the act: its counters are in another
--- hash slot, kairos.engine.keys), or 0 when the overlay was never sent to this session.
+-- Returns {the overlay's rule, the session as stored (MessagePack)} (the caller counts the
+-- act: its counters are in another hash slot, kairos.engine.keys; it keeps the bytes for
+-- its next batch's compare-and-set, apply.lua), or 0 when the overlay was never sent to
+-- this session.
 local oid, act = ARGV[1], ARGV[2]
 local ttl, log_max = tonumber(ARGV[3]), tonumber(ARGV[4])
 local s = load_session(KEYS[1])
@@ -15,8 +17,8 @@ if act ~= 'shown' and s['on'] == oid then
   s['w:' .. oid] = nil
 end
 if act == 'dismissed' then s['d:' .. rule] = '1' end
-save_session(KEYS[1], s, ttl)
+local stored = save_session(KEYS[1], s, ttl)
 redis.call('LPUSH', KEYS[2], ARGV[5])
 redis.call('LTRIM', KEYS[2], 0, log_max - 1)
 redis.call('EXPIRE', KEYS[2], ttl)
-return rule
+return {rule, stored}
