@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from kairos.caps import Caps
+from kairos.caps import Caps, Window
 from kairos.engine.base import SessionGone
 from kairos.engine.redis import RedisEngine
 from kairos.session import event_ops, hello_ops, log_entry
@@ -56,7 +56,7 @@ async def test_batches_after_the_first_are_applied_by_the_server_and_stored_as_r
     for _ in range(5):
         state = await a.apply(SID, clicks(2), [log_entry("event", now(), e="click")], now())
     assert state.clicks == 10
-    assert a.applied_here >= 4, "every batch after the first is stored by compare-and-set"
+    assert a.applied_here["apply"] >= 4, "every batch after the first is stored by compare-and-set"
     # What is stored is what Redis would have made of the same ops (read afresh, not from the process).
     assert (await a.session(SID)).clicks == 10
     assert len(await a.log(SID)) == 6
@@ -68,12 +68,12 @@ async def test_another_process_writing_in_between_loses_nothing(two):
     await a.apply(SID, clicks(1), [], now())
     await a.apply(SID, clicks(1), [], now())  # a now holds the session as stored
     await b.apply(SID, clicks(10), [], now())  # b writes behind a's back
-    before = a.applied_here
+    before = a.applied_here["apply"]
     state = await a.apply(SID, clicks(1), [], now())
     assert state.clicks == 13, "a's stale copy was not stored over b's batch"
-    assert a.applied_here == before, "the comparison failed, so Redis applied the ops"
+    assert a.applied_here["apply"] == before, "the comparison failed, so Redis applied the ops"
     state = await a.apply(SID, clicks(1), [], now())
-    assert (state.clicks, a.applied_here) == (14, before + 1), "and a holds the session again"
+    assert (state.clicks, a.applied_here["apply"]) == (14, before + 1), "and a holds the session again"
 
 
 async def test_a_claim_and_feedback_in_between_are_kept(two):
@@ -116,9 +116,9 @@ async def test_a_closed_page_load_lets_go_of_the_session(two):
     await opened(a)
     await a.apply(SID, clicks(1), [], now())
     a.closed(SID)
-    before = a.applied_here
+    before = a.applied_here["apply"]
     assert (await a.apply(SID, clicks(1), [], now())).clicks == 2
-    assert a.applied_here == before, "nothing kept: Redis applied it"
+    assert a.applied_here["apply"] == before, "nothing kept: Redis applied it"
 
 
 async def test_concurrent_batches_of_one_process_lose_nothing(two):
@@ -140,17 +140,17 @@ async def test_a_process_keeps_busy_sessions_only(two, monkeypatch):
     monkeypatch.setattr(redis_engine, "KEEP_SEEN", 2)
     for sid in sids:
         await a.apply(sid, clicks(1), [], now())
-    before = a.applied_here
+    before = a.applied_here["apply"]
     await a.apply(sids[0], clicks(1), [], now())
-    assert a.applied_here == before, "the oldest of three was let go"
+    assert a.applied_here["apply"] == before, "the oldest of three was let go"
     await a.apply(sids[2], clicks(1), [], now())
-    assert a.applied_here == before + 1, "the newest was kept"
+    assert a.applied_here["apply"] == before + 1, "the newest was kept"
     # A session quiet for KEEP_SEEN_S is let go at the next write of any session.
     monkeypatch.setattr(redis_engine, "KEEP_SEEN_S", 0.0)
     await a.apply(sids[1], clicks(1), [], now())
-    before = a.applied_here
+    before = a.applied_here["apply"]
     await a.apply(sids[2], clicks(1), [], now())
-    assert a.applied_here == before
+    assert a.applied_here["apply"] == before
     assert [(await a.session(sid)).clicks for sid in sids] == [2, 2, 3]
 
 
@@ -161,12 +161,12 @@ async def test_the_batch_after_a_claim_or_feedback_is_still_compared_and_set(two
     caps = Caps(priority=1)
     for n in range(3):
         assert await a.claim_show(SID, VID, "offer", f"offer.{n}", caps, log_entry("show", now()), now()) == "ok"
-        before = a.applied_here
+        before = a.applied_here["apply"]
         await a.apply(SID, clicks(1), [], now())
-        assert a.applied_here == before + 1, "the claim handed back the session as it stored it"
+        assert a.applied_here["apply"] == before + 1, "the claim handed back the session as it stored it"
         assert await a.record_feedback(SID, f"offer.{n}", "clicked", log_entry("feedback", now()), now())
         state = await a.apply(SID, clicks(1), [], now())
-        assert a.applied_here == before + 2, "and so did the feedback"
+        assert a.applied_here["apply"] == before + 2, "and so did the feedback"
     assert (state.clicks, state.fired, state.onscreen) == (7, {"offer": 3}, None)
     assert (await a.session(SID)).overlays["offer.2"].status == "clicked"
 
@@ -178,6 +178,47 @@ async def test_a_claim_for_a_session_this_process_does_not_keep_keeps_nothing(tw
     # b (a timer's process, say) claims for a session whose page is on a.
     assert await b.claim_show(SID, VID, "offer", "offer.1", Caps(priority=1), log_entry("show", now()), now()) == "ok"
     assert SID not in b._seen
-    before = a.applied_here
+    before = a.applied_here["apply"]
     state = await a.apply(SID, clicks(1), [], now())
-    assert a.applied_here == before and state.onscreen == "offer.1", "a's copy was stale: applied in Redis"
+    assert a.applied_here["apply"] == before and state.onscreen == "offer.1", "a's copy was stale: applied in Redis"
+
+
+async def test_a_show_and_its_answer_are_compared_and_set_too_and_refused_as_redis_would(two):
+    a, b = two
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    once = Caps(per_session=1, priority=1)
+    assert await a.claim_show(SID, VID, "offer", "offer.1", once, log_entry("show", now()), now()) == "ok"
+    assert a.applied_here["claim_show"] == 1
+    assert await a.record_feedback(SID, "offer.1", "dismissed", log_entry("feedback", now()), now())
+    assert a.applied_here["feedback"] == 1
+    # What a's own checks refuse goes to Redis, which refuses it the same way and logs it once.
+    assert await a.claim_show(SID, VID, "offer", "offer.2", once, log_entry("show", now()), now()) == "dismissed"
+    assert a.applied_here["claim_show"] == 1
+    # The visitor's caps are Redis's alone: a second tab (b) took the visitor's one show of
+    # the hour; a's copy of its own session says yes, the visitor's cap says no.
+    hourly = Caps(priority=1, per_visitor=Window(1, 3_600_000))
+    other = "s_cas000003"
+    await opened(b, other)
+    assert await b.claim_show(other, VID, "banner", "banner.1", hourly, log_entry("show", now()), now()) == "ok"
+    assert await a.claim_show(SID, VID, "banner", "banner.2", hourly, log_entry("show", now()), now()) == "visitor_capped"
+    state = await a.session(SID)
+    assert (state.fired, sorted(state.dismissed), state.onscreen) == ({"offer": 1}, ["offer"], None)
+    skips = [e for e in await a.log(SID) if e["kind"] == "skip"]
+    assert [(e["rule"], e["why"]) for e in skips] == [("banner", "visitor_capped"), ("offer", "dismissed")]
+    # Feedback for an overlay a's copy never saw: Redis answers, as before.
+    assert not await a.record_feedback(SID, "offer.9", "clicked", log_entry("feedback", now()), now())
+
+
+async def test_feedback_and_claims_do_not_write_over_another_process(two):
+    a, b = two
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    assert await a.claim_show(SID, VID, "offer", "offer.1", Caps(priority=1), log_entry("show", now()), now()) == "ok"
+    await b.apply(SID, clicks(10), [], now())  # behind a's back
+    assert await a.record_feedback(SID, "offer.1", "clicked", log_entry("feedback", now()), now())
+    await b.apply(SID, clicks(10), [], now())
+    assert await a.claim_show(SID, VID, "offer", "offer.2", Caps(priority=1), log_entry("show", now()), now()) == "ok"
+    state = await b.session(SID)
+    assert state.clicks == 21, "neither a's feedback nor its claim wrote a's stale copy over b's batches"
+    assert (state.overlays["offer.1"].status, state.onscreen, state.fired) == ("clicked", "offer.2", {"offer": 2})

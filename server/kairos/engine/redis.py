@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from importlib.resources import files
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
@@ -20,7 +20,8 @@ import time
 from ..caps import Caps, bucket
 from ..rules.delayed import Timer, armed_line
 from ..rules.model import MAX_DELAY_S
-from ..session import Op, SessionState, VisitorInfo, apply_ops, log_entry
+from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, record_feedback, record_show,
+                       session_verdict)
 from . import keys
 from .autopipe import AutoPipeline
 from .outage import Outage, is_outage
@@ -150,7 +151,8 @@ class RedisEngine(Engine):
         # Each session's state as this process last saw it stored (MessagePack bytes),
         # while its page is open here: what apply's compare-and-set compares with.
         self._seen: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self.applied_here = 0
+        # Calls stored by compare-and-set, by script: what applying here saved Redis.
+        self.applied_here: Counter[str] = Counter()
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)), outage=self.outage)
         # Told how long each script call took (the runtime points it at /metrics).
         self.on_roundtrip: Callable[[str, float], None] = lambda call, seconds: None
@@ -240,7 +242,7 @@ class RedisEngine(Engine):
         args: list[Any] = [self.session_ttl_s, LOG_MAX, _packed(ops), seen or b"", mine, *log]
         reply = await self._eval("apply", self._apply, [keys.session(sid), keys.log(sid)], args, raw=True)
         if reply == 1:
-            self.applied_here += 1
+            self.applied_here["apply"] += 1
             self._keep(sid, mine)
             return SessionState.from_hash(sid, h)  # type: ignore[arg-type]
         h = _stored(reply)
@@ -328,13 +330,14 @@ class RedisEngine(Engine):
             taken, _ = await asyncio.gather(self.pipe.execute("INCR", window),
                                             self.pipe.execute("PEXPIRE", window, caps.per_rule.per_ms))
             full = int(taken) > caps.per_rule.max
+        seen, mine = self._claimed_here(sid, rule, oid, caps, placed) if rule not in self.paused_view else (b"", b"")
         try:
             reply = await self._eval(
                 "claim_show", self._claim,
                 [keys.session(sid), keys.log(sid), keys.visitor(vid, f"shows:{rule}"), keys.visitor(vid, "shows")],
                 [rule, oid, caps.per_session, caps.priority, self.session_ttl_s, LOG_MAX, log, now_ms,
                  *w(caps.per_visitor), *w(caps.all_per_visitor), "1" if full else "0", caps.cooldown_ms, SHOWS_TTL_S,
-                 "1" if rule in self.paused_view else "0", placed],
+                 "1" if rule in self.paused_view else "0", placed, seen, mine],
                 raw=True,
             )
         except Exception:
@@ -345,6 +348,9 @@ class RedisEngine(Engine):
         verdict, counted = reply[0].decode(), reply[1]
         if len(reply) > 2:
             self._refresh(sid, reply[2])
+        elif verdict == "ok" and mine:  # stored as this process recorded it
+            self.applied_here["claim_show"] += 1
+            self._refresh(sid, mine)
         # The counters are statistics: counted after the claim, not atomically with it (a
         # process dying in between loses a count, it never changes a cap).
         stats = keys.stats(stats_bucket(now_ms))
@@ -355,6 +361,19 @@ class RedisEngine(Engine):
             *(self._give_back(window, caps.per_rule.per_ms) if window and verdict != "ok" else []),
         )
         return verdict
+
+    def _claimed_here(self, sid: str, rule: str, oid: str, caps: Caps, placed: str) -> tuple[bytes, bytes]:
+        """The session as this process keeps it and the show recorded on it, when the
+        session's own caps pass there (claim_show.lua then checks only the visitor's);
+        else nothing, and the script checks everything."""
+        kept = self._seen.get(sid)
+        if kept is None:
+            return b"", b""
+        h = _stored(kept[1]) or {}
+        if f"o:{oid}" in h or session_verdict(h, rule, caps.per_session, caps.priority) != "ok":
+            return b"", b""
+        record_show(h, rule, oid, caps.priority, placed)
+        return kept[1], _encode(h)
 
     def _give_back(self, window: str, per_ms: int) -> list[Awaitable[Any]]:
         # PEXPIRE again: a window that expired meanwhile must not come back without a TTL.
@@ -494,12 +513,23 @@ class RedisEngine(Engine):
                 await pipe.execute()
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
+        kept = self._seen.get(sid)
+        seen, mine, rule = b"", b"", ""
+        if kept is not None:
+            h = _stored(kept[1]) or {}
+            rule = h.get(f"r:{oid}", "")
+            if record_feedback(h, oid, act):  # compared and set by feedback.lua, as a batch is
+                seen, mine = kept[1], _encode(h)
         reply = await self._eval("feedback", self._feedback, [keys.session(sid), keys.log(sid)],
-                                 [oid, act, self.session_ttl_s, LOG_MAX, log], raw=True)
-        if not reply:
+                                 [oid, act, self.session_ttl_s, LOG_MAX, log, seen, mine], raw=True)
+        if reply == 1:
+            self.applied_here["feedback"] += 1
+            self._refresh(sid, mine)
+        elif not reply:
             return False
-        rule = reply[0].decode()
-        self._refresh(sid, reply[1])
+        else:
+            rule = reply[0].decode()
+            self._refresh(sid, reply[1])
         if act in COUNTED_ACTS:  # counted beside the script, as claim_show's counters are
             stats = keys.stats(stats_bucket(now_ms))
             await asyncio.gather(self.pipe.execute("HINCRBY", stats, f"{rule}|{act}", 1),

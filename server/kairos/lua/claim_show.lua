@@ -13,7 +13,13 @@
 -- (a max of 0 means no such cap), ARGV[13] '1' when the rule's window is full (the
 -- caller reserved this show's place in it and found none), ARGV[14] cooldown_ms,
 -- ARGV[15] shows ttl_s, ARGV[16] '1' when the rule is paused, ARGV[17] where the
--- overlay lives (kairos.moment.Placed, packed; may be empty).
+-- overlay lives (kairos.moment.Placed, packed; may be empty), ARGV[18] the session as
+-- the caller last saw it stored ('' when it has not kept it, or its own checks of it
+-- did not pass), ARGV[19] the caller's own record of this show on it
+-- (kairos.session.record_show). When the session is still what the caller saw, its
+-- own checks stand and only the visitor's caps are checked here; if they pass, the
+-- caller's record is stored as it is (compare and set, as apply.lua) and {'ok', 1}
+-- returned. Otherwise everything is checked here as ever.
 -- Returns {verdict, 1 if the moment is to be counted as `triggered` else 0, and the
 -- session as stored (MessagePack) when this call changed it}: 'ok' (and counted
 -- `shown`), or why not; a refusal is logged and counted once per reason in a row
@@ -29,6 +35,37 @@ local rule_full = ARGV[13] == '1'
 local cooldown, shows_ttl = tonumber(ARGV[14]), tonumber(ARGV[15])
 local paused = ARGV[16] == '1'
 
+-- The visitor's caps (kairos.caps.visitor_verdict).
+local function visitor_verdict()
+  if cooldown > 0 then
+    local last = redis.call('ZRANGE', vrule, -1, -1, 'WITHSCORES')
+    if last[2] and tonumber(last[2]) > now - cooldown then return 'cooldown' end
+  end
+  if vr_max > 0 and redis.call('ZCOUNT', vrule, '(' .. (now - vr_per), '+inf') >= vr_max then return 'visitor_capped' end
+  if va_max > 0 and redis.call('ZCOUNT', vall, '(' .. (now - va_per), '+inf') >= va_max then return 'globally_capped' end
+  if rule_full then return 'rule_capped' end
+  return 'ok'
+end
+
+-- The show is recorded beside the session: its log line, the visitor's shows.
+local function record_beside()
+  redis.call('LPUSH', log, ARGV[7])
+  redis.call('LTRIM', log, 0, tonumber(ARGV[6]) - 1)
+  redis.call('EXPIRE', log, ttl)
+  for _, k in ipairs({vrule, vall}) do
+    redis.call('ZADD', k, now, oid)
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', now - shows_ttl * 1000)
+    redis.call('EXPIRE', k, shows_ttl)
+  end
+end
+
+if ARGV[18] and ARGV[18] ~= '' and not paused and redis.pcall('GET', key) == ARGV[18]
+    and visitor_verdict() == 'ok' then
+  redis.call('SET', key, ARGV[19], 'EX', ttl)
+  record_beside()
+  return {'ok', 1}
+end
+
 local s = load_session(key)
 if not s then return {'gone', 0} end
 
@@ -41,14 +78,7 @@ local function verdict()
   if max_per_session > 0 and fired >= max_per_session then return 'capped' end
   local on = s['on']
   if on and priority <= tonumber(s['p:' .. on] or '0') then return 'busy' end
-  if cooldown > 0 then
-    local last = redis.call('ZRANGE', vrule, -1, -1, 'WITHSCORES')
-    if last[2] and tonumber(last[2]) > now - cooldown then return 'cooldown' end
-  end
-  if vr_max > 0 and redis.call('ZCOUNT', vrule, '(' .. (now - vr_per), '+inf') >= vr_max then return 'visitor_capped' end
-  if va_max > 0 and redis.call('ZCOUNT', vall, '(' .. (now - va_per), '+inf') >= va_max then return 'globally_capped' end
-  if rule_full then return 'rule_capped' end
-  return 'ok'
+  return visitor_verdict()
 end
 
 -- The same show claimed again (a timer fired once more after its process died
@@ -89,12 +119,5 @@ for i = 1, first - 1 do
 end
 s['ol'] = table.concat(kept, ' ', first)
 local stored = save_session(key, s, ttl)
-redis.call('LPUSH', log, ARGV[7])
-redis.call('LTRIM', log, 0, tonumber(ARGV[6]) - 1)
-redis.call('EXPIRE', log, ttl)
-for _, k in ipairs({vrule, vall}) do
-  redis.call('ZADD', k, now, oid)
-  redis.call('ZREMRANGEBYSCORE', k, '-inf', now - shows_ttl * 1000)
-  redis.call('EXPIRE', k, shows_ttl)
-end
+record_beside()
 return {'ok', 1, stored}

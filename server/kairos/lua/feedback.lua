@@ -6,8 +6,22 @@
 -- act: its counters are in another hash slot, kairos.engine.keys; it keeps the bytes for
 -- its next batch's compare-and-set, apply.lua), or 0 when the overlay was never sent to
 -- this session.
+-- ARGV[6] the session as the caller last saw it stored ('' when it has not kept it),
+-- ARGV[7] the caller's own result of this feedback on it (kairos.session.record_feedback):
+-- stored as it is if the session is still what the caller saw (compare and set, as
+-- apply.lua), and then 1 is returned.
 local oid, act = ARGV[1], ARGV[2]
 local ttl, log_max = tonumber(ARGV[3]), tonumber(ARGV[4])
+local function log_line()
+  redis.call('LPUSH', KEYS[2], ARGV[5])
+  redis.call('LTRIM', KEYS[2], 0, log_max - 1)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+if ARGV[6] and ARGV[6] ~= '' and redis.pcall('GET', KEYS[1]) == ARGV[6] then
+  redis.call('SET', KEYS[1], ARGV[7], 'EX', ttl)
+  log_line()
+  return 1
+end
 local s = load_session(KEYS[1])
 local rule = s and s['r:' .. oid]
 if not rule then return 0 end
@@ -18,7 +32,5 @@ if act ~= 'shown' and s['on'] == oid then
 end
 if act == 'dismissed' then s['d:' .. rule] = '1' end
 local stored = save_session(KEYS[1], s, ttl)
-redis.call('LPUSH', KEYS[2], ARGV[5])
-redis.call('LTRIM', KEYS[2], 0, log_max - 1)
-redis.call('EXPIRE', KEYS[2], ttl)
+log_line()
 return {rule, stored}
