@@ -31,6 +31,7 @@ FAMILIES = {
     "kairos_push_latency_seconds": "histogram", "kairos_timer_lateness_seconds": "histogram",
     "kairos_redis_roundtrip_seconds": "histogram", "kairos_batch_events": "histogram",
     "kairos_open_sockets": "gauge", "kairos_timers_pending": "gauge", "kairos_gc_objects": "gauge",
+    "kairos_compared_and_set": "counter",
 }
 # What becomes of a timer that came due (kairos.timers).
 TIMER_OUTCOMES = {"shown", "forwarded", "no_socket", "kept", "dropped", "capped", "cancelled", "session_gone",
@@ -129,6 +130,7 @@ def test_a_fresh_server_lists_every_family_with_help_and_type_and_its_counters_a
     assert labels_of(samples, "kairos_push_latency_seconds_count", "via") == {"rule": 0, "staff": 0, "timer": 0}
     assert labels_of(samples, "kairos_slow_clients_released_total", "why") == {"queue_full": 0, "send_timeout": 0}
     assert labels_of(samples, "kairos_redis_roundtrip_seconds_count", "call") == {}, "the memory engine makes no round trip"
+    assert labels_of(samples, "kairos_compared_and_set_total", "call") == {}, "nor compares anything"
 
 
 def test_every_refusal_code_is_listed_at_zero_before_the_first_refusal(serve):
@@ -213,6 +215,28 @@ async def test_the_redis_engine_times_each_script_call(serve):
     for call in ("open", "apply", "claim_show"):
         assert value(samples, "kairos_redis_roundtrip_seconds_sum", call=call) > 0
         assert_histogram_is_whole(samples, "kairos_redis_roundtrip_seconds", call=call)
+    await v.leave()
+
+
+async def test_the_redis_engine_counts_the_writes_it_applied_itself(serve):
+    server = serve("redis")
+    before = labels_of(scrape(server), "kairos_compared_and_set_total", "call")
+    assert before == {"apply": 0, "claim_show": 0, "feedback": 0}
+    v = await Visitor.arrive(server.ws_url)
+    await v.events({"e": "scroll", "pct": 30})  # the first batch: applied in Redis, its result kept
+    await v.events({"e": "exit_intent"})  # compared and set; then the offer's claim too
+    shown = await v.expect("show")
+    await v.send({"v": 1, "t": "feedback", "oid": shown["oid"], "act": "clicked", "ts": int(time.time() * 1000)})
+    deadline = time.monotonic() + 5
+    while True:
+        samples = scrape(server)
+        counted = labels_of(samples, "kairos_compared_and_set_total", "call")
+        if counted["feedback"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert counted == {"apply": 1, "claim_show": 1, "feedback": 1}
+    calls = labels_of(samples, "kairos_redis_roundtrip_seconds_count", "call")
+    assert calls["apply"] == 2, "of two batches, one was compared and set"
     await v.leave()
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
                                generate_latest)
+from prometheus_client.core import CounterMetricFamily
 
 from . import wire
 
@@ -44,6 +45,8 @@ RELEASES = ("queue_full", "send_timeout")
 PUSH_VIA = ("rule", "staff", "timer")
 # The Redis engine's Lua scripts, one engine call each (kairos.engine.redis).
 REDIS_CALLS = ("open", "apply", "visit", "claim_show", "feedback", "arm_timers", "claim_timers", "archive")
+# The calls whose session write the process may apply itself, compared and set in Redis.
+COMPARED_CALLS = ("apply", "claim_show", "feedback")
 
 # Our promise is tens of milliseconds from an event batch to its push (the load
 # benchmark's p50 is a few ms on an idle machine, ~30 ms with a browser taking a
@@ -116,6 +119,10 @@ class Metrics:
         for generation in range(3):
             self.gc_objects.labels(str(generation)).set_function(lambda g=generation: len(gc.get_objects(g)))
         self.gc_objects.labels("frozen").set_function(gc.get_freeze_count)
+        # Read from the engine's own tally at scrape time (RedisEngine.applied_here): no
+        # work per batch. Empty with the memory engine, which has nothing to compare.
+        self._applied_here: Mapping[str, int] = {}
+        r.register(_Collected(lambda: self._compared_and_set()))
         for family, label, values in (
             (self.frames, "type", FRAME_TYPES), (self.refused, "code", REFUSAL_CODES),
             (self.feedback, "act", sorted(wire.FEEDBACK_ACTS)), (self.beacons, "type", BEACON_TYPES),
@@ -152,6 +159,21 @@ class Metrics:
             engine.on_roundtrip = self.roundtrip
             for call in REDIS_CALLS:
                 self.child(self.redis_roundtrip, call)
+        applied = getattr(engine, "applied_here", None)
+        if applied is not None:
+            for call in COMPARED_CALLS:
+                applied.setdefault(call, 0)
+            self._applied_here = applied
+
+    def _compared_and_set(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "kairos_compared_and_set",
+            "Engine calls whose session write this process applied itself and Redis stored by compare-and-set, "
+            "by script; the rest of kairos_redis_roundtrip_seconds_count{call} were applied in Redis.",
+            labels=["call"])
+        for call, n in self._applied_here.items():
+            family.add_metric([call], n)
+        return family
 
     def roundtrip(self, call: str, seconds: float) -> None:
         """Observe one Redis engine call."""
@@ -160,3 +182,13 @@ class Metrics:
     def render(self) -> bytes:
         """The exposition text, as prometheus_client writes it."""
         return generate_latest(self.registry)
+
+
+class _Collected:
+    """A family built at each scrape (prometheus_client's custom collector protocol)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+
+    def collect(self) -> Iterable[Any]:
+        yield self._build()
