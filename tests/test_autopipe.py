@@ -104,3 +104,39 @@ def test_the_first_command_after_redis_restarted_is_answered(tmp_path) -> None:
         asyncio.run(body())
     finally:
         own.kill()
+
+
+def test_a_redis_that_stops_answering_fails_the_batch_within_the_socket_timeout() -> None:
+    import os
+    import signal
+    import time
+
+    from redis.exceptions import TimeoutError as RedisTimeout
+
+    from conftest import OwnRedis
+
+    own = OwnRedis()
+    own.start()
+
+    async def body() -> None:
+        r = aioredis.Redis.from_url(own.url + "?socket_timeout=0.5", decode_responses=True)
+        pipe = AutoPipeline(r, workers=1)
+        pipe.start()
+        try:
+            assert await pipe.execute("SET", "k", "1") is True
+            os.kill(own.proc.pid, signal.SIGSTOP)  # alive, silent
+            started = time.monotonic()
+            with pytest.raises(RedisTimeout):
+                await asyncio.gather(pipe.execute("GET", "k"), pipe.execute("GET", "k"))
+            assert time.monotonic() - started < 3, "one timeout for the batch, not one per reply in a row"
+            os.kill(own.proc.pid, signal.SIGCONT)
+            assert await pipe.execute("GET", "k") == "1", "the next batch goes on a new connection"
+        finally:
+            os.kill(own.proc.pid, signal.SIGCONT)
+            await pipe.close()
+            await r.aclose()
+
+    try:
+        asyncio.run(body())
+    finally:
+        own.kill()

@@ -14,12 +14,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Awaitable
 
 import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.client import NEVER_DECODE
 from redis.exceptions import DataError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from .outage import Outage
 
@@ -41,6 +42,7 @@ class AutoPipeline:
         self.batches = 0
         self.commands = 0
         self._closing = False
+        self.timeout_s: float | None = None
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(), name=f"kairos-redis-{i}") for i in range(self.workers)]
@@ -59,29 +61,43 @@ class AutoPipeline:
             if not fut.done():
                 fut.set_exception(ConnectionError("the Redis engine is closing"))
 
-    async def execute(self, *args: Any, **options: Any) -> Any:
-        """Run one command as part of the next pipeline; its reply, or its error raised.
+    def execute(self, *args: Any, **options: Any) -> asyncio.Future[Any]:
+        """Queue one command for the next pipeline: a future of its reply (awaiting it raises its error).
 
+        A future, not a coroutine: gathering several costs no task each.
         `options` are redis-py's for the command (NEVER_DECODE: its reply as bytes).
         """
         fut = asyncio.get_running_loop().create_future()
         self._queue.append((args, options, fut))
         self._wake.set()
-        return await fut
+        return fut
 
-    async def evalsha(self, script: Any, keys: list[str], args: list[Any], options: dict[str, Any] | None = None) -> Any:
-        """EVALSHA a registered script, loading it again if Redis forgot it (restart, SCRIPT FLUSH)."""
+    def evalsha(self, script: Any, keys: list[str], args: list[Any], options: dict[str, Any] | None = None) -> Awaitable[Any]:
+        """EVALSHA a registered script, loading it again if Redis forgot it (restart, SCRIPT FLUSH).
+
+        Queued now, like `execute`: what the caller queues next joins the same pipeline.
+        """
+        first = self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **(options or {}))
+        return self._reloading(first, script, keys, args, options or {})
+
+    async def _reloading(self, first: asyncio.Future[Any], script: Any, keys: list[str], args: list[Any],
+                         options: dict[str, Any]) -> Any:
         try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **(options or {}))
+            return await first
         except NoScriptError:
             script.sha = await self.r.script_load(script.script)
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **(options or {}))
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **options)
 
     def _connection(self) -> Any:
         # A connection of the worker's own, beside the pool: held for the worker's life,
         # it is never waited for, and the pool stays whole for the dashboard and pub/sub.
         pool = self.r.connection_pool
-        return pool.connection_class(**pool.connection_kwargs)
+        conn = pool.connection_class(**pool.connection_kwargs)
+        # One timeout for a whole batch (_send) instead of one per reply: redis-py enters an
+        # asyncio timeout for every read, ~4 % of the server's CPU under load (py-spy).
+        self.timeout_s = conn.socket_timeout
+        conn.socket_timeout = None
+        return conn
 
     async def _work(self) -> None:
         conn = self._connection()
@@ -131,20 +147,23 @@ class AutoPipeline:
             if stale:
                 await conn.disconnect(nowait=True)
         try:
-            await conn.send_packed_command(packed, check_health=False)
-            for args, options, fut in live:
-                try:
-                    # Read under the connection's socket_timeout if the URL sets one (none by default, as before).
-                    reply = await conn.read_response(disable_decoding=NEVER_DECODE in options)
-                except ResponseError as exc:  # the command's own error: the others' replies follow
-                    if not fut.done():
-                        fut.set_exception(exc)
-                    continue
-                callback = callbacks.get(args[0])
-                if callback is not None:
-                    reply = callback(reply, **{k: v for k, v in options.items() if k != NEVER_DECODE})
-                if not fut.done():
-                    fut.set_result(reply)
+            try:
+                async with asyncio.timeout(self.timeout_s):  # the connection's socket_timeout, for the batch
+                    await conn.send_packed_command(packed, check_health=False)
+                    for args, options, fut in live:
+                        try:
+                            reply = await conn.read_response(disable_decoding=NEVER_DECODE in options)
+                        except ResponseError as exc:  # the command's own error: the others' replies follow
+                            if not fut.done():
+                                fut.set_exception(exc)
+                            continue
+                        callback = callbacks.get(args[0])
+                        if callback is not None:
+                            reply = callback(reply, **{k: v for k, v in options.items() if k != NEVER_DECODE})
+                        if not fut.done():
+                            fut.set_result(reply)
+            except TimeoutError:
+                raise RedisTimeout(f"Redis did not answer {len(live)} commands within {self.timeout_s} s") from None
         except asyncio.CancelledError:
             await conn.disconnect(nowait=True)
             for _, _, fut in live:

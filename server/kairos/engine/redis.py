@@ -196,14 +196,18 @@ class RedisEngine(Engine):
             log.warning(line)
         return True
 
-    async def _eval(self, call: str, script: Any, script_keys: list[str], args: list[Any], raw: bool = False) -> Any:
+    def _eval(self, call: str, script: Any, script_keys: list[str], args: list[Any], raw: bool = False) -> Awaitable[Any]:
         """Run one of the scripts through the pipeline, timed: the wait for a pipeline counts too.
 
+        Queued at the call (what the caller queues next joins the same pipeline); awaited for its reply.
         `raw`: its reply is read as bytes (one that carries a session's state).
         """
         started = time.perf_counter()
+        return self._timed(call, started, self.pipe.evalsha(script, script_keys, args, _RAW if raw else None))
+
+    async def _timed(self, call: str, started: float, reply: Awaitable[Any]) -> Any:
         try:
-            return await self.pipe.evalsha(script, script_keys, args, _RAW if raw else None)
+            return await reply
         finally:
             self.on_roundtrip(call, time.perf_counter() - started)
 
