@@ -72,6 +72,11 @@ class AutoPipeline:
         self._wake.set()
         return fut
 
+    def post(self, *args: Any) -> None:
+        """Queue a command nobody waits for (a statistic): it joins the next pipeline, and an
+        error it meets is dropped (a Redis outage is logged by the calls that wait)."""
+        self.execute(*args).add_done_callback(_dropped)
+
     def evalsha(self, script: Any, keys: list[str], args: list[Any], options: dict[str, Any] | None = None) -> Awaitable[Any]:
         """EVALSHA a registered script, loading it again if Redis forgot it (restart, SCRIPT FLUSH).
 
@@ -179,3 +184,8 @@ class AutoPipeline:
             return
         if self.outage.down and (line := self.outage.answered(time.monotonic())):
             log.warning(line)
+
+
+def _dropped(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved, so asyncio does not log it as never retrieved

@@ -356,14 +356,16 @@ class RedisEngine(Engine):
             self.applied_here["claim_show"] += 1
             self._refresh(sid, mine)
         # The counters are statistics: counted after the claim, not atomically with it (a
-        # process dying in between loses a count, it never changes a cap).
+        # process dying in between loses a count, it never changes a cap), and not waited
+        # for: the push does not wait a round trip for them.
         stats = keys.stats(stats_bucket(now_ms))
         counts = ["triggered"] * int(counted) + ["shown"] * (verdict == "ok")
-        await asyncio.gather(
-            *(self.pipe.execute("HINCRBY", stats, f"{rule}|{c}", 1) for c in counts),
-            *([self.pipe.execute("EXPIRE", stats, STATS_TTL_S)] if counts else []),
-            *(self._give_back(window, caps.per_rule.per_ms) if window and verdict != "ok" else []),
-        )
+        for c in counts:
+            self.pipe.post("HINCRBY", stats, f"{rule}|{c}", 1)
+        if counts:
+            self.pipe.post("EXPIRE", stats, STATS_TTL_S)
+        if window and verdict != "ok":
+            await asyncio.gather(*self._give_back(window, caps.per_rule.per_ms))
         return verdict
 
     def _claimed_here(self, sid: str, rule: str, oid: str, caps: Caps, placed: str) -> tuple[bytes, bytes]:
@@ -536,8 +538,8 @@ class RedisEngine(Engine):
             self._refresh(sid, reply[1])
         if act in COUNTED_ACTS:  # counted beside the script, as claim_show's counters are
             stats = keys.stats(stats_bucket(now_ms))
-            await asyncio.gather(self.pipe.execute("HINCRBY", stats, f"{rule}|{act}", 1),
-                                 self.pipe.execute("EXPIRE", stats, STATS_TTL_S))
+            self.pipe.post("HINCRBY", stats, f"{rule}|{act}", 1)
+            self.pipe.post("EXPIRE", stats, STATS_TTL_S)
         return True
 
     async def session(self, sid: str) -> SessionState | None:
