@@ -318,8 +318,14 @@ def test_an_hour_of_counts_is_charted_in_five_minute_bins_across_the_chart(serve
     expect(chart.locator(".axis-label").first).to_have_text("time (bins of 5 min)")
     expect(staff.locator('#rule-stats tr[data-rule="exit-offer"] [data-counter="shown"]')).to_have_text(str(sum(shown)))
     labels = chart.locator(".tick.x").all_text_contents()
-    assert 4 <= len(labels) <= 8 and all(re.fullmatch(r"\d\d:\d\d", t) for t in labels), labels
-    assert any(not t.endswith(":00") for t in labels), f"minutes for five-minute bins: {labels}"
+    # Times of day; an hour that spans midnight (local) shows the new day's date at its midnight tick.
+    times = [t for t in labels if re.fullmatch(r"\d\d:\d\d", t)]
+    dates = [t for t in labels if t not in times]
+    assert 4 <= len(labels) <= 8 and len(dates) <= 1, labels
+    if dates:
+        assert re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}|\d{1,2} [A-Z][a-z]{2}", dates[0]), labels
+        assert labels.index(dates[0]) > 0, "a date where a new day starts, never first"
+    assert any(not t.endswith(":00") for t in times), f"minutes for five-minute bins: {labels}"
     # The shown line has a point per bin, spread across the chart, each at its bin's count.
     points = [tuple(map(float, p.split(","))) for p in chart.locator('polyline[data-counter="shown"]').get_attribute("points").split()]
     assert len(points) == 12
