@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 
 import pytest
 import redis.asyncio as aioredis
 from redis.client import NEVER_DECODE
 from redis.exceptions import DataError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from kairos.engine.autopipe import AutoPipeline
 
@@ -78,65 +82,33 @@ def test_a_connection_killed_fails_the_batch_in_flight_and_the_next_batch_reconn
     asyncio.run(_with_pipe(clean_redis, body))
 
 
-def test_the_first_command_after_redis_restarted_is_answered(tmp_path) -> None:
-    from conftest import OwnRedis
+def test_the_first_command_after_redis_restarted_is_answered(own_redis) -> None:
+    async def body(pipe: AutoPipeline, r: aioredis.Redis) -> None:
+        assert await pipe.execute("SET", "k", "1") is True
+        own_redis.kill()
+        own_redis.start()  # no persistence: an empty Redis on the same port
+        await asyncio.sleep(0.2)  # the old connection's end reaches the event loop
+        # The worker's connection idled through the restart: the command goes on a new one.
+        assert await pipe.execute("GET", "k") is None
+        assert await pipe.execute("SET", "k", "2") is True
 
-    own = OwnRedis()
-    own.start()
+    asyncio.run(_with_pipe(own_redis.url, body))
 
-    async def body() -> None:
-        r = aioredis.Redis.from_url(own.url, decode_responses=True)
-        pipe = AutoPipeline(r, workers=1)
-        pipe.start()
+
+def test_a_redis_that_stops_answering_fails_the_batch_within_the_socket_timeout(own_redis) -> None:
+    pid = own_redis.proc.pid
+
+    async def body(pipe: AutoPipeline, r: aioredis.Redis) -> None:
         try:
             assert await pipe.execute("SET", "k", "1") is True
-            own.kill()
-            own.start()  # no persistence: an empty Redis on the same port
-            await asyncio.sleep(0.2)  # the old connection's end reaches the event loop
-            # The worker's connection idled through the restart: the command goes on a new one.
-            assert await pipe.execute("GET", "k") is None
-            assert await pipe.execute("SET", "k", "2") is True
-        finally:
-            await pipe.close()
-            await r.aclose()
-
-    try:
-        asyncio.run(body())
-    finally:
-        own.kill()
-
-
-def test_a_redis_that_stops_answering_fails_the_batch_within_the_socket_timeout() -> None:
-    import os
-    import signal
-    import time
-
-    from redis.exceptions import TimeoutError as RedisTimeout
-
-    from conftest import OwnRedis
-
-    own = OwnRedis()
-    own.start()
-
-    async def body() -> None:
-        r = aioredis.Redis.from_url(own.url + "?socket_timeout=0.5", decode_responses=True)
-        pipe = AutoPipeline(r, workers=1)
-        pipe.start()
-        try:
-            assert await pipe.execute("SET", "k", "1") is True
-            os.kill(own.proc.pid, signal.SIGSTOP)  # alive, silent
+            os.kill(pid, signal.SIGSTOP)  # alive, silent
             started = time.monotonic()
             with pytest.raises(RedisTimeout):
                 await asyncio.gather(pipe.execute("GET", "k"), pipe.execute("GET", "k"))
             assert time.monotonic() - started < 3, "one timeout for the batch, not one per reply in a row"
-            os.kill(own.proc.pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
             assert await pipe.execute("GET", "k") == "1", "the next batch goes on a new connection"
         finally:
-            os.kill(own.proc.pid, signal.SIGCONT)
-            await pipe.close()
-            await r.aclose()
+            os.kill(pid, signal.SIGCONT)
 
-    try:
-        asyncio.run(body())
-    finally:
-        own.kill()
+    asyncio.run(_with_pipe(own_redis.url + "?socket_timeout=0.5", body))
