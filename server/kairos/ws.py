@@ -123,8 +123,9 @@ class VisitorSocket:
 
     async def _receive_hello(self) -> Hello | None:
         try:
-            msg = await asyncio.wait_for(self.ws.receive(), wire.HELLO_TIMEOUT_S)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(wire.HELLO_TIMEOUT_S):  # not wait_for: no task of its own per hello
+                msg = await self.ws.receive()
+        except TimeoutError:
             self.refuse(WireError("hello_required", f"no hello within {wire.HELLO_TIMEOUT_S:g} s", wire.CLOSE_NO_HELLO))
             return None
         self._received_s = time.perf_counter()
@@ -132,7 +133,7 @@ class VisitorSocket:
             return None
         data = msg.get("bytes")
         frame = wire.decode(data, max_bytes=self.rt.settings.max_frame_bytes) if data is not None else None
-        self.rt.metrics.frames.labels(type="hello").inc()
+        self.rt.metrics.child(self.rt.metrics.frames, "hello").inc()
         if isinstance(frame, WireError) and frame.close is not None:
             self.refuse(frame)
             return None

@@ -40,6 +40,8 @@ TIMERS_TTL_S = int(MAX_DELAY_S) + 3600
 # not worth its kilobyte.
 KEEP_SEEN = 20_000
 KEEP_SEEN_S = 30.0
+# How often a process trims the dashboard's list of live sessions and renews its expiry.
+LIVE_TRIM_MS = 1000
 
 # How long a dashboard query waits for a free pooled connection before failing.
 POOL_WAIT_S = 10.0
@@ -153,6 +155,7 @@ class RedisEngine(Engine):
         self._seen: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         # Calls stored by compare-and-set, by script: what applying here saved Redis.
         self.applied_here: Counter[str] = Counter()
+        self._live_trimmed_ms = 0
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)), outage=self.outage)
         # Told how long each script call took (the runtime points it at /metrics).
         self.on_roundtrip: Callable[[str, float], None] = lambda call, seconds: None
@@ -314,10 +317,16 @@ class RedisEngine(Engine):
 
     def _live(self, sid: str, now_ms: int, drop: Sequence[str] = ()) -> list[Awaitable[Any]]:
         # Commands, not a task: gathered with a script's call, they join its pipeline.
-        return [self.pipe.execute("ZADD", keys.LIVE, now_ms, sid),
-                *([self.pipe.execute("ZREM", keys.LIVE, *drop)] if drop else []),
-                self.pipe.execute("ZREMRANGEBYSCORE", keys.LIVE, "-inf", now_ms - self.session_ttl_s * 1000),
-                self.pipe.execute("EXPIRE", keys.LIVE, self.session_ttl_s)]
+        out = [self.pipe.execute("ZADD", keys.LIVE, now_ms, sid)]
+        if drop:
+            out.append(self.pipe.execute("ZREM", keys.LIVE, *drop))
+        # The list's old entries and its expiry are seen to once a second, not at every
+        # hello: the dashboard reads it by score, so an entry past its time shows nowhere.
+        if now_ms - self._live_trimmed_ms >= LIVE_TRIM_MS:
+            self._live_trimmed_ms = now_ms
+            self.pipe.post("ZREMRANGEBYSCORE", keys.LIVE, "-inf", now_ms - self.session_ttl_s * 1000)
+            self.pipe.post("EXPIRE", keys.LIVE, self.session_ttl_s)
+        return out
 
     async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
                          placed: str = "") -> str:
