@@ -14,7 +14,7 @@
 -- Returns 1 when the caller's result was stored; else the session as stored
 -- (MessagePack), or nil.
 local ttl, log_max = tonumber(ARGV[1]), tonumber(ARGV[2])
-if ARGV[4] ~= '' and redis.pcall('GET', KEYS[1]) == ARGV[4] then
+if unchanged(KEYS[1], ARGV[4]) then
   redis.call('SET', KEYS[1], ARGV[5], 'EX', ttl)
   log_and_expire(KEYS[2], 6, log_max, ttl)
   return 1

@@ -49,9 +49,7 @@ end
 
 -- The show is recorded beside the session: its log line, the visitor's shows.
 local function record_beside()
-  redis.call('LPUSH', log, ARGV[7])
-  redis.call('LTRIM', log, 0, tonumber(ARGV[6]) - 1)
-  redis.call('EXPIRE', log, ttl)
+  log_and_expire(log, 7, tonumber(ARGV[6]), ttl, 7)
   for _, k in ipairs({vrule, vall}) do
     redis.call('ZADD', k, now, oid)
     redis.call('ZREMRANGEBYSCORE', k, '-inf', now - shows_ttl * 1000)
@@ -59,8 +57,7 @@ local function record_beside()
   end
 end
 
-if ARGV[18] and ARGV[18] ~= '' and not paused and redis.pcall('GET', key) == ARGV[18]
-    and visitor_verdict() == 'ok' then
+if not paused and unchanged(key, ARGV[18]) and visitor_verdict() == 'ok' then
   redis.call('SET', key, ARGV[19], 'EX', ttl)
   record_beside()
   return {'ok', 1}

@@ -12,14 +12,9 @@
 -- apply.lua), and then 1 is returned.
 local oid, act = ARGV[1], ARGV[2]
 local ttl, log_max = tonumber(ARGV[3]), tonumber(ARGV[4])
-local function log_line()
-  redis.call('LPUSH', KEYS[2], ARGV[5])
-  redis.call('LTRIM', KEYS[2], 0, log_max - 1)
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
-if ARGV[6] and ARGV[6] ~= '' and redis.pcall('GET', KEYS[1]) == ARGV[6] then
+if unchanged(KEYS[1], ARGV[6]) then
   redis.call('SET', KEYS[1], ARGV[7], 'EX', ttl)
-  log_line()
+  log_and_expire(KEYS[2], 5, log_max, ttl, 5)
   return 1
 end
 local s = load_session(KEYS[1])
@@ -32,5 +27,5 @@ if act ~= 'shown' and s['on'] == oid then
 end
 if act == 'dismissed' then s['d:' .. rule] = '1' end
 local stored = save_session(KEYS[1], s, ttl)
-log_line()
+log_and_expire(KEYS[2], 5, log_max, ttl, 5)
 return {rule, stored}

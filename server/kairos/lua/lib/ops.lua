@@ -94,13 +94,22 @@ local function apply_ops(s, ops)
   end
 end
 
--- Append log lines (ARGV from `first` on, newest last), keep the newest `log_max`,
--- and renew the log's expiry to the session's (EXPIRE of a session with no log yet
--- is a no-op: no orphan log).
-local function log_and_expire(log, first, log_max, ttl)
-  if #ARGV >= first then
-    for j = first, #ARGV do redis.call('LPUSH', log, ARGV[j]) end
+-- Append log lines (ARGV from `first` to `last`, by default the last argument; newest
+-- last), keep the newest `log_max`, and renew the log's expiry to the session's (EXPIRE
+-- of a session with no log yet is a no-op: no orphan log).
+local function log_and_expire(log, first, log_max, ttl, last)
+  last = last or #ARGV
+  if last >= first then
+    for j = first, last do redis.call('LPUSH', log, ARGV[j]) end
     redis.call('LTRIM', log, 0, log_max - 1)
   end
   redis.call('EXPIRE', log, ttl)
+end
+
+-- Whether the session at `key` is still byte for byte `seen`, what the caller saw
+-- stored ('' when it kept nothing): then the caller's own result of the write may be
+-- stored as it is (compare and set, kairos.engine.redis.RedisEngine._seen). A session
+-- stored as a hash by an older Kairos is not a string: never unchanged.
+local function unchanged(key, seen)
+  return seen ~= nil and seen ~= '' and redis.pcall('GET', key) == seen
 end
