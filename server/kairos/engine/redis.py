@@ -236,27 +236,31 @@ class RedisEngine(Engine):
         return h.get("vid") if h else None
 
     async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
-        kept = self._seen.pop(sid, None)  # a concurrent batch of the session finds none: applied in Redis
-        seen = kept[1] if kept is not None else None
-        h: dict[str, str] | None = None
-        mine = b""
-        if seen is not None:
+        kept = self._kept(sid, take=True)  # a concurrent batch of the session finds none: applied in Redis
+        seen, mine = b"", b""
+        if kept is not None:
             # Applied here and stored by compare-and-set (lua/apply.lua): Redis only
             # compares and stores, unless another writer came in between.
-            h = _stored(seen) or {}
+            seen, h = kept
             apply_ops(h, ops)
             mine = _encode(h)
-        args: list[Any] = [self.session_ttl_s, LOG_MAX, _packed(ops), seen or b"", mine, *log]
+        args: list[Any] = [self.session_ttl_s, LOG_MAX, _packed(ops), seen, mine, *log]
         reply = await self._eval("apply", self._apply, [keys.session(sid), keys.log(sid)], args, raw=True)
         if reply == 1:
             self.applied_here["apply"] += 1
             self._keep(sid, mine)
-            return SessionState.from_hash(sid, h)  # type: ignore[arg-type]
-        h = _stored(reply)
-        if h is None:  # not stored, and these ops do not open it
+            return SessionState.from_hash(sid, h)
+        stored = _stored(reply)
+        if stored is None:  # not stored, and these ops do not open it
             raise SessionGone(sid)
         self._keep(sid, reply)
-        return SessionState.from_hash(sid, h)
+        return SessionState.from_hash(sid, stored)
+
+    def _kept(self, sid: str, take: bool = False) -> tuple[bytes, dict[str, str]] | None:
+        """The session's stored bytes as this process keeps them, and a copy decoded to
+        change here; None when it keeps none. `take`: let go of them meanwhile."""
+        kept = self._seen.pop(sid, None) if take else self._seen.get(sid)
+        return None if kept is None else (kept[1], _stored(kept[1]) or {})
 
     def _keep(self, sid: str, stored: bytes) -> None:
         # Kept while the session's page is open here and sends batches (released by
@@ -381,14 +385,14 @@ class RedisEngine(Engine):
         """The session as this process keeps it and the show recorded on it, when the
         session's own caps pass there (claim_show.lua then checks only the visitor's);
         else nothing, and the script checks everything."""
-        kept = self._seen.get(sid)
+        kept = self._kept(sid)
         if kept is None:
             return b"", b""
-        h = _stored(kept[1]) or {}
+        seen, h = kept
         if f"o:{oid}" in h or session_verdict(h, rule, caps.per_session, caps.priority) != "ok":
             return b"", b""
         record_show(h, rule, oid, caps.priority, placed)
-        return kept[1], _encode(h)
+        return seen, _encode(h)
 
     def _give_back(self, window: str, per_ms: int) -> list[Awaitable[Any]]:
         # PEXPIRE again: a window that expired meanwhile must not come back without a TTL.
@@ -528,13 +532,13 @@ class RedisEngine(Engine):
                 await pipe.execute()
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
-        kept = self._seen.get(sid)
+        kept = self._kept(sid)
         seen, mine, rule = b"", b"", ""
         if kept is not None:
-            h = _stored(kept[1]) or {}
+            h = kept[1]
             rule = h.get(f"r:{oid}", "")
             if record_feedback(h, oid, act):  # compared and set by feedback.lua, as a batch is
-                seen, mine = kept[1], _encode(h)
+                seen, mine = kept[0], _encode(h)
         reply = await self._eval("feedback", self._feedback, [keys.session(sid), keys.log(sid)],
                                  [oid, act, self.session_ttl_s, LOG_MAX, log, seen, mine], raw=True)
         if reply == 1:
