@@ -122,7 +122,7 @@ class Metrics:
         # Read from the engine's own tally at scrape time (RedisEngine.applied_here): no
         # work per batch. Empty with the memory engine, which has nothing to compare.
         self._applied_here: Mapping[str, int] = {}
-        r.register(_Collected(lambda: self._compared_and_set()))
+        r.register(_Collected(self._compared_and_set))
         for family, label, values in (
             (self.frames, "type", FRAME_TYPES), (self.refused, "code", REFUSAL_CODES),
             (self.feedback, "act", sorted(wire.FEEDBACK_ACTS)), (self.beacons, "type", BEACON_TYPES),
