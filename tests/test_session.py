@@ -197,3 +197,35 @@ def test_the_timeline_keeps_what_a_person_reads_and_counts_the_rest() -> None:
     h: dict[str, str] = {}
     apply_ops(h, event_ops(events, lambda path, declared: "other", 1000))
     assert (h["clicks"], h["rage_clicks"], h["dwell_ms"], h["scroll_pct"]) == ("4", "1", "1000", "40")
+
+
+def test_a_stored_session_reads_the_same_whichever_field_is_read_first() -> None:
+    """SessionState.from_hash parses a field when it is first read: any order gives the same state."""
+    h = {"vid": "v_1", "pages": "3", "cart_value": "12.5", "page_type": "product", "product": '{"name": "Shirt"}',
+         "utm": '{"utm_source": "mail"}', "on": "o2", "w:o2": "site||0|", "w:o1": "page|x|0|/p", "f:a": "2",
+         "n:click": "7", "x:t": "1", "c:promo": "4", "pt:product": "3", "pd:product": "900", "o:o2": "sent",
+         "r:o2": "a", "p:o2": "5", "d:b": "1", "sp:buy|dwell": "0.5 10 60000", "sb:buy": "-2.0", "cn:n1": "1",
+         "cn:n2": "0", "some:future": "field"}
+    want = {"vid": "v_1", "pages": 3, "cart_value": 12.5, "page_type": "product", "product": {"name": "Shirt"},
+            "utm": {"utm_source": "mail"}, "onscreen": "o2", "onscreen_at": "site||0|", "fired": {"a": 2},
+            "counts": {"click": 7}, "timer_fires": {"t": 1}, "custom": {"promo": 4}, "type_pages": {"product": 3},
+            "type_dwell_ms": {"product": 900}, "dismissed": {"b"}, "sockets": {"n1": 1}, "clicks": 0, "url": "",
+            "overlays": {"o2": ("a", "sent", 5)}, "scores": ({"buy|dwell": "0.5 10 60000"}, {"buy": "-2.0"})}
+    shapes = {"overlays": lambda o: {k: (v.rule, v.status, v.priority) for k, v in o.items()},
+              "scores": lambda sc: (sc.stored, sc.stored_bias)}
+    for order in (list(want), list(reversed(want)), random.Random(7).sample(list(want), len(want))):
+        state = SessionState.from_hash("s_1", h)
+        got = {name: shapes.get(name, lambda v: v)(getattr(state, name)) for name in order}
+        assert got == want, order
+    # Read whole, it equals the state built with those values.
+    assert SessionState.from_hash("s_1", {"pages": "2", "d:x": "1"}) == SessionState(sid="s_1", pages=2, dismissed={"x"})
+
+
+def test_a_state_read_from_a_hash_does_not_change_with_the_hash_or_lose_what_was_set_on_it() -> None:
+    h = {"pages": "1", "f:a": "1"}
+    state = SessionState.from_hash("s_1", h)
+    h["pages"], h["f:a"], h["d:a"] = "9", "9", "1"
+    state.clicks = 4
+    assert (state.pages, state.fired, state.dismissed, state.clicks) == (1, {"a": 1}, set(), 4)
+    with pytest.raises(AttributeError):
+        state.no_such_field

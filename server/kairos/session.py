@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
@@ -157,49 +157,31 @@ class SessionState:
     models: Mapping[str, Any] = field(default_factory=dict)
     rated: dict[str, float] = field(default_factory=dict)
 
-    @classmethod
-    def from_hash(cls, sid: str, h: dict[str, str]) -> "SessionState":
-        """Parse the stored hash (strings) into typed state.
+    # Set by `from_hash`: the stored fields, read into the attributes above when first
+    # asked for (__getattr__). A batch's rules read a handful of a session's ~50 fields;
+    # parsing them all was ~11 µs of every batch (issue 16).
+    _unread: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
-        One pass over the fields: it runs for every batch (benchmarks/batch_cpu.py).
+    @classmethod
+    def from_hash(cls, sid: str, h: Mapping[str, str]) -> "SessionState":
+        """The typed state of a stored hash (strings), each field parsed when first read.
+
+        `h` is copied: what the caller does with it afterwards does not change the state.
         """
-        s = cls(sid=sid)
-        scalars, families = _SCALARS, _FAMILIES
-        placements: dict[str, str] = {}
-        overlays = s.overlay_fields
-        for key, value in h.items():
-            conv = scalars.get(key)
-            if conv is not None:
-                setattr(s, key, conv(value))
-                continue
-            prefix, _, name = key.partition(":")
-            if not name:
-                if key == "product":
-                    s.product = json.loads(value)
-                elif key == "utm":
-                    s.utm = json.loads(value)
-                elif key == "on":
-                    s.onscreen = value or None
-                continue
-            family = families.get(prefix)
-            if family is not None:
-                getattr(s, family)[name] = int(value)
-            elif prefix == "o" or prefix == "r" or prefix == "p":
-                overlays[key] = value
-            elif prefix == "w":
-                placements[name] = value
-            elif prefix == "d":
-                s.dismissed.add(name)
-            elif prefix == "sp":
-                s.scores.stored[name] = value
-            elif prefix == "sb":
-                s.scores.stored_bias[name] = value
-            elif prefix == "cn":
-                if int(value) > 0:
-                    s.sockets[name] = int(value)
-        if s.onscreen:
-            s.onscreen_at = placements.get(s.onscreen, "")
+        s = object.__new__(cls)  # no __init__: every slot but these two stays unset until read
+        s.sid = sid
+        s._unread = dict(h)
         return s
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only for a slot not set: a field of a state from `from_hash`, read now.
+        read = _READ.get(name)
+        h = self._unread if name != "_unread" else None
+        if read is None or h is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = read(h)
+        setattr(self, name, value)
+        return value
 
     @property
     def overlays(self) -> dict[str, Overlay]:
@@ -282,6 +264,48 @@ _SCALARS: dict[str, Callable[[str], Any]] = {
     "purchases": int, "referrer": str, "traffic": str, "tz": int, "lang": str, "node": str,
     "device": str, "browser": str, "os": str, "country": str, "region": str, "visits": int, "restored": int,
 }
+
+
+def _reader(name: str, conv: Callable[[str], Any], default: Any) -> Callable[[Mapping[str, str]], Any]:
+    return lambda h: conv(h[name]) if name in h else default
+
+
+def _family(prefix: str) -> Callable[[Mapping[str, str]], dict[str, int]]:
+    n = len(prefix)
+    return lambda h: {k[n:]: int(v) for k, v in h.items() if k.startswith(prefix)}
+
+
+def _scores(h: Mapping[str, str]) -> Scores:
+    return Scores(stored={k[3:]: v for k, v in h.items() if k.startswith("sp:")},
+                  stored_bias={k[3:]: v for k, v in h.items() if k.startswith("sb:")})
+
+
+def _onscreen_at(h: Mapping[str, str]) -> str:
+    on = h.get("on")
+    return h.get("w:" + on, "") if on else ""
+
+
+# How SessionState.__getattr__ reads each field of a state from `from_hash`, when
+# first asked for: a scalar from its stored field, a family in one pass over the
+# fields with its prefix (a batch's rules read one or two families), and what is
+# not stored as its default (a fresh one, for a field of mutable type).
+_READ: dict[str, Callable[[Mapping[str, str]], Any]] = {
+    f.name: (lambda h, make=f.default_factory: make()) if f.default_factory is not MISSING
+    else (lambda h, v=f.default: v)
+    for f in fields(SessionState) if f.name not in ("sid", "_unread")
+}
+_READ.update({name: _reader(name, conv, _READ[name]({})) for name, conv in _SCALARS.items()})
+_READ.update({attr: _family(prefix + ":") for prefix, attr in _FAMILIES.items()})
+_READ.update(
+    product=lambda h: json.loads(h["product"]) if "product" in h else None,
+    utm=lambda h: json.loads(h["utm"]) if "utm" in h else {},
+    onscreen=lambda h: h.get("on") or None,
+    onscreen_at=_onscreen_at,
+    overlay_fields=lambda h: {k: v for k, v in h.items() if k[:2] in ("o:", "r:", "p:")},
+    dismissed=lambda h: {k[2:] for k in h if k.startswith("d:")},
+    scores=_scores,
+    sockets=lambda h: {k[3:]: int(v) for k, v in h.items() if k.startswith("cn:") and int(v) > 0},
+)
 
 
 # --- reduction ----------------------------------------------------------------
