@@ -84,7 +84,7 @@ def redis_contents(url: str) -> dict[str, str]:
 
     def string(key: str) -> object:
         value = raw.get(key)
-        return msgpack.unpackb(value) if key.endswith(":s") and value else value.decode()
+        return stored_map(value) if key.endswith(":s") and value else value.decode()
 
     read = {"hash": r.hgetall, "list": lambda k: r.lrange(k, 0, -1), "set": r.smembers, "string": string,
             "zset": lambda k: r.zrange(k, 0, -1, withscores=True)}
@@ -96,7 +96,17 @@ def stored_session(url: str, sid: str) -> dict[str, str]:
     from kairos.engine import keys
 
     value = redis.Redis.from_url(url).get(keys.session(sid))
-    return msgpack.unpackb(value) if value else {}
+    return stored_map(value) if value else {}
+
+
+def stored_map(value: bytes) -> dict[str, str]:
+    """A session's stored bytes as the map they hold: lib/ops.lua writes a version (a
+    MessagePack string) and then the map; a Kairos before versions, the map alone."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(value)
+    *version, state = unpacker
+    assert version == [] or (len(version) == 1 and len(version[0]) == 14 and version[0][0] in "LP"), version
+    return state
 
 
 class Server:

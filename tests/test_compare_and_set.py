@@ -1,9 +1,10 @@
 """A batch the server applies itself is stored only over the state it applied it to (lua/apply.lua).
 
 The Redis engine keeps each open session's stored bytes and, at the next batch, applies
-the ops in Python and asks Redis to store the result if the session is still what it
-saw. Whatever else writes the session in between — a claim, feedback, another process,
-an erasure — must make Redis apply the ops itself: nothing another writer did is lost.
+the ops in Python and asks Redis to store the result if the session is still at the
+version it saw. Whatever else writes the session in between — a claim, feedback, another
+process, an erasure — must make the batch be applied again to the session as that writer
+left it: nothing another writer did is lost.
 """
 
 from __future__ import annotations
@@ -68,12 +69,14 @@ async def test_another_process_writing_in_between_loses_nothing(two):
     await a.apply(SID, clicks(1), [], now())
     await a.apply(SID, clicks(1), [], now())  # a now holds the session as stored
     await b.apply(SID, clicks(10), [], now())  # b writes behind a's back
-    before = a.applied_here["apply"]
+    before, stale = a.applied_here["apply"], a.stale["apply"]
     state = await a.apply(SID, clicks(1), [], now())
     assert state.clicks == 13, "a's stale copy was not stored over b's batch"
-    assert a.applied_here["apply"] == before, "the comparison failed, so Redis applied the ops"
+    assert a.stale["apply"] == stale + 1, "the comparison failed: a applied the batch again to the session b left"
     state = await a.apply(SID, clicks(1), [], now())
-    assert (state.clicks, a.applied_here["apply"]) == (14, before + 1), "and a holds the session again"
+    assert (state.clicks, a.stale["apply"], a.applied_here["apply"]) == (14, stale + 1, before + 2), \
+        "and a holds the session again"
+    assert (await b.session(SID)).clicks == 14
 
 
 async def test_a_claim_and_feedback_in_between_are_kept(two):
@@ -109,6 +112,30 @@ async def test_a_session_erased_or_lost_between_batches_is_not_written_back(two,
     with pytest.raises(SessionGone):
         await a.apply(other, clicks(1), [], now())
     assert sync_redis.Redis.from_url(clean_redis).dbsize() == 0
+
+
+async def test_a_session_stored_before_versions_is_read_and_versioned_at_its_next_write(two, clean_redis):
+    """A session an older Kairos stored (its MessagePack map, no version) while a page was open."""
+    import msgpack
+    import redis as sync_redis
+    from conftest import stored_map
+    from kairos.engine import keys
+
+    a, _ = two
+    r = sync_redis.Redis.from_url(clean_redis)
+    await opened(a)
+    await a.apply(SID, clicks(1), [], now())
+    old = stored_map(r.get(keys.session(SID)))
+    r.set(keys.session(SID), msgpack.packb(old), ex=60)  # written by the older Kairos meanwhile
+    assert (await a.apply(SID, clicks(1), [], now())).clicks == 2
+    assert r.get(keys.session(SID))[:2] == b"\xaeL", "Redis applied the batch and stored a version"
+    before = a.applied_here["apply"]
+    assert (await a.apply(SID, clicks(1), [], now())).clicks == 3
+    assert a.applied_here["apply"] == before + 1 and r.get(keys.session(SID))[:2] == b"\xaeP"
+    # Kept bytes without a version (a reply of the older layout) are never compared.
+    a._seen[SID] = (time.monotonic(), msgpack.packb(old))
+    assert (await a.apply(SID, clicks(1), [], now())).clicks == 4
+    assert a.applied_here["apply"] == before + 1
 
 
 async def test_a_closed_page_load_lets_go_of_the_session(two):
@@ -178,9 +205,9 @@ async def test_a_claim_for_a_session_this_process_does_not_keep_keeps_nothing(tw
     # b (a timer's process, say) claims for a session whose page is on a.
     assert await b.claim_show(SID, VID, "offer", "offer.1", Caps(priority=1), log_entry("show", now()), now()) == "ok"
     assert SID not in b._seen
-    before = a.applied_here["apply"]
+    stale = a.stale["apply"]
     state = await a.apply(SID, clicks(1), [], now())
-    assert a.applied_here["apply"] == before and state.onscreen == "offer.1", "a's copy was stale: applied in Redis"
+    assert a.stale["apply"] == stale + 1 and state.onscreen == "offer.1", "a's copy was stale: applied to b's show"
 
 
 async def test_a_show_and_its_answer_are_compared_and_set_too_and_refused_as_redis_would(two):

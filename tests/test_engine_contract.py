@@ -1024,6 +1024,7 @@ def _comparable(h: dict[str, str]) -> dict[str, object]:
 def test_lua_applies_ops_exactly_as_python_does(clean_redis, batches):
     # lib/ops.lua and kairos.session.apply_ops are two implementations of one semantics;
     # a batch's stored state must not depend on the engine that applied it.
+    from conftest import stored_map
     from kairos.engine.redis import _script
     from kairos.session import apply_ops
 
@@ -1036,4 +1037,4 @@ def test_lua_applies_ops_exactly_as_python_does(clean_redis, batches):
     for ops in [opened, *batches]:
         apply_ops(expected, ops)
         apply(keys=[key, log], args=[60, LOG_MAX, msgpack.packb([x for op in ops for x in op])])
-        assert _comparable(msgpack.unpackb(r.get(key))) == _comparable(expected), ops
+        assert _comparable(stored_map(r.get(key))) == _comparable(expected), ops

@@ -13,8 +13,10 @@ from redis.client import NEVER_DECODE
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import re
+import secrets
 import time
 
 from ..caps import Caps, bucket
@@ -86,14 +88,36 @@ _decode_state = msgspec.msgpack.Decoder(dict[str, str]).decode
 _encode = msgspec.msgpack.Encoder().encode
 
 
+# A session's stored bytes begin with a version (lib/ops.lua): a MessagePack str
+# (0xa0 | 14) of 'L' or 'P' and 13 hex digits, new at every write. Its 15 bytes are
+# what a compare-and-set sends back instead of the whole session.
+_VERSION_HEAD = 0xA0 | 14
+_VERSION_BYTES = 15
+# The versions this process writes: 'P', 5 random hex digits, then a counter (lib/ops.lua
+# writes 'L' and Redis's clock): unique per key for as long as anyone keeps a session.
+_PROCESS = f"{secrets.randbits(20):05x}"
+_written = itertools.count(secrets.randbits(31))
+
+
+def _version(raw: bytes) -> bytes:
+    """The version of a session's stored bytes; b"" for bytes stored without one."""
+    return raw[:_VERSION_BYTES] if raw[:1] == b"\xae" else b""
+
+
+def _versioned(h: dict[str, str]) -> bytes:
+    """A session as this process stores it: a new version, then its map."""
+    return b"\xaeP" + f"{_PROCESS}{next(_written) & 0xFFFFFFFF:08x}".encode() + _encode(h)
+
+
 def _stored(raw: bytes | None) -> dict[str, str] | None:
-    """A session as lib/ops.lua stores it (a MessagePack map of strings), or None."""
+    """A session as lib/ops.lua stores it (a version, then a MessagePack map of strings), or None."""
     if not raw:
         return None
+    body = memoryview(raw)[_VERSION_BYTES:] if raw[0] == _VERSION_HEAD else raw
     try:
-        return _decode_state(raw)
+        return _decode_state(body)
     except msgspec.ValidationError:  # not a map of strings (Lua packs an empty table as an array)
-        got = msgspec.msgpack.decode(raw)
+        got = msgspec.msgpack.decode(body)
         return {str(k): str(v) for k, v in got.items()} if isinstance(got, dict) else {}
 
 
@@ -155,6 +179,9 @@ class RedisEngine(Engine):
         self._seen: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         # Calls stored by compare-and-set, by script: what applying here saved Redis.
         self.applied_here: Counter[str] = Counter()
+        # Compare-and-set writes refused because another writer had changed the session
+        # meanwhile (then applied again to the session as it is): two tabs, or a timer.
+        self.stale: Counter[str] = Counter()
         self._live_trimmed_ms = 0
         self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)), outage=self.outage)
         # Told how long each script call took (the runtime points it at /metrics).
@@ -237,19 +264,27 @@ class RedisEngine(Engine):
 
     async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
         kept = self._kept(sid, take=True)  # a concurrent batch of the session finds none: applied in Redis
-        seen, mine = b"", b""
-        if kept is not None:
-            # Applied here and stored by compare-and-set (lua/apply.lua): Redis only
-            # compares and stores, unless another writer came in between.
-            seen, h = kept
+        script_keys = [keys.session(sid), keys.log(sid)]
+        # Applied here and stored by compare-and-set (lua/apply.lua): Redis only compares
+        # and stores. When another writer came in between, Redis sends the session as it
+        # is and the ops are applied to it here once more; a second time, in Redis.
+        for _ in range(2):
+            if kept is None:
+                break
+            version, h = kept
             apply_ops(h, ops)
-            mine = _encode(h)
-        args: list[Any] = [self.session_ttl_s, LOG_MAX, _packed(ops), seen, mine, *log]
-        reply = await self._eval("apply", self._apply, [keys.session(sid), keys.log(sid)], args, raw=True)
-        if reply == 1:
-            self.applied_here["apply"] += 1
-            self._keep(sid, mine)
-            return SessionState.from_hash(sid, h)
+            mine = _versioned(h)
+            reply = await self._eval("apply", self._apply, script_keys,
+                                     [self.session_ttl_s, LOG_MAX, "", version, mine, *log], raw=True)
+            if reply == 1:
+                self.applied_here["apply"] += 1
+                self._keep(sid, mine)
+                return SessionState.from_hash(sid, h)
+            self.stale["apply"] += 1
+            now = reply[0]
+            kept = (_version(now), _stored(now) or {}) if now and _version(now) else None
+        reply = await self._eval("apply", self._apply, script_keys,
+                                 [self.session_ttl_s, LOG_MAX, _packed(ops), "", "", *log], raw=True)
         stored = _stored(reply)
         if stored is None:  # not stored, and these ops do not open it
             raise SessionGone(sid)
@@ -257,10 +292,12 @@ class RedisEngine(Engine):
         return SessionState.from_hash(sid, stored)
 
     def _kept(self, sid: str, take: bool = False) -> tuple[bytes, dict[str, str]] | None:
-        """The session's stored bytes as this process keeps them, and a copy decoded to
-        change here; None when it keeps none. `take`: let go of them meanwhile."""
+        """The version of the session's stored bytes as this process keeps them, and a copy
+        decoded to change here; None when it keeps none. `take`: let go of them meanwhile."""
         kept = self._seen.pop(sid, None) if take else self._seen.get(sid)
-        return None if kept is None else (kept[1], _stored(kept[1]) or {})
+        if kept is None or not _version(kept[1]):
+            return None
+        return _version(kept[1]), _stored(kept[1]) or {}
 
     def _keep(self, sid: str, stored: bytes) -> None:
         # Kept while the session's page is open here and sends batches (released by
@@ -388,11 +425,11 @@ class RedisEngine(Engine):
         kept = self._kept(sid)
         if kept is None:
             return b"", b""
-        seen, h = kept
+        version, h = kept
         if f"o:{oid}" in h or session_verdict(h, rule, caps.per_session, caps.priority) != "ok":
             return b"", b""
         record_show(h, rule, oid, caps.priority, placed)
-        return seen, _encode(h)
+        return version, _versioned(h)
 
     def _give_back(self, window: str, per_ms: int) -> list[Awaitable[Any]]:
         # PEXPIRE again: a window that expired meanwhile must not come back without a TTL.
@@ -538,7 +575,7 @@ class RedisEngine(Engine):
             h = kept[1]
             rule = h.get(f"r:{oid}", "")
             if record_feedback(h, oid, act):  # compared and set by feedback.lua, as a batch is
-                seen, mine = kept[0], _encode(h)
+                seen, mine = kept[0], _versioned(h)
         reply = await self._eval("feedback", self._feedback, [keys.session(sid), keys.log(sid)],
                                  [oid, act, self.session_ttl_s, LOG_MAX, log, seen, mine], raw=True)
         if reply == 1:

@@ -13,9 +13,9 @@
 -- (a max of 0 means no such cap), ARGV[13] '1' when the rule's window is full (the
 -- caller reserved this show's place in it and found none), ARGV[14] cooldown_ms,
 -- ARGV[15] shows ttl_s, ARGV[16] '1' when the rule is paused, ARGV[17] where the
--- overlay lives (kairos.moment.Placed, packed; may be empty), ARGV[18] the session as
--- the caller last saw it stored ('' when it has not kept it, or its own checks of it
--- did not pass), ARGV[19] the caller's own record of this show on it
+-- overlay lives (kairos.moment.Placed, packed; may be empty), ARGV[18] the version of
+-- the session as the caller last saw it stored ('' when it has not kept it, or its own
+-- checks of it did not pass), ARGV[19] the caller's own record of this show on it
 -- (kairos.session.record_show). When the session is still what the caller saw, its
 -- own checks stand and only the visitor's caps are checked here; if they pass, the
 -- caller's record is stored as it is (compare and set, as apply.lua) and {'ok', 1}

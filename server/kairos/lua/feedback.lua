@@ -6,7 +6,8 @@
 -- act: its counters are in another hash slot, kairos.engine.keys; it keeps the bytes for
 -- its next batch's compare-and-set, apply.lua), or 0 when the overlay was never sent to
 -- this session.
--- ARGV[6] the session as the caller last saw it stored ('' when it has not kept it),
+-- ARGV[6] the version of the session as the caller last saw it stored ('' when it has
+-- not kept it),
 -- ARGV[7] the caller's own result of this feedback on it (kairos.session.record_feedback):
 -- stored as it is if the session is still what the caller saw (compare and set, as
 -- apply.lua), and then 1 is returned.
