@@ -277,3 +277,75 @@ async def test_open_sockets_count_the_pages_open_now(serve):
     assert value(samples, "kairos_open_sockets") == 1
     assert value(samples, "kairos_connections_total") == 2, "the counter keeps those that closed"
     await b.leave()
+
+
+# --- the text, exactly (one process, no server) --------------------------------------------
+
+
+def series_lines(text: str, *names: str) -> list[str]:
+    """The sample lines of the named series, in the order served."""
+    return [line for line in text.splitlines() if not line.startswith("#") and line.split("{")[0].split(" ")[0] in names]
+
+
+def test_counters_and_histograms_serve_exactly_what_was_counted():
+    """Our own lock-free counters and histograms (issue 16) write what prometheus_client's wrote."""
+    m = Metrics()
+    for _ in range(3):
+        m.child(m.frames, "hello").inc()
+    m.child(m.frames, "events").inc()
+    m.events.inc(7)
+    m.events.inc()
+    m.refused.labels(code="flood").inc(2)
+    m.refused.labels("flood").inc()
+    m.shows.labels(rule="late-rule").inc()  # a rule first seen at its show: its series starts there
+    # Values a binary float holds exactly, so the sums are exact too; 0.25 and 0.001 sit on a bound (le is <=).
+    for seconds in (2**-14, 2**-12, 0.25, 0.25, 4.0):
+        m.roundtrip("apply", seconds)
+    m.roundtrip("open", 0.001)
+    for n in (1, 2, 50, 51):
+        m.batch_events.observe(n)
+    m.child(m.push_latency, "staff").observe(0.0025)
+    text = m.render().decode()
+
+    assert series_lines(text, "kairos_frames_total", "kairos_events_total", "kairos_shows_total") == [
+        'kairos_frames_total{type="hello"} 3.0',
+        'kairos_frames_total{type="events"} 1.0',
+        'kairos_frames_total{type="feedback"} 0.0',
+        "kairos_events_total 8.0",
+        'kairos_shows_total{rule="late-rule"} 1.0',
+    ]
+    assert 'kairos_refused_total{code="flood"} 3.0' in text.splitlines()
+    apply_le = {"0.0001": 1, "0.00025": 2, "0.0005": 2, "0.001": 2, "0.0025": 2, "0.005": 2, "0.01": 2, "0.025": 2,
+                "0.05": 2, "0.1": 2, "0.25": 4, "1.0": 4, "+Inf": 5}
+    open_le = dict.fromkeys(apply_le, 1) | {"0.0001": 0, "0.00025": 0, "0.0005": 0}
+    assert series_lines(text, *(f"kairos_redis_roundtrip_seconds{s}" for s in ("_bucket", "_count", "_sum"))) == [
+        *(f'kairos_redis_roundtrip_seconds_bucket{{call="apply",le="{le}"}} {n}.0' for le, n in apply_le.items()),
+        'kairos_redis_roundtrip_seconds_count{call="apply"} 5.0',
+        'kairos_redis_roundtrip_seconds_sum{call="apply"} 4.50030517578125',
+        *(f'kairos_redis_roundtrip_seconds_bucket{{call="open",le="{le}"}} {n}.0' for le, n in open_le.items()),
+        'kairos_redis_roundtrip_seconds_count{call="open"} 1.0',
+        'kairos_redis_roundtrip_seconds_sum{call="open"} 0.001',
+    ]
+    batch_le = {"1.0": 1, "2.0": 2, "3.0": 2, "5.0": 2, "8.0": 2, "13.0": 2, "20.0": 2, "30.0": 2, "50.0": 3, "+Inf": 4}
+    assert series_lines(text, "kairos_batch_events_bucket", "kairos_batch_events_count", "kairos_batch_events_sum") == [
+        *(f'kairos_batch_events_bucket{{le="{le}"}} {n}.0' for le, n in batch_le.items()),
+        "kairos_batch_events_count 4.0",
+        "kairos_batch_events_sum 104.0",
+    ]
+    staff = [line for line in series_lines(text, "kairos_push_latency_seconds_bucket") if 'via="staff"' in line]
+    assert staff[:3] == ['kairos_push_latency_seconds_bucket{le="0.001",via="staff"} 0.0',
+                         'kairos_push_latency_seconds_bucket{le="0.0025",via="staff"} 1.0',
+                         'kairos_push_latency_seconds_bucket{le="0.005",via="staff"} 1.0']
+    assert "_created" not in text
+
+
+def test_a_counter_refuses_to_go_down_and_a_family_its_wrong_label():
+    m = Metrics()
+    with pytest.raises(ValueError):
+        m.events.inc(-1)
+    with pytest.raises(ValueError):
+        m.shows.labels(code="exit-offer")
+    with pytest.raises(ValueError):
+        m.shows.labels()
+    assert m.shows.labels(rule="exit-offer") is m.shows.labels("exit-offer") is m.child(m.shows, "exit-offer")
+    assert value(parse(m.render().decode()), "kairos_events_total") == 0

@@ -1,21 +1,36 @@
-"""What /metrics exposes: counters, gauges and histograms, through prometheus_client.
+"""What /metrics exposes: counters, gauges and histograms, in prometheus_client's text format.
 
 Each Runtime owns a registry of its own (never the library's global one), so
 several servers in one process — the tests build many — keep their own counts.
 Counters are declared with their known label values at zero: a scraper sees
 every family before the first event, and `rate()` has a starting point.
 The families, and the queries that matter, are in docs/operations.md.
+
+The counters and histograms are this module's own (`Counter`, `LabelledCounter`,
+`Histogram`, `LabelledHistogram`): plain numbers, no lock, handed to the registry
+as custom collectors and read at scrape time. prometheus_client's own take a
+threading.Lock on every inc and observe, and every batch makes several: in
+py-spy under benchmarks/load.py, MutexValue.inc was 1.4 % of the server's CPU
+(self) and Histogram.observe 2.0 % (inclusive) (issue 16).
+No lock is needed because everything that counts runs on the server's one
+event-loop thread (kairos serve is one asyncio loop; the rules parsed in a worker
+thread count nothing), and the scrape reads on that thread too, between two
+awaits, so it never sees half an update. Count from another thread and `+=`
+is no longer safe: go through `loop.call_soon_threadsafe` instead.
+Gauges stay prometheus_client's: they are set or read at scrape time only.
 """
 
 from __future__ import annotations
 
 import gc
 import time
-from typing import Any, Callable, Iterable, Mapping
+from bisect import bisect_left
+from itertools import accumulate
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
-                               generate_latest)
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import INF, floatToGoString
 
 from . import wire
 
@@ -69,46 +84,41 @@ class Metrics:
 
     def __init__(self, open_sockets: Callable[[], float] = lambda: 0) -> None:
         r = self.registry = CollectorRegistry()
-        # Counter names leave out `_total`: prometheus_client appends it.
-        self.frames = Counter("kairos_frames", "Frames received from browsers, by type.", ["type"], registry=r)
-        self.events = Counter("kairos_events", "Visitor events applied to sessions.", registry=r)
+        # Counter names leave out `_total`: the exposition appends it.
+        self.frames = LabelledCounter("kairos_frames", "Frames received from browsers, by type.", "type", r)
+        self.events = Counter("kairos_events", "Visitor events applied to sessions.", r)
         self.events_lost = Counter(
-            "kairos_events_lost", "Events snippets dropped from their offline buffers (as they report in `lost`).",
-            registry=r)
-        self.shows = Counter("kairos_shows", "Overlays pushed, by rule.", ["rule"], registry=r)
-        self.refused = Counter("kairos_refused", "Frames, events or beacons refused, by error code.", ["code"],
-                               registry=r)
-        self.feedback = Counter("kairos_feedback", "Overlay feedback, by act.", ["act"], registry=r)
-        self.connections = Counter("kairos_connections", "Websocket connections accepted.", registry=r)
-        self.released = Counter(
+            "kairos_events_lost", "Events snippets dropped from their offline buffers (as they report in `lost`).", r)
+        self.shows = LabelledCounter("kairos_shows", "Overlays pushed, by rule.", "rule", r)
+        self.refused = LabelledCounter("kairos_refused", "Frames, events or beacons refused, by error code.", "code",
+                                       r)
+        self.feedback = LabelledCounter("kairos_feedback", "Overlay feedback, by act.", "act", r)
+        self.connections = Counter("kairos_connections", "Websocket connections accepted.", r)
+        self.released = LabelledCounter(
             "kairos_slow_clients_released",
-            "Websockets closed with 1013 and aborted because their client read too slowly, by why.", ["why"],
-            registry=r)
+            "Websockets closed with 1013 and aborted because their client read too slowly, by why.", "why", r)
         self.restored = Counter(
             "kairos_sessions_restored",
-            "Sessions the store lost while their page was open, opened again from the page's hello.", registry=r)
-        self.beacons = Counter("kairos_beacons", "Beacons (POST /b) accepted, by type.", ["type"], registry=r)
-        self.timers = Counter("kairos_timers", "Delayed nudges that came due, by what became of them.", ["outcome"],
-                              registry=r)
-        self.push_latency = Histogram(
+            "Sessions the store lost while their page was open, opened again from the page's hello.", r)
+        self.beacons = LabelledCounter("kairos_beacons", "Beacons (POST /b) accepted, by type.", "type", r)
+        self.timers = LabelledCounter("kairos_timers", "Delayed nudges that came due, by what became of them.",
+                                      "outcome", r)
+        self.push_latency = LabelledHistogram(
             "kairos_push_latency_seconds",
             "From what started a nudge (the event batch received, the staff request, the timer's due time) "
             "to its show frame written to the socket, by what started it.",
-            ["via"], buckets=PUSH_BUCKETS_S, registry=r)
+            "via", PUSH_BUCKETS_S, r)
         self.timer_lateness = Histogram(
             "kairos_timer_lateness_seconds", "From a delayed nudge's due time to the timer loop taking it up.",
-            buckets=LATENESS_BUCKETS_S, registry=r)
-        self.redis_roundtrip = Histogram(
+            LATENESS_BUCKETS_S, r)
+        self.redis_roundtrip = LabelledHistogram(
             "kairos_redis_roundtrip_seconds",
             "One Redis engine call, from sending it to its reply (waiting for a pipeline included), by script.",
-            ["call"], buckets=REDIS_BUCKETS_S, registry=r)
+            "call", REDIS_BUCKETS_S, r)
         self.batch_events = Histogram("kairos_batch_events", "Events in one batch (websocket frame or beacon).",
-                                      buckets=BATCH_BUCKETS, registry=r)
+                                      BATCH_BUCKETS, r)
         self.open_sockets = Gauge("kairos_open_sockets", "Visitor websockets open on this process.", registry=r)
         self.open_sockets.set_function(open_sockets)
-        # Each labelled family's children by label value, looked up once: labels()
-        # takes a lock and builds a key on every call, and frames and pushes are per batch.
-        self._children: dict[tuple[int, str], Any] = {}
         self.timers_pending = Gauge("kairos_timers_pending", "Delayed nudges waiting in the queue.", registry=r)
         # A staff debug figure (kairos.gcpolicy): a full collection's pause grows with generations 0-2, not with
         # what is frozen. Read at scrape time; each read walks its generation's list once.
@@ -133,12 +143,11 @@ class Metrics:
                 self.child(family, value)
 
     def child(self, family: Any, value: str) -> Any:
-        """The child of a family with one label (all of ours) for `value`, made on first use."""
-        key = (id(family), value)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = family.labels(value)
-        return found
+        """The series of a family with one label (all of ours) for `value`, made on first use.
+
+        `family.labels(value)` itself: ours is one dict look-up, no lock, so there is no cache of its own here.
+        """
+        return family.labels(value)
 
     def declare_rules(self, rule_ids: Iterable[str]) -> None:
         """Show each rule's show counter (at zero until it shows): rules loaded at start or later."""
@@ -177,7 +186,7 @@ class Metrics:
 
     def roundtrip(self, call: str, seconds: float) -> None:
         """Observe one Redis engine call."""
-        self.child(self.redis_roundtrip, call).observe(seconds)
+        self.redis_roundtrip.labels(call).observe(seconds)
 
     def render(self) -> bytes:
         """The exposition text, as prometheus_client writes it."""
@@ -192,3 +201,151 @@ class _Collected:
 
     def collect(self) -> Iterable[Any]:
         yield self._build()
+
+
+# --- counters and histograms without locks (see the module's docstring) ---------------------------
+
+
+class Counter:
+    """A counter without labels: one number that only goes up, its own series."""
+
+    __slots__ = ("name", "documentation", "value")
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.name, self.documentation = name, documentation
+        self.value: float = 0
+        registry.register(self)
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError(f"{self.name}: a counter only goes up, expected an amount >= 0, got {amount!r}")
+        self.value += amount
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.value)
+
+
+class _CounterSeries:
+    """One label value's series of a `LabelledCounter`."""
+
+    __slots__ = ("name", "value")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.value: float = 0
+
+    inc = Counter.inc
+
+
+class _Labelled:
+    """A family with one label (all of ours): a series per label value, in the order they were first used."""
+
+    def __init__(self, name: str, documentation: str, label: str, registry: CollectorRegistry) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self._series: dict[str, Any] = {}
+        registry.register(self)
+
+    def labels(self, *values: str, **named: str) -> Any:
+        """The series for one label value, by position or by name (`labels("x")`, `labels(rule="x")`)."""
+        if named:
+            if values or len(named) != 1 or self.label not in named:
+                raise ValueError(f"{self.name}: expected the label {self.label!r} alone, got {sorted(named)}")
+            value = named[self.label]
+        elif len(values) == 1:
+            value = values[0]
+        else:
+            raise ValueError(f"{self.name}: expected one value for {self.label!r}, got {len(values)}")
+        series = self._series.get(value)
+        if series is None:
+            # prometheus_client labels by str(value): a value that is no str gets its series by its text.
+            key = str(value)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = self._new()
+        return series
+
+    def _new(self) -> Any:
+        raise NotImplementedError
+
+
+class LabelledCounter(_Labelled):
+    """A counter family with one label: `labels(value).inc()`."""
+
+    def _new(self) -> _CounterSeries:
+        return _CounterSeries(self.name)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, series in self._series.items():
+            family.add_metric([value], series.value)
+        yield family
+
+
+class _Buckets:
+    """A histogram's bounds: sorted, +Inf last, and their `le` label values as prometheus_client writes them."""
+
+    __slots__ = ("bounds", "les")
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        bounds = [float(b) for b in buckets]
+        if bounds != sorted(bounds):
+            raise ValueError(f"expected bucket bounds in ascending order, got {list(buckets)}")
+        if not bounds or bounds[-1] != INF:
+            bounds.append(INF)
+        self.bounds = tuple(bounds)
+        self.les = tuple(floatToGoString(b) for b in bounds)
+
+
+class _HistogramSeries:
+    """One series of a histogram: a count per bucket (not cumulative: one add per observation) and the sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        # The first bound >= amount, as prometheus_client's `amount <= bound`. (A NaN, which nothing here
+        # observes, would count in the first bucket, where prometheus_client counts it in none.)
+        self.sum += amount
+        self.counts[bisect_left(self.bounds, amount)] += 1
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str], les: tuple[str, ...]) -> None:
+        family.add_metric(labels, list(zip(les, accumulate(self.counts))), self.sum)
+
+
+class Histogram(_HistogramSeries):
+    """A histogram without labels: its own series."""
+
+    __slots__ = ("name", "documentation", "les")
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry) -> None:
+        b = _Buckets(buckets)
+        super().__init__(b.bounds)
+        self.name, self.documentation, self.les = name, documentation, b.les
+        registry.register(self)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[])
+        self.add_to(family, [], self.les)
+        yield family
+
+
+class LabelledHistogram(_Labelled):
+    """A histogram family with one label: `labels(value).observe(x)`."""
+
+    def __init__(self, name: str, documentation: str, label: str, buckets: Sequence[float],
+                 registry: CollectorRegistry) -> None:
+        self._buckets = _Buckets(buckets)
+        super().__init__(name, documentation, label, registry)
+
+    def _new(self) -> _HistogramSeries:
+        return _HistogramSeries(self._buckets.bounds)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, series in self._series.items():
+            series.add_to(family, [value], self._buckets.les)
+        yield family
