@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from kairos.intent.sessions import LABEL, features, special_day, to_csv
+from kairos.intent.sessions import LABEL, archive_row, features, read_row, special_day, to_csv
 from kairos.session import SessionState, VisitorInfo
 from wsclient import Visitor
 
@@ -82,6 +82,26 @@ def test_the_csv_has_every_column_seen_and_the_label_last():
     assert table[0] == ["pages", "pages_product", "bounce", "month", "special_day", "traffic", "pages_blog", "purchased"]
     assert table[1] == ["2", "1", "FALSE", "mar", "0.2", "", "", "TRUE"]
     assert table[2] == ["1", "", "TRUE", "mar", "0", "search", "1", "FALSE"]
+
+
+def test_a_kept_row_reads_back_as_the_sessions_features_in_a_third_of_the_bytes():
+    sessions = [
+        SessionState(sid="s", started_ms=at(2026, 2, 8), tz=60, pages=3, dwell_ms=42_500, clicks=7, adds=1,
+                     type_pages={"product": 2, "blog": 1}, type_dwell_ms={"product": 40_000}, traffic="search",
+                     device="mobile", purchases=1, page_type="cart"),
+        SessionState(sid="s"),  # not started: its calendar columns are missing
+    ]
+    for state in sessions:
+        for page_types in ([], ["product", "cart"]):
+            kept = archive_row(state, page_types, 5)
+            assert read_row(kept) == (features(state, page_types), state.purchases > 0)
+            named = json.dumps({"at": 5, "features": features(state, page_types), "purchased": state.purchases > 0},
+                               separators=(",", ":"))
+            assert len(kept) < len(named) / 2, (kept, named)
+    # Rows kept before this format and rows of it make one CSV.
+    old = json.dumps({"at": 1, "features": features(sessions[0], ["cart"]), "purchased": True})
+    table = list(csv.reader(io.StringIO(to_csv([old, archive_row(sessions[0], ["cart"], 2)]))))
+    assert table[1] == table[2] and table[1][-1] == "TRUE"
 
 
 async def shop(ws_url: str, vid: str, buys: bool) -> str:

@@ -8,14 +8,13 @@ like one sent over the socket.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Callable, Sequence
 
 from .moment import Placed, hide_why
 from .nudge import claim_nudge, take_down
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
 from .rules.evaluate import score_moves
-from .intent.sessions import features, label
+from .intent.sessions import archive_row
 from .runtime import Runtime
 from .session import SessionState, VisitorInfo, event_log, event_ops, log_entry
 from .wire import Event, Events
@@ -119,5 +118,4 @@ async def keep_for_training(rt: Runtime, rules: Ruleset, state: SessionState, no
     """
     if not rt.settings.archive_ttl_s or state.pages == 0 or state.device == "bot":
         return
-    row = {"at": now, "features": features(state, rules.page_types.names), "purchased": label(state)}
-    await rt.engine.archive(state.sid, json.dumps(row, separators=(",", ":")), now)
+    await rt.engine.archive(state.sid, archive_row(state, rules.page_types.names, now), now)
