@@ -327,7 +327,10 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
         # What the page being left was, and whether its product went into the cart.
         ("copy", "prev_page_type", "page_type"),
         ("copy", "prev_page_adds", "page_adds"),
-        ("set", "page_adds", "0"),
+        # A counter starting again is deleted, not set to "0": a field absent reads as 0
+        # (SessionState), and each one stored costs its name and value in every session
+        # (issue 16: Redis memory per open session).
+        ("del", "page_adds", ""),
         ("set", "url", p["url"]),
         ("set", "path", p["path"]),
         ("set", "title", p.get("title") or ""),
@@ -335,9 +338,9 @@ def page_ops(page: Page | dict[str, Any], page_type: str, now_ms: int) -> list[O
         ("set", "page_since_ms", str(now_ms)),
         ("incr", "pages", "1"),
         ("incr", f"pt:{page_type}", "1"),
-        ("set", "page_dwell_ms", "0"),
-        ("set", "scroll_pct", "0"),
-        ("set", "idle_ms", "0"),
+        ("del", "page_dwell_ms", ""),
+        ("del", "scroll_pct", ""),
+        ("del", "idle_ms", ""),
         ("incr", "n:page_view", "1"),
     ]
     prod = p.get("prod")
@@ -373,7 +376,7 @@ def hello_ops(hello: Hello, page_type: str, now_ms: int, node: str = "", context
         # Where the visit came from is the first page's referrer, not an internal link's.
         ("setnx", "referrer", clean_url(hello.page.ref)),
         ("setnx", "traffic", traffic_source(hello.page.ref, hello.page.url)),
-        ("set", "tz", str(hello.tz)),
+        ("set", "tz", str(hello.tz)) if hello.tz else ("del", "tz", ""),
         ("set", "lang", hello.lang),
         ("incr", sockets_field(node), "1"),
         # The process holding the socket: where a timer that fires elsewhere sends its nudge.
@@ -437,7 +440,7 @@ def event_ops(events: Iterable[Event], classify: Callable[[str, str], str], now_
             case "idle":
                 ops.append(("set", "idle_ms", str(f["ms"])))
             case "idle_end":
-                ops.append(("set", "idle_ms", "0"))
+                ops.append(("del", "idle_ms", ""))
             case "identify":
                 ops.append(("set", "uid", uid_hash(identify_key, site, f["uid"])))
             case "custom":
