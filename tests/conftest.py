@@ -74,10 +74,21 @@ def clean_redis(redis_url: str) -> str:
     return redis_url
 
 
+@pytest.fixture
+async def two(clean_redis):
+    """Two server processes: two Redis engines on one Redis."""
+    from kairos.engine.redis import RedisEngine
+
+    a, b = RedisEngine(clean_redis, session_ttl_s=60), RedisEngine(clean_redis, session_ttl_s=60)
+    await a.start(), await b.start()
+    yield a, b
+    await a.close(), await b.close()
+
+
 def redis_contents(url: str) -> dict[str, str]:
     """Every key of the Redis database and its value, as text: to look for what must not be stored.
 
-    A session's state (a MessagePack map, lib/ops.lua) is shown as the map it holds.
+    A session's state (its version and a MessagePack map, lib/ops.lua) is shown as the map it holds.
     """
     r = redis.Redis.from_url(url, decode_responses=True)
     raw = redis.Redis.from_url(url)

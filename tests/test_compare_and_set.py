@@ -42,15 +42,6 @@ async def opened(e: RedisEngine, sid: str = SID) -> None:
     await e.apply(sid, hello_ops(h, "product", now()), [log_entry("event", now(), e="page_view")], now())
 
 
-@pytest.fixture
-async def two(clean_redis):
-    """Two server processes: two engines on one Redis."""
-    a, b = RedisEngine(clean_redis, session_ttl_s=60), RedisEngine(clean_redis, session_ttl_s=60)
-    await a.start(), await b.start()
-    yield a, b
-    await a.close(), await b.close()
-
-
 async def test_batches_after_the_first_are_applied_by_the_server_and_stored_as_redis_would(two):
     a, _ = two
     await opened(a)

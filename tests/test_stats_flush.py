@@ -57,15 +57,6 @@ async def seen_within(e: RedisEngine, t: int, seconds: float) -> dict[str, int]:
     return got
 
 
-@pytest.fixture
-async def two(clean_redis):
-    """Two server processes: two engines on one Redis."""
-    a, b = RedisEngine(clean_redis, session_ttl_s=60), RedisEngine(clean_redis, session_ttl_s=60)
-    await a.start(), await b.start()
-    yield a, b
-    await a.close(), await b.close()
-
-
 async def test_a_process_reads_its_own_counts_at_once_and_another_process_within_a_flush(two):
     a, b = two
     t = now()
