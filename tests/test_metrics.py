@@ -31,7 +31,7 @@ FAMILIES = {
     "kairos_push_latency_seconds": "histogram", "kairos_timer_lateness_seconds": "histogram",
     "kairos_redis_roundtrip_seconds": "histogram", "kairos_batch_events": "histogram",
     "kairos_open_sockets": "gauge", "kairos_timers_pending": "gauge", "kairos_gc_objects": "gauge",
-    "kairos_compared_and_set": "counter",
+    "kairos_compared_and_set": "counter", "kairos_compared_and_set_stale": "counter",
 }
 # What becomes of a timer that came due (kairos.timers).
 TIMER_OUTCOMES = {"shown", "forwarded", "no_socket", "kept", "dropped", "capped", "cancelled", "session_gone",
@@ -131,6 +131,7 @@ def test_a_fresh_server_lists_every_family_with_help_and_type_and_its_counters_a
     assert labels_of(samples, "kairos_slow_clients_released_total", "why") == {"queue_full": 0, "send_timeout": 0}
     assert labels_of(samples, "kairos_redis_roundtrip_seconds_count", "call") == {}, "the memory engine makes no round trip"
     assert labels_of(samples, "kairos_compared_and_set_total", "call") == {}, "nor compares anything"
+    assert labels_of(samples, "kairos_compared_and_set_stale_total", "call") == {}
 
 
 def test_every_refusal_code_is_listed_at_zero_before_the_first_refusal(serve):
@@ -237,6 +238,7 @@ async def test_the_redis_engine_counts_the_writes_it_applied_itself(serve):
     assert counted == {"apply": 1, "claim_show": 1, "feedback": 1}
     calls = labels_of(samples, "kairos_redis_roundtrip_seconds_count", "call")
     assert calls["apply"] == 2, "of two batches, one was compared and set"
+    assert labels_of(samples, "kairos_compared_and_set_stale_total", "call") == {"apply": 0}, "nobody else wrote"
     await v.leave()
 
 

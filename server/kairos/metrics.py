@@ -132,7 +132,9 @@ class Metrics:
         # Read from the engine's own tally at scrape time (RedisEngine.applied_here): no
         # work per batch. Empty with the memory engine, which has nothing to compare.
         self._applied_here: Mapping[str, int] = {}
+        self._stale: Mapping[str, int] = {}
         r.register(_Collected(self._compared_and_set))
+        r.register(_Collected(self._compared_stale))
         for family, label, values in (
             (self.frames, "type", FRAME_TYPES), (self.refused, "code", REFUSAL_CODES),
             (self.feedback, "act", sorted(wire.FEEDBACK_ACTS)), (self.beacons, "type", BEACON_TYPES),
@@ -173,6 +175,10 @@ class Metrics:
             for call in COMPARED_CALLS:
                 applied.setdefault(call, 0)
             self._applied_here = applied
+        stale = getattr(engine, "stale", None)
+        if stale is not None:
+            stale.setdefault("apply", 0)
+            self._stale = stale
 
     def _compared_and_set(self) -> CounterMetricFamily:
         family = CounterMetricFamily(
@@ -181,6 +187,16 @@ class Metrics:
             "by script; the rest of kairos_redis_roundtrip_seconds_count{call} were applied in Redis.",
             labels=["call"])
         for call, n in self._applied_here.items():
+            family.add_metric([call], n)
+        return family
+
+    def _compared_stale(self) -> CounterMetricFamily:
+        family = CounterMetricFamily(
+            "kairos_compared_and_set_stale",
+            "Compare-and-set writes Redis refused because the session had changed since this process read it "
+            "(another tab, process or timer wrote it), by script: each applied again to the session as it was.",
+            labels=["call"])
+        for call, n in self._stale.items():
             family.add_metric([call], n)
         return family
 
