@@ -62,6 +62,8 @@ PUSH_VIA = ("rule", "staff", "timer")
 REDIS_CALLS = ("open", "apply", "visit", "claim_show", "feedback", "arm_timers", "claim_timers", "archive")
 # The calls whose session write the process may apply itself, compared and set in Redis.
 COMPARED_CALLS = ("apply", "claim_show", "feedback")
+# The calls whose compare-and-set a stale copy can make Redis refuse (applied again, RedisEngine.stale).
+STALE_CALLS = ("apply",)
 
 # Our promise is tens of milliseconds from an event batch to its push (the load
 # benchmark's p50 is a few ms on an idle machine, ~30 ms with a browser taking a
@@ -129,12 +131,18 @@ class Metrics:
         for generation in range(3):
             self.gc_objects.labels(str(generation)).set_function(lambda g=generation: len(gc.get_objects(g)))
         self.gc_objects.labels("frozen").set_function(gc.get_freeze_count)
-        # Read from the engine's own tally at scrape time (RedisEngine.applied_here): no
-        # work per batch. Empty with the memory engine, which has nothing to compare.
-        self._applied_here: Mapping[str, int] = {}
-        self._stale: Mapping[str, int] = {}
-        r.register(_Collected(self._compared_and_set))
-        r.register(_Collected(self._compared_stale))
+        # Read from the engine's own tallies at scrape time (RedisEngine.applied_here, .stale):
+        # no work per batch. Empty with the memory engine, which has nothing to compare.
+        self.compared_and_set = _ReadCounter(
+            "kairos_compared_and_set",
+            "Engine calls whose session write this process applied itself and Redis stored by compare-and-set, "
+            "by script; the rest of kairos_redis_roundtrip_seconds_count{call} were refused as stale "
+            "(kairos_compared_and_set_stale_total) or applied in Redis.", "call", r)
+        self.compared_stale = _ReadCounter(
+            "kairos_compared_and_set_stale",
+            "Compare-and-set writes Redis refused because the session had changed since this process read it "
+            "(another tab, process or timer wrote it), by script: each applied again to the session as it was.",
+            "call", r)
         for family, label, values in (
             (self.frames, "type", FRAME_TYPES), (self.refused, "code", REFUSAL_CODES),
             (self.feedback, "act", sorted(wire.FEEDBACK_ACTS)), (self.beacons, "type", BEACON_TYPES),
@@ -170,35 +178,11 @@ class Metrics:
             engine.on_roundtrip = self.roundtrip
             for call in REDIS_CALLS:
                 self.child(self.redis_roundtrip, call)
-        applied = getattr(engine, "applied_here", None)
-        if applied is not None:
-            for call in COMPARED_CALLS:
-                applied.setdefault(call, 0)
-            self._applied_here = applied
-        stale = getattr(engine, "stale", None)
-        if stale is not None:
-            stale.setdefault("apply", 0)
-            self._stale = stale
-
-    def _compared_and_set(self) -> CounterMetricFamily:
-        family = CounterMetricFamily(
-            "kairos_compared_and_set",
-            "Engine calls whose session write this process applied itself and Redis stored by compare-and-set, "
-            "by script; the rest of kairos_redis_roundtrip_seconds_count{call} were applied in Redis.",
-            labels=["call"])
-        for call, n in self._applied_here.items():
-            family.add_metric([call], n)
-        return family
-
-    def _compared_stale(self) -> CounterMetricFamily:
-        family = CounterMetricFamily(
-            "kairos_compared_and_set_stale",
-            "Compare-and-set writes Redis refused because the session had changed since this process read it "
-            "(another tab, process or timer wrote it), by script: each applied again to the session as it was.",
-            labels=["call"])
-        for call, n in self._stale.items():
-            family.add_metric([call], n)
-        return family
+        for family, tally, calls in ((self.compared_and_set, "applied_here", COMPARED_CALLS),
+                                     (self.compared_stale, "stale", STALE_CALLS)):
+            counts = getattr(engine, tally, None)
+            if counts is not None:
+                family.read(counts, calls)
 
     def roundtrip(self, call: str, seconds: float) -> None:
         """Observe one Redis engine call."""
@@ -209,14 +193,26 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class _Collected:
-    """A family built at each scrape (prometheus_client's custom collector protocol)."""
+class _ReadCounter:
+    """A counter family with one label whose values someone else keeps (an engine's tally
+    of calls), read at each scrape: counting costs the counter's owner a dict increment."""
 
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self._build = build
+    def __init__(self, name: str, documentation: str, label: str, registry: CollectorRegistry) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self._counts: Mapping[str, int] = {}
+        registry.register(self)
 
-    def collect(self) -> Iterable[Any]:
-        yield self._build()
+    def read(self, counts: dict[str, int], declared: Iterable[str]) -> None:
+        """Expose `counts` from now on, the `declared` label values at zero until counted."""
+        for value in declared:
+            counts.setdefault(value, 0)
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, n in self._counts.items():
+            family.add_metric([value], n)
+        yield family
 
 
 # --- counters and histograms without locks (see the module's docstring) ---------------------------
