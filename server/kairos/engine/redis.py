@@ -116,6 +116,13 @@ def _versioned(h: dict[str, str]) -> bytes:
     return b"\xaeP" + f"{_PROCESS}{next(_written) & 0xFFFFFFFF:08x}".encode() + _encode(h)
 
 
+def _comparable(raw: bytes | None) -> tuple[bytes, dict[str, str]] | None:
+    """Stored bytes as a compare-and-set takes them: their version and a decoded copy to
+    change; None for none, or for bytes stored without a version (never compared)."""
+    version = _version(raw) if raw else b""
+    return (version, _stored(raw) or {}) if version else None
+
+
 def _stored(raw: bytes | None) -> dict[str, str] | None:
     """A session as lib/ops.lua stores it (a version, then a MessagePack map of strings), or None."""
     if not raw:
@@ -304,8 +311,7 @@ class RedisEngine(Engine):
                 self._keep(sid, mine)
                 return SessionState.from_hash(sid, h)
             self.stale["apply"] += 1
-            now = reply[0]
-            kept = (_version(now), _stored(now) or {}) if now and _version(now) else None
+            kept = _comparable(reply[0])
         reply = await self._eval("apply", self._apply, script_keys,
                                  [self.session_ttl_s, LOG_MAX, _packed(ops), "", "", *log], raw=True)
         stored = _stored(reply)
@@ -318,9 +324,7 @@ class RedisEngine(Engine):
         """The version of the session's stored bytes as this process keeps them, and a copy
         decoded to change here; None when it keeps none. `take`: let go of them meanwhile."""
         kept = self._seen.pop(sid, None) if take else self._seen.get(sid)
-        if kept is None or not _version(kept[1]):
-            return None
-        return _version(kept[1]), _stored(kept[1]) or {}
+        return None if kept is None else _comparable(kept[1])
 
     def _keep(self, sid: str, stored: bytes) -> None:
         # Kept while the session's page is open here and sends batches (released by
