@@ -8,10 +8,11 @@ like one sent over the socket.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from .moment import Placed, hide_why
-from .nudge import claim_nudge, take_down
+from .engine.base import Outcome
+from .nudge import claim_nudge, note_shown, plan_show, take_down
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
 from .rules.evaluate import score_moves
 from .intent.sessions import archive_row
@@ -20,10 +21,19 @@ from .session import SessionState, VisitorInfo, event_log, event_ops, log_entry
 from .wire import Event, Events
 
 
+class Applied(NamedTuple):
+    """A batch applied: the session's new state, the visitor, and the `show` frame of the
+    nudge claimed with the batch (None: none was, and the caller claims as ever)."""
+
+    state: SessionState
+    visitor: VisitorInfo
+    shown: bytes | None = None
+
+
 async def apply_events(
     rt: Runtime, rules: Ruleset, sid: str, vid: str, site: str, batch: Events, visitor: VisitorInfo, now: int,
-    last: bool = False, stored: Callable[[], None] | None = None,
-) -> tuple[SessionState, VisitorInfo]:
+    last: bool = False, stored: Callable[[], None] | None = None, showing: bool = False,
+) -> Applied:
     """Apply a batch's events (and its `lost` count) to the session; the new state and visitor info.
 
     A page view in the batch (a single-page store navigated) is recorded under
@@ -31,7 +41,8 @@ async def apply_events(
     load's last batch (a beacon), which also records the visitor's session
     count for the row kept for training (a socket does that when it closes).
     `stored` is called once the events are stored: a fault after that must not
-    have the batch sent again.
+    have the batch sent again. `showing`: the batch's best nudge may be claimed
+    in the same write (`decider`), when nothing the batch does must come first.
     """
     ops = event_ops(batch.events, rules.classify, now, site, rules.scores, rt.identify_key)
     if last and visitor.first_ms:  # read from the visitor's keys (a beacon's page view is not)
@@ -41,6 +52,7 @@ async def apply_events(
         rt.metrics.events_lost.inc(batch.lost)
     log = event_log(batch.events, now, site, rt.identify_key)
     views = [e for e in batch.events if e.type == "page_view"]
+    outcome = None
     if views:
         f = views[-1].fields
         path = f["path"]
@@ -48,6 +60,10 @@ async def apply_events(
             rt.engine.apply(sid, ops, log, now),
             rt.engine.visit(vid, sid, path, rules.classify(path, f.get("type", "")), True, now),
         )
+    elif showing and not any(e.type == "purchase" for e in batch.events):
+        # A purchase credits the shows before it (record_conversion): never one claimed with it.
+        state, outcome = await rt.engine.apply_deciding(sid, ops, log, now, decider(rt, rules, batch.events, now,
+                                                                                    visitor))
     else:
         state = await rt.engine.apply(sid, ops, log, now)
     if stored is not None:
@@ -57,25 +73,52 @@ async def apply_events(
         # After the events are stored: a batch refused and sent again is not counted twice.
         await rt.engine.record_conversion(vid, now, rt.settings.attribution_s * 1000)
     state.visitor = visitor
-    await log_score_moves(rt, rules, state, batch.events, now)
+    if outcome is None:
+        await log_score_moves(rt, rules, state, batch.events, now)
     rt.feed.touch(sid, state)
     rt.metrics.events.inc(len(batch.events))
     rt.metrics.batch_events.observe(len(batch.events))
-    if batch.events:
+    show = outcome.show if outcome else None
+    if show is not None:
+        note_shown(rt, sid, show.rule)
+    elif batch.events:
         await end_moment(rt, rules, state, batch.events, now)
-    return state, visitor
+    return Applied(state, visitor, show.frame if show else None)
 
 
-async def end_moment(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> str | None:
-    """Take the overlay on screen down if the batch ended its moment (moment.hide_why); why, or None."""
+def decider(rt: Runtime, rules: Ruleset, events: Sequence[Event], now: int,
+            visitor: VisitorInfo) -> Callable[[SessionState], Outcome]:
+    """What a batch's new state calls for, to be stored with it (Engine.apply_deciding): the
+    scores it moved visibly (log_score_moves), and the nudge it earned first (claim_best's
+    first), unless it also ends the moment of the overlay on screen, which comes first."""
+    def decide(state: SessionState) -> Outcome:
+        state.visitor = visitor
+        lines = [log_entry("score", now, **m) for m in score_moves(rules, state, events, now)]
+        decided = [] if ends_moment(rules, state, events, now) else evaluate(rules, state, events, now)
+        if not decided:
+            return Outcome(lines)
+        try:
+            return Outcome(lines, plan_show(rt, decided[0].rule, state, now))
+        except Exception:  # a template that fails: the batch is stored first, and the claim after reports it
+            return Outcome(lines)
+    return decide
+
+
+def ends_moment(rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> str | None:
+    """Why the batch ends the moment of the overlay on screen (moment.hide_why), or None."""
     oid = state.onscreen
     at = Placed.unpack(state.onscreen_at) if oid and state.onscreen_at else None
     if at is None:
         return None
     shown = state.overlays.get(oid)
     rule = rules.rule(shown.rule) if shown else None
-    why = hide_why(at, rule.then.until if rule else (), state, events, now)
-    if why is None or not await take_down(rt, state, oid, why, now):
+    return hide_why(at, rule.then.until if rule else (), state, events, now)
+
+
+async def end_moment(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> str | None:
+    """Take the overlay on screen down if the batch ended its moment (`ends_moment`); why, or None."""
+    why = ends_moment(rules, state, events, now)
+    if why is None or not await take_down(rt, state, state.onscreen, why, now):
         return None
     return why
 
@@ -83,8 +126,9 @@ async def end_moment(rt: Runtime, rules: Ruleset, state: SessionState, events: S
 async def log_score_moves(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> None:
     """A line in the session's timeline for each score the batch moved visibly, with what moved it.
 
-    Known only once the batch is applied, so its own (small) round trip, and only
-    for the batches that move a score by MIN_LOGGED_MOVE or more.
+    Known only once the batch is applied: its own (small) round trip when the engine
+    did not log them with the batch (`decider`), and only for the batches that move a
+    score by MIN_LOGGED_MOVE or more.
     """
     moves = score_moves(rules, state, events, now)
     if moves:

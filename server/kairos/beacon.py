@@ -91,7 +91,7 @@ async def _events(rt: Runtime, b: BeaconEvents) -> Response:
     if not any(e.type == "page_view" for e in batch.events):
         # What the rules know of the visitor, without counting a page view.
         visitor = await rt.engine.visit(b.vid, b.sid, state.path, state.page_type, False, now)
-    state, _ = await apply_events(rt, rules, b.sid, b.vid, b.site, batch, visitor, now, last=True)
+    state = (await apply_events(rt, rules, b.sid, b.vid, b.site, batch, visitor, now, last=True)).state
     await keep_for_training(rt, rules, state, now)  # a beacon is a page's last word
     if batch.events:
         # Delayed rules arm as usual: their timers deliver, or keep, the nudge later.

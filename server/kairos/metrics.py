@@ -59,11 +59,13 @@ RELEASES = ("queue_full", "send_timeout")
 # staff sending a nudge from the dashboard, a delayed rule's due time.
 PUSH_VIA = ("rule", "staff", "timer")
 # The Redis engine's Lua scripts, one engine call each (kairos.engine.redis).
-REDIS_CALLS = ("open", "apply", "visit", "claim_show", "feedback", "arm_timers", "claim_timers", "archive")
+# `apply_show` is a batch stored with the show it earned, in one call.
+REDIS_CALLS = ("open", "apply", "apply_show", "visit", "claim_show", "feedback", "arm_timers", "claim_timers",
+               "archive")
 # The calls whose session write the process may apply itself, compared and set in Redis.
-COMPARED_CALLS = ("apply", "claim_show", "feedback")
+COMPARED_CALLS = ("apply", "apply_show", "claim_show", "feedback")
 # The calls whose compare-and-set a stale copy can make Redis refuse (applied again, RedisEngine.stale).
-STALE_CALLS = ("apply",)
+STALE_CALLS = ("apply", "apply_show")
 
 # Our promise is tens of milliseconds from an event batch to its push (the load
 # benchmark's p50 is a few ms on an idle machine, ~30 ms with a browser taking a

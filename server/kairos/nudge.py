@@ -8,6 +8,7 @@ from typing import Callable
 
 from . import wire
 from .moment import placed
+from .engine.base import Show
 from .rules import Rule
 from . import runtime
 from .runtime import Runtime
@@ -45,30 +46,50 @@ async def claim_nudge(rt: Runtime, rule: Rule, state: SessionState, now_ms: int)
     return frame
 
 
+def plan_show(rt: Runtime, rule: Rule, state: SessionState, now_ms: int,
+              by: str | None = None, oid: str | None = None) -> Show:
+    """A rule's nudge made ready to claim for the session: rendered, its overlay id, caps,
+    log line, where it lives and the `show` frame to push once the caps let it through.
+
+    `by`: who sent it, when a person did (the log says so). `oid`: the overlay's id
+    when the caller names it (a timer's, the same at every attempt).
+    """
+    html, css = rt.renderer.render(rule.then, state)
+    oid = oid or f"{rule.id}.{secrets.token_hex(4)}"
+    then = rule.then
+    ttl_ms = int(then.ttl_s * 1000)
+    return Show(
+        rule.id, oid, rule.caps(rt.rules.caps),
+        log_entry("show", now_ms, oid=oid, rule=rule.id, **({"by": by} if by else {})),
+        placed(then.lives, state, ttl_ms, now_ms).pack(),
+        wire.show(oid, then.show, html, css, then.where, ttl_ms, rule.id, then.lives),
+    )
+
+
+def note_shown(rt: Runtime, sid: str, rule: str) -> None:
+    """A show the engine claimed: counted for /metrics, and the dashboard told."""
+    rt.metrics.shows.labels(rule=rule).inc()
+    rt.feed.touch(sid)
+
+
 async def claim_nudge_or_why(rt: Runtime, rule: Rule, state: SessionState, now_ms: int,
                              by: str | None = None, oid: str | None = None) -> tuple[bytes | None, str]:
     """The `show` frame and "ok" if the engine's caps let the nudge through, else None and which cap stopped it.
 
     The caps are checked and the show recorded in one atomic engine call, so
-    two processes deciding at once cannot both show a capped nudge. `by`: who
-    sent it, when a person did (the log says so). `oid`: the overlay's id when the
-    caller names it (a timer's, the same at every attempt): a show already claimed
-    under it comes back as the frame and "again", or None and "seen" once answered.
+    two processes deciding at once cannot both show a capped nudge. `by` and
+    `oid` as `plan_show`: a show already claimed under that oid comes back as the
+    frame and "again", or None and "seen" once answered.
     """
-    html, css = rt.renderer.render(rule.then, state)
-    oid = oid or f"{rule.id}.{secrets.token_hex(4)}"
-    line = log_entry("show", now_ms, oid=oid, rule=rule.id, **({"by": by} if by else {}))
-    caps = rule.caps(rt.rules.caps)
-    then = rule.then
-    at = placed(then.lives, state, int(then.ttl_s * 1000), now_ms)
-    verdict = await rt.engine.claim_show(state.sid, state.vid, rule.id, oid, caps, line, now_ms, at.pack())
+    show = plan_show(rt, rule, state, now_ms, by, oid)
+    verdict = await rt.engine.claim_show(state.sid, state.vid, show.rule, show.oid, show.caps, show.log, now_ms,
+                                         show.placed)
     if verdict not in ("ok", "again"):
         log.debug("rule %s not shown to sid=%s: %s", rule.id, state.sid, verdict)
         return None, verdict
     if verdict == "ok":
-        rt.metrics.shows.labels(rule=rule.id).inc()
-        rt.feed.touch(state.sid)
-    return wire.show(oid, then.show, html, css, then.where, int(then.ttl_s * 1000), rule.id, then.lives), verdict
+        note_shown(rt, state.sid, rule.id)
+    return show.frame, verdict
 
 
 async def take_down(rt: Runtime, state: SessionState, oid: str, why: str, now_ms: int) -> bool:

@@ -269,14 +269,14 @@ class VisitorSocket:
         rt, now, rules = self.rt, now_ms(), self.rt.rules
         self._stored = False
         try:
-            state, self.visitor = await apply_events(rt, rules, self.sid, self.vid, self.site, frame, self.visitor, now,
-                                                     stored=self._on_stored)
+            state, self.visitor, shown = await apply_events(rt, rules, self.sid, self.vid, self.site, frame,
+                                                            self.visitor, now, stored=self._on_stored, showing=True)
         except SessionGone:
             await self._reopen(now)
-            state, self.visitor = await apply_events(rt, rules, self.sid, self.vid, self.site, frame, self.visitor, now,
-                                                     stored=self._on_stored)
+            state, self.visitor, shown = await apply_events(rt, rules, self.sid, self.vid, self.site, frame,
+                                                            self.visitor, now, stored=self._on_stored, showing=True)
         if frame.events:
-            await self._decide(rules, state, frame.events, now)
+            await self._decide(rules, state, frame.events, now, shown=shown)
 
     def _on_stored(self) -> None:
         self._stored = True
@@ -320,12 +320,17 @@ class VisitorSocket:
     # --- decisions ---------------------------------------------------------------
 
     async def _decide(
-        self, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int, extra: Sequence[Rule] = ()
+        self, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int, extra: Sequence[Rule] = (),
+        shown: bytes | None = None,
     ) -> None:
-        """Arm the delayed rules the batch armed; show the best nudge it earned, caps allowing."""
+        """Arm the delayed rules the batch armed; show the best nudge it earned, caps allowing.
+
+        `shown`: the show frame of the nudge claimed with the batch (apply_events), pushed first.
+        """
+        if shown is not None:
+            self.conn.send(shown, self.rt.metrics.pushed("rule", self._received_s))
         await arm_delayed(self.rt, rules, state, events, now)
-        frame = await claim_best(self.rt, rules, state, events, now, extra)
-        if frame is not None:
+        if shown is None and (frame := await claim_best(self.rt, rules, state, events, now, extra)) is not None:
             self.conn.send(frame, self.rt.metrics.pushed("rule", self._received_s))
 
     def _pending(self, rules: Ruleset) -> list[Rule]:

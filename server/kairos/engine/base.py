@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..caps import Caps
 from ..rules.delayed import Timer
@@ -112,6 +112,29 @@ class Opening:
 
 
 @dataclass(frozen=True, slots=True)
+class Show:
+    """A rule's nudge to claim for a session: what `Engine.claim_show` takes, and the
+    `show` frame to push once claimed (nudge.plan_show)."""
+
+    rule: str
+    oid: str
+    caps: Caps
+    log: str
+    placed: str = ""
+    frame: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a batch's new state calls for, decided before the batch is stored
+    (`Engine.apply_deciding`): lines for the session's log after the batch's (what is
+    learnt from the new state: scores that moved), and the show it earned."""
+
+    lines: Sequence[str] = ()
+    show: Show | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Opened:
     """A session opened or resumed from a hello: its id, whether it was resumed, its state and visitor."""
 
@@ -153,6 +176,21 @@ class Engine(ABC):
         the ops do not open it (`opens_session`): a batch never makes a session
         without its visitor.
         """
+
+    async def apply_deciding(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int,
+                             decide: Callable[[SessionState], Outcome]) -> tuple[SessionState, Outcome | None]:
+        """`apply`, with what `decide` makes of the batch's new state stored in the same write
+        when the engine can: the push waits for one round trip, not two.
+
+        Returns the new state and the outcome stored with it: its lines logged after the
+        batch's, and its show claimed (counted and logged as `claim_show` does) or None
+        when the engine could not claim it with the batch or a cap stopped it (the caller
+        then claims as ever, and `claim_show` gives the verdict and logs the refusal).
+        None for the outcome: nothing of it was stored, and the caller decides after the
+        batch as ever. This engine decides nothing with the batch: its writes are no
+        round trip.
+        """
+        return await self.apply(sid, ops, log, now_ms), None
 
     def closed(self, sid: str) -> None:
         """The session's page load on this process is over: drop what was kept of it for the next batch."""

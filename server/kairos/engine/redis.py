@@ -28,8 +28,8 @@ from . import keys
 from .autopipe import AutoPipeline
 from .outage import Outage, is_outage
 from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, HEARTBEAT_TTL_MS, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S,
-                   STATS_TTL_S, TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, Opened, Opening, SessionGone,
-                   index_ttl_s, parse_log, stats_bucket, stats_buckets)
+                   STATS_TTL_S, TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, Opened, Opening, Outcome,
+                   SessionGone, Show, index_ttl_s, parse_log, stats_bucket, stats_buckets)
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
@@ -151,6 +151,12 @@ def _visit(seen: Sequence[Any]) -> VisitorInfo:
                        tuple(sorted(p.decode() if isinstance(p, bytes) else p for p in pending)))
 
 
+def _visitor_caps(caps: Caps, rule_full: bool) -> list[Any]:
+    """The visitor's caps as lib/shows.lua takes them (six arguments)."""
+    w = lambda window: (window.max, window.per_ms) if window else (0, 0)  # noqa: E731
+    return [*w(caps.per_visitor), *w(caps.all_per_visitor), "1" if rule_full else "0", caps.cooldown_ms]
+
+
 class RedisEngine(Engine):
     """Production engine: state in Redis, atomic through Lua, few connections, auto-pipelined."""
 
@@ -175,6 +181,7 @@ class RedisEngine(Engine):
         self.r = aioredis.Redis(connection_pool=self.pool)
         self._apply = self.r.register_script(_script("apply.lua"))
         self._claim = self.r.register_script(_script("claim_show.lua"))
+        self._apply_show = self.r.register_script(_script("apply_show.lua"))
         self._feedback = self.r.register_script(_script("feedback.lua"))
         self._arm = self.r.register_script(_script("arm_timers.lua"))
         self._claim_timers = self.r.register_script(_script("claim_timers.lua"))
@@ -218,7 +225,7 @@ class RedisEngine(Engine):
 
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
-        for script in (self._apply, self._claim, self._feedback, self._arm, self._claim_timers, self._finish_timer,
+        for script in (self._apply, self._apply_show, self._claim, self._feedback, self._arm, self._claim_timers, self._finish_timer,
                        self._defer_timer, self._visit, self._open, self._archive, self._staff_attempt):
             script.sha = await self.r.script_load(script.script)
         self.cluster = bool(int((await self.r.info("cluster")).get("cluster_enabled", 0)))
@@ -293,6 +300,14 @@ class RedisEngine(Engine):
         return h.get("vid") if h else None
 
     async def apply(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int) -> SessionState:
+        return (await self._write_batch(sid, ops, log, now_ms, None))[0]
+
+    async def apply_deciding(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int,
+                             decide: Callable[[SessionState], Outcome]) -> tuple[SessionState, Outcome | None]:
+        return await self._write_batch(sid, ops, log, now_ms, decide)
+
+    async def _write_batch(self, sid: str, ops: Sequence[Op], log: Sequence[str], now_ms: int,
+                           decide: Callable[[SessionState], Outcome] | None) -> tuple[SessionState, Outcome | None]:
         kept = self._kept(sid, take=True)  # a concurrent batch of the session finds none: applied in Redis
         script_keys = [keys.session(sid), keys.log(sid)]
         # Applied here and stored by compare-and-set (lua/apply.lua): Redis only compares
@@ -303,13 +318,43 @@ class RedisEngine(Engine):
                 break
             version, h = kept
             apply_ops(h, ops)
+            state = SessionState.from_hash(sid, h)
             mine = _versioned(h)
+            # What the new state calls for is decided before it is stored, and stored with it:
+            # its log lines, and its show (lua/apply_show.lua) when the session's own caps
+            # pass here and nothing outside the visitor's slot is counted first (a rule-wide
+            # window). Decided once: an outcome of a session someone changed meanwhile is
+            # dropped, and the caller decides after the batch as ever.
+            outcome, decide = (decide(state) if decide is not None else None), None
+            lines = [*log, *outcome.lines] if outcome else log
+            show = outcome.show if outcome else None
+            if show is not None and not show.caps.per_rule and (shown := self._record_show(h, show)):
+                reply = await self._eval(
+                    "apply_show", self._apply_show,
+                    [*script_keys, keys.visitor(state.vid, f"shows:{show.rule}"), keys.visitor(state.vid, "shows")],
+                    [self.session_ttl_s, LOG_MAX, version, mine, shown, show.oid, now_ms, SHOWS_TTL_S,
+                     *_visitor_caps(show.caps, False), *lines, show.log],
+                    raw=True,
+                )
+                if reply == 1:
+                    self.applied_here["apply_show"] += 1
+                    self._keep(sid, shown)
+                    self._count(now_ms, f"{show.rule}|triggered")
+                    self._count(now_ms, f"{show.rule}|shown")
+                    return state, outcome
+                if isinstance(reply, bytes):  # the visitor's caps stopped the show: the batch alone is stored
+                    self.applied_here["apply_show"] += 1
+                    self._keep(sid, mine)
+                    return state, dataclasses.replace(outcome, show=None)
+                self.stale["apply_show"] += 1
+                kept = _comparable(reply[0])
+                continue
             reply = await self._eval("apply", self._apply, script_keys,
-                                     [self.session_ttl_s, LOG_MAX, "", version, mine, *log], raw=True)
+                                     [self.session_ttl_s, LOG_MAX, "", version, mine, *lines], raw=True)
             if reply == 1:
                 self.applied_here["apply"] += 1
                 self._keep(sid, mine)
-                return SessionState.from_hash(sid, h)
+                return state, outcome and dataclasses.replace(outcome, show=None)
             self.stale["apply"] += 1
             kept = _comparable(reply[0])
         reply = await self._eval("apply", self._apply, script_keys,
@@ -318,7 +363,7 @@ class RedisEngine(Engine):
         if stored is None:  # not stored, and these ops do not open it
             raise SessionGone(sid)
         self._keep(sid, reply)
-        return SessionState.from_hash(sid, stored)
+        return SessionState.from_hash(sid, stored), None
 
     def _kept(self, sid: str, take: bool = False) -> tuple[bytes, dict[str, str]] | None:
         """The version of the session's stored bytes as this process keeps them, and a copy
@@ -400,7 +445,6 @@ class RedisEngine(Engine):
                          placed: str = "") -> str:
         """The claim runs in the visitor's slot (claim_show.lua); what is shared by every
         visitor is done beside it: the rule's window, the pauses and the counters."""
-        w = lambda window: (window.max, window.per_ms) if window else (0, 0)  # noqa: E731
         window, full = None, False
         if caps.per_rule:
             # A place in the rule's window is reserved before the claim and given back if
@@ -411,14 +455,16 @@ class RedisEngine(Engine):
             taken, _ = await asyncio.gather(self.pipe.execute("INCR", window),
                                             self.pipe.execute("PEXPIRE", window, caps.per_rule.per_ms))
             full = int(taken) > caps.per_rule.max
-        seen, mine = self._claimed_here(sid, rule, oid, caps, placed) if rule not in self.paused_view else (b"", b"")
+        kept = self._kept(sid)
+        mine = self._record_show(kept[1], Show(rule, oid, caps, log, placed)) if kept is not None else None
+        seen = kept[0] if kept is not None and mine else b""
         try:
             reply = await self._eval(
                 "claim_show", self._claim,
                 [keys.session(sid), keys.log(sid), keys.visitor(vid, f"shows:{rule}"), keys.visitor(vid, "shows")],
                 [rule, oid, caps.per_session, caps.priority, self.session_ttl_s, LOG_MAX, log, now_ms,
-                 *w(caps.per_visitor), *w(caps.all_per_visitor), "1" if full else "0", caps.cooldown_ms, SHOWS_TTL_S,
-                 "1" if rule in self.paused_view else "0", placed, seen, mine],
+                 *_visitor_caps(caps, full), SHOWS_TTL_S,
+                 "1" if rule in self.paused_view else "0", placed, seen, mine or b""],
                 raw=True,
             )
         except Exception:
@@ -444,18 +490,15 @@ class RedisEngine(Engine):
             await asyncio.gather(*self._give_back(window, caps.per_rule.per_ms))
         return verdict
 
-    def _claimed_here(self, sid: str, rule: str, oid: str, caps: Caps, placed: str) -> tuple[bytes, bytes]:
-        """The session as this process keeps it and the show recorded on it, when the
-        session's own caps pass there (claim_show.lua then checks only the visitor's);
-        else nothing, and the script checks everything."""
-        kept = self._kept(sid)
-        if kept is None:
-            return b"", b""
-        version, h = kept
-        if f"o:{oid}" in h or session_verdict(h, rule, caps.per_session, caps.priority) != "ok":
-            return b"", b""
-        record_show(h, rule, oid, caps.priority, placed)
-        return version, _versioned(h)
+    def _record_show(self, h: dict[str, str], show: Show) -> bytes | None:
+        """A decoded copy of the session with the show recorded on it (session.record_show), stored
+        as this process stores it, when the session's own caps pass there and the rule is not
+        paused (the script then checks only the visitor's); else None, and `h` is untouched."""
+        if (show.rule in self.paused_view or f"o:{show.oid}" in h
+                or session_verdict(h, show.rule, show.caps.per_session, show.caps.priority) != "ok"):
+            return None
+        record_show(h, show.rule, show.oid, show.caps.priority, show.placed)
+        return _versioned(h)
 
     def _give_back(self, window: str, per_ms: int) -> list[Awaitable[Any]]:
         # PEXPIRE again: a window that expired meanwhile must not come back without a TTL.

@@ -1,5 +1,5 @@
 -- Check every cap of a rule and record the show, atomically.
--- Needs lib/ops.lua (prepended at load: kairos.engine.redis._script).
+-- Needs lib/ops.lua lib/shows.lua (prepended at load: kairos.engine.redis._script).
 -- Mirrors kairos.session.session_verdict/record_show and kairos.caps.visitor_verdict.
 -- Touches the visitor's hash slot only (kairos.engine.keys): whether the rule is
 -- paused and whether its window is full come in as arguments, and the rule's
@@ -9,9 +9,7 @@
 -- shows of every rule.
 -- ARGV[1] rule, ARGV[2] oid, ARGV[3] max per session (0: none), ARGV[4] priority,
 -- ARGV[5] session ttl_s, ARGV[6] log_max, ARGV[7] log line, ARGV[8] now_ms,
--- ARGV[9]/[10] per visitor max/window_ms, ARGV[11]/[12] all rules per visitor max/window_ms
--- (a max of 0 means no such cap), ARGV[13] '1' when the rule's window is full (the
--- caller reserved this show's place in it and found none), ARGV[14] cooldown_ms,
+-- ARGV[9] to ARGV[14] the visitor's caps (lib/shows.lua),
 -- ARGV[15] shows ttl_s, ARGV[16] '1' when the rule is paused, ARGV[17] where the
 -- overlay lives (kairos.moment.Placed, packed; may be empty), ARGV[18] the version of
 -- the session as the caller last saw it stored ('' when it has not kept it, or its own
@@ -29,35 +27,16 @@ local key, log, vrule, vall = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rule, oid = ARGV[1], ARGV[2]
 local max_per_session, priority, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = tonumber(ARGV[8])
-local vr_max, vr_per = tonumber(ARGV[9]), tonumber(ARGV[10])
-local va_max, va_per = tonumber(ARGV[11]), tonumber(ARGV[12])
-local rule_full = ARGV[13] == '1'
-local cooldown, shows_ttl = tonumber(ARGV[14]), tonumber(ARGV[15])
+local shows_ttl = tonumber(ARGV[15])
 local paused = ARGV[16] == '1'
-
--- The visitor's caps (kairos.caps.visitor_verdict).
-local function visitor_verdict()
-  if cooldown > 0 then
-    local last = redis.call('ZRANGE', vrule, -1, -1, 'WITHSCORES')
-    if last[2] and tonumber(last[2]) > now - cooldown then return 'cooldown' end
-  end
-  if vr_max > 0 and redis.call('ZCOUNT', vrule, '(' .. (now - vr_per), '+inf') >= vr_max then return 'visitor_capped' end
-  if va_max > 0 and redis.call('ZCOUNT', vall, '(' .. (now - va_per), '+inf') >= va_max then return 'globally_capped' end
-  if rule_full then return 'rule_capped' end
-  return 'ok'
-end
 
 -- The show is recorded beside the session: its log line, the visitor's shows.
 local function record_beside()
   log_and_expire(log, 7, tonumber(ARGV[6]), ttl, 7)
-  for _, k in ipairs({vrule, vall}) do
-    redis.call('ZADD', k, now, oid)
-    redis.call('ZREMRANGEBYSCORE', k, '-inf', now - shows_ttl * 1000)
-    redis.call('EXPIRE', k, shows_ttl)
-  end
+  record_visitor_show(vrule, vall, now, oid, shows_ttl)
 end
 
-if not paused and unchanged(key, ARGV[18]) and visitor_verdict() == 'ok' then
+if not paused and unchanged(key, ARGV[18]) and visitor_verdict(vrule, vall, now, 9) == 'ok' then
   redis.call('SET', key, ARGV[19], 'EX', ttl)
   record_beside()
   return {'ok', 1}
@@ -75,7 +54,7 @@ local function verdict()
   if max_per_session > 0 and fired >= max_per_session then return 'capped' end
   local on = s['on']
   if on and priority <= tonumber(s['p:' .. on] or '0') then return 'busy' end
-  return visitor_verdict()
+  return visitor_verdict(vrule, vall, now, 9)
 end
 
 -- The same show claimed again (a timer fired once more after its process died

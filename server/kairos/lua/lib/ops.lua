@@ -110,11 +110,12 @@ end
 
 -- Append log lines (ARGV from `first` to `last`, by default the last argument; newest
 -- last), keep the newest `log_max`, and renew the log's expiry to the session's (EXPIRE
--- of a session with no log yet is a no-op: no orphan log).
+-- of a session with no log yet is a no-op: no orphan log). One LPUSH for them all, and
+-- LTRIM only once the log is longer than it keeps: each redis.call costs a script a
+-- microsecond or two of Redis's time beside the command's own (issue 16).
 local function log_and_expire(log, first, log_max, ttl, last)
   last = last or #ARGV
-  if last >= first then
-    for j = first, last do redis.call('LPUSH', log, ARGV[j]) end
+  if last >= first and redis.call('LPUSH', log, unpack(ARGV, first, last)) > log_max then
     redis.call('LTRIM', log, 0, log_max - 1)
   end
   redis.call('EXPIRE', log, ttl)
