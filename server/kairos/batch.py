@@ -22,12 +22,14 @@ from .wire import Event, Events
 
 
 class Applied(NamedTuple):
-    """A batch applied: the session's new state, the visitor, and the `show` frame of the
-    nudge claimed with the batch (None: none was, and the caller claims as ever)."""
+    """A batch applied: the session's new state, the visitor, the `show` frame of the nudge
+    claimed with the batch, and whether that settled it (`settled`: that show, or none
+    earned; else the caller claims as ever)."""
 
     state: SessionState
     visitor: VisitorInfo
     shown: bytes | None = None
+    settled: bool = False
 
 
 async def apply_events(
@@ -79,11 +81,12 @@ async def apply_events(
     rt.metrics.events.inc(len(batch.events))
     rt.metrics.batch_events.observe(len(batch.events))
     show = outcome.show if outcome else None
+    settled = outcome is not None and (show is not None or outcome.settled)
     if show is not None:
         note_shown(rt, sid, show.rule)
-    elif batch.events:
+    elif batch.events and not settled:
         await end_moment(rt, rules, state, batch.events, now)
-    return Applied(state, visitor, show.frame if show else None)
+    return Applied(state, visitor, show.frame if show else None, settled)
 
 
 def decider(rt: Runtime, rules: Ruleset, events: Sequence[Event], now: int,
@@ -94,9 +97,11 @@ def decider(rt: Runtime, rules: Ruleset, events: Sequence[Event], now: int,
     def decide(state: SessionState) -> Outcome:
         state.visitor = visitor
         lines = [log_entry("score", now, **m) for m in score_moves(rules, state, events, now)]
-        decided = [] if ends_moment(rules, state, events, now) else evaluate(rules, state, events, now)
-        if not decided:
+        if ends_moment(rules, state, events, now):
             return Outcome(lines)
+        decided = evaluate(rules, state, events, now)
+        if not decided:
+            return Outcome(lines, settled=True)
         try:
             return Outcome(lines, plan_show(rt, decided[0].rule, state, now))
         except Exception:  # a template that fails: the batch is stored first, and the claim after reports it

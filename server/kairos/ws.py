@@ -12,7 +12,7 @@ from typing import Sequence
 from starlette.websockets import WebSocket
 
 from . import wire
-from .batch import apply_events, arm_delayed, claim_best, keep_for_training, log_score_moves
+from .batch import Applied, apply_events, arm_delayed, claim_best, keep_for_training, log_score_moves
 from .push import Connection
 from .context import request_context
 from .engine import keys
@@ -269,14 +269,15 @@ class VisitorSocket:
         rt, now, rules = self.rt, now_ms(), self.rt.rules
         self._stored = False
         try:
-            state, self.visitor, shown = await apply_events(rt, rules, self.sid, self.vid, self.site, frame,
-                                                            self.visitor, now, stored=self._on_stored, showing=True)
+            applied = await apply_events(rt, rules, self.sid, self.vid, self.site, frame, self.visitor, now,
+                                         stored=self._on_stored, showing=True)
         except SessionGone:
             await self._reopen(now)
-            state, self.visitor, shown = await apply_events(rt, rules, self.sid, self.vid, self.site, frame,
-                                                            self.visitor, now, stored=self._on_stored, showing=True)
+            applied = await apply_events(rt, rules, self.sid, self.vid, self.site, frame, self.visitor, now,
+                                         stored=self._on_stored, showing=True)
+        self.visitor = applied.visitor
         if frame.events:
-            await self._decide(rules, state, frame.events, now, shown=shown)
+            await self._decide(rules, applied.state, frame.events, now, applied=applied)
 
     def _on_stored(self) -> None:
         self._stored = True
@@ -321,16 +322,19 @@ class VisitorSocket:
 
     async def _decide(
         self, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int, extra: Sequence[Rule] = (),
-        shown: bytes | None = None,
+        applied: Applied | None = None,
     ) -> None:
         """Arm the delayed rules the batch armed; show the best nudge it earned, caps allowing.
 
-        `shown`: the show frame of the nudge claimed with the batch (apply_events), pushed first.
+        `applied`: the batch as apply_events stored it; the show claimed with it is pushed
+        first, and a batch it settled is not evaluated again.
         """
-        if shown is not None:
-            self.conn.send(shown, self.rt.metrics.pushed("rule", self._received_s))
+        if applied is not None and applied.shown is not None:
+            self.conn.send(applied.shown, self.rt.metrics.pushed("rule", self._received_s))
         await arm_delayed(self.rt, rules, state, events, now)
-        if shown is None and (frame := await claim_best(self.rt, rules, state, events, now, extra)) is not None:
+        if applied is not None and applied.settled:
+            return
+        if (frame := await claim_best(self.rt, rules, state, events, now, extra)) is not None:
             self.conn.send(frame, self.rt.metrics.pushed("rule", self._received_s))
 
     def _pending(self, rules: Ruleset) -> list[Rule]:

@@ -128,10 +128,13 @@ class Show:
 class Outcome:
     """What a batch's new state calls for, decided before the batch is stored
     (`Engine.apply_deciding`): lines for the session's log after the batch's (what is
-    learnt from the new state: scores that moved), and the show it earned."""
+    learnt from the new state: scores that moved), the show it earned, and whether
+    that is all (`settled`: no show earned, nothing to take down; the caller has
+    nothing left to decide once it is stored)."""
 
     lines: Sequence[str] = ()
     show: Show | None = None
+    settled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

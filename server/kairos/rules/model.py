@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+from functools import cached_property
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Union
@@ -679,7 +680,12 @@ class Ruleset:
         return cls((), PageTypes(()), "(no rules)", {})
 
     def rule(self, rule_id: str) -> Rule | None:
-        return next((r for r in self.rules if r.id == rule_id), None)
+        return self._by_id.get(rule_id)
+
+    @cached_property
+    def _by_id(self) -> dict[str, Rule]:
+        # Looked up at every batch with an overlay on screen (batch.ends_moment): not a walk of the rules.
+        return {r.id: r for r in self.rules}
 
     def classify(self, path: str, declared: str = "") -> str:
         """The page type of a page: the store's declared type if the rules declare it, else the path's."""
