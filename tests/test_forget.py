@@ -41,3 +41,35 @@ async def test_forgetting_a_visitor_with_100_sessions_leaves_nothing_of_them_in_
         assert not [k for k, value in left.items() if needle in k or needle in value], f"{needle} is still in Redis"
     assert [s["sid"] for s in server.api("/api/sessions").json()["sessions"]] == [bystander.sid]
     assert f"forgot a visitor on request: {SESSIONS} session(s) erased" in server.output()
+
+
+async def test_the_visitors_index_forgets_sessions_past_its_time_as_new_ones_join(two, clean_redis):
+    """The index of a visitor's sessions (what forgetting walks) drops what is older than its
+    ttl, when a session joins it: a visitor who comes back for years does not grow it for ever."""
+    import redis
+
+    from kairos.engine import keys
+    from kairos.engine.base import Opening
+    from kairos.session import hello_ops, log_entry
+    from kairos.wire import Hello, Page
+
+    a, _ = two
+    vid = "v_index00001"
+    index = redis.Redis.from_url(clean_redis, decode_responses=True)
+
+    async def hello(sid: str | None, fresh: str, at: int) -> str:
+        page = Page(url="https://shop.example/", path="/", title="Home")
+        h = Hello(site="demo", vid=vid, sid=sid, page=page, consent=True, dnt=False, gpc=False, tz=0, lang="en")
+        opened = await a.open_session(Opening(vid=vid, sid=sid, fresh=fresh, ops=hello_ops(h, "other", at),
+                                              log=[log_entry("event", at)], path="/", page_type="other"), at)
+        return opened.sid
+
+    t0 = 1_800_000_000_000
+    ttl_ms = a.index_ttl_s * 1000
+    old = await hello(None, "s_index00001", t0)
+    kept = await hello(None, "s_index00002", t0 + ttl_ms - 1)
+    members = lambda: index.zrange(keys.visitor_sessions(vid), 0, -1)  # noqa: E731
+    assert members() == [old, kept]
+    assert await hello(kept, "s_index00003", t0 + ttl_ms + 10) == kept  # the same session's next page
+    new = await hello(None, "s_index00004", t0 + ttl_ms + 20)
+    assert members() == [kept, new], "the session past the index's time is no longer walked"

@@ -13,9 +13,12 @@ local function visit(info, views, index, now, sid, path, ptype, record, info_ttl
     redis.call('HSET', info, 'sid', sid)
     redis.call('HINCRBY', info, 'sessions', 1)
   end
-  -- Every session, not the newest few: each one is erased when the visitor asks.
-  redis.call('ZADD', index, now, sid)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', now - index_ttl * 1000)
+  -- Every session, not the newest few: each one is erased when the visitor asks. Those
+  -- past the index's time go when a session joins it (a page load of a session already
+  -- in it adds nothing to prune).
+  if redis.call('ZADD', index, now, sid) == 1 then
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', now - index_ttl * 1000)
+  end
   redis.call('EXPIRE', index, index_ttl)
   local pending = {}
   if record then
@@ -38,5 +41,6 @@ local function visit(info, views, index, now, sid, path, ptype, record, info_ttl
     if t == ptype then same_type = same_type + 1 end
   end
   redis.call('EXPIRE', info, info_ttl)
-  return {tonumber(redis.call('HGET', info, 'sessions')), tonumber(redis.call('HGET', info, 'first')), same_path, same_type, pending}
+  local known = redis.call('HMGET', info, 'sessions', 'first')
+  return {tonumber(known[1]), tonumber(known[2]), same_path, same_type, pending}
 end
