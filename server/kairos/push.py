@@ -66,7 +66,10 @@ class Socket:
     uvicorn's websockets-sansio protocol (uvicorn 0.55: its `transport`, `conn`
     (websockets' ServerProtocol), `close_sent`, `close_timer`, `queue`,
     `read_paused`, `disconnected`) and does what its own close does, without
-    the wait. Only `with_sockets` makes one, for that protocol alone.
+    the wait. Only `with_sockets` makes one, for that protocol alone. It also
+    writes a frame at once when nothing waits before it (`write_now`: its
+    `writable`, `handshake_complete` and `initial_response` say uvicorn's send
+    would not wait), sparing a push a writer task and a turn of the loop.
     """
 
     __slots__ = ("_proto", "send_timeout_s", "grace_s", "_released")
@@ -85,6 +88,23 @@ class Socket:
             transport.set_write_buffer_limits(high=limits.high_water_bytes, low=limits.high_water_bytes // 4)
         except (OSError, AttributeError, RuntimeError):  # the client is gone already (uvloop: RuntimeError)
             pass
+
+    def write_now(self, frame: bytes | str) -> bool:
+        """Write a frame to the transport at once, as uvicorn's send does when it need not wait;
+        False (nothing written) when it would wait or refuse: the transport's buffer is over its
+        high-water mark, the handshake is not done, a close went, or the client is gone."""
+        proto = self._proto
+        writable = getattr(proto, "writable", None)
+        if (writable is None or not writable.is_set() or proto.disconnected or proto.close_sent
+                or not getattr(proto, "handshake_complete", False) or getattr(proto, "initial_response", 0) is not None
+                or proto.transport.is_closing()):
+            return False
+        if isinstance(frame, str):
+            proto.conn.send_text(frame.encode())
+        else:
+            proto.conn.send_binary(frame)
+        proto.transport.write(b"".join(proto.conn.data_to_send()))
+        return True
 
     def unsent(self) -> int:
         """Bytes written to the transport that the kernel has not taken yet."""
@@ -295,6 +315,12 @@ class Connection:
         if queue and self._queued_bytes - len(queue[0][0]) + len(frame) > self._max_bytes:
             self._release("queue_full", f"queue full ({self._max_bytes:,} bytes)")
             return False
+        if queue is None and self._socket is not None and not self._ended and self._socket.write_now(frame):
+            # Nothing waits before it and the socket takes it: written in this turn of the
+            # loop, not the next one's writer task (a push's latency under load is turns).
+            if on_sent is not None:
+                on_sent()
+            return True
         self._queued_bytes += len(frame)
         self._enqueue(frame, on_sent)
         return True
