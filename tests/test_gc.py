@@ -97,3 +97,21 @@ async def test_sessions_opened_and_closed_leave_nothing_frozen(serve):
     assert per_session < 2, f"{grown:,.0f} frozen objects more after {2 * SESSIONS} sessions opened and closed"
     rss_growth = figures[-1][1] / figures[1][1]
     assert rss_growth < 1.10, f"RSS {figures[1][1] / 2**20:.1f} -> {figures[-1][1] / 2**20:.1f} MiB"
+
+
+async def test_no_full_collection_starts_by_itself_while_visitors_are_served(serve):
+    """Python starts a full collection after every 10 of generation 1 by default; one walks what
+    reached generation 2 since the last freeze, every visitor waiting (kairos.gcpolicy.FULL_NEVER)."""
+    server = serve("redis")
+    collections = lambda generation: server.metric("kairos_gc_collections_total", generation=generation)  # noqa: E731
+    before = {g: collections(g) for g in "012"}
+    rounds = 0
+    while collections("1") - before["1"] < 12 and rounds < 20:  # enough for the default thresholds to go full
+        rounds += 1
+        visitors = await open_sessions(server, SESSIONS)
+        for v in visitors:
+            await v.events({"e": "exit_intent"})
+        for v in visitors:
+            await v.ws.close()
+    assert collections("1") - before["1"] >= 12, "the load made the young generations collect"
+    assert collections("2") == before["2"], "and no full collection started by itself"

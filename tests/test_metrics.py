@@ -32,6 +32,7 @@ FAMILIES = {
     "kairos_redis_roundtrip_seconds": "histogram", "kairos_batch_events": "histogram",
     "kairos_open_sockets": "gauge", "kairos_timers_pending": "gauge", "kairos_gc_objects": "gauge",
     "kairos_compared_and_set": "counter", "kairos_compared_and_set_stale": "counter",
+    "kairos_gc_collections": "counter",
 }
 # What becomes of a timer that came due (kairos.timers).
 TIMER_OUTCOMES = {"shown", "forwarded", "no_socket", "kept", "dropped", "capped", "cancelled", "session_gone",

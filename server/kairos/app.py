@@ -83,6 +83,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            collector.stop()
             await rt.close()
 
     routes = [

@@ -47,6 +47,12 @@ from typing import Callable
 # a few ms to walk (docs/operations.md, "Garbage collection"). Shorter: smaller
 # pauses, more of them, about the same work.
 FREEZE_EVERY_S = 5.0
+# The third threshold, so that no full collection starts by itself: one walks what
+# reached generation 2 since the last freeze (up to FREEZE_EVERY_S of survivors; at
+# 2,000 batches/s on a slow day, 4 in 20 s of 13-14 ms each), and the tick freezes
+# it unchecked a few seconds later anyway. Garbage that died in a cycle after two
+# young collections waits for the next quiet sweep, as what the tick froze does.
+FULL_NEVER = 2**31 - 1
 # Open sockets at most for the process to count as quiet: a full collection of
 # everything then walks start-up's objects (~66,000 with the demo's rules) and a
 # few sessions' (~95 each), tens of ms, and stalls next to no one.
@@ -65,11 +71,21 @@ class Collector:
         self.quiet_sockets = quiet_sockets
         self.sweep_every_s = sweep_every_s
         self._swept_s = time.monotonic()
+        self._thresholds: tuple[int, int, int] | None = None
 
     def start(self) -> None:
-        """What start-up built lives as long as the process: out of every collection from now on."""
+        """What start-up built lives as long as the process: out of every collection from now on;
+        and no full collection starts by itself (`FULL_NEVER`)."""
         gc.collect()
         gc.freeze()
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(self._thresholds[0], self._thresholds[1], FULL_NEVER)
+
+    def stop(self) -> None:
+        """The app is stopping: full collections start by themselves again (an app run in-process,
+        in a test, leaves its host as it found it)."""
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
 
     def tick(self) -> None:
         """Collect the young generations (what died young), freeze what survived."""

@@ -133,6 +133,11 @@ class Metrics:
         for generation in range(3):
             self.gc_objects.labels(str(generation)).set_function(lambda g=generation: len(gc.get_objects(g)))
         self.gc_objects.labels("frozen").set_function(gc.get_freeze_count)
+        self.gc_collections = _ReadCounter(
+            "kairos_gc_collections",
+            "Collections the garbage collector ran in this process, by the oldest generation each walked (2: a "
+            "full collection, the event loop stopped while it walks every object not frozen).", "generation", r,
+            _GcCollections())
         # Read from the engine's own tallies at scrape time (RedisEngine.applied_here, .stale):
         # no work per batch. Empty with the memory engine, which has nothing to compare.
         self.compared_and_set = _ReadCounter(
@@ -199,9 +204,10 @@ class _ReadCounter:
     """A counter family with one label whose values someone else keeps (an engine's tally
     of calls), read at each scrape: counting costs the counter's owner a dict increment."""
 
-    def __init__(self, name: str, documentation: str, label: str, registry: CollectorRegistry) -> None:
+    def __init__(self, name: str, documentation: str, label: str, registry: CollectorRegistry,
+                 counts: Mapping[str, int] | None = None) -> None:
         self.name, self.documentation, self.label = name, documentation, label
-        self._counts: Mapping[str, int] = {}
+        self._counts: Mapping[str, int] = counts if counts is not None else {}
         registry.register(self)
 
     def read(self, counts: dict[str, int], declared: Iterable[str]) -> None:
@@ -215,6 +221,19 @@ class _ReadCounter:
         for value, n in self._counts.items():
             family.add_metric([value], n)
         yield family
+
+
+class _GcCollections(Mapping[str, int]):
+    """The collector's own count of collections by generation (gc.get_stats), read when asked."""
+
+    def __getitem__(self, generation: str) -> int:
+        return gc.get_stats()[int(generation)]["collections"]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("0", "1", "2"))
+
+    def __len__(self) -> int:
+        return 3
 
 
 # --- counters and histograms without locks (see the module's docstring) ---------------------------
