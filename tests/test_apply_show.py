@@ -10,31 +10,18 @@ caller claims as ever.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from kairos.caps import Caps, Window
 from kairos.engine.base import Outcome, Show
 from kairos.engine.redis import RedisEngine
-from kairos.session import event_ops, hello_ops, log_entry
-from kairos.wire import Event, Hello, Page
+from kairos.session import hello_ops, log_entry
+from kairos.wire import Hello, Page
 
 from conftest import stored_session
+from test_compare_and_set import clicks, now
 
 SID, VID = "s_apsh00001", "v_apsh00001"
-
-
-def now() -> int:
-    return int(time.time() * 1000)
-
-
-def classify(path: str, declared: str = "") -> str:
-    return "product" if "/products/" in path else "other"
-
-
-def clicks(n: int = 1) -> list:
-    return event_ops([Event("click", i, {"tag": "a"}) for i in range(n)], classify, now())
 
 
 async def opened(e: RedisEngine, sid: str = SID, t: int | None = None) -> None:
