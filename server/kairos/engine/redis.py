@@ -225,8 +225,9 @@ class RedisEngine(Engine):
 
     async def start(self) -> None:
         # Load the scripts now, so the first batch is a plain EVALSHA.
-        for script in (self._apply, self._apply_show, self._claim, self._feedback, self._arm, self._claim_timers, self._finish_timer,
-                       self._defer_timer, self._visit, self._open, self._archive, self._staff_attempt):
+        for script in (self._apply, self._apply_show, self._claim, self._feedback, self._arm, self._claim_timers,
+                       self._finish_timer, self._defer_timer, self._visit, self._open, self._archive,
+                       self._staff_attempt):
             script.sha = await self.r.script_load(script.script)
         self.cluster = bool(int((await self.r.info("cluster")).get("cluster_enabled", 0)))
         self.pipe.start()
@@ -491,8 +492,8 @@ class RedisEngine(Engine):
         return verdict
 
     def _record_show(self, h: dict[str, str], show: Show) -> bytes | None:
-        """A decoded copy of the session with the show recorded on it (session.record_show), stored
-        as this process stores it, when the session's own caps pass there and the rule is not
+        """Record the show on `h`, a decoded copy of the session (session.record_show), and return
+        it as this process stores it, when the session's own caps pass there and the rule is not
         paused (the script then checks only the visitor's); else None, and `h` is untouched."""
         if (show.rule in self.paused_view or f"o:{show.oid}" in h
                 or session_verdict(h, show.rule, show.caps.per_session, show.caps.priority) != "ok"):
