@@ -54,6 +54,7 @@ async def apply_events(
         rt.metrics.events_lost.inc(batch.lost)
     log = event_log(batch.events, now, site, rt.identify_key)
     views = [e for e in batch.events if e.type == "page_view"]
+    purchase = any(e.type == "purchase" for e in batch.events)
     outcome = None
     if views:
         f = views[-1].fields
@@ -62,7 +63,7 @@ async def apply_events(
             rt.engine.apply(sid, ops, log, now),
             rt.engine.visit(vid, sid, path, rules.classify(path, f.get("type", "")), True, now),
         )
-    elif showing and not any(e.type == "purchase" for e in batch.events):
+    elif showing and not purchase:
         # A purchase credits the shows before it (record_conversion): never one claimed with it.
         state, outcome = await rt.engine.apply_deciding(sid, ops, log, now, decider(rt, rules, batch.events, now,
                                                                                     visitor))
@@ -70,7 +71,7 @@ async def apply_events(
         state = await rt.engine.apply(sid, ops, log, now)
     if stored is not None:
         stored()
-    if any(e.type == "purchase" for e in batch.events):
+    if purchase:
         # Rare, so its own round trip: the purchase, and a conversion for each rule shown lately.
         # After the events are stored: a batch refused and sent again is not counted twice.
         await rt.engine.record_conversion(vid, now, rt.settings.attribution_s * 1000)
@@ -96,7 +97,7 @@ def decider(rt: Runtime, rules: Ruleset, events: Sequence[Event], now: int,
     first), unless it also ends the moment of the overlay on screen, which comes first."""
     def decide(state: SessionState) -> Outcome:
         state.visitor = visitor
-        lines = [log_entry("score", now, **m) for m in score_moves(rules, state, events, now)]
+        lines = score_lines(rules, state, events, now)
         if ends_moment(rules, state, events, now):
             return Outcome(lines)
         decided = evaluate(rules, state, events, now)
@@ -135,9 +136,14 @@ async def log_score_moves(rt: Runtime, rules: Ruleset, state: SessionState, even
     did not log them with the batch (`decider`), and only for the batches that move a
     score by MIN_LOGGED_MOVE or more.
     """
-    moves = score_moves(rules, state, events, now)
-    if moves:
-        await rt.engine.append_log(state.sid, [log_entry("score", now, **m) for m in moves], now)
+    lines = score_lines(rules, state, events, now)
+    if lines:
+        await rt.engine.append_log(state.sid, lines, now)
+
+
+def score_lines(rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> list[str]:
+    """The timeline's lines for the scores the batch moved visibly (rules.evaluate.score_moves)."""
+    return [log_entry("score", now, **m) for m in score_moves(rules, state, events, now)]
 
 
 async def arm_delayed(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> None:
