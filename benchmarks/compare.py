@@ -21,12 +21,16 @@ database. Per run and as medians over the runs it prints:
   one core would serve if nothing else ran on it: a ceiling;
 - Redis CPU s per 1,000 batches: used_cpu_user+used_cpu_sys deltas of INFO cpu;
 - with --idle, server and Redis CPU per session opened: the websocket
-  handshake and the hello (the visitors send nothing else);
+  handshake and the hello (the visitors send nothing else); the server's CPU
+  per websocket opened with no hello sent (1,000 of them, closed before the
+  visitors come), and the difference: what a hello costs;
 - RSS per session: the server's RSS with every session open (after the warm-up)
   minus before the first one, per session; Redis memory per session likewise
   from INFO memory used_memory;
 - gen-2 GCs and the longest pause: full collections that started in the window,
   timed inside the server by benchmarks/gc_probe.py, which runs both servers;
+  the same for the young (gen-0 and gen-1) collections, and all the collections'
+  pauses together per 1,000 batches;
 - the generator's own CPU share (it shares the machine with the servers);
   with --shape store also hellos/s and the sessions open at the end,
 and the ratio Kairos/floor of each median. Ratios, and CPU per batch, survive a
@@ -61,6 +65,7 @@ from typing import Any
 import httpx
 import psutil
 import redis
+from websockets.asyncio.client import connect
 
 import gc_probe
 from common import free_port, percentile
@@ -224,6 +229,7 @@ class Window:
         batches = self.stats.batches - self.batches0
         per_k = 1000 / max(1, batches)
         pauses = gc_probe.read(str(self.server.gc_log), self.wall0, self.wall1)
+        young = gc_probe.read(str(self.server.gc_log), self.wall0, self.wall1, (0, 1))
         return {
             "batches_per_s": batches / self.elapsed,
             "p50_ms": percentile(self.latencies, 50),
@@ -238,6 +244,9 @@ class Window:
             "generator_cpu_share": (self.gen1 - self.gen0) / self.elapsed,
             "gen2_gcs": len(pauses),
             "gen2_longest_ms": max(pauses, default=0.0),
+            "young_gcs": len(young),
+            "young_longest_ms": max(young, default=0.0),
+            "gc_ms_per_1k": (sum(young) + sum(pauses)) * per_k,
             "pushes": len(self.latencies),
         }
 
@@ -253,6 +262,8 @@ async def steady_run(target: str, args: argparse.Namespace, db: BenchRedis, work
     tasks: list[asyncio.Task] = []
     try:
         await server.ready()
+        # Before the memory is read: the sockets' memory, freed, may stay with the process.
+        handshake = await handshake_cpu_ms(server) if args.rate <= 0 else None
         rss0, mem0 = server.rss_b(), db.memory_b()
         cpu0, redis0 = server.cpu_s(), db.cpu_s()
         load = Load(args.rate, args.batch, args.trigger_share)
@@ -267,6 +278,8 @@ async def steady_run(target: str, args: argparse.Namespace, db: BenchRedis, work
             # Idle visitors send nothing after their hello: what the opening cost is all the opening's.
             result["open_cpu_ms"] = (cpu1 - cpu0) * 1000 / max(1, stats.ready)
             result["open_redis_cpu_ms"] = (redis1 - redis0) * 1000 / max(1, stats.ready)
+            result["handshake_cpu_ms"] = handshake
+            result["hello_cpu_ms"] = result["open_cpu_ms"] - handshake
         result["rss_per_session_kib"] = (rss1 - rss0) / max(1, stats.ready) / 1024
         result["redis_mem_per_session_b"] = (mem1 - mem0) / max(1, stats.ready)
         result["failed_sessions"] = stats.disconnects
@@ -276,6 +289,21 @@ async def steady_run(target: str, args: argparse.Namespace, db: BenchRedis, work
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         server.stop()
+
+
+async def handshake_cpu_ms(server: Server, sockets: int = 1000) -> float:
+    """The server's CPU per websocket opened without a hello: the stack's handshake, which
+    the floor pays as Kairos does; what a session opened costs beyond it is its hello's."""
+    cpu0, opened = server.cpu_s(), []
+    try:
+        for _ in range(0, sockets, 100):  # the visitors' ramp: 100 at a time, 1,000 a second
+            opened += await asyncio.gather(*(connect(server.ws_url, compression=None, ping_interval=None)
+                                             for _ in range(100)))
+            await asyncio.sleep(0.1)
+        return (server.cpu_s() - cpu0) * 1000 / len(opened)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
+        await asyncio.sleep(1.0)  # the closes settle before the sessions' window opens
 
 
 async def max_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir: Path) -> dict[str, Any]:
@@ -391,11 +419,16 @@ ROWS = [  # key, label, format
     ("hellos_per_s", "hellos/s", "{:.1f}"),
     ("open_cpu_ms", "server CPU ms per session opened", "{:.2f}"),
     ("open_redis_cpu_ms", "Redis CPU ms per session opened", "{:.3f}"),
+    ("handshake_cpu_ms", "server CPU ms per handshake alone", "{:.2f}"),
+    ("hello_cpu_ms", "server CPU ms per hello (opened - handshake)", "{:.2f}"),
     ("open_sessions", "sessions open at the end", "{:,.0f}"),
     ("rss_per_session_kib", "RSS per session, KiB", "{:.1f}"),
     ("redis_mem_per_session_b", "Redis memory per session, B", "{:,.0f}"),
     ("gen2_gcs", "gen-2 GCs in the window", "{:.0f}"),
     ("gen2_longest_ms", "longest gen-2 pause, ms", "{:.1f}"),
+    ("young_gcs", "gen-0/1 GCs in the window", "{:,.0f}"),
+    ("young_longest_ms", "longest gen-0/1 pause, ms", "{:.1f}"),
+    ("gc_ms_per_1k", "GC pauses, ms / 1,000 batches", "{:.1f}"),
     ("server_cpu_share", "server CPU share (cores)", "{:.2f}"),
     ("generator_cpu_share", "generator CPU share (cores)", "{:.2f}"),
     ("pushes", "pushes timed", "{:,.0f}"),
@@ -410,7 +443,8 @@ def median(runs: list[dict[str, Any]], key: str) -> float | None:
 
 
 # What an idle run measures: no batches, so nothing per batch.
-IDLE_ROWS = {"open_cpu_ms", "open_redis_cpu_ms", "rss_per_session_kib", "redis_mem_per_session_b", "gen2_gcs", "gen2_longest_ms", "server_cpu_share",
+IDLE_ROWS = {"open_cpu_ms", "open_redis_cpu_ms", "handshake_cpu_ms", "hello_cpu_ms", "rss_per_session_kib", "redis_mem_per_session_b", "gen2_gcs", "gen2_longest_ms",
+             "young_gcs", "young_longest_ms", "server_cpu_share",
              "generator_cpu_share", "failed_sessions"}
 
 

@@ -13,7 +13,7 @@ import time
 import psutil
 
 from conftest import Server
-from kairos.gcpolicy import FREEZE_EVERY_S
+from kairos.gcpolicy import FREEZE_EVERY_S, TICK_MIN_S, Cadence
 from wsclient import Visitor
 
 SESSIONS = 300
@@ -119,3 +119,46 @@ async def test_no_full_collection_starts_by_itself_while_visitors_are_served(ser
             await v.ws.close()
     assert collections("1") - before["1"] >= 12, "the load made the young generations collect"
     assert collections("2") == before["2"], "and no full collection started by itself"
+
+
+async def test_a_steady_load_starts_no_young_collection_by_itself(serve):
+    """Each batch replaces what its session keeps alive; with CPython's first threshold (700) the
+    batches in flight on a busy loop started a young collection dozens of times a second, each
+    walking every open session's objects again. Now a steady load leaves that to the tick
+    (kairos.gcpolicy.YOUNG_THRESHOLDS): one walk of each survivor every few seconds."""
+    server = serve("redis")
+    visitors = await open_sessions(server, 100)
+    events = lambda: server.metric("kairos_events_total") or 0  # noqa: E731
+    young = lambda: server.metric("kairos_gc_collections_total", generation="0")  # noqa: E731
+    # The arrivals themselves grew the young objects (a real growth may start collections).
+    before, sent = young(), events()
+    for _ in range(40):  # 100 batches at once, each round applied before the next, within the frame rate
+        started_s = time.monotonic()
+        await asyncio.gather(*(v.events({"e": "scroll", "pct": 40}, {"e": "dwell", "ms": 900}) for v in visitors))
+        sent += 2 * len(visitors)
+        assert await until(lambda: events() >= sent, 10), "the server applied the round"
+        await asyncio.sleep(max(0.0, 0.15 - (time.monotonic() - started_s)))
+    started = young() - before
+    assert started <= 2, f"{started:.0f} young collections started by 4,000 batches of 100 open sessions"
+    for v in visitors:
+        await v.ws.close()
+
+
+def test_the_freezes_come_sooner_while_that_shortens_their_pauses():
+    """At 10,000 open sessions 5 s of pings and arrivals made ticks of up to 48 ms: the wait
+    halves while a tick pauses longer than 10 ms and halving helped, and grows back once
+    pauses are short. A pause that halving does not shorten (every session's newest
+    objects, at 2 batches/s) keeps the longest wait: more ticks would only walk it more often."""
+
+    def waits(pause_of) -> list[float]:
+        cadence = Cadence()
+        return [cadence.after(pause_of(cadence.every_s)) for _ in range(8)]
+
+    # Pauses that grow with the wait (arrivals, pings): shorter waits, held where the pause is small.
+    assert waits(lambda every: every * 0.009) == [2.5, 1.25, TICK_MIN_S, TICK_MIN_S, TICK_MIN_S, TICK_MIN_S,
+                                                  TICK_MIN_S, TICK_MIN_S]
+    # A pause that does not: each halving tried is undone at the next tick.
+    assert waits(lambda every: 0.015) == [2.5, FREEZE_EVERY_S] * 4
+    # Short pauses: back to the longest wait.
+    assert waits(lambda every: 0.045 if every == FREEZE_EVERY_S else 0.001)[:4] == [2.5, FREEZE_EVERY_S, 2.5,
+                                                                                    FREEZE_EVERY_S]

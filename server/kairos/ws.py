@@ -9,6 +9,7 @@ import secrets
 import time
 from typing import Sequence
 
+from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from . import wire
@@ -206,36 +207,43 @@ class VisitorSocket:
     # --- frames ---------------------------------------------------------------
 
     async def _serve(self) -> None:
-        max_bytes = self.rt.settings.max_frame_bytes
+        # The frame is handled in a call of its own, not in a local here: a local would keep
+        # the last one (~12 tracked objects) alive while the socket waits for the next, and
+        # every young garbage collection would walk it again (kairos.gcpolicy).
         while not self.conn.closing:
-            msg = await self.ws.receive()
-            self._received_s = time.perf_counter()
-            if msg["type"] == "websocket.disconnect":
+            if not await self._take(await self.ws.receive()):
                 return
-            if not self._within_rate():
-                continue
-            data = msg.get("bytes")
-            if data is None:
-                self.refuse(WireError("bad_frame", "text messages are not part of the protocol; send binary MessagePack"))
-                continue
-            frame = wire.decode(data, max_bytes=max_bytes, max_events=self.rt.settings.max_events)
-            if isinstance(frame, WireError):
-                self.refuse(frame)
-                continue
-            self.rt.metrics.child(self.rt.metrics.frames, type(frame).__name__.lower()).inc()
-            try:
-                await self._handle(frame)
-            except Exception as exc:
-                # With the batch's seq when nothing of it was stored: the snippet sends
-                # that batch again (a batch stored, then a later step failed, is not resent).
-                seq = frame.seq if isinstance(frame, Events) and not self._stored else None
-                err = WireError("server_error", "the server failed to handle this frame; it was dropped", seq=seq)
-                if self.rt.engine.fault(exc):  # a Redis outage is logged once, as a whole: no line per batch
-                    self.rt.metrics.refused.labels(code=err.code).inc()
-                    self.conn.send(wire.error(err))
-                    continue
-                log.exception("fault handling a %s frame of sid=%s", type(frame).__name__, self.sid)
-                self.refuse(err)
+
+    async def _take(self, msg: Message) -> bool:
+        """Handle one websocket message; False when it says the socket closed."""
+        self._received_s = time.perf_counter()
+        if msg["type"] == "websocket.disconnect":
+            return False
+        if not self._within_rate():
+            return True
+        data = msg.get("bytes")
+        if data is None:
+            self.refuse(WireError("bad_frame", "text messages are not part of the protocol; send binary MessagePack"))
+            return True
+        frame = wire.decode(data, max_bytes=self.rt.settings.max_frame_bytes, max_events=self.rt.settings.max_events)
+        if isinstance(frame, WireError):
+            self.refuse(frame)
+            return True
+        self.rt.metrics.child(self.rt.metrics.frames, type(frame).__name__.lower()).inc()
+        try:
+            await self._handle(frame)
+        except Exception as exc:
+            # With the batch's seq when nothing of it was stored: the snippet sends
+            # that batch again (a batch stored, then a later step failed, is not resent).
+            seq = frame.seq if isinstance(frame, Events) and not self._stored else None
+            err = WireError("server_error", "the server failed to handle this frame; it was dropped", seq=seq)
+            if self.rt.engine.fault(exc):  # a Redis outage is logged once, as a whole: no line per batch
+                self.rt.metrics.refused.labels(code=err.code).inc()
+                self.conn.send(wire.error(err))
+                return True
+            log.exception("fault handling a %s frame of sid=%s", type(frame).__name__, self.sid)
+            self.refuse(err)
+        return True
 
     def _within_rate(self) -> bool:
         now = time.monotonic()
