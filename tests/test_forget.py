@@ -43,6 +43,28 @@ async def test_forgetting_a_visitor_with_100_sessions_leaves_nothing_of_them_in_
     assert f"forgot a visitor on request: {SESSIONS} session(s) erased" in server.output()
 
 
+async def test_forgetting_closes_the_visitors_pages_on_every_process(serve, redis_url):
+    """A second tab of the visitor, open on another process: it is closed too (1000, so the
+    snippet does not reconnect), and its session does not come back from its page's hello."""
+    a, b = serve("redis"), serve("redis")
+    here = await Visitor.arrive(a.ws_url)
+    there = await Visitor.arrive(b.ws_url, vid=here.vid)
+    bystander = await Visitor.arrive(b.ws_url)
+    await there.events({"e": "scroll", "pct": 30})
+    b.session_when(there.sid, lambda s: s["scroll_pct"] >= 30)
+
+    r = httpx.post(f"{a.base}/b", content=msgpack.packb({"v": 1, "t": "forget", "site": "demo", "vid": here.vid,
+                                                          "sid": here.sid}), timeout=30)
+    assert r.status_code == 204
+    assert await here.closed_with() == 1000
+    assert await there.closed_with() == 1000, "the page on the other process was closed"
+    left = redis_contents(redis_url)
+    for needle in (here.vid, here.sid, there.sid):
+        assert not [k for k, value in left.items() if needle in k or needle in value], f"{needle} is still in Redis"
+    await bystander.events({"e": "scroll", "pct": 55})
+    b.session_when(bystander.sid, lambda s: s["scroll_pct"] >= 55)
+
+
 async def test_the_visitors_index_forgets_sessions_past_its_time_as_new_ones_join(two, clean_redis):
     """The index of a visitor's sessions (what forgetting walks) drops what is older than its
     ttl, when a session joins it: a visitor who comes back for years does not grow it for ever."""

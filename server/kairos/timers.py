@@ -98,6 +98,21 @@ class TimerService(Bus):
     def on_feed(self, text: str) -> None:
         self.rt.feed.deliver(text)
 
+    async def on_forgotten(self, vid: str, sids: list[str]) -> None:
+        # The process that erased them closed its own pages already: here, none to close.
+        closed = sum(self.rt.hub.forget(sid) for sid in sids)
+        self.rt.feed.gone(sids)
+        if closed:
+            # A batch those pages sent before their close may have found the session gone
+            # and opened it again (ws.VisitorSocket._reopen): erased once more, now that no
+            # page of the visitor is left here to write.
+            try:
+                await self.rt.engine.forget(vid, None)
+            except Exception as exc:
+                if not self.rt.engine.fault(exc):
+                    log.exception("could not erase a forgotten visitor's sessions again")
+            log.info("closed %d page(s) of a visitor forgotten on another process", closed)
+
     async def on_push(self, sid: str, frame: bytes, reply_to: str = "", ref: str = "") -> None:
         pushed = self.rt.hub.push(sid, frame) > 0
         if not pushed:

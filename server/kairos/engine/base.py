@@ -407,6 +407,9 @@ class Engine(ABC):
     async def listen(self, node: str, bus: Bus) -> None:
         """Hear pushes and wake-ups from other processes until cancelled (one process: nothing to hear)."""
 
+    async def publish_forgotten(self, vid: str, sids: Sequence[str]) -> None:
+        """Tell every other process that the visitor and these sessions were erased (one process: nobody)."""
+
     async def publish_feed(self, text: str) -> bool:
         """Send a dashboard feed message to every process; False when there are no others to
         reach (one process: the caller delivers it itself)."""
@@ -430,6 +433,8 @@ class Bus:
     def on_wake(self, due_ms: int) -> None: ...
 
     def on_feed(self, text: str) -> None: ...
+
+    async def on_forgotten(self, vid: str, sids: list[str]) -> None: ...
 
 
 def parse_log(lines: Sequence[str]) -> list[dict[str, Any]]:

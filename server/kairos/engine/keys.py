@@ -160,6 +160,9 @@ PAUSED = f"{PREFIX}:paused"
 # Dashboard feed: one channel for every process, and a flag that some dashboard watches.
 FEED = f"{PREFIX}:feed"
 FEED_WATCHED = f"{PREFIX}:feed:watched"
+# Visitors erased on request: every process closes their pages (a second tab may be
+# open on another one, whose next batch would otherwise open the session again).
+FORGOTTEN = f"{PREFIX}:forgotten"
 
 
 # Staff access. Neither names a person or an address: a client is a keyed hash of

@@ -178,6 +178,7 @@ class RedisEngine(Engine):
         self._channels = f"@{db}" if db else ""
         self.feed_channel = keys.FEED + self._channels
         self.wake_channel = keys.TIMERS_WAKE + self._channels
+        self.forgotten_channel = keys.FORGOTTEN + self._channels
         self.r = aioredis.Redis(connection_pool=self.pool)
         self._apply = self.r.register_script(_script("apply.lua"))
         self._claim = self.r.register_script(_script("claim_show.lua"))
@@ -835,6 +836,9 @@ class RedisEngine(Engine):
         # Session ids never start with "!" (ws.new_sid), so an ack cannot pass for a push.
         await self.pipe.execute("PUBLISH", self.node_channel(node), f"!ack {sid} {ref} {int(pushed)}")
 
+    async def publish_forgotten(self, vid: str, sids: Sequence[str]) -> None:
+        await self.pipe.execute("PUBLISH", self.forgotten_channel, " ".join([vid, *sids]))
+
     async def publish_feed(self, text: str) -> bool:
         await self.pipe.execute("PUBLISH", self.feed_channel, text)
         return True
@@ -847,7 +851,7 @@ class RedisEngine(Engine):
 
     async def listen(self, node: str, bus: Bus) -> None:
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self.node_channel(node), self.wake_channel, self.feed_channel)
+        await pubsub.subscribe(self.node_channel(node), self.wake_channel, self.feed_channel, self.forgotten_channel)
         try:
             while True:
                 try:
@@ -862,6 +866,9 @@ class RedisEngine(Engine):
                     bus.on_feed(msg["data"])
                 elif msg["channel"] == self.wake_channel:
                     bus.on_wake(int(float(msg["data"])))
+                elif msg["channel"] == self.forgotten_channel:
+                    vid, *sids = msg["data"].split(" ")
+                    await bus.on_forgotten(vid, sids)
                 elif msg["data"].startswith("!ack "):
                     _, sid, ref, pushed = msg["data"].split(" ")
                     bus.on_ack(sid, ref, pushed == "1")
