@@ -796,6 +796,15 @@
     let inForce = null; // the document as the server gave it: Apply needs an edit of it
     let valid = null; // the last text the server checked and found valid
     let applying = false;
+    let reloading = false;
+    // Once: after an Apply both its answer and the feed's word of new rules ask for a
+    // reload, and a second reload aborts the first one's navigation.
+    const reload = () => {
+      if (!reloading) {
+        reloading = true;
+        location.reload();
+      }
+    };
     let checkTimer = null;
     let checked = 0;
 
@@ -903,7 +912,7 @@
         const res = await postText("/api/rules/apply", editor.text());
         out.textContent = "Version " + res.version + " is in force: " + res.rules.length + " rules.";
         out.setAttribute("data-state", "ok");
-        location.reload(); // the counters table lists the rules in force
+        reload(); // the counters table lists the rules in force
       } catch (err) {
         applying = false;
         const body = (err && err.body) || {};
@@ -940,7 +949,7 @@
         renderStats();
       },
       rules(m) {
-        if (applying || editor.text() === inForce) return location.reload();
+        if (applying || editor.text() === inForce) return reload();
         // Someone else put new rules in force: keep this edit, and say so.
         const out = $("rules-result");
         out.textContent = "Rules version " + m.version + " was put in force elsewhere. Your edit is kept: applying it replaces them.";
