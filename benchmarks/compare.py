@@ -443,9 +443,9 @@ def median(runs: list[dict[str, Any]], key: str) -> float | None:
 
 
 # What an idle run measures: no batches, so nothing per batch.
-IDLE_ROWS = {"open_cpu_ms", "open_redis_cpu_ms", "handshake_cpu_ms", "hello_cpu_ms", "rss_per_session_kib", "redis_mem_per_session_b", "gen2_gcs", "gen2_longest_ms",
-             "young_gcs", "young_longest_ms", "server_cpu_share",
-             "generator_cpu_share", "failed_sessions"}
+IDLE_ROWS = {"open_cpu_ms", "open_redis_cpu_ms", "handshake_cpu_ms", "hello_cpu_ms", "rss_per_session_kib",
+             "redis_mem_per_session_b", "gen2_gcs", "gen2_longest_ms", "young_gcs", "young_longest_ms",
+             "server_cpu_share", "generator_cpu_share", "failed_sessions"}
 
 
 def table(results: dict[str, list[dict[str, Any]]], idle: bool = False) -> str:
