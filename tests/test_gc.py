@@ -148,7 +148,8 @@ def test_the_freezes_come_sooner_while_that_shortens_their_pauses():
     """At 10,000 open sessions 5 s of pings and arrivals made ticks of up to 48 ms: the wait
     halves while a tick pauses longer than 10 ms and halving helped, and grows back once
     pauses are short. A pause that halving does not shorten (every session's newest
-    objects, at 2 batches/s) keeps the longest wait: more ticks would only walk it more often."""
+    objects, at 2 batches/s) gets the longest wait back at the next tick: more ticks would
+    only walk it more often."""
 
     def waits(pause_of) -> list[float]:
         cadence = Cadence()

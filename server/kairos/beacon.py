@@ -107,9 +107,7 @@ async def _forget(rt: Runtime, f: Forget) -> Response:
     """Erase the visitor and their sessions; close their sockets, here and on every other process
     (1000: no reconnection)."""
     erased = await rt.engine.forget(f.vid, f.sid)
-    for sid in erased:
-        rt.hub.forget(sid)
-    rt.feed.gone(erased)
+    rt.let_go(erased)
     if erased:  # a page of theirs open on another process closes too
         await rt.engine.publish_forgotten(f.vid, erased)
     # Not even the ids: the log must not keep what was just erased.

@@ -77,8 +77,8 @@ YOUNG_THRESHOLDS = (10_000, 3)
 # The third threshold, so that no full collection starts by itself: one walks what
 # reached generation 2 since the last freeze (at 2,000 batches/s on a slow day, 4
 # in 20 s of 13-14 ms each), and the tick freezes it unchecked a few seconds later
-# anyway. Garbage that died in a cycle after two young collections waits for the next quiet
-# sweep, as what the tick froze does.
+# anyway. Garbage that died in a cycle after two young collections waits for the
+# next quiet sweep, as what the tick froze does.
 FULL_NEVER = 2**31 - 1
 # Open sockets at most for the process to count as quiet: a full collection of
 # everything then walks start-up's objects (~66,000 with the demo's rules) and a

@@ -119,6 +119,13 @@ class Runtime:
         await self.engine.close()
         self.geo.close()
 
+    def let_go(self, sids: list[str]) -> int:
+        """Erased sessions: their sockets here closed (1000: no reconnection) and off the
+        dashboards; how many sockets were closed."""
+        closed = sum(self.hub.forget(sid) for sid in sids)
+        self.feed.gone(sids)
+        return closed
+
     def replace_rules(self, ruleset: Ruleset) -> int:
         """Put a validated ruleset in force, whole; its version number.
 

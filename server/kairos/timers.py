@@ -99,9 +99,8 @@ class TimerService(Bus):
         self.rt.feed.deliver(text)
 
     async def on_forgotten(self, vid: str, sids: list[str]) -> None:
-        # The process that erased them closed its own pages already: here, none to close.
-        closed = sum(self.rt.hub.forget(sid) for sid in sids)
-        self.rt.feed.gone(sids)
+        # The process that erased them let its own pages go already: there, none to close.
+        closed = self.rt.let_go(sids)
         if closed:
             # A batch those pages sent before their close may have found the session gone
             # and opened it again (ws.VisitorSocket._reopen): erased once more, now that no
