@@ -4,6 +4,7 @@
     python benchmarks/compare.py --max              # most batches/s each sustains with p99 <= 250 ms
     python benchmarks/compare.py --idle             # RSS per idle session, 5,000 sessions
     python benchmarks/compare.py --shape store      # 10,000 shoppers coming and going as a store's do
+    python benchmarks/compare.py --experiment       # Kairos, its rule plain and running an experiment (issue 17)
 
 The floor is a bare server on Kairos's stack (uvicorn, uvloop, httptools,
 websockets sans-I/O, Starlette, redis-py, one EVALSHA a batch); Kairos is
@@ -35,6 +36,11 @@ database. Per run and as medians over the runs it prints:
   with --shape store also hellos/s and the sessions open at the end,
 and the ratio Kairos/floor of each median. Ratios, and CPU per batch, survive a
 busy machine far better than latency and throughput do.
+
+With --experiment the two servers are both Kairos: the benchmark's rule as it is,
+and the same rule running an experiment (benchmarks/bench-rules-experiment.yaml:
+two variants and a 10% holdout), so the last column is what the experiment's
+path costs.
 
 Redis: by default a redis-server of the benchmark's own on a free port (no
 persistence), so INFO cpu counts only this benchmark; `--redis-url` uses a
@@ -75,6 +81,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RULES = HERE / "bench-rules.yaml"
 TARGETS = ("floor", "kairos")
+# --experiment: Kairos against itself, its rule plain and running an experiment.
+EXPERIMENT_TARGETS = ("kairos", "experiment")
+EXPERIMENT_RULES = HERE / "bench-rules-experiment.yaml"
 # The acceptance line of --max (issue 16): a rate is sustained while p99 event->push stays within it.
 MAX_P99_MS = 250.0
 
@@ -139,6 +148,8 @@ def server_command(target: str, port: int, redis_url: str, gc_log: Path, rules: 
     probe = [sys.executable, str(HERE / "gc_probe.py"), "--out", str(gc_log)]
     if target == "floor":
         return [*probe, str(HERE / "floor.py"), "--port", str(port), "--redis-url", redis_url]
+    if target == "experiment":
+        rules = EXPERIMENT_RULES
     return [*probe, "-m", "kairos", "serve", "--engine", "redis", "--redis-url", redis_url, "--rules", str(rules),
             "--port", str(port), "--log-level", "warning", "--no-demo", "--admin-token", secrets.token_hex(16)]
 
@@ -449,20 +460,22 @@ IDLE_ROWS = {"open_cpu_ms", "open_redis_cpu_ms", "handshake_cpu_ms", "hello_cpu_
 
 
 def table(results: dict[str, list[dict[str, Any]]], idle: bool = False) -> str:
-    """Per-run columns, the medians, and Kairos/floor of the medians, as aligned text."""
+    """Per-run columns, the medians, and Kairos/floor (or experiment/plain) of the medians, as aligned text."""
     n = max(len(v) for v in results.values())
-    head = ["measure", *(f"floor {i + 1}" for i in range(n)), *(f"Kairos {i + 1}" for i in range(n)),
-            "floor med", "Kairos med", "Kairos/floor"]
+    targets = tuple(results)
+    a, b = ("floor", "Kairos") if targets == TARGETS else ("plain", "experiment")
+    head = ["measure", *(f"{a} {i + 1}" for i in range(n)), *(f"{b} {i + 1}" for i in range(n)),
+            f"{a} med", f"{b} med", f"{b}/{a}"]
     lines = [head]
     for key, label, fmt in ROWS:
         if idle and key not in IDLE_ROWS or not any(key in r for runs in results.values() for r in runs):
             continue
         cells = [label]
-        for target in TARGETS:
+        for target in targets:
             runs = results[target]
             cells += [fmt.format(r[key]) if key in r and r[key] == r[key] else "-" for r in runs]
             cells += [""] * (n - len(runs))
-        meds = [median(results[t], key) for t in TARGETS]
+        meds = [median(results[t], key) for t in targets]
         cells += [fmt.format(m) if m is not None else "-" for m in meds]
         ratio = "-" if None in meds or not meds[0] else f"{meds[1] / meds[0]:.2f}x"
         cells.append(ratio)
@@ -487,12 +500,13 @@ def raise_fd_limit(sessions: int) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     db = BenchRedis(args.redis_url)
-    results: dict[str, list[dict[str, Any]]] = {t: [] for t in TARGETS}
+    targets = EXPERIMENT_TARGETS if args.experiment else TARGETS
+    results: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
     one = max_run if args.max else store_run if args.shape == "store" else steady_run
     try:
         with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
             for i in range(args.runs):
-                for target in TARGETS:  # interleaved: a slow spell on the machine falls on both
+                for target in targets:  # interleaved: a slow spell on the machine falls on both
                     print(f"run {i + 1}/{args.runs}: {target}", file=sys.stderr, flush=True)
                     results[target].append(await one(target, args, db, Path(tmp)))
     finally:
@@ -521,6 +535,8 @@ def main() -> None:
                    help="store: shoppers arriving and leaving, lognormal gaps (median 56 s, p90 299 s), ~5 batches "
                         "a visit, --sessions open at once (default 10,000), 10%% of batches triggering")
     p.add_argument("--idle", action="store_true", help="idle visitors (hello, then nothing): memory per session")
+    p.add_argument("--experiment", action="store_true",
+                   help="Kairos against itself: the rule plain, and running an experiment (no floor)")
     p.add_argument("--json", type=Path, help="also write the per-run figures here")
     args = p.parse_args()
     if args.idle:
@@ -544,7 +560,9 @@ def main() -> None:
     import uvloop
 
     mode = "idle" if args.idle else "max" if args.max else args.shape
-    if mode == "store":
+    if args.experiment:
+        mode += " (experiment)"
+    if mode.startswith("store"):
         shape = Shape()
         load_text = (f"{args.sessions:,} sessions open, {args.sessions / shape.visit_s:.1f} arrivals/s, "
                      f"{args.sessions / shape.mean_gap_s:.0f} batches/s (gaps median {shape.gap_median_s:g} s, p90 "

@@ -104,6 +104,9 @@ class Stats:
     hellos: int = 0  # welcomed while measuring
 
 
+# A trigger with no `show` this long after it is given up on (an experiment's holdout).
+UNANSWERED_S = 2.0
+
 async def stopped(stop: asyncio.Event, wait_s: float) -> bool:
     """Wait `wait_s`, or less if the benchmark stops meanwhile; whether it did."""
     try:
@@ -157,7 +160,10 @@ async def visitor(n: int, ws_url: str, load: Load, stats: Stats, stop: asyncio.E
                 # Most of a shopper's clicks land on elements the store did not mark (no data-kairos):
                 # a link, its text. The last click is on a marked button, the rule's target or not.
                 ev += [{"e": "click", "ts": ts, "tag": "a", "text": "Shirts"}] * max(0, load.batch - 3)
-                # One overlay at a time: trigger again only once the last one was answered.
+                # One overlay at a time: trigger again only once the last one was answered, or
+                # after UNANSWERED_S without one (a visitor an experiment holds out gets none).
+                if pending and time.perf_counter() - min(pending.values()) > UNANSWERED_S:
+                    pending.clear()
                 trigger = not pending and random.random() < load.trigger_share
                 ev.append({"e": "click", "ts": ts, "tag": "button", "k": "bench" if trigger else "other"})
                 if trigger:

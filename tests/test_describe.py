@@ -53,7 +53,9 @@ def test_the_demo_rules():
         "When a visitor shows exit intent on a product page, show offer 'offer.html' (center), "
         "at most once per session, priority 10.",
         "When a visitor shows exit intent on a cart or checkout page and their cart value is over 50, "
-        "show offer 'offer.html' (center), at most once per session, priority 20.",
+        "show offer 'offer.html' (center), at most once per session, priority 20. Experiment cart-exit-shipping, "
+        "counted from the moment in every arm — a 45%: as written; b 45%: headline 'Your order ships free'; "
+        "holdout 10%: shown nothing, recorded as if shown (caps and all).",
         "When a visitor scrolls on a product page and the deepest scroll on this page is at least 70%, "
         "show bar 'bar.html' (bottom) for 12 s, at most once per session, priority 1.",
     ]
@@ -199,3 +201,18 @@ def test_the_later_signals_read_as_words():
           if: {identified: true, exit_how: scroll}
           then: {show: offer, template: offer.html}
     """).startswith("When a visitor shows exit intent and the store has identified them and the way the exit intent showed is 'scroll', show")
+
+
+def test_an_experiment_in_words_names_each_arm_its_share_and_what_it_changes():
+    assert one("""
+        - id: later-chat
+          when: add_to_cart
+          after: 5m
+          then: {show: chat, template: chat.html, params: {agent: Sam, message: Hi}}
+          experiment:
+            id: chat-delay
+            variants:
+              soon: {weight: 3}
+              late: {after: 10m, then: {params: {message: 'Still there?'}}}
+    """).endswith("Experiment chat-delay, counted from the moment in every arm — soon 75%: as written; "
+                  "late 25%: message 'Still there?', after 10 min.")

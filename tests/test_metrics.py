@@ -35,7 +35,7 @@ FAMILIES = {
     "kairos_gc_collections": "counter",
 }
 # What becomes of a timer that came due (kairos.timers).
-TIMER_OUTCOMES = {"shown", "forwarded", "kept", "dropped", "capped", "cancelled", "replaced", "session_gone",
+TIMER_OUTCOMES = {"shown", "forwarded", "held", "kept", "dropped", "capped", "cancelled", "replaced", "session_gone",
                   "rule_gone"}
 
 

@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple, Sequence
 
 from .moment import Placed, hide_why
 from .engine.base import Outcome
-from .nudge import claim_nudge, note_shown, plan_show, take_down
+from .nudge import arms_for, claim_nudge, note_exposed, note_shown, plan_show, take_down
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
 from .rules.evaluate import score_moves
 from .intent.sessions import archive_row
@@ -54,7 +54,8 @@ async def apply_events(
         rt.metrics.events_lost.inc(batch.lost)
     log = event_log(batch.events, now, site, rt.identify_key)
     views = [e for e in batch.events if e.type == "page_view"]
-    purchase = any(e.type == "purchase" for e in batch.events)
+    purchases = [e for e in batch.events if e.type == "purchase"]
+    purchase = bool(purchases)
     outcome = None
     if views:
         f = views[-1].fields
@@ -74,7 +75,8 @@ async def apply_events(
     if purchase:
         # Rare, so its own round trip: the purchase, and a conversion for each rule shown lately.
         # After the events are stored: a batch refused and sent again is not counted twice.
-        await rt.engine.record_conversion(vid, now, rt.settings.attribution_s * 1000)
+        cents = sum(round(float(e.fields.get("value") or 0) * 100) for e in purchases)
+        await rt.engine.record_conversion(vid, now, rt.settings.attribution_s * 1000, cents)
     state.visitor = visitor
     if outcome is None:
         await log_score_moves(rt, rules, state, batch.events, now)
@@ -84,10 +86,11 @@ async def apply_events(
     show = outcome.show if outcome else None
     settled = outcome is not None and (show is not None or outcome.settled)
     if show is not None:
-        note_shown(rt, sid, show.rule)
+        note_shown(rt, sid, show.rule, show.held)
+        await note_exposed(rt, state, show, now)
     elif batch.events and not settled:
         await end_moment(rt, rules, state, batch.events, now)
-    return Applied(state, visitor, show.frame if show else None, settled)
+    return Applied(state, visitor, show.frame if show and not show.held else None, settled)
 
 
 def decider(rt: Runtime, rules: Ruleset, events: Sequence[Event], now: int,
@@ -148,7 +151,10 @@ def score_lines(rules: Ruleset, state: SessionState, events: Sequence[Event], no
 
 async def arm_delayed(rt: Runtime, rules: Ruleset, state: SessionState, events: Sequence[Event], now: int) -> None:
     """Arm (or re-arm) the timers of the delayed rules the batch set off."""
-    timers = timers_to_arm(rules, state, events, now, rt.settings.delay_scale)
+    def delay_for(rule: Rule) -> float | None:  # the visitor's arm's, when the rule runs an experiment
+        return rule.after_for(dict(arms_for(rt, rule, state)).get(rule.experiment_id or "")) if rule.experiment else None
+
+    timers = timers_to_arm(rules, state, events, now, rt.settings.delay_scale, delay_for)
     if timers:
         rt.timers.arm(await rt.engine.arm_timers(timers))
 

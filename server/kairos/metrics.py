@@ -50,7 +50,7 @@ REFUSAL_CODES = (
 FRAME_TYPES = ("hello", "events", "feedback")
 BEACON_TYPES = ("events", "forget")
 # What becomes of a timer that came due (kairos.timers.TimerService.fire).
-TIMER_OUTCOMES = ("shown", "forwarded", "kept", "dropped", "capped", "cancelled", "replaced", "session_gone",
+TIMER_OUTCOMES = ("shown", "forwarded", "held", "kept", "dropped", "capped", "cancelled", "replaced", "session_gone",
                   "rule_gone")
 # Why a client too slow to read was let go (kairos.push): a frame would take its
 # queue past its bound, or waited longer than the send timeout for its socket.

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import wire
 from .context import GeoLookup
+from .experiments.assign import salt_from
 from .engine import Engine, create_engine
 from .feed import Feed
 from .metrics import Metrics
@@ -60,6 +61,13 @@ class Runtime:
         # (tests, an embedding) and without a secret gets a random one: its hashes
         # match within this process only, and none can be reversed from a list of ids.
         self.identify_key = (settings.identify_secret or secrets.token_hex(32)).encode()
+        # Experiments split visitors by a hash salted with it (experiments.assign): the same
+        # split on every process that shares the secret.
+        self.arm_salt = salt_from(self.identify_key)
+        # Pages exposed to an experiment within the last moments (nudge.note_exposed), by session:
+        # (ms, pages then, (experiment, arm)…), to tell a visitor who left right after it.
+        self.exposed_lately: dict[str, tuple[int, int, tuple[tuple[str, str], ...]]] = {}
+        self.leaving: set[asyncio.Task[None]] = set()
         # Beacons have no connection to hold a rate limit: one per visitor id, for
         # the visitors seen lately.
         self.beacon_limits = wire.RateLimits(settings.frames_burst, settings.frames_per_s, max_keys=10_000)
@@ -115,6 +123,8 @@ class Runtime:
             self._feed_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feed_task
+        for task in list(self.leaving):  # pages closed lately, not yet told apart: not counted
+            task.cancel()
         await self.timers.close()
         await self.engine.close()
         self.geo.close()

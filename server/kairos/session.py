@@ -60,6 +60,8 @@ class VisitorInfo:
     # Delayed nudges that came due while they were away (`offline: next_page`),
     # taken by this page view.
     pending: tuple[str, ...] = ()
+    # The arm recorded for them in each experiment they were exposed to (experiment id -> arm).
+    arms: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def returning(self) -> bool:

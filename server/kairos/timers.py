@@ -250,5 +250,7 @@ class TimerService(Bus):
             return ("kept", None, None, None) if rule.offline == "next_page" else ("dropped", "no page open", None, None)
         frame, verdict = await claim_nudge_or_why(self.rt, rule, state, now, oid=t.oid)
         if frame is None:
+            if verdict == "held":  # claimed as a nudge is, and not sent: the visitor is held out
+                return "held", None, None, None
             return ("fired", None, None, None) if verdict == "seen" else ("capped", verdict, None, None)
         return "fired", None, where, frame

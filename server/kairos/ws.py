@@ -17,8 +17,9 @@ from .batch import Applied, apply_events, arm_delayed, claim_best, keep_for_trai
 from .push import Connection
 from .context import request_context
 from .engine import keys
-from .engine.base import Opening, SessionGone
+from .engine.base import COUNTED_ACTS, Opening, SessionGone
 from .engine.outage import Tally
+from .nudge import note_feedback, note_page_closed
 from .rules import Rule, Ruleset
 from .runtime import Runtime, now_ms
 from .session import SessionState, VisitorInfo, hello_ops, log_entry, sockets_field
@@ -203,6 +204,7 @@ class VisitorSocket:
                 log.exception("could not record the disconnect of sid=%s", self.sid)
         finally:
             self.rt.engine.closed(self.sid)
+            note_page_closed(self.rt, self.sid, now)
 
     # --- frames ---------------------------------------------------------------
 
@@ -323,6 +325,8 @@ class VisitorSocket:
         if await self.rt.engine.record_feedback(self.sid, fb.oid, fb.act, line, now):
             self.rt.metrics.feedback.labels(act=fb.act).inc()
             self.rt.feed.touch(self.sid)
+            if fb.act in COUNTED_ACTS:
+                note_feedback(self.rt, self.visitor, fb.oid, fb.act, now)
         else:
             self.refuse(WireError("unknown_overlay", f"overlay {fb.oid!r} was not shown in this session"))
 

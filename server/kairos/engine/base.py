@@ -38,6 +38,10 @@ def index_ttl_s(visitor_ttl_s: int, archive_ttl_s: int) -> int:
 # 8,640 buckets, one pipelined read (about 0.1 s; one-minute buckets took 0.45 s).
 STATS_BUCKET_MS = 5 * 60 * 1000
 STATS_TTL_S = 32 * 24 * 3600
+# Experiments' counters are kept by day, for a year and a month: an experiment runs
+# for weeks, and its result is read long after it ended.
+ARM_STATS_DAY_MS = 24 * 3600 * 1000
+ARM_STATS_TTL_S = 400 * 24 * 3600
 # A pause outlives any sensible absence; every pause or resume renews it.
 PAUSED_TTL_S = 90 * 24 * 3600
 # What a rule's nudge can be counted as; feedback acts beyond these are not counters.
@@ -47,6 +51,32 @@ COUNTED_ACTS = ("clicked", "dismissed")
 def stats_bucket(now_ms: int) -> int:
     """The start (ms) of the counters' bucket that `now_ms` falls in."""
     return now_ms - now_ms % STATS_BUCKET_MS
+
+
+def arm_day(now_ms: int) -> int:
+    """The day (UTC) an experiment's count belongs to, as its start in ms."""
+    return now_ms - now_ms % ARM_STATS_DAY_MS
+
+
+def arm_days(since_ms: int, until_ms: int) -> range:
+    """The starts of the days that hold counts of [since_ms, until_ms]."""
+    return range(arm_day(since_ms), arm_day(until_ms) + 1, ARM_STATS_DAY_MS)
+
+
+def arm_field(experiment: str, arm: str, counter: str) -> str:
+    """An arm's counter as the engines keep it: "<experiment>@<arm>|<counter>"."""
+    return f"{experiment}@{arm}|{counter}"
+
+
+def arm_credits(exposed: Mapping[str, tuple[str, int]], converted: set[str] | frozenset[str], now_ms: int,
+                window_ms: int) -> list[tuple[str, str, bool]]:
+    """What a purchase credits: (experiment, arm, whether it is the visitor's first conversion
+    there) for each experiment they were first exposed to within `window_ms` before it.
+
+    `exposed`: experiment -> (arm, first exposure ms); `converted`: experiments where
+    they already converted. Pure: both engines credit through it."""
+    return [(exp, arm, exp not in converted) for exp, (arm, at) in sorted(exposed.items())
+            if now_ms - window_ms <= at <= now_ms]
 
 
 def stats_buckets(since_ms: int, until_ms: int) -> range:
@@ -122,6 +152,10 @@ class Show:
     log: str
     placed: str = ""
     frame: bytes = b""
+    # The experiments it exposes the visitor to, (experiment, arm): its rule's and the whole
+    # program's holdout; and whether it is held out (recorded as shown, never sent).
+    exposes: tuple[tuple[str, str], ...] = ()
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +247,14 @@ class Engine(ABC):
 
     @abstractmethod
     async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
-                         placed: str = "") -> str:
+                         placed: str = "", held: bool = False) -> str:
         """Check every cap of a rule (session, visitor, rule-wide) and whether it is paused, and
         record and log the show, atomically: "ok" or which cap stopped it.
 
         `placed`: where the overlay lives (moment.Placed, packed), kept beside
         it and read back as the state's `onscreen_at` while it is on screen.
+        `held`: an experiment holds the visitor out; claimed all the same, and counted
+        as `held` instead of `shown` (nothing is sent).
 
         Counts the rule's moment (`triggered`) and its show (`shown`) in the
         counters; a moment that was not shown is logged (kind `skip`, with `why`)
@@ -236,9 +272,31 @@ class Engine(ABC):
         """Add lines to a live session's log (what is learnt only after a batch is applied)."""
 
     @abstractmethod
-    async def record_conversion(self, vid: str, now_ms: int, window_ms: int) -> list[str]:
+    async def record_conversion(self, vid: str, now_ms: int, window_ms: int, value_cents: int = 0) -> list[str]:
         """Count a purchase, and a conversion for each rule shown to the visitor within
-        `window_ms` before it (at most SHOWS_TTL_S back); the rules credited."""
+        `window_ms` before it (at most SHOWS_TTL_S back); the rules credited.
+
+        Each experiment the visitor was first exposed to within `window_ms` gets the
+        purchase's value (`revenue`, `revenue_sq`: its square, for the variance) and,
+        the first time only, a conversion: its rate is of visitors, not purchases."""
+
+    @abstractmethod
+    async def expose(self, vid: str, experiment: str, arm: str, now_ms: int) -> tuple[str, bool]:
+        """Record the visitor's arm at their first exposure to an experiment (kept with the
+        visitor's TTL): the arm recorded (theirs from before, if any) and whether this is the first."""
+
+    @abstractmethod
+    async def arms(self, vid: str) -> dict[str, str]:
+        """The visitor's recorded arms, by experiment id."""
+
+    @abstractmethod
+    def count_arm(self, now_ms: int, experiment: str, arm: str, counter: str, n: int = 1) -> None:
+        """Add to an arm's counter of the day (statistics, as the rule counters: not atomic with
+        what they count; Redis has them within STATS_FLUSH_S)."""
+
+    @abstractmethod
+    async def arm_stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:
+        """The experiments' counters by day start: {"<experiment>@<arm>|<counter>": n}."""
 
     @abstractmethod
     async def stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:

@@ -154,6 +154,11 @@ def stats(bucket_ms: int) -> str:
     return f"{PREFIX}:stats:{bucket_ms}"
 
 
+def arm_stats(day_ms: int) -> str:
+    """Experiments' counters of one day (engine.base.arm_day), written as the rule counters are."""
+    return f"{PREFIX}:arms:{day_ms}"
+
+
 # Paused rules (rule -> since ms). Each process keeps a view of it for its claims
 # (RedisEngine.paused_view): its own pauses at once, the others' within redis.PAUSED_REFRESH_S.
 PAUSED = f"{PREFIX}:paused"

@@ -14,9 +14,9 @@ from ..caps import Caps, bucket, visitor_verdict
 from ..rules.delayed import Timer, armed_line, outcome_line
 from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note_skip, record_feedback, record_show,
                        session_verdict)
-from .base import (ARCHIVE_KEEP, COUNTED_ACTS, HEARTBEAT_TTL_MS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S, TIMER_LEASE_MS,
-                   VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, Opened, Opening, SessionGone, index_ttl_s, opens_session,
-                   parse_log, stats_bucket, stats_buckets)
+from .base import (ARM_STATS_TTL_S, ARCHIVE_KEEP, COUNTED_ACTS, HEARTBEAT_TTL_MS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S,
+                   TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, Opened, Opening, SessionGone, arm_credits, arm_day,
+                   arm_days, arm_field, index_ttl_s, opens_session, parse_log, stats_bucket, stats_buckets)
 from .keys import EmptyId
 
 SWEEP_EVERY_S = 60.0
@@ -39,6 +39,8 @@ class _Visitor:
     views: deque[tuple[int, str, str]] = field(default_factory=lambda: deque(maxlen=VIEWS_KEEP))
     shows: dict[str, list[int]] = field(default_factory=dict)  # by rule; "" for every rule
     pending: dict[str, int] = field(default_factory=dict)  # rule -> when it was kept
+    arms: dict[str, tuple[str, int]] = field(default_factory=dict)  # experiment -> (arm, first exposure ms)
+    converted: set[str] = field(default_factory=set)  # experiments they converted in
     expires_at: float = 0.0
 
 
@@ -80,6 +82,7 @@ class MemoryEngine(Engine):
         self._leased: dict[str, tuple[int, str]] = {}
         self._nodes: dict[str, int] = {}  # node -> alive until (ms)
         self._stats: dict[int, dict[str, int]] = {}  # bucket start -> "<rule>|<counter>" -> n
+        self._arm_stats: dict[int, dict[str, int]] = {}  # day start -> "<experiment>@<arm>|<counter>" -> n
         self._paused: dict[str, int] = {}
         # Staff access: wrong tokens by client (count, window end), logins (record, expiry); time.monotonic().
         self._staff_failures: dict[str, tuple[int, float]] = {}
@@ -119,6 +122,9 @@ class MemoryEngine(Engine):
         oldest = stats_bucket(int(time.time() * 1000) - STATS_TTL_S * 1000)
         for b in [b for b in self._stats if b < oldest]:
             del self._stats[b]
+        oldest = arm_day(int(time.time() * 1000) - ARM_STATS_TTL_S * 1000)
+        for d in [d for d in self._arm_stats if d < oldest]:
+            del self._arm_stats[d]
         return len(dead)
 
     def _live(self, sid: str) -> _Entry | None:
@@ -160,7 +166,7 @@ class MemoryEngine(Engine):
         return Opened(sid, resumed, state, visitor)
 
     async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
-                         placed: str = "") -> str:
+                         placed: str = "", held: bool = False) -> str:
         e = self._live(sid)
         if e is None:
             return "gone"
@@ -181,7 +187,7 @@ class MemoryEngine(Engine):
         e.log.appendleft(log)
         self._touch(e)
         self._count(now_ms, rule, "triggered")
-        self._count(now_ms, rule, "shown")
+        self._count(now_ms, rule, "held" if held else "shown")
         for times in (rule_times, all_times):
             times.append(now_ms)
             times[:] = [t for t in times if t > now_ms - SHOWS_TTL_S * 1000]
@@ -215,6 +221,7 @@ class MemoryEngine(Engine):
             page_views_24h=sum(1 for _, p in recent if p == path),
             type_views_24h=sum(1 for t, _ in recent if t == page_type),
             pending=pending,
+            arms={exp: arm for exp, (arm, _) in v.arms.items()},
         )
 
     async def keep_for_next_page(self, vid: str, rule: str, now_ms: int) -> None:
@@ -288,9 +295,16 @@ class MemoryEngine(Engine):
         if e is not None:
             e.log.extendleft(lines)
 
-    async def record_conversion(self, vid: str, now_ms: int, window_ms: int) -> list[str]:
+    async def record_conversion(self, vid: str, now_ms: int, window_ms: int, value_cents: int = 0) -> list[str]:
         self._count(now_ms, "*", "purchases")
         v = self._visitors.get(vid)
+        for exp, arm, first in arm_credits(v.arms if v else {}, v.converted if v else set(), now_ms, window_ms):
+            if first:
+                v.converted.add(exp)  # type: ignore[union-attr]
+                self.count_arm(now_ms, exp, arm, "converted")
+            if value_cents:
+                self.count_arm(now_ms, exp, arm, "revenue", value_cents)
+                self.count_arm(now_ms, exp, arm, "revenue_sq", value_cents * value_cents)
         since = now_ms - min(window_ms, SHOWS_TTL_S * 1000)
         credited = sorted(r for r, times in (v.shows.items() if v else ()) if r and any(t > since for t in times))
         for rule in credited:
@@ -299,6 +313,26 @@ class MemoryEngine(Engine):
 
     async def stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:
         return {b: dict(self._stats[b]) for b in stats_buckets(since_ms, until_ms) if b in self._stats}
+
+    async def expose(self, vid: str, experiment: str, arm: str, now_ms: int) -> tuple[str, bool]:
+        v = self._visitor(vid, now_ms)
+        kept = v.arms.get(experiment)
+        if kept is not None:
+            return kept[0], False
+        v.arms[experiment] = (arm, now_ms)
+        return arm, True
+
+    async def arms(self, vid: str) -> dict[str, str]:
+        v = self._visitors.get(vid)
+        return {exp: arm for exp, (arm, _) in v.arms.items()} if v else {}
+
+    def count_arm(self, now_ms: int, experiment: str, arm: str, counter: str, n: int = 1) -> None:
+        day = self._arm_stats.setdefault(arm_day(now_ms), {})
+        key = arm_field(experiment, arm, counter)
+        day[key] = day.get(key, 0) + n
+
+    async def arm_stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:
+        return {d: dict(self._arm_stats[d]) for d in arm_days(since_ms, until_ms) if d in self._arm_stats}
 
     async def set_paused(self, rule: str, paused: bool, now_ms: int) -> None:
         if paused:

@@ -27,9 +27,10 @@ from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, reco
 from . import keys
 from .autopipe import AutoPipeline
 from .outage import Outage, is_outage
-from .base import (ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, HEARTBEAT_TTL_MS, LOG_MAX, PAUSED_TTL_S, SHOWS_TTL_S,
-                   STATS_TTL_S, TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, Opened, Opening, Outcome,
-                   SessionGone, Show, index_ttl_s, parse_log, stats_bucket, stats_buckets)
+from .base import (ARM_STATS_TTL_S, ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, HEARTBEAT_TTL_MS, LOG_MAX, PAUSED_TTL_S,
+                   SHOWS_TTL_S, STATS_TTL_S, TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, Opened, Opening,
+                   Outcome, SessionGone, Show, arm_credits, arm_day, arm_days, arm_field, index_ttl_s, parse_log,
+                   stats_bucket, stats_buckets)
 
 log = logging.getLogger("kairos.redis")
 # The timer queue outlives its longest delay by an hour, then expires if unused.
@@ -146,9 +147,22 @@ def _packed(ops: Sequence[Op]) -> bytes:
 
 def _visit(seen: Sequence[Any]) -> VisitorInfo:
     """lib/visit.lua's reply, read as text or (with a session's state, _RAW) as bytes."""
-    sessions, first, same_path, same_type, pending = seen
+    sessions, first, same_path, same_type, pending, arms = seen
+    text = lambda b: b.decode() if isinstance(b, bytes) else b  # noqa: E731
     return VisitorInfo(int(sessions), int(first), int(same_path), int(same_type),
-                       tuple(sorted(p.decode() if isinstance(p, bytes) else p for p in pending)))
+                       tuple(sorted(text(p) for p in pending)),
+                       {text(arms[i])[2:]: _arm_record(text(arms[i + 1]))[0] for i in range(0, len(arms), 2)})
+
+
+def _arm_record(value: str) -> tuple[str, int]:
+    """An experiment's record under the visitor ("<arm>|<first exposure ms>")."""
+    arm, _, at = value.partition("|")
+    return arm, int(at) if at.isdigit() else 0
+
+
+def _arms(info: Mapping[str, str]) -> dict[str, str]:
+    """The recorded arms in a visitor's info hash (fields x:<experiment>)."""
+    return {f[2:]: _arm_record(v)[0] for f, v in info.items() if f.startswith("x:")}
 
 
 def _visitor_caps(caps: Caps, rule_full: bool) -> list[Any]:
@@ -342,7 +356,7 @@ class RedisEngine(Engine):
                     self.applied_here["apply_show"] += 1
                     self._keep(sid, shown)
                     self._count(now_ms, f"{show.rule}|triggered")
-                    self._count(now_ms, f"{show.rule}|shown")
+                    self._count(now_ms, f"{show.rule}|{'held' if show.held else 'shown'}")
                     return state, outcome
                 if isinstance(reply, bytes):  # the visitor's caps stopped the show: the batch alone is stored
                     self.applied_here["apply_show"] += 1
@@ -444,7 +458,7 @@ class RedisEngine(Engine):
         return out
 
     async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
-                         placed: str = "") -> str:
+                         placed: str = "", held: bool = False) -> str:
         """The claim runs in the visitor's slot (claim_show.lua); what is shared by every
         visitor is done beside it: the rule's window, the pauses and the counters."""
         window, full = None, False
@@ -487,7 +501,7 @@ class RedisEngine(Engine):
         if int(counted):
             self._count(now_ms, f"{rule}|triggered")
         if verdict == "ok":
-            self._count(now_ms, f"{rule}|shown")
+            self._count(now_ms, f"{rule}|{'held' if held else 'shown'}")
         if window and verdict != "ok":
             await asyncio.gather(*self._give_back(window, caps.per_rule.per_ms))
         return verdict
@@ -514,9 +528,25 @@ class RedisEngine(Engine):
             pipe.ltrim(key, 0, LOG_MAX - 1)
             await pipe.execute()
 
-    async def record_conversion(self, vid: str, now_ms: int, window_ms: int) -> list[str]:
+    async def record_conversion(self, vid: str, now_ms: int, window_ms: int, value_cents: int = 0) -> list[str]:
         since = now_ms - min(window_ms, SHOWS_TTL_S * 1000)
-        oids = await self.pipe.execute("ZRANGEBYSCORE", keys.visitor(vid, "shows"), f"({since}", "+inf")
+        info = keys.visitor(vid, "info")
+        oids, fields = await asyncio.gather(
+            self.pipe.execute("ZRANGEBYSCORE", keys.visitor(vid, "shows"), f"({since}", "+inf"),
+            self.pipe.execute("HGETALL", info))
+        exposed = {f[2:]: _arm_record(v) for f, v in fields.items() if f.startswith("x:")}
+        converted = {f[2:] for f in fields if f.startswith("c:")}
+        credits = arm_credits(exposed, converted, now_ms, window_ms)
+        # HSETNX decides the first conversion: two purchases at once on two processes count one.
+        firsts = await asyncio.gather(*(self.pipe.execute("HSETNX", info, f"c:{exp}", now_ms)
+                                        for exp, _, first in credits if first))
+        it = iter(firsts)
+        for exp, arm, first in credits:
+            if first and int(next(it)):
+                self.count_arm(now_ms, exp, arm, "converted")
+            if value_cents:
+                self.count_arm(now_ms, exp, arm, "revenue", value_cents)
+                self.count_arm(now_ms, exp, arm, "revenue_sq", value_cents * value_cents)
         # Each show's oid is "<rule>.<hex>".
         credited = sorted({oid.rsplit(".", 1)[0] for oid in oids})
         self._count(now_ms, "*|purchases")
@@ -526,6 +556,30 @@ class RedisEngine(Engine):
 
     def _count(self, now_ms: int, field: str) -> None:
         self._tally[stats_bucket(now_ms), field] += 1
+
+    def count_arm(self, now_ms: int, experiment: str, arm: str, counter: str, n: int = 1) -> None:
+        self._tally[arm_day(now_ms), arm_field(experiment, arm, counter)] += n
+
+    async def arm_stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:
+        await self._write_stats()  # this process's counts first, as `stats`
+        days = list(arm_days(since_ms, until_ms))
+        async with self.r.pipeline(transaction=False) as pipe:
+            for d in days:
+                pipe.hgetall(keys.arm_stats(d))
+            found = await pipe.execute()
+        return {d: {k: int(v) for k, v in h.items()} for d, h in zip(days, found) if h}
+
+    async def expose(self, vid: str, experiment: str, arm: str, now_ms: int) -> tuple[str, bool]:
+        # In the visitor's info hash, so it lives and is forgotten with them (and read at each
+        # page view with the rest of it: lib/visit.lua).
+        info = keys.visitor(vid, "info")
+        first, kept, _ = await asyncio.gather(self.pipe.execute("HSETNX", info, f"x:{experiment}", f"{arm}|{now_ms}"),
+                                              self.pipe.execute("HGET", info, f"x:{experiment}"),
+                                              self.pipe.execute("EXPIRE", info, self.visitor_ttl_s))
+        return (kept or f"{arm}|").split("|", 1)[0], bool(int(first))
+
+    async def arms(self, vid: str) -> dict[str, str]:
+        return _arms(await self.pipe.execute("HGETALL", keys.visitor(vid, "info")))
 
     async def _write_stats(self) -> None:
         """Add the counts counted here to Redis's; on failure they stay, for the next write.
@@ -540,18 +594,20 @@ class RedisEngine(Engine):
             if not self._tally:
                 return
             tally, self._tally = self._tally, Counter()
-            buckets: dict[int, dict[str, int]] = {}
+            # An experiment's counts ("<experiment>@<arm>|…", rule ids have no @) go to its days' keys.
+            buckets: dict[tuple[int, bool], dict[str, int]] = {}
             for (b, field), n in tally.items():
-                buckets.setdefault(b, {})[field] = n
-            written: set[int] = set()
+                buckets.setdefault((b, "@" in field), {})[field] = n
+            written: set[tuple[int, bool]] = set()
             try:
                 execs: list[int] = []  # where each bucket's EXEC is in the pipeline
                 async with self.r.pipeline(transaction=False) as pipe:
-                    for b, fields in buckets.items():
+                    for (b, arms), fields in buckets.items():
+                        key = keys.arm_stats(b) if arms else keys.stats(b)
                         pipe.execute_command("MULTI")
                         for field, n in fields.items():
-                            pipe.hincrby(keys.stats(b), field, n)
-                        pipe.expire(keys.stats(b), STATS_TTL_S)
+                            pipe.hincrby(key, field, n)
+                        pipe.expire(key, ARM_STATS_TTL_S if arms else STATS_TTL_S)
                         pipe.execute_command("EXEC")
                         execs.append(len(pipe) - 1)
                     replies = await pipe.execute(raise_on_error=False)
@@ -565,7 +621,8 @@ class RedisEngine(Engine):
                 for (b, field), n in tally.items():
                     # Only buckets whose key would not have expired yet: an outage however
                     # long keeps at most a month of buckets (STATS_TTL_S).
-                    if b not in written and b > now_ms - STATS_TTL_S * 1000:
+                    arms = "@" in field
+                    if (b, arms) not in written and b > now_ms - (ARM_STATS_TTL_S if arms else STATS_TTL_S) * 1000:
                         self._tally[b, field] += n
                 raise
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..session import SessionState, log_entry
 from ..wire import Event
@@ -22,7 +22,7 @@ from .signals import getter
 
 # What becomes of a timer, as the session's timeline says it (kind `timer`,
 # field `outcome`): armed, then one of the others. `fired` is a nudge sent.
-TIMELINE_OUTCOMES = ("armed", "fired", "cancelled", "dropped", "kept", "capped", "replaced", "session_gone",
+TIMELINE_OUTCOMES = ("armed", "fired", "held", "cancelled", "dropped", "kept", "capped", "replaced", "session_gone",
                      "rule_gone")
 
 
@@ -67,11 +67,13 @@ class Timer:
 
 
 def timers_to_arm(
-    ruleset: Ruleset, state: SessionState, events: Sequence[Event], now_ms: int, delay_scale: float = 1.0
+    ruleset: Ruleset, state: SessionState, events: Sequence[Event], now_ms: int, delay_scale: float = 1.0,
+    delay_of: Callable[[Rule], float | None] | None = None,
 ) -> list[Timer]:
     """Timers the batch arms (or re-arms: a new arming restarts the delay).
 
     `delay_scale` shrinks every delay (tests and demos: 3 minutes at 0.005 is 0.9 s).
+    `delay_of`: a rule's delay for this visitor (their experiment arm's), else `rule.after`.
 
     `state` is the session after the batch. A cancelling event later in the same
     batch than the arming one means the moment has already passed.
@@ -90,7 +92,8 @@ def timers_to_arm(
         if any(e.type in rule.cancel_events for e in events[last_arming + 1:]):
             continue
         counts = {name: state.counts.get(name, 0) for name in rule.cancel_events}
-        out.append(Timer(state.sid, rule.id, now_ms + int(rule.after * 1000 * delay_scale), now_ms, counts))
+        after = (delay_of(rule) if delay_of else None) or rule.after
+        out.append(Timer(state.sid, rule.id, now_ms + int(after * 1000 * delay_scale), now_ms, counts))
     return out
 
 
@@ -137,6 +140,7 @@ def timeline_words(line: dict[str, Any]) -> str:
     words = {
         "armed": f"armed, due in {_seconds(line.get('after_ms'))}",
         "fired": f"fired, {line.get('late_ms', 0)} ms late: shown",
+        "held": f"fired, {line.get('late_ms', 0)} ms late: held out (an experiment's holdout), not shown",
         "cancelled": f"cancelled: {why}",
         "dropped": f"dropped: {why or 'no page open'}, and its rule drops nudges offline",
         "kept": "kept for the visitor's next page view (no page open)",

@@ -128,9 +128,32 @@ def describe(rule: Any, page_types: Iterable[str] | Mapping[str, Any] | Any | No
     tail += _limits(getattr(rule, "limit", None))
     tail.append(f"priority {_number(getattr(rule, 'priority', 0))}")
     sentence = f"{clause}, {', '.join(tail)}."
+    if getattr(rule, "experiment", None) is not None:
+        sentence += " " + _safe(lambda: experiment_words(rule), "experiment", rule.experiment)
     if getattr(rule, "enabled", True) is False:
         sentence = "(disabled) " + sentence
     return sentence
+
+
+def experiment_words(rule: Any) -> str:
+    """A rule's experiment in words: each arm, its share and what it changes."""
+    x = rule.experiment
+    name = getattr(rule, "experiment_id", None) or rule.id
+    if x.ended is not None:
+        return (f"Experiment {name} ended {x.ended}: " +
+                (f"variant {x.shipped} is shown to everyone." if x.shipped else "the rule as written is shown to everyone."))
+    arms = []
+    for arm, share in x.arms():
+        if arm == "holdout":
+            arms.append(f"holdout {share * 100:g}%: shown nothing, recorded as if shown (caps and all)")
+            continue
+        variant = x.variants[arm]
+        changes = [f"{key} {value!r}" for key, value in variant.then.get("params", {}).items()]
+        changes += [f"{key} {value!r}" for key, value in variant.then.items() if key != "params"]
+        if variant.after is not None:
+            changes.append(f"after {_duration(variant.after)}")
+        arms.append(f"{arm} {share * 100:g}%: " + (", ".join(changes) if changes else "as written"))
+    return (f"Experiment {name}, counted from the moment in every arm — " + "; ".join(arms) + ".")
 
 
 # --- conditions -------------------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from ..caps import Caps, Window
 from ..scores import ScoreDef
@@ -229,6 +229,107 @@ _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*
 MAX_DELAY_S = 24 * 3600
 
 
+def parse_share(v: Any) -> float:
+    """A share of visitors from `10%` (or the fraction 0.1): at least 0 and under 1."""
+    if isinstance(v, str) and (m := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", v)):
+        share = float(m[1]) / 100
+    elif isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1:
+        share = float(v)
+    elif isinstance(v, (int, float)) and not isinstance(v, bool) and 1 <= v < 100:
+        raise ValueError(f"expected a share such as 10% or 0.1, got {say.shown(v)} — write `{v:g}%`")
+    else:
+        raise ValueError(f"expected a share such as 10% or 0.1, got {say.shown(v)}")
+    if not 0 <= share < 1:
+        raise ValueError(f"expected a share from 0% to under 100%, got {say.shown(v)}")
+    return share
+
+
+# The arm that is shown nothing; a variant may not take its name.
+HOLDOUT = "holdout"
+# The overrides a variant may make to the rule's `then`.
+VARIANT_THEN_KEYS = ("show", "template", "params", "place", "ttl_s", "scope")
+
+
+class Variant(_Strict):
+    """One arm of a rule's experiment: a share of the visitors (`weight`, relative to the
+    other variants') and what it changes in the rule (none: the rule as written)."""
+
+    weight: float = Field(default=1, gt=0, le=1000)
+    # A partial `then`: its keys replace the rule's, `params` merged key by key.
+    then: dict[str, Any] = {}
+    # A delayed rule's delay for this arm (timing is tested like content).
+    after: float | None = None
+
+    @field_validator("then")
+    @classmethod
+    def _partial(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if key not in VARIANT_THEN_KEYS:
+                raise Mistake(say.unknown("key of a variant's then", key, VARIANT_THEN_KEYS,
+                                          f"a variant may change {say.prose(VARIANT_THEN_KEYS, 'and')}"), key)
+        return v
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _delay(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
+
+
+class Experiment(_Strict):
+    """A rule's experiment: its variants and a holdout (shown nothing), all counted from the moment.
+
+    Every visitor who reaches the rule's moment is assigned an arm (kairos.experiments.assign)
+    and goes through the same claim; the holdout's show is recorded, not sent.
+    """
+
+    # Its name in the results; another id is another experiment (assignments start afresh).
+    id: str | None = Field(default=None, pattern=_SLUG, description=_SLUG_WORDS)
+    variants: dict[str, Variant]
+    holdout: float = 0.0
+    # Set when it ended (ship or stop): the rule then shows `shipped`'s arm (or the rule as
+    # written) to everyone, and the results stay readable.
+    ended: str | None = None
+    shipped: str | None = None
+
+    @field_validator("holdout", mode="before")
+    @classmethod
+    def _share(cls, v: Any) -> float:
+        return parse_share(v)
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, v: dict[str, Variant]) -> dict[str, Variant]:
+        if not v:
+            raise ValueError("expected at least one variant, such as `a: {}` (the rule as written)")
+        if len(v) > 8:
+            raise ValueError(f"{len(v)} variants, at most 8: each needs its share of the visitors")
+        for name in v:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", str(name)):
+                raise Mistake(f"variant {name!r}: expected lower-case letters, digits, - and _", str(name))
+            if name == HOLDOUT:
+                raise Mistake("`holdout` is the arm shown nothing: set its share with `holdout: 10%` beside "
+                              "`variants:`, and give the variants other names", str(name))
+        return v
+
+    @model_validator(mode="after")
+    def _arms(self) -> "Experiment":
+        if len(self.variants) == 1 and not self.holdout:
+            raise Mistake("one variant and no holdout compares nothing: add a variant, or `holdout: 10%`", "variants")
+        if self.shipped is not None and self.shipped not in self.variants:
+            raise Mistake(say.unknown("variant", self.shipped, list(self.variants)), "shipped")
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.ended is None
+
+    def arms(self) -> tuple[tuple[str, float], ...]:
+        """(arm, share of the visitors) in order: the variants, then the holdout; shares sum to 1."""
+        total = sum(v.weight for v in self.variants.values())
+        out = [(name, (1 - self.holdout) * v.weight / total) for name, v in self.variants.items()]
+        return tuple(out + ([(HOLDOUT, self.holdout)] if self.holdout else []))
+
+
 def parse_duration(v: Any, max_s: float = MAX_DELAY_S) -> float:
     """Seconds from `90`, `"90s"`, `"3m"`, `"1h30m"`, `"2m30s"` or `"7d"`."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -261,6 +362,9 @@ class Rule(_Strict):
     then: Then
     limit: Limit = Limit()
     priority: int = Field(default=0, ge=-1000, le=1000)
+    experiment: Experiment | None = None
+    # Each variant's whole `then` (the rule's with the variant's changes), made at load.
+    _variant_thens: dict[str, Then] = PrivateAttr(default_factory=dict)
 
     @field_validator("after", mode="before")
     @classmethod
@@ -284,6 +388,46 @@ class Rule(_Strict):
             raise Mistake("`offline` applies to a delayed rule: add `after:` (such as `after: 3m`), or remove `offline:`",
                           "offline")
         return self
+
+    @model_validator(mode="after")
+    def _variants(self, info: ValidationInfo) -> "Rule":
+        x = self.experiment
+        if x is None:
+            return self
+        if x.id is not None and x.id == "*":
+            raise Mistake("`*` names the whole program's holdout", "experiment", "id")
+        base = self.then.model_dump(exclude_unset=True)
+        for name, variant in x.variants.items():
+            if variant.after is not None and self.after is None:
+                raise Mistake("a variant's `after` changes a delayed rule's delay: add `after:` to the rule, or "
+                              "remove it from the variant", "experiment", "variants", name, "after")
+            merged = {**base, **variant.then}
+            if "params" in variant.then and isinstance(variant.then["params"], dict):
+                merged["params"] = {**self.then.params, **variant.then["params"]}
+            try:
+                self._variant_thens[name] = Then.model_validate(merged, context=info.context)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                at = (*err.get("loc", ()), *getattr((err.get("ctx") or {}).get("error"), "at", ()))
+                raise Mistake(say.explain(err, say.place_at(Then, at)) if err.get("type") != "value_error"
+                              else str(err.get("msg", "")).removeprefix("Value error, "),
+                              "experiment", "variants", name, "then", *at) from None
+        return self
+
+    @property
+    def experiment_id(self) -> str | None:
+        """The id its experiment is counted under (the rule's own unless it names one), or None."""
+        x = self.experiment
+        return (x.id or self.id) if x is not None else None
+
+    def then_for(self, arm: str | None) -> Then:
+        """What the rule shows in `arm` (the rule's own `then` for none, or the holdout's record)."""
+        return self._variant_thens.get(arm, self.then) if arm else self.then
+
+    def after_for(self, arm: str | None) -> float | None:
+        """The rule's delay in `arm`: the variant's when it sets one."""
+        variant = self.experiment.variants.get(arm) if self.experiment and arm else None
+        return variant.after if variant is not None and variant.after is not None else self.after
 
     @property
     def cancel_events(self) -> tuple[str, ...]:
@@ -565,7 +709,14 @@ class RulesFile(_Strict):
     caps: GlobalCaps = GlobalCaps()
     track: Track = Track()
     scores: dict[str, ScoreEntry] = {}
+    # A share of visitors kept from every nudge, to measure what the rules together earn.
+    holdout: float = 0.0
     rules: list[Rule] = []
+
+    @field_validator("holdout", mode="before")
+    @classmethod
+    def _share(cls, v: Any) -> float:
+        return parse_share(v)
 
     @field_validator("scores")
     @classmethod
@@ -674,6 +825,8 @@ class Ruleset:
     crossings: tuple[tuple[Rule, str, float], ...] = ()
     # The scores trained models compute (`{model: model.json}`), by name: intent.score.ModelScore.
     models: Mapping[str, Any] = field(default_factory=dict)
+    # The share of visitors the file keeps from every nudge (`holdout:`), counted as experiment "*".
+    holdout: float = 0.0
 
     @classmethod
     def empty(cls) -> "Ruleset":
@@ -825,10 +978,14 @@ def parse_rules(
     models, problems = _load_models(doc, root, source, Path(base_dir) if base_dir is not None else None, page_types)
     if check_then is not None:
         for i, rule in enumerate(doc.rules):
-            reason = check_then(rule.then)
-            if reason:
-                loc = ("rules", i, "then", *getattr(reason, "at", ()))
-                problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), str(reason)))
+            thens = [(("then",), rule.then)] + [(("experiment", "variants", name, "then"), rule.then_for(name))
+                                                  for name, v in (rule.experiment.variants.items() if rule.experiment
+                                                                  else ()) if v.then]
+            for at, then in thens:
+                reason = check_then(then)
+                if reason:
+                    loc = ("rules", i, *at, *getattr(reason, "at", ()))
+                    problems.append(Problem(source, _line_of(root, loc), _loc_path(loc), str(reason)))
     if problems:
         raise RulesError(problems)
     enabled = tuple(r for r in doc.rules if r.enabled)
@@ -845,6 +1002,7 @@ def parse_rules(
         scores=tuple(spec.define(name) for name, spec in doc.scores.items() if isinstance(spec, ScoreSpec)),
         crossings=tuple((r, *r.crossing) for r in enabled if r.crossing),
         models=models,
+        holdout=doc.holdout,
     )
 
 

@@ -5,7 +5,8 @@
 -- "n|page_type|path", n making each view unique); index: their sessions (sorted set:
 -- sid -> ms last seen; what forgetting walks), kept index_ttl_s
 -- (engine.base.index_ttl_s: as long as what it points to lives).
--- Returns {sessions, first_ms, views of this path, views of this page type, pending rules};
+-- Returns {sessions, first_ms, views of this path, views of this page type, pending rules, the
+-- visitor's arms as field, value, field, value (x:<experiment>, "<arm>|<ms>")};
 -- a recorded view (`record`) takes the nudges kept for the next page view (fields q:<rule>).
 local function visit(info, views, index, now, sid, path, ptype, record, info_ttl, window, keep, index_ttl)
   redis.call('HSETNX', info, 'first', now)
@@ -41,6 +42,18 @@ local function visit(info, views, index, now, sid, path, ptype, record, info_ttl
     if t == ptype then same_type = same_type + 1 end
   end
   redis.call('EXPIRE', info, info_ttl)
-  local known = redis.call('HMGET', info, 'sessions', 'first')
-  return {tonumber(known[1]), tonumber(known[2]), same_path, same_type, pending}
+  -- the visitor's arms (x:<experiment> = "<arm>|<ms>", kairos.engine.redis.expose) come
+  -- with the rest: a page's nudges are planned in the arm recorded for them
+  local sessions, first, arms = 0, 0, {}
+  local all = redis.call('HGETALL', info)
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if f == 'sessions' then sessions = tonumber(all[i + 1])
+    elseif f == 'first' then first = tonumber(all[i + 1])
+    elseif string.sub(f, 1, 2) == 'x:' then
+      arms[#arms + 1] = f
+      arms[#arms + 1] = all[i + 1]
+    end
+  end
+  return {sessions, first, same_path, same_type, pending, arms}
 end
