@@ -116,6 +116,28 @@ rules:
     assert said in str(refused.value), str(refused.value)
 
 
+def test_the_report_compares_each_arm_with_the_holdout_and_keeps_a_stopped_program_holdout():
+    from kairos.experiments.report import reports, table
+
+    day = 1_765_000_000_000 - 1_765_000_000_000 % 86_400_000
+    days = {day: {"cart-offer@a|exposed": 4_000, "cart-offer@a|converted": 200,
+                  "cart-offer@b|exposed": 4_000, "cart-offer@b|converted": 320,
+                  "cart-offer@holdout|exposed": 4_000, "cart-offer@holdout|converted": 200,
+                  "*@nudged|exposed": 900, "*@holdout|exposed": 100}}
+    plain = parse_rules(rules_text())  # no file-level holdout: the program's is stopped, its counts stay
+    got = reports(plain, days, day + 86_400_000)
+    assert [(r["id"], r["running"]) for r in got] == [("*", False), ("cart-offer", True)]
+    offer = got[1]
+    assert [c["arm"] for c in offer["comparisons"]] == ["a", "b"] and offer["control"] == "holdout"
+    b = offer["comparisons"][1]
+    assert b["significant"] and b["lift"] == pytest.approx(0.6) and b["low"] > 0
+    assert b["verdict"].startswith("b beats holdout: +60% conversion")
+    assert not offer["comparisons"][0]["significant"]
+    assert offer["srm"]["mismatch"] is True, "45/45/10 set, a third each counted"
+    text = table(got)
+    assert "b beats holdout" in text and "sample-ratio mismatch" in text
+
+
 # --- the engines ---------------------------------------------------------------------
 
 
@@ -247,7 +269,10 @@ async def test_two_processes_and_a_weight_change_keep_a_visitors_arm(serve, tmp_
         await w.events({"e": "add_to_cart", "sku": "linen", "qty": 1, "price": 49.0})
         assert "Ten percent off" in (await w.expect("show"))["html"], "arm a, as recorded, not b"
         await w.leave()
-    counts = arm_counts(second)
+    # Each process writes its counts to Redis within a second (engine.redis.STATS_FLUSH_S).
+    deadline = time.monotonic() + 5
+    while (counts := arm_counts(second))["cart-offer@a|shown"] < 6 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
     assert counts["cart-offer@a|exposed"] == 3 and counts["cart-offer@b|exposed"] == 0, "each exposed once, in a"
     assert counts["cart-offer@a|shown"] == 6
 

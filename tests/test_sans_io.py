@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 CORE = ["kairos.wire", "kairos.session", "kairos.rules", "kairos.rules.evaluate", "kairos.rules.model", "kairos.traffic",
-        "kairos.intent.model", "kairos.intent.sessions", "kairos.intent.score"]
+        "kairos.intent.model", "kairos.intent.sessions", "kairos.intent.score", "kairos.experiments.assign",
+        "kairos.experiments.stats", "kairos.experiments.report", "kairos.experiments.edit"]
 # (socket itself is pulled in by the standard library via pydantic -> email.utils.)
 FORBIDDEN = ["redis", "starlette", "uvicorn", "asyncio", "websockets", "httpx", "jinja2"]
 

@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from . import bodies, dashboard, gcpolicy, login, reload, scrape, staff
+from . import bodies, dashboard, dashboard_experiments, gcpolicy, login, reload, scrape, staff
 from .assets import NoSniff, Precompressed
 from .beacon import beacon_endpoint
 from .runtime import Runtime
@@ -96,6 +96,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Starlette:
         Route("/b", beacon_endpoint, methods=["POST"]),
         *login.routes,
         *dashboard.routes,
+        *dashboard_experiments.routes,
         *reload.admin_routes,
         Mount("/static/dashboard", NoSniff(StaticFiles(directory=STATIC / "dashboard")), name="dashboard-static"),
     ]

@@ -1,4 +1,4 @@
-"""The `kairos` command: serve, check, train, predict, explain, export-sessions."""
+"""The `kairos` command: serve, check, train, predict, explain, export-sessions, experiments."""
 
 from __future__ import annotations
 
@@ -76,7 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (default: %(default)s)")
     export.add_argument("--token", help="admin token (default: KAIROS_ADMIN_TOKEN, else STATE_DIR/admin-token)")
 
+    experiments = sub.add_parser("experiments", help="the running server's experiments: each arm's numbers and the verdict")
+    experiments.add_argument("--json", action="store_true", help="print the reports as JSON, as /api/experiments gives them")
+    experiments.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (default: %(default)s)")
+    experiments.add_argument("--token", help="admin token (default: KAIROS_ADMIN_TOKEN, else STATE_DIR/admin-token)")
+
     args = parser.parse_args(argv)
+    if args.command == "experiments":
+        return _experiments(args)
     if args.command == "explain":
         return _explain(args)
     if args.command == "export-sessions":
@@ -111,6 +118,9 @@ def _check(path: str) -> int:
     print(f"{path}: {n} {'rule' if n == 1 else 'rules'} OK")
     if rules.caps.per_visitor:
         print(f"  every rule together: {window_words(rules.caps.per_visitor, 'to one visitor')}")
+    if rules.holdout:
+        print(f"  holdout: {rules.holdout * 100:g}% of visitors are shown no nudge, to measure what the rules earn "
+              "together (experiment *)")
     if rules.track:
         words = {True: "on", False: "off"}
         print("  tracking: " + ", ".join(f"{k} {words.get(v, v) if isinstance(v, bool) else v}" for k, v in rules.track.items()))
@@ -188,6 +198,26 @@ def _export_sessions(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if n and not purchased:
         print("  none ordered: kairos train needs sessions with and without an order", file=sys.stderr)
+    return 0
+
+
+def _experiments(args: argparse.Namespace) -> int:
+    """Print the running server's experiments as a table (the Experiments page's numbers), or as JSON."""
+    import json
+
+    from .experiments.report import table
+
+    try:
+        body = json.loads(_staff_get(args.url, "/api/experiments", args.token,
+                                     "this server has no experiments API (an older Kairos?)"))
+    except _StaffError as exc:
+        print(f"kairos experiments: {exc}", file=sys.stderr)
+        return 1
+    reports = body.get("experiments") or []
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        sys.stdout.write(table(reports))
     return 0
 
 

@@ -11,23 +11,23 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import bodies, stats
+from . import bodies, rules_history, stats
+from .experiments.assign import NUDGED, PROGRAM, arm_of, held_from_all
 from .feed import DASHBOARD, Watcher, row
 from .nudge import claim_nudge_or_why, deliver, take_down, where_open
 from .push import Connection
-from .reload import ADMIN_SOURCE, FileSignature, not_text, parse, problems_json, read_body
-from .rules import Rule, RulesError
+from .reload import not_text, parse, problems_json, put_in_force, read_body, rules_document
+from .rules import Rule, RulesError, Ruleset
+from .rules.model import HOLDOUT
 from .rules.describe import summaries
 from .rules.evaluate import explain
 from .runtime import Runtime, now_ms
@@ -160,10 +160,32 @@ async def get_session(request: Request) -> Response:
         return JSONResponse({"error": "no such session", "sid": sid}, status_code=404)
     state.models = rt.rules.models
     now = now_ms()
-    pending, log_lines, paused = await asyncio.gather(rt.engine.pending_for(state.vid), rt.engine.log(sid), rt.engine.paused())
+    pending, log_lines, paused, recorded = await asyncio.gather(
+        rt.engine.pending_for(state.vid), rt.engine.log(sid), rt.engine.paused(), rt.engine.arms(state.vid))
     rules = [explain(r, state, now, r.id in paused) for r in rt.rules.rules]
     return JSONResponse({**state.to_json(now), "pending": pending, "log": log_lines, "rules": rules,
+                         "experiments": visitor_arms(rt.rules, state.vid, rt.arm_salt, recorded),
                          "open": await where_open(rt, state) is not None})
+
+
+def visitor_arms(rules: Ruleset, vid: str, salt: bytes, recorded: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The visitor's arm in each running experiment: the one recorded at their first exposure
+    (`exposed`), else the one they would be drawn into at the moment (as kairos.nudge draws it).
+
+    A visitor in the whole program's holdout is in no rule's experiment (`held_by_program`).
+    """
+    out: list[dict[str, Any]] = []
+    held = False
+    if rules.holdout:
+        held = held_from_all(rules.holdout, vid, salt, recorded)
+        out.append({"id": PROGRAM, "rule": "", "arm": HOLDOUT if held else NUDGED, "exposed": PROGRAM in recorded})
+    for rule in rules.rules:
+        x, exp = rule.experiment, rule.experiment_id
+        if x is None or exp is None or not x.running:
+            continue
+        out.append({"id": exp, "rule": rule.id, "arm": arm_of(rule, vid, salt, recorded), "exposed": exp in recorded,
+                    **({"held_by_program": True} if held else {})})
+    return out
 
 
 async def nudge_session(request: Request) -> Response:
@@ -249,14 +271,9 @@ async def rules_state(request: Request) -> Response:
     """The rules in force, which are paused, and the document they came from (for the editor)."""
     rt = _rt(request)
     path = rt.settings.rules
-    from_file = path is not None and rt.rules.source != ADMIN_SOURCE
-    text = rt.rules_text
-    if from_file:
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            text = Path(path).read_text(encoding="utf-8")
     return JSONResponse({
         "version": rt.rules_version, "source": rt.rules.source, "rules": summaries(rt.rules),
-        "paused": await rt.engine.paused(), "text": text,
+        "paused": await rt.engine.paused(), "text": rules_document(rt),
         # Absolute: the editor tells staff where Apply writes, and they know no working directory.
         "file": str(Path(path).resolve()) if path is not None else None,
         "last_refusal": None if rt.last_refusal is None else
@@ -299,45 +316,18 @@ async def apply_rules(request: Request) -> Response:
     """Put an edited rules document in force, or refuse it whole (422) and change nothing.
 
     With a rules file, the file is replaced (atomically) so the edit survives a
-    restart and reaches every process watching the same file.
+    restart and reaches every process watching the same file (kairos.reload.put_in_force).
     """
-    rt = _rt(request)
     text = await _body_text(request)
     if isinstance(text, Response):
         return text
-    path = rt.settings.rules
-    source = str(path) if path is not None else ADMIN_SOURCE
-    try:
-        ruleset = await asyncio.to_thread(parse, rt, text, source)
-    except RulesError as exc:
-        return JSONResponse({"ok": False, "problems": problems_json(exc)}, status_code=422)
-    if path is not None:
-        try:
-            await asyncio.to_thread(_write_atomically, Path(path), text)
-        except OSError as exc:
-            return _problem(500, f"could not write {path}: {exc.strerror}")
-        if rt.rules_watcher is not None:
-            rt.rules_watcher.seen = FileSignature.of(path)  # this content is in force: not a change to reload
-    else:
-        rt.rules_text = text
-    version = rt.replace_rules(ruleset)
-    rt.feed.announce("rules", version=version, rules=[r.id for r in ruleset.rules])
-    log.info("staff put rules version %d in force from the editor", version)
-    return JSONResponse({"ok": True, "version": version, "rules": [r.id for r in ruleset.rules]})
+    return await put_in_force(_rt(request), lambda _: text, "edited in the rules editor")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+async def rules_history_list(request: Request) -> Response:
+    """The latest changes staff put in force, newest first (kairos.rules_history)."""
+    rt = _rt(request)
+    return JSONResponse({"history": await asyncio.to_thread(rules_history.recent, rt.settings.state_dir)})
 
 
 async def rule_stats(request: Request) -> Response:
@@ -418,6 +408,7 @@ routes = [
     Route("/api/rules", rules_state),
     Route("/api/rules/check", check_rules, methods=["POST"]),
     Route("/api/rules/apply", apply_rules, methods=["POST"]),
+    Route("/api/rules/history", rules_history_list),
     Route("/api/rules/{rule}/pause", pause_rule, methods=["POST"]),
     Route("/api/stats", rule_stats),
 ]

@@ -1,4 +1,5 @@
-"""Replacing the rules in force while the server runs: from the watched file, or from the admin API.
+"""Replacing the rules in force while the server runs: from the watched file, from the admin API,
+or from a change staff make on the dashboard (the editor's Apply, an experiment shipped or stopped).
 
 A new document is parsed and validated in full before anything changes; an
 invalid one is refused as a whole (logged, and remembered as the runtime's
@@ -13,19 +14,22 @@ file system, including bind mounts and network shares where inotify is silent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import bodies
+from . import bodies, rules_history
 from .rules import Problem, RulesError, Ruleset, parse_rules
 
 if TYPE_CHECKING:
@@ -87,6 +91,77 @@ async def replace_from_text(rt: "Runtime", text: str, source: str) -> int:
     if source == ADMIN_SOURCE:
         rt.rules_text = text
     return rt.replace_rules(ruleset)
+
+
+# --- changes staff make: the editor's Apply, an experiment shipped or stopped ---------------
+
+# One change at a time per server: a ship reads the document, edits it and writes
+# it back, and an Apply meanwhile would be lost under it.
+_changing: "weakref.WeakKeyDictionary[Runtime, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+def rules_document(rt: "Runtime") -> str:
+    """The rules document staff edit: the rules file as it is now, or the text put in force
+    through the admin API or the editor when there is no file (or the API replaced it)."""
+    path = rt.settings.rules
+    if path is not None and rt.rules.source != ADMIN_SOURCE:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            return Path(path).read_text(encoding="utf-8")
+    return rt.rules_text
+
+
+async def put_in_force(rt: "Runtime", edit: Callable[[str], str], what: str) -> Response:
+    """Put a change staff made in force, or refuse it whole and change nothing.
+
+    `edit` makes the new document from the one in force (`rules_document`); a
+    ValueError from it is refused (409) with its message. The document is validated
+    as a whole (422 with its problems); with a rules file the file is replaced
+    atomically, so the change survives a restart and reaches every process watching
+    the file. The change is announced to the dashboards and recorded in the rules
+    history as `what` ("edited in the rules editor", "experiment x: shipped b").
+    """
+    lock = _changing.setdefault(rt, asyncio.Lock())
+    async with lock:
+        try:
+            text = edit(rules_document(rt))
+        except ValueError as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=409)
+        path = rt.settings.rules
+        source = str(path) if path is not None else ADMIN_SOURCE
+        try:
+            ruleset = await asyncio.to_thread(parse, rt, text, source)
+        except RulesError as exc:
+            return JSONResponse({"ok": False, "problems": problems_json(exc)}, status_code=422)
+        if path is not None:
+            try:
+                await asyncio.to_thread(write_atomically, Path(path), text)
+            except OSError as exc:
+                return JSONResponse({"ok": False, "error": f"could not write {path}: {exc.strerror}"}, status_code=500)
+            if rt.rules_watcher is not None:
+                rt.rules_watcher.seen = FileSignature.of(path)  # this content is in force: not a change to reload
+        else:
+            rt.rules_text = text
+        version = rt.replace_rules(ruleset)
+        rt.feed.announce("rules", version=version, rules=[r.id for r in ruleset.rules])
+        await asyncio.to_thread(rules_history.record, rt.settings.state_dir, what, text, version, source, "dashboard",
+                                rt.node_id)
+    log.info("staff put rules version %d in force (%s)", version, what)
+    return JSONResponse({"ok": True, "version": version, "rules": [r.id for r in ruleset.rules]})
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace a file whole: a reader (another process's watcher) sees the old content or the new."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class RulesWatcher:
@@ -249,6 +324,8 @@ async def put_rules(request: Request) -> Response:
         return _refused(err)
     except RulesError as exc:
         return _refused(exc)
+    await asyncio.to_thread(rules_history.record, rt.settings.state_dir, "replaced through /admin/rules", text,
+                            version, ADMIN_SOURCE, "admin API", rt.node_id)
     return JSONResponse({"ok": True, "version": version, "rules": [r.id for r in rt.rules.rules]})
 
 

@@ -39,11 +39,20 @@ class Plan:
     shipped: str | None = None
 
 
-def plans(rules: Ruleset) -> list[Plan]:
-    """Every experiment the rules set out, the whole program's holdout first, in the file's order."""
+def plans(rules: Ruleset, days: Days = {}) -> list[Plan]:
+    """Every experiment the rules set out, the whole program's holdout first, in the file's order.
+
+    The program's holdout stopped (its share set to 0) stays listed while `days` holds its
+    counts, as ended: its shares are then those it counted (the set ones are gone).
+    """
     out = []
     if rules.holdout:
         out.append(Plan(PROGRAM, "", program_arms(rules.holdout), HOLDOUT))
+    elif any(key.startswith(f"{PROGRAM}@") for day in days.values() for key in day):
+        seen = [counts(days, PROGRAM, arm)["exposed"] for arm in (NUDGED, HOLDOUT)]
+        shares = [n / sum(seen) for n in seen] if sum(seen) else [1.0, 0.0]
+        out.append(Plan(PROGRAM, "", ((NUDGED, shares[0]), (HOLDOUT, shares[1])), HOLDOUT, running=False,
+                        ended="stopped"))
     for rule in rules.rules:
         x = rule.experiment
         if x is None:
@@ -129,7 +138,7 @@ def _by_day(days: Days, experiment: str, control: str, arm: str) -> list[tuple[i
 
 def reports(rules: Ruleset, days: Days, now_ms: int) -> list[dict[str, Any]]:
     """Every experiment's report (`report`), in the order of `plans`."""
-    return [report(p, days, now_ms) for p in plans(rules)]
+    return [report(p, days, now_ms) for p in plans(rules, days)]
 
 
 def table(reports_: Sequence[Mapping[str, Any]]) -> str:

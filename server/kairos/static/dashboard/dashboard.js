@@ -1,4 +1,6 @@
-/* Kairos staff dashboard: the live page, a session's view and the rules page.
+/* Kairos staff dashboard: the live page, a session's view and the rules page
+ * (the experiments page is experiments.js, which borrows the helpers below
+ * through window.KairosDashboard).
  *
  * The live feed is a websocket (/dashboard/feed): a snapshot of the recent
  * sessions, then every change as it happens, a few times a second (kairos.feed):
@@ -422,8 +424,8 @@
     ["purchases", "Purchases", String],
   ];
 
-  // A timeline entry's headline: the event, the rule shown or skipped, the visitor's act.
-  const HEADLINE = { event: "e", feedback: "act", show: "rule", skip: "rule", timer: "rule" };
+  // A timeline entry's headline: the event, the rule shown, held or skipped, the visitor's act.
+  const HEADLINE = { event: "e", feedback: "act", show: "rule", held: "rule", skip: "rule", timer: "rule" };
   const SKIPPED = {
     paused: "paused", busy: "another nudge on screen", cooldown: "in cooldown", visitor_capped: "visitor cap spent",
     globally_capped: "global cap spent", rule_capped: "rule cap spent", capped: "session cap spent", dismissed: "dismissed before",
@@ -456,8 +458,15 @@
     ttl: "its time was up", staff: "taken down by staff", replaced: "a newer nudge replaced it",
   };
 
+  // Which arm of which experiment a show (or a held-out show) was in.
+  function armWords(entry) {
+    if (entry.experiment === "*") return entry.arm === "holdout" ? "the program's holdout" : "not in the program's holdout";
+    return "experiment " + entry.experiment + ", arm " + entry.arm;
+  }
+
   function headline(entry) {
     if (entry.kind === "timer") return timerWords(entry);
+    if (entry.kind === "held") return "held out: " + entry.rule + (entry.experiment ? " (" + armWords(entry) + ")" : "") + " — would have shown";
     if (entry.kind === "feedback" && entry.act === "hidden") return "hidden: " + (HIDDEN[entry.why] || entry.why || "its moment passed");
     if (entry.kind === "score") {
       const top = (entry.top || []).map((p) => p[0] + " " + (p[1] >= 0 ? "+" : "") + p[1].toFixed(2)).join(", ");
@@ -466,6 +475,7 @@
     const h = entry[HEADLINE[entry.kind]] || entry.what || "";
     if (entry.kind === "skip") return h + " not shown: " + (SKIPPED[entry.why] || entry.why);
     if (entry.kind === "show" && entry.by) return (h === "staff" ? "chat invitation" : h) + " sent by " + entry.by;
+    if (entry.kind === "show" && entry.arm && entry.experiment) return h + " (" + armWords(entry) + ")";
     return h;
   }
 
@@ -474,6 +484,7 @@
     const skip = new Set(["ts", "kind", "what", HEADLINE[entry.kind], entry.kind === "skip" ? "why" : "", entry.kind === "show" ? "by" : ""]);
     if (entry.kind === "timer") ["outcome", "why", "after_ms", "due_ms"].forEach((k) => skip.add(k));
     if (entry.kind === "feedback") skip.add("why");
+    if ((entry.kind === "show" || entry.kind === "held") && entry.experiment) ["arm", "experiment"].forEach((k) => skip.add(k));
     return Object.entries(entry)
       .filter(([k]) => !skip.has(k))
       .map(([k, v]) => k + "=" + (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v)))
@@ -512,6 +523,7 @@
       $("onscreen").hidden = !s.onscreen;
       $("onscreen-oid").textContent = s.onscreen || "";
       renderScores(s.scores || {});
+      renderExperiments(s.experiments || []);
       renderRules(s.rules || []);
       renderLog(Array.isArray(s.log) ? s.log : []);
     }
@@ -528,6 +540,25 @@
         item.appendChild(el("strong", null, words(name)));
         item.appendChild(el("span", { "data-score": name }, scoreWords(sc)));
         box.appendChild(item);
+      }
+    }
+
+    // The visitor's arm in each running experiment: recorded at their first exposure, or the one they would get.
+    function renderExperiments(list) {
+      const box = $("detail-experiments");
+      clear(box);
+      $("detail-experiments-empty").hidden = list.length > 0;
+      for (const x of list) {
+        const item = box.appendChild(el("li", { "data-experiment": x.id, "data-exposed": String(!!x.exposed) }));
+        item.appendChild(el("strong", null, x.id === "*" ? "The program's holdout" : "Experiment " + x.id));
+        if (x.rule) item.appendChild(el("span", { class: "summary" }, " on rule " + x.rule));
+        item.append(": ");
+        let says;
+        if (x.held_by_program) says = "none: the program's holdout keeps this visitor from every nudge";
+        else if (x.exposed && x.id === "*") says = "arm " + x.arm + (x.arm === "holdout" ? " (shown no nudge at all)" : " (gets the rules' nudges)");
+        else if (x.exposed) says = "arm " + x.arm + (x.arm === "holdout" ? " (shown nothing)" : "");
+        else says = "would be " + x.arm + " (not yet exposed)";
+        item.appendChild(el("span", { class: "arm" }, says));
       }
     }
 
@@ -926,6 +957,26 @@
       }
     });
 
+    // The latest changes made from the dashboard or the admin API (an Apply reloads the page, and so this).
+    (async () => {
+      let list = [];
+      try {
+        list = (await call("/api/rules/history")).history || [];
+      } catch (err) {
+        return;
+      }
+      const tbody = $("rules-history").querySelector("tbody");
+      for (const h of list) {
+        const tr = tbody.appendChild(el("tr"));
+        tr.appendChild(el("td", { class: "ts", title: stamp(h.at_ms) }, stamp(h.at_ms)));
+        tr.appendChild(el("td", null, h.what));
+        tr.appendChild(el("td", { class: "num" }, h.version));
+        tr.appendChild(el("td", null, h.via));
+      }
+      $("rules-history").hidden = !list.length;
+      $("rules-history-empty").hidden = list.length > 0;
+    })();
+
     (async () => {
       try {
         const state = await call("/api/rules");
@@ -957,6 +1008,9 @@
       },
     });
   }
+
+  // For the pages kept in files of their own (experiments.js); they run after this one.
+  window.KairosDashboard = { $, el, svg, clear, call, postJSON, setStatus, stamp, clock };
 
   function init() {
     document.addEventListener("click", copyClicked);
