@@ -58,7 +58,7 @@ def arm_of(rule: Rule, vid: str, salt: bytes, recorded: Mapping[str, str] = {}) 
     exp = rule.experiment_id or rule.id
     arms = x.arms()
     kept = recorded.get(exp)
-    if kept is not None and any(kept == name for name, _ in arms):
+    if kept is not None and (kept == HOLDOUT and x.holdout or kept in x.variants):
         return kept
     return arm_at(arms, point(salt, exp, vid))
 

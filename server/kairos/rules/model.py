@@ -290,6 +290,8 @@ class Experiment(_Strict):
     # written) to everyone, and the results stay readable.
     ended: str | None = None
     shipped: str | None = None
+    # arms(), worked out once: it is read at every show of the rule.
+    _arms: tuple[tuple[str, float], ...] = PrivateAttr(default=())
 
     @field_validator("holdout", mode="before")
     @classmethod
@@ -317,6 +319,9 @@ class Experiment(_Strict):
             raise Mistake("one variant and no holdout compares nothing: add a variant, or `holdout: 10%`", "variants")
         if self.shipped is not None and self.shipped not in self.variants:
             raise Mistake(say.unknown("variant", self.shipped, list(self.variants)), "shipped")
+        total = sum(v.weight for v in self.variants.values())
+        arms = [(name, (1 - self.holdout) * v.weight / total) for name, v in self.variants.items()]
+        self._arms = tuple(arms + ([(HOLDOUT, self.holdout)] if self.holdout else []))
         return self
 
     @property
@@ -325,9 +330,7 @@ class Experiment(_Strict):
 
     def arms(self) -> tuple[tuple[str, float], ...]:
         """(arm, share of the visitors) in order: the variants, then the holdout; shares sum to 1."""
-        total = sum(v.weight for v in self.variants.values())
-        out = [(name, (1 - self.holdout) * v.weight / total) for name, v in self.variants.items()]
-        return tuple(out + ([(HOLDOUT, self.holdout)] if self.holdout else []))
+        return self._arms
 
 
 def parse_duration(v: Any, max_s: float = MAX_DELAY_S) -> float:
