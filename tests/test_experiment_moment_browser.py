@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from conftest import DEMO_RULES, connected, exit_through_the_top
+from conftest import DEMO_RULES, connected, exit_through_the_top, login
 from kairos.experiments import assign
 from kairos.rules import load_rules
 
@@ -84,6 +84,17 @@ def test_the_holdout_sees_nothing_is_counted_and_its_purchase_credited(serve, br
         assert held["revenue"] > 0
     finally:
         context.close()
+    # What staff see on the Experiments page.
+    staff = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        login(staff, server)
+        staff.goto(f"{server.base}/dashboard/experiments")
+        x = staff.locator(f'section[data-experiment="{RULE}"]')
+        for metric, arm, shown in (("exposed", "holdout", "1"), ("converted", "holdout", "1"), ("exposed", "a", "0"),
+                                   ("exposed", "b", "0")):
+            expect(x.locator(f'tr[data-metric="{metric}"] td[data-arm="{arm}"]')).to_have_text(shown)
+    finally:
+        staff.close()
 
 
 @pytest.mark.browser

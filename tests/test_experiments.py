@@ -264,6 +264,12 @@ async def test_two_processes_and_a_weight_change_keep_a_visitors_arm(serve, tmp_
         await v.events({"e": "add_to_cart", "sku": "linen", "qty": 1, "price": 49.0})
         assert "Ten percent off" in (await v.expect("show"))["html"]
         await v.leave()
+        # The same page load reconnecting (to the other process): the session page names its arm.
+        r = await Visitor.arrive(second.ws_url, vid, sid=v.sid, path=CART)
+        assert r.sid == v.sid
+        assert [(x["id"], x["arm"], x["exposed"]) for x in second.session(v.sid)["experiments"]] == [
+            ("cart-offer", "a", True)]
+        await r.leave()
         # A new session (another tab, a later visit) on the other process, under the new weights.
         w = await Visitor.arrive(second.ws_url, vid, path=CART)
         await w.events({"e": "add_to_cart", "sku": "linen", "qty": 1, "price": 49.0})
