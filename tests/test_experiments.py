@@ -248,6 +248,9 @@ async def test_a_purchase_after_the_moment_is_credited_to_the_visitors_arm(serve
     assert counts["cart-offer@holdout|converted"] == 1, "a visitor converts once"
     assert counts["cart-offer@holdout|revenue"] == 5_950, "every purchase's value counts, in cents"
     assert counts["cart-offer@a|converted"] == counts["cart-offer@b|converted"] == 0
+    # The rule's own counters do not credit it with a purchase its nudge never showed for.
+    totals = httpx.get(f"{server.base}/api/stats", headers=server.auth, timeout=5).json()["totals"]
+    assert totals["cart-offer"].get("converted", 0) == 0 and totals["cart-offer"].get("shown", 0) == 0, totals
     await v.leave()
 
 

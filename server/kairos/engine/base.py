@@ -79,6 +79,15 @@ def arm_credits(exposed: Mapping[str, tuple[str, int]], converted: set[str] | fr
             if now_ms - window_ms <= at <= now_ms]
 
 
+def not_held(rules: set[str], exposed: Mapping[str, tuple[str, int]]) -> list[str]:
+    """Of the rules a purchase would credit (shown lately), those the visitor was not held out
+    of: a holdout's show is recorded (caps), not seen. An experiment is matched to its rule by
+    id, the rule's own unless the rules name another; the program's holdout (`*`) holds out all."""
+    if exposed.get("*", ("",))[0] == "holdout":
+        return []
+    return sorted(r for r in rules if exposed.get(r, ("",))[0] != "holdout")
+
+
 def stats_buckets(since_ms: int, until_ms: int) -> range:
     """Every bucket start from the one holding `since_ms` to the one holding `until_ms`."""
     return range(stats_bucket(since_ms), stats_bucket(until_ms) + 1, STATS_BUCKET_MS)

@@ -16,7 +16,7 @@ from ..session import (Op, SessionState, VisitorInfo, apply_ops, log_entry, note
                        session_verdict)
 from .base import (ARM_STATS_TTL_S, ARCHIVE_KEEP, COUNTED_ACTS, HEARTBEAT_TTL_MS, LOG_MAX, SHOWS_TTL_S, STATS_TTL_S,
                    TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Engine, Opened, Opening, SessionGone, arm_credits, arm_day,
-                   arm_days, arm_field, index_ttl_s, opens_session, parse_log, stats_bucket, stats_buckets)
+                   arm_days, arm_field, index_ttl_s, not_held, opens_session, parse_log, stats_bucket, stats_buckets)
 from .keys import EmptyId
 
 SWEEP_EVERY_S = 60.0
@@ -306,7 +306,8 @@ class MemoryEngine(Engine):
                 self.count_arm(now_ms, exp, arm, "revenue", value_cents)
                 self.count_arm(now_ms, exp, arm, "revenue_sq", value_cents * value_cents)
         since = now_ms - min(window_ms, SHOWS_TTL_S * 1000)
-        credited = sorted(r for r, times in (v.shows.items() if v else ()) if r and any(t > since for t in times))
+        credited = not_held({r for r, times in (v.shows.items() if v else ()) if r and any(t > since for t in times)},
+                            v.arms if v else {})
         for rule in credited:
             self._count(now_ms, rule, "converted")
         return credited

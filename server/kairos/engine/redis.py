@@ -29,7 +29,7 @@ from .autopipe import AutoPipeline
 from .outage import Outage, is_outage
 from .base import (ARM_STATS_TTL_S, ARCHIVE_KEEP, COUNTED_ACTS, FORGET_BATCH, HEARTBEAT_TTL_MS, LOG_MAX, PAUSED_TTL_S,
                    SHOWS_TTL_S, STATS_TTL_S, TIMER_LEASE_MS, VIEWS_KEEP, VIEWS_WINDOW_MS, Bus, Engine, Opened, Opening,
-                   Outcome, SessionGone, Show, arm_credits, arm_day, arm_days, arm_field, index_ttl_s, parse_log,
+                   Outcome, SessionGone, Show, arm_credits, arm_day, arm_days, arm_field, index_ttl_s, not_held, parse_log,
                    stats_bucket, stats_buckets)
 
 log = logging.getLogger("kairos.redis")
@@ -548,7 +548,7 @@ class RedisEngine(Engine):
                 self.count_arm(now_ms, exp, arm, "revenue", value_cents)
                 self.count_arm(now_ms, exp, arm, "revenue_sq", value_cents * value_cents)
         # Each show's oid is "<rule>.<hex>".
-        credited = sorted({oid.rsplit(".", 1)[0] for oid in oids})
+        credited = not_held({oid.rsplit(".", 1)[0] for oid in oids}, exposed)
         self._count(now_ms, "*|purchases")
         for rule in credited:
             self._count(now_ms, f"{rule}|converted")
@@ -561,13 +561,7 @@ class RedisEngine(Engine):
         self._tally[arm_day(now_ms), arm_field(experiment, arm, counter)] += n
 
     async def arm_stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:
-        await self._write_stats()  # this process's counts first, as `stats`
-        days = list(arm_days(since_ms, until_ms))
-        async with self.r.pipeline(transaction=False) as pipe:
-            for d in days:
-                pipe.hgetall(keys.arm_stats(d))
-            found = await pipe.execute()
-        return {d: {k: int(v) for k, v in h.items()} for d, h in zip(days, found) if h}
+        return await self._counters(arm_days(since_ms, until_ms), keys.arm_stats)
 
     async def expose(self, vid: str, experiment: str, arm: str, now_ms: int) -> tuple[str, bool]:
         # In the visitor's info hash, so it lives and is forgotten with them (and read at each
@@ -636,15 +630,18 @@ class RedisEngine(Engine):
                     log.warning("could not write the rule counters: %s", exc)
 
     async def stats(self, since_ms: int, until_ms: int) -> dict[int, dict[str, int]]:
+        return await self._counters(stats_buckets(since_ms, until_ms), keys.stats)
+
+    async def _counters(self, starts: range, key: Callable[[int], str]) -> dict[int, dict[str, int]]:
+        """The counters of each bucket (or day) that has any, by its start."""
         # This process's counts are written first, so it reads them at once; another
         # process's reach Redis within its STATS_FLUSH_S.
         await self._write_stats()
-        buckets = list(stats_buckets(since_ms, until_ms))
         async with self.r.pipeline(transaction=False) as pipe:
-            for b in buckets:
-                pipe.hgetall(keys.stats(b))
+            for start in starts:
+                pipe.hgetall(key(start))
             found = await pipe.execute()
-        return {b: {k: int(v) for k, v in h.items()} for b, h in zip(buckets, found) if h}
+        return {start: {k: int(v) for k, v in h.items()} for start, h in zip(starts, found) if h}
 
     async def set_paused(self, rule: str, paused: bool, now_ms: int) -> None:
         async with self.r.pipeline(transaction=False) as pipe:
