@@ -50,7 +50,9 @@ async def snippet_overlay(request: Request) -> Response:
 async def health(request: Request) -> Response:
     rt = request.app.state.kairos
     ok = await rt.engine.ping()
-    return JSONResponse({"ok": ok, "engine": rt.engine.name, "rules": len(rt.rules.rules)}, status_code=200 if ok else 503)
+    # `node`: which process answered (one of `--workers`, or of several on one Redis); random, per process.
+    return JSONResponse({"ok": ok, "engine": rt.engine.name, "rules": len(rt.rules.rules), "node": rt.node_id},
+                        status_code=200 if ok else 503)
 
 
 async def index(request: Request) -> Response:

@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import functools
 import logging
+import os
 import re
 import socket
 import sys
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="also listen here, serving /metrics alone and without a token (default: none; /metrics "
                        "on the main address needs the admin token)")
     serve.add_argument("--metrics-host", help="address for --metrics-port (default: 127.0.0.1; keep it private)")
+    serve.add_argument("--workers", type=_workers, metavar="N|auto",
+                       help="processes sharing the port, each a whole Kairos (auto: one per core; more than one "
+                       "needs --engine redis; default 1)")
 
     check = sub.add_parser("check", help="validate a rules file")
     check.add_argument("file")
@@ -139,6 +144,19 @@ def _check(path: str) -> int:
     for rule in rules.rules:
         print(f"  {rule.id}: {describe(rule, rules.page_types)}")
     return 0
+
+
+def _workers(value: str) -> int:
+    """--workers: a count of processes, or `auto` (0: one per core)."""
+    if value.strip().lower() == "auto":
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or auto, got {value!r}") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"expected 1 to 256 processes (or auto), got {n}")
+    return n
 
 
 class _StaffError(Exception):
@@ -392,10 +410,10 @@ def _listen(host: str, port: int) -> socket.socket:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    from .app import create_app
+    from . import serving
     from .rules import RulesError
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serving.configure_logging(settings)
     login = "with the admin token you set (KAIROS_ADMIN_TOKEN or --admin-token)"
     if not settings.admin_token:
         from .staff import TOKEN_FILE, TokenFileError, stored_admin_token
@@ -433,18 +451,39 @@ def _serve(settings: Settings) -> int:
             print(f"kairos: cannot listen for metrics on {settings.metrics_host}:{settings.metrics_port}: "
                   f"{exc.strerror or exc}", file=sys.stderr)
             return 2
-    try:
-        app = create_app(settings)
-    except RulesError as exc:
-        print(f"kairos: refusing to start, the rules file is invalid:\n{exc}", file=sys.stderr)
+    workers = settings.workers or os.cpu_count() or 1
+    if workers > 1 and settings.engine != "redis":
+        print(f"kairos: --workers {workers} needs --engine redis: the memory engine keeps sessions, caps and timers "
+              "in one process, and a visitor's next page may reach another worker", file=sys.stderr)
         return 2
-    # Websockets that can reach their sockets: to bound them and to release a
-    # client too slow to read (kairos.push.Socket); uvicorn's send must reach the app unwrapped.
-    metrics = app.state.kairos.metrics
-    asgi_app = push.with_sockets(app, settings.send_timeout_s, settings.close_grace_s,
-                                 lambda why: metrics.child(metrics.released, why).inc())
+    if workers > 1 and metrics_socket is not None:
+        metrics_socket.close()
+        print(f"kairos: --metrics-port serves one process's metrics; with --workers {workers} each worker has its own: "
+              "scrape /metrics on the main address (with the admin token), or run one `kairos serve` per port",
+              file=sys.stderr)
+        return 2
+    if workers > 1:
+        # Checked here, so a mistake is one message, not one from each worker.
+        from .rules import load_rules
+        from .render import Renderer
+
+        if settings.rules is not None:
+            try:
+                renderer = Renderer(settings.templates_dir / "overlays")
+                load_rules(settings.rules, renderer.names(), renderer.problem)
+            except RulesError as exc:
+                print(f"kairos: refusing to start, the rules file is invalid:\n{exc}", file=sys.stderr)
+                return 2
+        asgi_app: Any = functools.partial(serving.worker_app, settings)
+    else:
+        try:
+            asgi_app = serving.build_app(settings)
+        except RulesError as exc:
+            print(f"kairos: refusing to start, the rules file is invalid:\n{exc}", file=sys.stderr)
+            return 2
     base = f"http://{settings.host}:{settings.port}"
-    print(f"Kairos is running ({settings.engine} engine)", flush=True)
+    print(f"Kairos is running ({settings.engine} engine" + (f", {workers} workers" if workers > 1 else "") + ")",
+          flush=True)
     if settings.rules is not None:
         print(f"  rules:      {settings.rules} (Apply in the dashboard writes it)", flush=True)
     else:
@@ -475,21 +514,14 @@ def _serve(settings: Settings) -> int:
         log_config=_log_config(),
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
+        workers=workers,
+        factory=workers > 1,
     )
-    rt = app.state.kairos
-
-    class Server(uvicorn.Server):
-        """uvicorn's server, telling the runtime a shutdown has begun before it closes the sockets."""
-
-        async def shutdown(self, sockets: Any = None) -> None:
-            # Sockets closed with 1012 by a restart belong to pages that come straight back
-            # (to this process restarted, or another one): counting 10,000 of them out
-            # in Redis one by one outlived the graceful-shutdown timeout, and a timer
-            # due meanwhile must wait for the page rather than follow `offline`.
-            rt.stopping = True
-            await super().shutdown(sockets)
-
-    server = Server(config)
+    if workers > 1:
+        with contextlib.suppress(KeyboardInterrupt):
+            serving.run_workers(config)
+        return 0
+    server = serving.Server(config)
     # With a metrics address the server listens on two sockets; the app tells them
     # apart by port (kairos.scrape). Without one, uvicorn binds its own as usual.
     sockets = None if metrics_socket is None else [config.bind_socket(), metrics_socket]

@@ -252,17 +252,11 @@ def http_protocol() -> Any:
     old protocol is freed at once by reference counting.
     """
     try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        import httptools  # noqa: F401
     except ImportError:  # pragma: no cover - uvicorn without httptools
         return "httptools"
-
-    class UpgradingHttpToolsProtocol(HttpToolsProtocol):
-        def handle_websocket_upgrade(self) -> None:
-            super().handle_websocket_upgrade()
-            # Nothing reads it after an upgrade: data_received returns once this does.
-            self.parser = None
-
-    return UpgradingHttpToolsProtocol
+    # Named by import path: a worker of `--workers` is spawned with its config pickled.
+    return "kairos.upgrading:UpgradingHttpToolsProtocol"
 
 
 class Connection:

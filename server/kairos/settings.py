@@ -91,6 +91,9 @@ class Settings:
     # address, where it needs the admin token.
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    # Processes sharing the listening socket, each a whole Kairos (timers, feed, pub/sub);
+    # more than one needs the Redis engine. 0: one per core ("auto").
+    workers: int = 1
     # What the snippet measures (welcome.track); a rules file's `track:` overrides
     # any of these (docs/rules.md, "track").
     track: dict[str, Any] = field(default_factory=lambda: dict(TRACK_DEFAULTS))
@@ -115,6 +118,8 @@ def _convert(name: str, raw: str) -> Any:
     default = getattr(Settings(), name)
     if isinstance(default, bool):
         return raw.lower() in ("1", "true", "yes", "on")
+    if name == "workers" and raw.strip().lower() == "auto":
+        return 0
     if isinstance(default, int):
         return int(raw)
     if isinstance(default, float):
