@@ -10,8 +10,8 @@ The floor is a bare server on Kairos's stack (uvicorn, uvloop, httptools,
 websockets sans-I/O, Starlette, redis-py, one EVALSHA a batch); Kairos is
 `kairos serve --engine redis --rules benchmarks/bench-rules.yaml`. The same
 visitors (benchmarks/visitors.py) drive both, one server at a time, runs
-interleaved (floor, Kairos, floor, Kairos, …), each on a freshly flushed
-database. Per run and as medians over the runs it prints:
+interleaved and their order turned at each run (floor, Kairos, Kairos, floor,
+…), each on a freshly flushed database. Per run and as medians over the runs it prints:
 
 - batches/s: batches the visitors sent in the measured window, per second;
 - p50 / p99 / max event->push: from sending a batch that holds the trigger to
@@ -506,7 +506,10 @@ async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     try:
         with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
             for i in range(args.runs):
-                for target in targets:  # interleaved: a slow spell on the machine falls on both
+                # Interleaved, so a slow spell on the machine falls on both; the order turns at
+                # each run, as the second of a pair measured ~6% more CPU than the first with the
+                # same server twice (an A/A run, 2026-12-06).
+                for target in targets if i % 2 == 0 else reversed(targets):
                     print(f"run {i + 1}/{args.runs}: {target}", file=sys.stderr, flush=True)
                     results[target].append(await one(target, args, db, Path(tmp)))
     finally:

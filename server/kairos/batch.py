@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple, Sequence
 
 from .moment import Placed, hide_why
 from .engine.base import Outcome
-from .nudge import arms_for, claim_nudge, note_exposed, note_shown, plan_show, take_down
+from .nudge import arms_for, claim_nudge, exposures_recorded, note_exposed, note_shown, plan_show, take_down
 from .rules import Rule, Ruleset, evaluate, timers_to_arm
 from .rules.evaluate import score_moves
 from .intent.sessions import archive_row
@@ -76,6 +76,7 @@ async def apply_events(
         # Rare, so its own round trip: the purchase, and a conversion for each rule shown lately.
         # After the events are stored: a batch refused and sent again is not counted twice.
         cents = sum(round(float(e.fields.get("value") or 0) * 100) for e in purchases)
+        await exposures_recorded(rt, vid)
         await rt.engine.record_conversion(vid, now, rt.settings.attribution_s * 1000, cents)
     state.visitor = visitor
     if outcome is None:
@@ -87,7 +88,7 @@ async def apply_events(
     settled = outcome is not None and (show is not None or outcome.settled)
     if show is not None:
         note_shown(rt, sid, show.rule, show.held)
-        await note_exposed(rt, state, show, now)
+        note_exposed(rt, state, show, now)
     elif batch.events and not settled:
         await end_moment(rt, rules, state, batch.events, now)
     return Applied(state, visitor, show.frame if show and not show.held else None, settled)

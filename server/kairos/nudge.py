@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable, Coroutine, Mapping
 
 from . import wire
 from .moment import placed
@@ -107,24 +108,23 @@ def plan_show(rt: Runtime, rule: Rule, state: SessionState, now_ms: int,
     )
 
 
-async def note_exposed(rt: Runtime, state: SessionState, show: Show, now_ms: int) -> None:
+def note_exposed(rt: Runtime, state: SessionState, show: Show, now_ms: int) -> None:
     """A claimed show's exposures: the visitor's arm recorded at their first (and counted as
     `exposed` then), and each arm they saw counted as `shown` (the click-through's base).
 
-    One round trip the first time a visitor reaches an experiment's moment; none after,
-    as their arm is known from their page view (VisitorInfo.arms).
+    The record is one round trip the first time a visitor reaches an experiment's moment
+    (none after: their arm comes with their page view, VisitorInfo.arms), made beside the
+    push, not before it: the nudge waits for nothing of the experiment's.
     """
     if not show.exposes:
         return
     recorded = state.visitor.arms
-    new = [(exp, arm) for exp, arm in show.exposes if exp not in recorded]
+    new = tuple((exp, arm) for exp, arm in show.exposes if exp not in recorded)
     if new:
-        firsts = await asyncio.gather(*(rt.engine.expose(state.vid, exp, arm, now_ms) for exp, arm in new))
-        for (exp, _), (kept, first) in zip(new, firsts):
-            if isinstance(recorded, dict):
-                recorded[exp] = kept  # this page's later nudges plan in it
-            if first:
-                rt.engine.count_arm(now_ms, exp, kept, "exposed")
+        if isinstance(recorded, dict):
+            recorded.update(new)  # this page's later nudges plan in it (the record may say otherwise: rare)
+        task = rt.exposing[state.vid] = background(rt, _record_exposures(rt, state.vid, new, now_ms, recorded))
+        task.add_done_callback(functools.partial(_recorded, rt, state.vid))
     arms = tuple((exp, recorded.get(exp, arm)) for exp, arm in show.exposes)
     if not show.held:
         for exp, arm in arms:
@@ -136,6 +136,41 @@ async def note_exposed(rt: Runtime, state: SessionState, show: Show, now_ms: int
     lately[state.sid] = (now_ms, state.pages, arms)
 
 
+async def _record_exposures(rt: Runtime, vid: str, new: tuple[tuple[str, str], ...], now_ms: int,
+                            recorded: Mapping[str, str]) -> None:
+    try:
+        firsts = await asyncio.gather(*(rt.engine.expose(vid, exp, arm, now_ms) for exp, arm in new))
+    except Exception as exc:  # Redis away: this exposure is not counted (its show was claimed and sent)
+        if not rt.engine.fault(exc):
+            log.warning("could not record the experiment arms of vid=%s: %s", vid, exc)
+        return
+    for (exp, _), (kept, first) in zip(new, firsts):
+        if isinstance(recorded, dict):
+            recorded[exp] = kept
+        if first:
+            rt.engine.count_arm(now_ms, exp, kept, "exposed")
+
+
+def background(rt: Runtime, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Run `work` beside what called it; kept until done (the loop holds tasks weakly), cancelled at close."""
+    task = asyncio.create_task(work)
+    rt.chores.add(task)
+    task.add_done_callback(rt.chores.discard)
+    return task
+
+
+def _recorded(rt: Runtime, vid: str, task: asyncio.Task[None]) -> None:
+    if rt.exposing.get(vid) is task:  # not a later one of the same visitor's
+        del rt.exposing[vid]
+
+
+async def exposures_recorded(rt: Runtime, vid: str) -> None:
+    """Wait for the visitor's exposure being recorded here, if one is: a purchase credits it."""
+    task = rt.exposing.get(vid)
+    if task is not None:
+        await asyncio.wait([task])
+
+
 def note_page_closed(rt: Runtime, sid: str, now_ms: int) -> None:
     """A page closed: if it was exposed to an experiment within LEFT_WITHIN_S, count the visitor as
     `left` for their arms, unless the session goes on (another page view) within LEFT_CONFIRM_S.
@@ -145,9 +180,7 @@ def note_page_closed(rt: Runtime, sid: str, now_ms: int) -> None:
     seen = rt.exposed_lately.pop(sid, None)
     if seen is None or now_ms - seen[0] > LEFT_WITHIN_S * 1000:
         return
-    task = asyncio.create_task(_left_unless_back(rt, sid, seen))
-    rt.leaving.add(task)
-    task.add_done_callback(rt.leaving.discard)
+    background(rt, _left_unless_back(rt, sid, seen))
 
 
 async def _left_unless_back(rt: Runtime, sid: str, seen: tuple[int, int, tuple[tuple[str, str], ...]]) -> None:
@@ -186,7 +219,7 @@ async def claim_nudge_or_why(rt: Runtime, rule: Rule, state: SessionState, now_m
         return None, verdict
     if verdict == "ok":
         note_shown(rt, state.sid, rule.id, show.held)
-        await note_exposed(rt, state, show, now_ms)
+        note_exposed(rt, state, show, now_ms)
     if show.held:
         return None, "held"
     return show.frame, verdict

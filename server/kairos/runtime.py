@@ -67,7 +67,10 @@ class Runtime:
         # Pages exposed to an experiment within the last moments (nudge.note_exposed), by session:
         # (ms, pages then, (experiment, arm)…), to tell a visitor who left right after it.
         self.exposed_lately: dict[str, tuple[int, int, tuple[tuple[str, str], ...]]] = {}
-        self.leaving: set[asyncio.Task[None]] = set()
+        # Work done beside a batch (an exposure's record, a closed page's check): nudge.background.
+        self.chores: set[asyncio.Task[None]] = set()
+        # The exposure records under way, by visitor: a purchase waits for its visitor's.
+        self.exposing: dict[str, asyncio.Task[None]] = {}
         # Beacons have no connection to hold a rate limit: one per visitor id, for
         # the visitors seen lately.
         self.beacon_limits = wire.RateLimits(settings.frames_burst, settings.frames_per_s, max_keys=10_000)
@@ -123,7 +126,7 @@ class Runtime:
             self._feed_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._feed_task
-        for task in list(self.leaving):  # pages closed lately, not yet told apart: not counted
+        for task in list(self.chores):  # a closed page not yet told apart is not counted
             task.cancel()
         await self.timers.close()
         await self.engine.close()
