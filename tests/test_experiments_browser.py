@@ -23,31 +23,14 @@ from playwright.sync_api import Page, expect
 from conftest import ROOT, connected, exit_through_the_top, login
 from kairos.engine.base import ARM_STATS_DAY_MS, arm_day
 from kairos.experiments.assign import PROGRAM, arm_at, point, salt_from
+from test_experiments_api import RULES as API_RULES
 
 pytestmark = pytest.mark.browser
 
 ARTEFACTS = Path(os.environ.get("KAIROS_ARTEFACTS", ROOT / "artefacts"))
 OVERLAY = "#kairos-host .k-overlay"
-RULES = """\
-version: 1
-holdout: 5%   # the whole program, measured
-track:
-  exit_min_ms: 0
-rules:
-  - id: exit-offer
-    when: exit_intent
-    then:
-      show: offer
-      template: offer.html
-      params: {headline: "10% off", body: Take 10% off today., code: SAVE10, cta: Keep shopping}
-    limit: {per_session: 1}
-    # Which words keep them? Half read each; one in ten sees nothing.
-    experiment:
-      variants:
-        a: {}
-        b: {then: {params: {headline: "Free shipping"}}}
-      holdout: 10%
-"""
+# The API tests' rules, with exit intent counted at once (as the demo's): a test's pointer leaves at once.
+RULES = API_RULES.replace("rules:\n", "track:\n  exit_min_ms: 0\nrules:\n", 1)
 # Every report of a refused resource, kept across the page's navigations.
 CSP_LISTENER = """
 document.addEventListener('securitypolicyviolation', (e) => {

@@ -241,8 +241,6 @@ def note_shown(rt: Runtime, sid: str, rule: str, held: bool = False) -> None:
     rt.feed.touch(sid)
 
 
-
-
 async def take_down(rt: Runtime, state: SessionState, oid: str, why: str, now_ms: int) -> bool:
     """Take an overlay off the session's screen: recorded as `hidden` with why, then a `hide` to its page.
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
 from ..caps import Caps, Window
 from ..scores import ScoreDef
@@ -244,6 +244,9 @@ def parse_share(v: Any) -> float:
     return share
 
 
+# A share of visitors as a field: `10%` or 0.1 (parse_share).
+Share = Annotated[float, BeforeValidator(parse_share)]
+
 # The arm that is shown nothing; a variant may not take its name.
 HOLDOUT = "holdout"
 # The overrides a variant may make to the rule's `then`.
@@ -285,18 +288,13 @@ class Experiment(_Strict):
     # Its name in the results; another id is another experiment (assignments start afresh).
     id: str | None = Field(default=None, pattern=_SLUG, description=_SLUG_WORDS)
     variants: dict[str, Variant]
-    holdout: float = 0.0
+    holdout: Share = 0.0
     # Set when it ended (ship or stop): the rule then shows `shipped`'s arm (or the rule as
     # written) to everyone, and the results stay readable.
     ended: str | None = None
     shipped: str | None = None
     # arms(), worked out once: it is read at every show of the rule.
     _arms: tuple[tuple[str, float], ...] = PrivateAttr(default=())
-
-    @field_validator("holdout", mode="before")
-    @classmethod
-    def _share(cls, v: Any) -> float:
-        return parse_share(v)
 
     @field_validator("variants")
     @classmethod
@@ -713,13 +711,8 @@ class RulesFile(_Strict):
     track: Track = Track()
     scores: dict[str, ScoreEntry] = {}
     # A share of visitors kept from every nudge, to measure what the rules together earn.
-    holdout: float = 0.0
+    holdout: Share = 0.0
     rules: list[Rule] = []
-
-    @field_validator("holdout", mode="before")
-    @classmethod
-    def _share(cls, v: Any) -> float:
-        return parse_share(v)
 
     @field_validator("scores")
     @classmethod
