@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -16,11 +18,36 @@ import httpx
 import msgpack
 import pytest
 import redis
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_RULES = ROOT / "examples" / "demo.yaml"
 # DB 15 of the configured Redis, flushed by the tests; never point this at data you keep.
 TEST_REDIS_URL = os.environ.get("KAIROS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _steady(source: Path) -> Path:
+    """`source` with its experiments and holdout taken out, in a file of the test run's own.
+
+    The demo runs an experiment with a 10% holdout on its cart offer: one visitor
+    in ten, drawn afresh by each test's browser, would reach the moment and see
+    nothing. A test of the overlay must not fail one run in ten for it; the
+    experiment tests use DEMO_RULES itself, with visitors chosen for their arm.
+    """
+    doc = yaml.safe_load(source.read_text())
+    doc.pop("holdout", None)
+    for rule in doc.get("rules", []):
+        rule.pop("experiment", None)
+    folder = Path(tempfile.mkdtemp(prefix="kairos-tests-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / source.name
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return path
+
+
+# The demo's rules as every test's server gets them unless it names others: the
+# demo's, with no experiment (see _steady).
+STEADY_DEMO_RULES = _steady(DEMO_RULES)
 
 
 def free_port() -> int:
@@ -128,7 +155,7 @@ class Server:
     uses or makes the one in its state directory, and `admin_token` is None).
     """
 
-    def __init__(self, engine: str, redis_url: str, rules: Path | None = DEMO_RULES, extra: list[str] | None = None,
+    def __init__(self, engine: str, redis_url: str, rules: Path | None = STEADY_DEMO_RULES, extra: list[str] | None = None,
                  own_token: bool = True) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -229,7 +256,7 @@ def serve(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Callable[.
     """Start `kairos serve` processes; they are stopped after the test."""
     started: list[Server] = []
 
-    def start(engine: str = "memory", rules: Path | None = DEMO_RULES, extra: list[str] | None = None,
+    def start(engine: str = "memory", rules: Path | None = STEADY_DEMO_RULES, extra: list[str] | None = None,
               own_token: bool = True) -> Server:
         if engine == "redis":
             redis.Redis.from_url(redis_url).flushdb()

@@ -21,7 +21,7 @@ import pytest
 import redis
 from playwright.sync_api import Page, expect
 
-from conftest import DEMO_RULES, ROOT, connected, exit_through_the_top, login
+from conftest import ROOT, STEADY_DEMO_RULES, connected, exit_through_the_top, login
 from kairos.engine import keys
 from kairos.engine.base import STATS_BUCKET_MS, stats_bucket
 
@@ -50,7 +50,7 @@ def staff_page(browser, server) -> Page:
 @pytest.mark.browser
 def test_staff_watch_two_visitors_nudge_one_by_hand_pause_a_rule_and_are_refused_a_bad_edit(serve, browser, tmp_path):
     rules = tmp_path / "rules.yaml"
-    shutil.copy(DEMO_RULES, rules)
+    shutil.copy(STEADY_DEMO_RULES, rules)
     server = serve("redis", rules=rules)
     staff = staff_page(browser, server)
     api_calls: list[str] = []

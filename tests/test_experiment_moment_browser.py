@@ -62,7 +62,7 @@ def numbers_when(server, arm: str, check, timeout_s: float = 5.0) -> dict:
 @pytest.mark.parametrize("engine", ["memory", "redis"])
 def test_the_holdout_sees_nothing_is_counted_and_its_purchase_credited(serve, browser, monkeypatch, engine):
     monkeypatch.setenv("KAIROS_IDENTIFY_SECRET", SECRET)
-    server = serve(engine)
+    server = serve(engine, DEMO_RULES)
     context, page = as_visitor(browser, visitor_in("holdout"))
     try:
         sid = cart_over_50(server, page)
@@ -101,7 +101,7 @@ def test_the_holdout_sees_nothing_is_counted_and_its_purchase_credited(serve, br
 @pytest.mark.parametrize("engine", ["memory", "redis"])
 def test_a_treated_visitor_sees_their_variants_text(serve, browser, monkeypatch, engine):
     monkeypatch.setenv("KAIROS_IDENTIFY_SECRET", SECRET)
-    server = serve(engine)
+    server = serve(engine, DEMO_RULES)
     for arm, headline in (("b", "Your order ships free"), ("a", "Shipping is on us")):
         context, page = as_visitor(browser, visitor_in(arm))
         try:

@@ -20,7 +20,7 @@ import msgpack
 import pytest
 from websockets.asyncio.client import connect
 
-from conftest import DEMO_RULES, ROOT, Server
+from conftest import DEMO_RULES, ROOT, STEADY_DEMO_RULES, Server
 from kairos.rules import load_rules
 from kairos.rules.describe import describe
 from wsclient import Visitor, hello_frame
@@ -231,7 +231,7 @@ def test_put_refuses_an_invalid_document_whole(serve, case):
     assert any(p["line"] == line and reason in f"{p['path']}: {p['reason']}" for p in body["problems"]), body
     assert f"admin:{line}: " in body["message"] and reason in body["message"]
     state = rules_state(server)
-    assert (state["version"], state["source"]) == (1, str(DEMO_RULES))
+    assert (state["version"], state["source"]) == (1, str(STEADY_DEMO_RULES))
     assert ids(state) == ["exit-offer", "cart-exit-shipping", "deep-scroll-proof"]
     assert state["last_refusal"]["message"] == body["message"]
 

@@ -15,7 +15,7 @@ import redis
 import yaml
 from playwright.sync_api import BrowserContext, expect
 
-from conftest import DEMO_RULES, connected, exit_through_the_top
+from conftest import STEADY_DEMO_RULES, connected, exit_through_the_top
 
 PRODUCT = "/demo/products/linen-shirt"
 OVERLAY = "#kairos-host .k-overlay"
@@ -42,8 +42,8 @@ ANDROID_UA = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTM
 
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
-    """examples/demo.yaml with the quick `track:` settings above in place of its own."""
-    doc = yaml.safe_load(DEMO_RULES.read_text())
+    """The demo's rules (no experiment: conftest._steady) with the quick `track:` settings above in place of its own."""
+    doc = yaml.safe_load(STEADY_DEMO_RULES.read_text())
     doc["track"] = {**doc.get("track", {}), **yaml.safe_load(TRACK)["track"]}
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

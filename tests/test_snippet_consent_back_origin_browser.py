@@ -16,7 +16,7 @@ import pytest
 import yaml
 from playwright.sync_api import expect
 
-from conftest import DEMO_RULES, connected, exit_through_the_top, free_port
+from conftest import STEADY_DEMO_RULES, connected, exit_through_the_top, free_port
 
 PRODUCT = "/demo/products/linen-shirt"
 OVERLAY = "#kairos-host .k-overlay"
@@ -52,8 +52,8 @@ class StorePage:
 
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
-    """examples/demo.yaml with the default 3 s arming of exit intent, and the back-button exit on."""
-    doc = yaml.safe_load(DEMO_RULES.read_text())
+    """The demo's rules (no experiment: conftest._steady) with the default 3 s arming of exit intent, and the back-button exit on."""
+    doc = yaml.safe_load(STEADY_DEMO_RULES.read_text())
     doc["track"] = {"exit_back": True}
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
