@@ -133,8 +133,19 @@ def stored_session(url: str, sid: str) -> dict[str, str]:
     """A session's state as the Redis engine stores it (field -> string), {} when there is none."""
     from kairos.engine import keys
 
-    value = redis.Redis.from_url(url).get(keys.session(sid))
+    value = raw_redis(url).get(keys.session(sid))
     return stored_map(value) if value else {}
+
+
+def raw_redis(url: str, **options) -> redis.Redis:
+    """A plain client of the Redis a test runs on: one Redis, or a cluster (redis+cluster://)."""
+    from kairos.engine.cluster import is_cluster_url, startup_nodes
+
+    if is_cluster_url(url):
+        nodes, auth = startup_nodes(url)
+        return redis.RedisCluster(startup_nodes=[redis.cluster.ClusterNode(n.host, n.port) for n in nodes],
+                                  **auth, **options)
+    return redis.Redis.from_url(url, **options)
 
 
 def stored_map(value: bytes) -> dict[str, str]:
@@ -253,14 +264,17 @@ class Server:
 
 @pytest.fixture
 def serve(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Callable[..., Server]]:
-    """Start `kairos serve` processes; they are stopped after the test."""
+    """Start `kairos serve` processes (engine memory, redis, or cluster); they are stopped after the test."""
     started: list[Server] = []
 
     def start(engine: str = "memory", rules: Path | None = STEADY_DEMO_RULES, extra: list[str] | None = None,
               own_token: bool = True) -> Server:
+        url = redis_url
         if engine == "redis":
             redis.Redis.from_url(redis_url).flushdb()
-        server = Server(engine, redis_url, rules, extra, own_token)
+        elif engine == "cluster":  # the Redis engine on the run's Redis Cluster (redis+cluster://)
+            engine, url = "redis", request.getfixturevalue("clean_cluster")
+        server = Server(engine, url, rules, extra, own_token)
         started.append(server)
         return server
 
@@ -365,3 +379,27 @@ def own_redis():
     r.start()
     yield r
     r.kill()
+
+
+# A real Redis Cluster (tests/redis_cluster.py), below the rest so the fixtures above read as before.
+from redis_cluster import LocalCluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of the run's own: 3 masters, 3 replicas. A test that kills nodes starts its own LocalCluster."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.fail("redis-server or redis-cli is not installed: make test installs redis-server")
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def clean_cluster(redis_cluster: LocalCluster) -> str:
+    """The session cluster's URL (redis+cluster://...), every master flushed."""
+    redis_cluster.flush()
+    return redis_cluster.url

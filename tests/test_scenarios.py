@@ -129,7 +129,7 @@ def shown_rules(state: dict) -> list[str]:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_1_exit_intent_with_more_than_50_in_the_cart_shows_the_offer(serve, page, engine):
     server = serve(engine, rules=EXIT_OFFER, extra=clock(0.005))
     sid = visit(server, page, SNEAKER)
@@ -147,7 +147,7 @@ def test_scenario_1_exit_intent_with_more_than_50_in_the_cart_shows_the_offer(se
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_1_exit_intent_with_an_empty_or_small_cart_shows_nothing(serve, page, engine):
     server = serve(engine, rules=EXIT_OFFER, extra=clock(0.005))
     sid = visit(server, page, DEMO)
@@ -179,7 +179,7 @@ def at_payment(server, page: Page) -> str:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_2_two_minutes_at_the_payment_step_brings_the_chat(serve, page, engine):
     scale = 0.005  # 2 min -> 0.6 s; the visitor only waits
     server = serve(engine, rules=PAYMENT_CHAT, extra=clock(scale))
@@ -200,7 +200,7 @@ def test_scenario_2_two_minutes_at_the_payment_step_brings_the_chat(serve, page,
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_2_placing_the_order_before_the_delay_cancels_the_chat(serve, page, engine):
     scale = 0.02  # 2 min -> 2.4 s: time to place the order and reach the thank-you page
     server = serve(engine, rules=PAYMENT_CHAT, extra=clock(scale))
@@ -218,7 +218,7 @@ def test_scenario_2_placing_the_order_before_the_delay_cancels_the_chat(serve, p
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_2_leaving_the_checkout_for_the_cart_cancels_the_chat(serve, page, engine):
     scale = 0.02  # 2 min -> 2.4 s: time to open the cart page
     server = serve(engine, rules=PAYMENT_CHAT, extra=clock(scale))
@@ -236,7 +236,7 @@ REMINDER_SCALE = 0.02
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_3_left_product_page_gets_a_reminder(serve, page, engine):
     server = serve(engine, rules=REMINDER, extra=clock(REMINDER_SCALE))
     sid = visit(server, page, LINEN)
@@ -250,7 +250,7 @@ def test_scenario_3_left_product_page_gets_a_reminder(serve, page, engine):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_3_a_product_added_to_the_cart_is_not_reminded_of(serve, page, engine):
     server = serve(engine, rules=REMINDER, extra=clock(REMINDER_SCALE))
     sid = visit(server, page, LINEN)
@@ -266,7 +266,7 @@ def test_scenario_3_a_product_added_to_the_cart_is_not_reminded_of(serve, page, 
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_3_coming_back_to_a_product_page_cancels_the_reminder(serve, page, engine):
     server = serve(engine, rules=REMINDER, extra=clock(REMINDER_SCALE))
     sid = visit(server, page, LINEN)
@@ -286,7 +286,7 @@ def test_scenario_3_coming_back_to_a_product_page_cancels_the_reminder(serve, pa
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_5_cart_recovery_offer_waits_for_the_visitors_next_page(serve, page, engine):
     scale = 0.005  # 10 min -> 3 s: time to add to the cart and leave
     server = serve(engine, rules=CART_RECOVERY, extra=clock(scale))
@@ -312,7 +312,7 @@ def test_scenario_5_cart_recovery_offer_waits_for_the_visitors_next_page(serve, 
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_5_a_purchase_cancels_the_cart_recovery(serve, page, engine):
     scale = 0.01  # 10 min -> 6 s: time to go through the checkout
     server = serve(engine, rules=CART_RECOVERY, extra=clock(scale))
@@ -338,7 +338,7 @@ def test_scenario_5_a_purchase_cancels_the_cart_recovery(serve, page, engine):
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_6_reading_past_70_percent_of_a_product_page_shows_the_social_proof_bar(serve, page, engine):
     # No delay in this rule. The real clock keeps the idle threshold at 30 s, so the
     # idle nudge (priority 10, which the bar could not replace) cannot come first.
@@ -361,7 +361,7 @@ def test_scenario_6_reading_past_70_percent_of_a_product_page_shows_the_social_p
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 def test_scenario_6_an_idle_visitor_on_a_product_page_gets_the_re_engagement_offer(serve, page, engine):
     scale = 0.005  # the snippet's 30 s idle threshold -> 150 ms
     server = serve(engine, rules=SCROLL_IDLE, extra=clock(scale))

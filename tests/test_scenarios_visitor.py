@@ -18,7 +18,7 @@ def visit(server, page: Page, path: str) -> str:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["redis", "memory"])
+@pytest.mark.parametrize("engine", ["redis", "cluster", "memory"])
 def test_scenario_4_third_visit_to_a_category_within_a_day_gets_a_discount(serve, page, engine):
     server = serve(engine, rules=SCENARIOS / "4-category-return-discount.yaml")
     for path in ("/demo/category/shirts", "/demo/", "/demo/category/shoes", "/demo/category/shoes"):
@@ -36,7 +36,7 @@ def test_scenario_4_third_visit_to_a_category_within_a_day_gets_a_discount(serve
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["redis", "memory"])
+@pytest.mark.parametrize("engine", ["redis", "cluster", "memory"])
 def test_scenario_4_counts_across_sessions_of_one_visitor(serve, browser, engine):
     server = serve(engine, rules=SCENARIOS / "4-category-return-discount.yaml")
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -56,7 +56,7 @@ def test_scenario_4_counts_across_sessions_of_one_visitor(serve, browser, engine
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["redis", "memory"])
+@pytest.mark.parametrize("engine", ["redis", "cluster", "memory"])
 def test_scenario_7_no_visitor_gets_more_than_two_messages_an_hour(serve, browser, engine):
     server = serve(engine, rules=SCENARIOS / "7-global-cap.yaml")
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -88,7 +88,7 @@ def test_scenario_7_no_visitor_gets_more_than_two_messages_an_hour(serve, browse
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("engine", ["redis", "memory"])
+@pytest.mark.parametrize("engine", ["redis", "cluster", "memory"])
 def test_scenario_7_a_dismissed_offer_is_not_shown_again_in_the_session(serve, page, engine):
     server = serve(engine, rules=SCENARIOS / "7-global-cap.yaml")
     sid = visit(server, page, "/demo/products/linen-shirt")

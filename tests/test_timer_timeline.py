@@ -84,7 +84,7 @@ def rules_file(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 async def test_every_timer_outcome_is_in_the_session_timeline(serve, engine, rules_file):
     server = serve(engine, rules=rules_file, extra=SCALE)
 

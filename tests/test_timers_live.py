@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from wsclient import Visitor
 
@@ -35,7 +34,7 @@ async def test_leaving_a_product_page_with_its_product_in_the_cart_arms_no_remin
     assert server.metric("kairos_timers_pending") == 0
 
 
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 async def test_a_reminder_comes_after_the_delay_when_nothing_cancels_it(serve, engine):
     server = serve(engine, rules=REMINDER, extra=SCALE)
     v = await Visitor.arrive(server.ws_url)  # on a product page: arms the 3-minute reminder
@@ -48,7 +47,7 @@ async def test_a_reminder_comes_after_the_delay_when_nothing_cancels_it(serve, e
     assert server.session(v.sid)["timer_fires"] == {"product-reminder": 1}
 
 
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 async def test_adding_to_cart_after_leaving_cancels_the_reminder(serve, engine):
     server = serve(engine, rules=REMINDER, extra=SCALE)
     v = await Visitor.arrive(server.ws_url)
@@ -75,7 +74,7 @@ async def test_a_cancelling_condition_at_firing_time_holds_the_reminder_back(ser
         await v.recv(timeout=0.3)
 
 
-@pytest.mark.parametrize("engine", ["memory", "redis"])
+@pytest.mark.parametrize("engine", ["memory", "redis", "cluster"])
 async def test_a_nudge_due_while_away_is_shown_on_the_next_page_view(serve, engine):
     server = serve(engine, rules=CART, extra=SCALE)
     v = await Visitor.arrive(server.ws_url, path="/demo/cart")
@@ -102,13 +101,14 @@ async def test_a_rule_that_drops_offline_nudges_drops_them(serve):
         await back.recv(timeout=0.5)
 
 
-async def test_a_timer_fired_by_another_process_reaches_the_socket_here(serve, redis_url):
-    # Two processes on one Redis: the visitor's socket is on `a`, which runs no
-    # timer loop; `b` claims the timer and hands the nudge to `a` over pub/sub.
+@pytest.mark.parametrize("engine", ["redis", "cluster"])
+async def test_a_timer_fired_by_another_process_reaches_the_socket_here(serve, engine):
+    # Two processes on one Redis (or one cluster): the visitor's socket is on `a`, which
+    # runs no timer loop; `b` claims the timer and hands the nudge to `a` over pub/sub.
     from conftest import Server
 
-    a = serve("redis", rules=REMINDER, extra=SCALE + ["--no-timers"])
-    b = Server("redis", redis_url, REMINDER, SCALE)
+    a = serve(engine, rules=REMINDER, extra=SCALE + ["--no-timers"])
+    b = Server("redis", a.redis_url, REMINDER, SCALE)
     try:
         for _ in range(3):
             v = await Visitor.arrive(a.ws_url)
@@ -122,26 +122,39 @@ async def test_a_timer_fired_by_another_process_reaches_the_socket_here(serve, r
         b.stop()
 
 
-def test_two_processes_fire_1000_timers_due_at_once_exactly_once(serve, redis_url):
+@pytest.mark.parametrize("engine", ["redis", "cluster"])
+def test_two_processes_fire_1000_timers_due_at_once_exactly_once(serve, engine):
     """Arm 1,000 timers due in the same second, then let two processes race for them."""
-    a = serve("redis", rules=CART, extra=SCALE)
+    a = serve(engine, rules=CART, extra=SCALE)
+    redis_url = a.redis_url
     from conftest import Server, stored_session
+    from kairos.engine import create_engine
+    from kairos.ws import new_sid
 
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    def engine_here():
+        return create_engine("redis", redis_url=redis_url, session_ttl_s=1800)
+
+    async def pending() -> int:
+        e = engine_here()
+        await e.start()
+        try:
+            return await e.pending_timers()
+        finally:
+            await e.close()
 
     async def arm() -> list[str]:
-        from kairos.engine.redis import RedisEngine
         from kairos.rules.delayed import Timer
         from kairos.session import hello_ops
         from kairos.wire import Hello, Page
 
-        e = RedisEngine(redis_url)
+        e = engine_here()
         await e.start()
         sids, due = [], int(time.time() * 1000) + 3000
         for n in range(1000):
-            sid = f"s_burst{n:05d}"
+            vid = f"v_burst{n:05d}"
+            sid = new_sid(vid)  # in its visitor's slot, as a server opens it (a cluster needs it)
             page = Page(url="http://x/demo/cart", path="/demo/cart")
-            hello = Hello("demo", f"v_burst{n:05d}", sid, page, True, False, False)
+            hello = Hello("demo", vid, sid, page, True, False, False)
             ops = hello_ops(hello, "cart", due - 3000) + [("incr", "connected", "-1"), ("set", "cart_items", "1")]
             await e.apply(sid, ops, [], due - 3000)
             sids.append(sid)
@@ -153,7 +166,7 @@ def test_two_processes_fire_1000_timers_due_at_once_exactly_once(serve, redis_ur
     try:
         sids = asyncio.run(arm())
         deadline = time.monotonic() + 30
-        while r.zcard("kairos:{timers}:due") and time.monotonic() < deadline:
+        while asyncio.run(pending()) and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(0.5)
         fires = [int(stored_session(redis_url, sid).get("x:cart-recovery", 0)) for sid in sids]
@@ -165,8 +178,9 @@ def test_two_processes_fire_1000_timers_due_at_once_exactly_once(serve, redis_ur
         b.stop()
 
 
-def test_a_restart_loses_no_pending_timer(serve, redis_url):
-    server = serve("redis", rules=CART, extra=SCALE)
+@pytest.mark.parametrize("engine", ["redis", "cluster"])
+def test_a_restart_loses_no_pending_timer(serve, engine):
+    server = serve(engine, rules=CART, extra=SCALE)
 
     async def shop_and_leave(n: int) -> str:
         v = await Visitor.arrive(server.ws_url, path="/demo/cart")

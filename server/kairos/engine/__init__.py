@@ -19,7 +19,11 @@ def create_engine(kind: str, *, redis_url: str, session_ttl_s: int, redis_pool_s
     if kind == "memory":
         return MemoryEngine(session_ttl_s=session_ttl_s, archive_ttl_s=archive_ttl_s)
     if kind == "redis":
+        from .cluster import RedisClusterEngine, is_cluster_url
         from .redis import RedisEngine  # imported here so the memory engine needs no Redis client
 
+        if is_cluster_url(redis_url):
+            return RedisClusterEngine(redis_url, session_ttl_s=session_ttl_s, pool_size=redis_pool_size,
+                                      archive_ttl_s=archive_ttl_s)
         return RedisEngine(redis_url, session_ttl_s=session_ttl_s, pool_size=redis_pool_size, archive_ttl_s=archive_ttl_s)
     raise ValueError(f"unknown engine {kind!r}, expected 'memory' or 'redis'")

@@ -31,6 +31,7 @@ import binascii
 import itertools
 import re
 import string
+import zlib
 from functools import cache
 
 PREFIX = "kairos"
@@ -73,6 +74,24 @@ TIMERS_HOLDER = f"{PREFIX}:{{timers}}:holder"
 NODES = f"{PREFIX}:{{timers}}:nodes"
 # Pub/sub: a due timer armed sooner than the timer loops expect wakes them.
 TIMERS_WAKE = f"{PREFIX}:timers:wake"
+
+# On Redis Cluster the queue is sharded: TIMER_SHARDS queues of the four keys above,
+# each under a hash tag of its own ({timers:k}), so the shards spread over the
+# masters and no one of them carries every timer. A session's timers are all in one
+# shard (timer_shard), so arming, firing and forgetting them each touch one. Fixed:
+# the processes of one installation must agree on it, or a timer is never found.
+TIMER_SHARDS = 16
+
+
+def timer_shard(sid: str) -> int:
+    """The shard of the timer queue that holds a session's timers (on Redis Cluster)."""
+    return zlib.crc32(sid.encode()) % TIMER_SHARDS
+
+
+def timer_keys(shard: int) -> tuple[str, str, str, str]:
+    """One shard's due times, payloads, leases and holders, in the order the timer scripts take them."""
+    tag = f"{PREFIX}:{{timers:{shard}}}"
+    return f"{tag}:due", f"{tag}:data", f"{tag}:leased", f"{tag}:holder"
 
 
 # Ended page loads' session rows for training (kairos export-sessions): sid -> last

@@ -16,8 +16,11 @@ REPORT_EVERY_S = 30.0
 
 def is_outage(exc: BaseException) -> bool:
     """Whether an error means Redis cannot be reached (not a bug in a script or a caller)."""
+    # On Redis Cluster, a slot without a master (a failover under way) is an outage of
+    # that slot's visitors too: CLUSTERDOWN, TRYAGAIN, or no node known for the slot.
     return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                            ConnectionError, TimeoutError))
+                            redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError,
+                            redis.exceptions.SlotNotCoveredError, ConnectionError, TimeoutError))
 
 
 class Outage:

@@ -182,18 +182,15 @@ class RedisEngine(Engine):
         self.session_ttl_s = session_ttl_s
         self.visitor_ttl_s = visitor_ttl_s
         self.archive_ttl_s = archive_ttl_s
-        self.pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=pool_size, timeout=POOL_WAIT_S, decode_responses=True
-        )
+        self.outage = Outage()
+        self.r, self.pool, db = self._connect(url, pool_size)
         # Pub/sub channels are shared by every database of a Redis server: on a database
         # other than 0 they carry its number, so installations (or test runs) sharing one
         # Redis do not hear each other's dashboard feed, timer wake-ups and nudges.
-        db = int(self.pool.connection_kwargs.get("db") or 0)
         self._channels = f"@{db}" if db else ""
         self.feed_channel = keys.FEED + self._channels
         self.wake_channel = keys.TIMERS_WAKE + self._channels
         self.forgotten_channel = keys.FORGOTTEN + self._channels
-        self.r = aioredis.Redis(connection_pool=self.pool)
         self._apply = self.r.register_script(_script("apply.lua"))
         self._claim = self.r.register_script(_script("claim_show.lua"))
         self._apply_show = self.r.register_script(_script("apply_show.lua"))
@@ -209,7 +206,6 @@ class RedisEngine(Engine):
         self._forget_session = self.r.register_script(_script("forget.lua"))
         self.index_ttl_s = index_ttl_s(visitor_ttl_s, archive_ttl_s)
         self._staff_attempt = self.r.register_script(_script("staff_attempt.lua"))
-        self.outage = Outage()
         # Each session's state as this process last saw it stored (MessagePack bytes),
         # while its page is open here: what apply's compare-and-set compares with.
         self._seen: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
@@ -219,7 +215,7 @@ class RedisEngine(Engine):
         # meanwhile (then applied again to the session as it is): two tabs, or a timer.
         self.stale: Counter[str] = Counter()
         self._live_trimmed_ms = 0
-        self.pipe = AutoPipeline(self.r, workers=max(1, min(PIPELINE_WORKERS, pool_size - 1)), outage=self.outage)
+        self.pipe = self._pipeline(max(1, min(PIPELINE_WORKERS, pool_size - 1)))
         # Told how long each script call took (the runtime points it at /metrics).
         self.on_roundtrip: Callable[[str, float], None] = lambda call, seconds: None
         # Redis Cluster (read at start): a session id of the old form, whose keys are not
@@ -238,13 +234,33 @@ class RedisEngine(Engine):
         self._tally_lock = asyncio.Lock()
         self._stats_task: asyncio.Task[None] | None = None
 
+    def _connect(self, url: str, pool_size: int) -> tuple[Any, Any, int]:
+        """The client, its pool and the database number (a cluster engine connects otherwise)."""
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=POOL_WAIT_S,
+                                                        decode_responses=True)
+        return aioredis.Redis(connection_pool=pool), pool, int(pool.connection_kwargs.get("db") or 0)
+
+    def _pipeline(self, workers: int) -> Any:
+        return AutoPipeline(self.r, workers=workers, outage=self.outage)
+
+    async def _register(self) -> None:
+        """Scripts of this engine's own, beside the common ones (the cluster engine has some)."""
+
+    async def _is_cluster(self) -> bool:
+        return bool(int((await self.r.info("cluster")).get("cluster_enabled", 0)))
+
+    async def _close_clients(self) -> None:
+        await self.r.aclose()
+        await self.pool.aclose()
+
     async def start(self) -> None:
+        await self._register()
         # Load the scripts now, so the first batch is a plain EVALSHA.
         for script in (self._apply, self._apply_show, self._claim, self._feedback, self._arm, self._claim_timers,
                        self._finish_timer, self._defer_timer, self._visit, self._open, self._archive,
                        self._staff_attempt):
             script.sha = await self.r.script_load(script.script)
-        self.cluster = bool(int((await self.r.info("cluster")).get("cluster_enabled", 0)))
+        self.cluster = await self._is_cluster()
         self.pipe.start()
         await self._read_paused()
         self._paused_task = asyncio.create_task(self._keep_paused_fresh(), name="kairos-paused")
@@ -264,8 +280,7 @@ class RedisEngine(Engine):
             self.fault(exc, refused=False)
             log.warning("%d rule counts not written at close: %s", sum(self._tally.values()), exc)
         await self.pipe.close()
-        await self.r.aclose()
-        await self.pool.aclose()
+        await self._close_clients()
 
     def node_channel(self, node: str) -> str:
         """Where the process `node` hears of nudges for its sockets (and answers to its forwards)."""
@@ -578,11 +593,12 @@ class RedisEngine(Engine):
     async def _write_stats(self) -> None:
         """Add the counts counted here to Redis's; on failure they stay, for the next write.
 
-        One MULTI/EXEC per bucket (one, two at a bucket's edge), in one pipeline: a
+        One MULTI/EXEC per bucket (one, two at a bucket's edge), sent together: a
         bucket's counts are added whole or not at all, so a write that fails is written
         again without counting twice (unless its reply alone was lost), and each
-        transaction stays in its key's slot. Under the lock: a write under way when
-        `stats` is asked is waited for, and the pending counts written after it.
+        transaction stays in its key's slot (on Redis Cluster, at its master). Under the
+        lock: a write under way when `stats` is asked is waited for, and the pending
+        counts written after it.
         """
         async with self._tally_lock:
             if not self._tally:
@@ -593,23 +609,21 @@ class RedisEngine(Engine):
             for (b, field), n in tally.items():
                 buckets.setdefault((b, "@" in field), {})[field] = n
             written: set[tuple[int, bool]] = set()
+
+            async def add(b: int, arms: bool, fields: dict[str, int]) -> None:
+                key = keys.arm_stats(b) if arms else keys.stats(b)
+                async with self.r.pipeline(transaction=True) as pipe:
+                    for field, n in fields.items():
+                        pipe.hincrby(key, field, n)
+                    pipe.expire(key, ARM_STATS_TTL_S if arms else STATS_TTL_S)
+                    await pipe.execute()
+
             try:
-                execs: list[int] = []  # where each bucket's EXEC is in the pipeline
-                async with self.r.pipeline(transaction=False) as pipe:
-                    for (b, arms), fields in buckets.items():
-                        key = keys.arm_stats(b) if arms else keys.stats(b)
-                        pipe.execute_command("MULTI")
-                        for field, n in fields.items():
-                            pipe.hincrby(key, field, n)
-                        pipe.expire(key, ARM_STATS_TTL_S if arms else STATS_TTL_S)
-                        pipe.execute_command("EXEC")
-                        execs.append(len(pipe) - 1)
-                    replies = await pipe.execute(raise_on_error=False)
-                # An EXEC that ran answers with its commands' replies; one refused, with an error.
-                written = {b for b, i in zip(buckets, execs) if isinstance(replies[i], list)}
+                results = await asyncio.gather(*(add(b, arms, fields) for (b, arms), fields in buckets.items()),
+                                               return_exceptions=True)
+                written = {bucket for bucket, r in zip(buckets, results) if not isinstance(r, BaseException)}
                 if len(written) < len(buckets):
-                    raise next((r for r in replies if isinstance(r, Exception)),
-                               aioredis.ResponseError("a bucket's EXEC ran none of its commands"))
+                    raise next(r for r in results if isinstance(r, BaseException))
             except BaseException:  # Redis away, or cancelled at close: counted again at the next write
                 now_ms = int(time.time() * 1000)
                 for (b, field), n in tally.items():
@@ -833,7 +847,7 @@ class RedisEngine(Engine):
         first_ms = int(float(first)) if first is not None else None
         if first_ms is not None and any(t.due_ms == first_ms for t in timers):
             # A new earliest timer: the other processes' loops sleep past it otherwise.
-            await self.pipe.execute("PUBLISH", self.wake_channel, first_ms)
+            await self._publish(self.wake_channel, first_ms)
         return first_ms
 
     async def claim_due(self, now_ms: int, limit: int = 200, node: str = "",
@@ -881,20 +895,24 @@ class RedisEngine(Engine):
     async def pending_timers(self) -> int:
         return int(await self.pipe.execute("ZCARD", keys.TIMERS_DUE))
 
+    async def _publish(self, channel: str, message: Any) -> int:
+        """Publish on one channel: how many subscribers heard it (sharded on a cluster)."""
+        return int(await self.pipe.execute("PUBLISH", channel, message))
+
     async def publish(self, node: str, sid: str, frame: bytes, reply_to: str = "", ref: str = "") -> int:
         # Frames are bytes and the client decodes replies as text: carry them as hex.
         message = f"{sid} {frame.hex()}" + (f" {reply_to} {ref}" if reply_to else "")
-        return int(await self.pipe.execute("PUBLISH", self.node_channel(node), message))
+        return await self._publish(self.node_channel(node), message)
 
     async def ack(self, node: str, sid: str, ref: str, pushed: bool) -> None:
         # Session ids never start with "!" (ws.new_sid), so an ack cannot pass for a push.
-        await self.pipe.execute("PUBLISH", self.node_channel(node), f"!ack {sid} {ref} {int(pushed)}")
+        await self._publish(self.node_channel(node), f"!ack {sid} {ref} {int(pushed)}")
 
     async def publish_forgotten(self, vid: str, sids: Sequence[str]) -> None:
-        await self.pipe.execute("PUBLISH", self.forgotten_channel, " ".join([vid, *sids]))
+        await self._publish(self.forgotten_channel, " ".join([vid, *sids]))
 
     async def publish_feed(self, text: str) -> bool:
-        await self.pipe.execute("PUBLISH", self.feed_channel, text)
+        await self._publish(self.feed_channel, text)
         return True
 
     async def watch_feed(self, ttl_s: int) -> None:
@@ -914,23 +932,26 @@ class RedisEngine(Engine):
                     self.fault(exc, refused=False)
                     await asyncio.sleep(1.0)
                     continue
-                if msg is None:
-                    continue
-                if msg["channel"] == self.feed_channel:
-                    bus.on_feed(msg["data"])
-                elif msg["channel"] == self.wake_channel:
-                    bus.on_wake(int(float(msg["data"])))
-                elif msg["channel"] == self.forgotten_channel:
-                    vid, *sids = msg["data"].split(" ")
-                    await bus.on_forgotten(vid, sids)
-                elif msg["data"].startswith("!ack "):
-                    _, sid, ref, pushed = msg["data"].split(" ")
-                    bus.on_ack(sid, ref, pushed == "1")
-                else:
-                    sid, hexframe, *reply = msg["data"].split(" ")
-                    await bus.on_push(sid, bytes.fromhex(hexframe), *reply)
+                if msg is not None:
+                    await self.heard(msg["channel"], msg["data"], bus)
         finally:
             await pubsub.aclose()
+
+    async def heard(self, channel: str, data: str, bus: Bus) -> None:
+        """Hand one message heard on this process's channels to the bus."""
+        if channel == self.feed_channel:
+            bus.on_feed(data)
+        elif channel == self.wake_channel:
+            bus.on_wake(int(float(data)))
+        elif channel == self.forgotten_channel:
+            vid, *sids = data.split(" ")
+            await bus.on_forgotten(vid, sids)
+        elif data.startswith("!ack "):
+            _, sid, ref, pushed = data.split(" ")
+            bus.on_ack(sid, ref, pushed == "1")
+        else:
+            sid, hexframe, *reply = data.split(" ")
+            await bus.on_push(sid, bytes.fromhex(hexframe), *reply)
 
     # --- staff access ------------------------------------------------------------
 

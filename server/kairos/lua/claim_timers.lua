@@ -8,6 +8,10 @@
 -- ARGV[1] now_ms, ARGV[2] most to claim, ARGV[3] this node, ARGV[4] lease_ms, ARGV[5] ttl_s.
 -- Returns member, payload, member, payload, ...
 local now, limit, node, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+-- Redis Cluster: the live nodes are in another slot; the caller read them (node, alive
+-- until ms, ...) into ARGV[6...], and KEYS[5] is absent.
+local alive_until = {}
+for i = 6, #ARGV, 2 do alive_until[ARGV[i]] = ARGV[i + 1] end
 local until_ms = now + lease
 local out = {}
 local function take(member)
@@ -30,7 +34,7 @@ for i = 1, #leased, 2 do
   local lapsed = deadline <= now
   if not lapsed then
     local holder = redis.call('HGET', KEYS[4], member)
-    local alive = holder and redis.call('ZSCORE', KEYS[5], holder)
+    local alive = holder and (KEYS[5] and redis.call('ZSCORE', KEYS[5], holder) or alive_until[holder])
     -- a holder that never beat (a bare engine in a test) is held to its deadline only
     lapsed = alive and tonumber(alive) <= now
   end
