@@ -117,8 +117,8 @@ def redis_contents(url: str) -> dict[str, str]:
 
     A session's state (its version and a MessagePack map, lib/ops.lua) is shown as the map it holds.
     """
-    r = redis.Redis.from_url(url, decode_responses=True)
-    raw = redis.Redis.from_url(url)
+    r = raw_redis(url, decode_responses=True)
+    raw = raw_redis(url)
 
     def string(key: str) -> object:
         value = raw.get(key)
@@ -126,7 +126,9 @@ def redis_contents(url: str) -> dict[str, str]:
 
     read = {"hash": r.hgetall, "list": lambda k: r.lrange(k, 0, -1), "set": r.smembers, "string": string,
             "zset": lambda k: r.zrange(k, 0, -1, withscores=True)}
-    return {key: str(read[r.type(key)](key)) for key in r.scan_iter("*")}
+    # A cluster client sends KEYS to one node unless told to ask every master.
+    names = r.keys("*", target_nodes=redis.RedisCluster.PRIMARIES) if isinstance(r, redis.RedisCluster) else r.keys("*")
+    return {key: str(read[r.type(key)](key)) for key in names}
 
 
 def stored_session(url: str, sid: str) -> dict[str, str]:

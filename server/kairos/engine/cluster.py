@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import (AskError, ClusterDownError, MovedError, RedisClusterException, RedisError,
+from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError, RedisClusterException, RedisError,
                               TryAgainError)
 
 from ..rules.delayed import Timer, armed_line
@@ -211,10 +211,9 @@ class ClusterPipe:
                        options: dict[str, Any]) -> Any:
         try:
             return await first
-        except aioredis.ResponseError as exc:
-            # A replica promoted since the scripts were loaded may not have them.
-            if "NOSCRIPT" not in str(exc):
-                raise
+        except NoScriptError:
+            # A replica promoted since the scripts were loaded may not have them (or the
+            # script is loaded on first use): loaded on every master.
             script.sha = await self.rc.script_load(script.script)
             return await self.execute("EVALSHA", script.sha, len(script_keys), *script_keys, *args, **options)
 

@@ -730,11 +730,10 @@ class RedisEngine(Engine):
         logs, live-set entries and rows kept for training; those erased live, and all of theirs."""
         if not sids:
             return [], set()
-        async with self.r.pipeline(transaction=False) as pipe:
-            for c in sids:
-                await self._forget_session(keys=[keys.session(c), keys.log(c)], args=[vid, "1" if trusted else "0"],
-                                           client=pipe)
-            verdicts = await pipe.execute()
+        # Through the auto-pipeline: each call to its session's master on a cluster, and
+        # the script loaded where it is not known yet (it is not loaded at start).
+        verdicts = await asyncio.gather(*(self.pipe.evalsha(self._forget_session, [keys.session(c), keys.log(c)],
+                                                            [vid, "1" if trusted else "0"]) for c in sids))
         erased = [c for c, v in zip(sids, verdicts) if int(v) == 1]
         # A session of theirs that expired still has its row kept for training; one only
         # named by the caller is theirs only if its state said so.
