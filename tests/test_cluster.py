@@ -1,28 +1,25 @@
-"""Cluster-ready keys (issue 16): what a hello, a batch, a claim or a feedback touches is in its visitor's hash slot.
+"""Redis Cluster (issues 16, 18): what a hello, a batch, a claim or a feedback touches is in its visitor's hash slot.
 
 Redis Cluster runs a script or a multi-key command only on keys of one slot: these
-tests drive RedisEngine against a real one-node cluster started here, where any
-step that still crosses slots fails with CROSSSLOT.
+tests drive the cluster engine against the run's 3-master cluster, where any step
+that still crosses slots fails with CROSSSLOT, and one that reaches the wrong
+master is redirected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
-import subprocess
 import time
-from pathlib import Path
-from typing import Iterator
 
 import pytest
-import redis
 from redis.crc import key_slot
 
-from conftest import free_port
+from conftest import raw_redis, redis_contents
 from kairos.caps import Caps, Window, bucket
 from kairos.engine import MemoryEngine, keys
 from kairos.engine.base import Opening
+from kairos.engine.cluster import RedisClusterEngine
 from kairos.engine.redis import PAUSED_REFRESH_S, RedisEngine
 from kairos.session import event_ops, hello_ops, log_entry
 from kairos.wire import Event, Hello, Page
@@ -55,52 +52,16 @@ async def arrive(engine, vid: str, path: str = "/demo/products/linen-shirt") -> 
     return opened.sid
 
 
-def cluster_info(r: redis.Redis) -> str:
-    """CLUSTER INFO as Redis sends it ("cluster_state:ok", ...), whichever way redis-py parses it."""
-    info = r.execute_command("CLUSTER", "INFO")
-    return "".join(f"{k}:{v}\n" for k, v in info.items()) if isinstance(info, dict) else str(info)
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[str]:
-    """A one-node Redis Cluster of this test's own, serving every slot; its URL (db 0: a cluster has no other)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (make test installs it)")
-    port, bus = free_port(), free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-port", str(bus),
-         "--cluster-config-file", str(tmp_path / "nodes.conf"), "--dir", str(tmp_path), "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    r = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"redis-server --cluster-enabled did not start on port {port}")
-                time.sleep(0.05)
-        r.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        while "cluster_state:ok" not in cluster_info(r):
-            if time.monotonic() > deadline:
-                pytest.fail("the one-node cluster never reached cluster_state:ok")
-            time.sleep(0.05)
-        yield url
-    finally:
-        r.close()
-        proc.terminate()
-        proc.wait(5)
+def cluster(clean_cluster: str) -> str:
+    """The run's Redis Cluster (3 masters, 3 replicas: tests/redis_cluster.py), flushed; its redis+cluster:// URL."""
+    return clean_cluster
 
 
 async def test_a_visit_runs_on_redis_cluster(cluster):
-    e = RedisEngine(cluster, session_ttl_s=60)
+    e = RedisClusterEngine(cluster, session_ttl_s=60)
     await e.start()
-    r = redis.Redis.from_url(cluster, decode_responses=True)
+    r = raw_redis(cluster, decode_responses=True)
     vid = "v_cluster001"
     try:
         sid = await arrive(e, vid)
@@ -148,7 +109,7 @@ async def test_a_visit_runs_on_redis_cluster(cluster):
         await e.archive(sid, '{"row": 1}', now())
         assert sorted(await e.forget(vid, sid)) == sorted([sid, old.sid])
         assert await e.session(sid) is None and await e.log(sid) == []
-        assert [k for k in r.keys("*") if vid in k or sid in k or old.sid in k] == []
+        assert [k for k in redis_contents(cluster) if vid in k or sid in k or old.sid in k] == []
         assert await e.session(theirs.sid) is not None, "another visitor's session stays"
     finally:
         r.close()
@@ -164,9 +125,9 @@ def keys_bucket(t: int) -> int:
 async def test_a_rule_wide_cap_stays_exact_under_concurrent_claims_on_redis_cluster(cluster):
     # The rule's window is shared by every visitor (another slot than any of theirs): a
     # place is reserved before each claim and given back when the claim is refused.
-    e = RedisEngine(cluster, session_ttl_s=60)
+    e = RedisClusterEngine(cluster, session_ttl_s=60)
     await e.start()
-    r = redis.Redis.from_url(cluster, decode_responses=True)
+    r = raw_redis(cluster, decode_responses=True)
     try:
         vids = [f"v_crowd{i:05d}" for i in range(12)]
         sids = await asyncio.gather(*(arrive(e, v) for v in vids))
@@ -189,7 +150,7 @@ async def test_a_rule_wide_cap_stays_exact_under_concurrent_claims_on_redis_clus
 
 async def test_a_pause_holds_at_once_where_it_was_made_and_within_a_second_elsewhere(cluster):
     # The claim cannot read the paused rules (another slot): each process keeps a view.
-    here, there = RedisEngine(cluster, session_ttl_s=60), RedisEngine(cluster, session_ttl_s=60)
+    here, there = RedisClusterEngine(cluster, session_ttl_s=60), RedisClusterEngine(cluster, session_ttl_s=60)
     await here.start()
     await there.start()
     try:
@@ -218,7 +179,7 @@ async def test_a_session_opened_before_the_upgrade_keeps_its_keys_and_takes_batc
     # tag): on a single Redis it is still resumed and still takes batches, under its old keys.
     e = RedisEngine(clean_redis, session_ttl_s=60)
     await e.start()
-    r = redis.Redis.from_url(clean_redis, decode_responses=True)
+    r = raw_redis(clean_redis, decode_responses=True)
     vid, old = "v_upgrade01", "s_Xk3-pQ_9zLmN2aB"
     try:
         await e.open_session(opening(vid, None, old), now())  # as the old server opened it

@@ -243,6 +243,15 @@ class RedisClusterEngine(RedisEngine):
     async def _close_clients(self) -> None:
         await self.r.aclose()
 
+    # --- the dashboard's list of live sessions: TIMER_SHARDS lists ----------------
+    # Written at every page load: one list would put every hello's ZADD on one master.
+
+    def _live_key(self, sid: str) -> str:
+        return keys.live(keys.timer_shard(sid))
+
+    def _live_keys(self) -> list[str]:
+        return [keys.live(shard) for shard in range(keys.TIMER_SHARDS)]
+
     # --- timers: TIMER_SHARDS queues ---------------------------------------------
 
     async def arm_timers(self, timers) -> int | None:

@@ -88,6 +88,11 @@ def timer_shard(sid: str) -> int:
     return zlib.crc32(sid.encode()) % TIMER_SHARDS
 
 
+def live(shard: int) -> str:
+    """One shard of the dashboard's list of live sessions, on Redis Cluster (the shard: timer_shard)."""
+    return f"{PREFIX}:{{live:{shard}}}"
+
+
 def timer_keys(shard: int) -> tuple[str, str, str, str]:
     """One shard's due times, payloads, leases and holders, in the order the timer scripts take them."""
     tag = f"{PREFIX}:{{timers:{shard}}}"

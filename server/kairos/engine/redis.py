@@ -88,6 +88,13 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2]))
 
 
+def _scored(reply: Sequence[Any]) -> list[tuple[str, Any]]:
+    """A WITHSCORES reply as (member, score) pairs, whether redis-py paired it or not (RESP2/3)."""
+    if reply and isinstance(reply[0], (list, tuple)):
+        return [(m, sc) for m, sc in reply]
+    return list(zip(reply[::2], reply[1::2]))
+
+
 # A session's state as lib/ops.lua stores it: a MessagePack map of field -> string.
 # msgspec, not msgpack: decoding straight to dict[str, str] and encoding take 2.5 and
 # 0.9 µs for a 49-field state where msgpack takes 5.4 and 2.7 (python -m timeit,
@@ -459,17 +466,24 @@ class RedisEngine(Engine):
         sessions to take off the list."""
         await asyncio.gather(*self._live(sid, now_ms, drop))
 
+    def _live_key(self, sid: str) -> str:
+        """The dashboard's list of live sessions that holds `sid` (one list; sharded on a cluster)."""
+        return keys.LIVE
+
+    def _live_keys(self) -> list[str]:
+        return [keys.LIVE]
+
     def _live(self, sid: str, now_ms: int, drop: Sequence[str] = ()) -> list[Awaitable[Any]]:
         # Commands, not a task: gathered with a script's call, they join its pipeline.
-        out = [self.pipe.execute("ZADD", keys.LIVE, now_ms, sid)]
-        if drop:
-            out.append(self.pipe.execute("ZREM", keys.LIVE, *drop))
+        out = [self.pipe.execute("ZADD", self._live_key(sid), now_ms, sid)]
+        out += [self.pipe.execute("ZREM", self._live_key(d), d) for d in drop]
         # The list's old entries and its expiry are seen to once a second, not at every
         # hello: the dashboard reads it by score, so an entry past its time shows nowhere.
         if now_ms - self._live_trimmed_ms >= LIVE_TRIM_MS:
             self._live_trimmed_ms = now_ms
-            self.pipe.post("ZREMRANGEBYSCORE", keys.LIVE, "-inf", now_ms - self.session_ttl_s * 1000)
-            self.pipe.post("EXPIRE", keys.LIVE, self.session_ttl_s)
+            for key in self._live_keys():
+                self.pipe.post("ZREMRANGEBYSCORE", key, "-inf", now_ms - self.session_ttl_s * 1000)
+                self.pipe.post("EXPIRE", key, self.session_ttl_s)
         return out
 
     async def claim_show(self, sid: str, vid: str, rule: str, oid: str, caps: Caps, log: str, now_ms: int,
@@ -740,7 +754,8 @@ class RedisEngine(Engine):
         gone = {c for c, v in zip(sids, verdicts) if int(v) == 1 or (trusted and int(v) == 0)}
         if gone:
             async with self.r.pipeline(transaction=False) as pipe:
-                pipe.zrem(keys.LIVE, *gone)
+                for sid in gone:
+                    pipe.zrem(self._live_key(sid), sid)
                 pipe.zrem(keys.ARCHIVE_INDEX, *gone)
                 pipe.hdel(keys.ARCHIVE_ROWS, *gone)
                 await pipe.execute()
@@ -793,7 +808,11 @@ class RedisEngine(Engine):
         return parse_log(await self.r.lrange(keys.log(sid), 0, limit - 1))
 
     async def sessions(self, now_ms: int, limit: int = 100) -> list[SessionState]:
-        sids = await self.r.zrevrangebyscore(keys.LIVE, "+inf", now_ms - self.session_ttl_s * 1000, start=0, num=limit)
+        # The newest `limit` of each list (one, or each shard's on a cluster), then the newest of those.
+        lists = await asyncio.gather(*(self.pipe.execute("ZREVRANGEBYSCORE", key, "+inf", now_ms - self.session_ttl_s * 1000,
+                                                         "WITHSCORES", "LIMIT", 0, limit) for key in self._live_keys()))
+        newest = sorted(((float(ms), sid) for found in lists for sid, ms in _scored(found)), reverse=True)[:limit]
+        sids = [sid for _, sid in newest]
         if not sids:
             return []
         hashes = await asyncio.gather(*(self._read(sid) for sid in sids))  # one pipeline
