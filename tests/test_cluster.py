@@ -116,6 +116,53 @@ async def test_a_visit_runs_on_redis_cluster(cluster):
         await e.close()
 
 
+async def test_a_slot_moved_to_another_master_keeps_its_sessions_served(cluster, redis_cluster):
+    # A reshard (redis-cli --cluster reshard does these steps): while the slot moves the
+    # old master answers ASK, once it has moved MOVED; both are followed, and the engine
+    # learns the new map, so the commands after it go straight to the new master.
+    from redis_cluster import command
+
+    e = RedisClusterEngine(cluster, session_ttl_s=60)
+    await e.start()
+    vid = "v_moving0001"
+    try:
+        sid = await arrive(e, vid)
+        click = event_ops([Event("click", 1, {"tag": "a"})], classify, now())
+        assert (await e.apply(sid, click, [], now())).clicks == 1
+        slot = key_slot(keys.session(sid).encode())
+        _, src = redis_cluster.master_of(keys.session(sid))
+        dst = next(port for _, port in redis_cluster.masters() if port != src)
+        src_id, dst_id = command(src, "CLUSTER", "MYID"), command(dst, "CLUSTER", "MYID")
+        command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        moving = command(src, "CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        assert keys.session(sid) in moving and keys.visitor(vid, "info") in moving
+        command(src, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *moving)
+
+        # Moving: the keys are at the new master, the slot still the old one's (ASK).
+        assert (await e.apply(sid, click, [], now())).clicks == 2
+        assert e.pipe.redirects >= 1
+
+        for _, port in redis_cluster.masters():
+            command(port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        # Moved (MOVED): served, and the map is read again.
+        assert (await e.apply(sid, click, [], now())).clicks == 3
+        assert await e.claim_show(sid, vid, "offer", "offer.1", Caps(), "{}", now()) == "ok"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            node = e.r.nodes_manager.get_node_from_slot(slot)
+            if node.port == dst:
+                break
+            await asyncio.sleep(0.05)
+        assert node.port == dst, "the engine learnt where the slot is now"
+        before = e.pipe.redirects
+        assert (await e.apply(sid, click, [], now())).clicks == 4
+        assert e.pipe.redirects == before, "sent straight to the new master"
+        assert (await e.session(sid)).onscreen is not None
+    finally:
+        await e.close()
+
+
 def keys_bucket(t: int) -> int:
     from kairos.engine.base import stats_bucket
 

@@ -105,6 +105,9 @@ class ClusterPipe:
         self._refreshed_s = 0.0
         self._retries: set[asyncio.Task[None]] = set()
         self.timeout_s: float | None = None
+        # Commands sent again because their slot had moved (or was moving): a count that
+        # grows only while the cluster's map changes (a failover, a reshard).
+        self.redirects = 0
 
     @property
     def batches(self) -> int:
@@ -158,6 +161,7 @@ class ClusterPipe:
         if exc is None:
             fut.set_result(first.result())
         elif isinstance(exc, _REDIRECTS):
+            self.redirects += 1
             self._refresh()
             self._retry(fut, args, options)
         else:
