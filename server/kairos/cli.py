@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--engine", choices=["memory", "redis"], help="session store (default: memory)")
-    serve.add_argument("--redis-url", help="Redis URL for --engine redis (default: redis://127.0.0.1:6379/0)")
+    serve.add_argument("--redis-url", help="Redis URL for --engine redis (default: redis://127.0.0.1:6379/0; a "
+                       "Redis Cluster: redis+cluster://HOST:PORT[,HOST:PORT...])")
+    serve.add_argument("--redis-cluster", metavar="HOST:PORT[,...]",
+                       help="use this Redis Cluster (some of its nodes; the rest are found): the Redis engine on "
+                       "redis+cluster://HOST:PORT[,...] (docs/scaling.md)")
     serve.add_argument("--rules", help="rules file (YAML); watched, and reloaded when it changes")
     serve.add_argument("--admin-token", help="staff secret: the dashboard login and the bearer token for /api, /admin "
                        "(better: KAIROS_ADMIN_TOKEN; default: generated once into STATE_DIR/admin-token)")
@@ -100,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "predict":
         return _predict(args.model, args.csv)
     flags = {k: v for k, v in vars(args).items() if k != "command"}
+    cluster = flags.pop("redis_cluster", None)
+    if cluster:
+        if flags.get("redis_url") or flags.get("engine") == "memory":
+            print("kairos: --redis-cluster names the Redis to use; leave out --redis-url and --engine memory",
+                  file=sys.stderr)
+            return 2
+        flags["redis_url"], flags["engine"] = f"redis+cluster://{cluster}", "redis"
     if flags.get("allowed_origins"):
         flags["allowed_origins"] = tuple(flags["allowed_origins"])
     return _serve(Settings.load(**flags))
@@ -451,6 +462,15 @@ def _serve(settings: Settings) -> int:
             print(f"kairos: cannot listen for metrics on {settings.metrics_host}:{settings.metrics_port}: "
                   f"{exc.strerror or exc}", file=sys.stderr)
             return 2
+    if settings.engine == "redis":
+        from .engine.cluster import is_cluster_url, startup_nodes
+
+        if is_cluster_url(settings.redis_url):
+            try:
+                startup_nodes(settings.redis_url)
+            except ValueError as exc:
+                print(f"kairos: {exc}", file=sys.stderr)
+                return 2
     workers = settings.workers or os.cpu_count() or 1
     if workers > 1 and settings.engine != "redis":
         print(f"kairos: --workers {workers} needs --engine redis: the memory engine keeps sessions, caps and timers "
