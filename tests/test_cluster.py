@@ -285,3 +285,48 @@ async def test_a_page_naming_a_session_of_another_visitor_gets_its_own(engine):
     assert not gone.resumed and gone.state.pages == 1
     listed = {s.sid for s in await engine.sessions(now())}
     assert listed == {sid, stranger.sid, other.sid, gone.sid}, "the dashboard lists the sessions opened, no other"
+
+
+def test_kairos_serve_runs_on_the_cluster_named_by_redis_cluster(redis_cluster, clean_cluster, tmp_path):
+    import subprocess
+    import sys
+
+    import httpx
+
+    from conftest import ROOT, free_port
+
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "kairos", "serve", "--redis-cluster", redis_cluster.startup,
+                             "--port", str(port), "--admin-token", "t" * 32, "--state-dir", str(tmp_path)],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        assert health.status_code == 200 and health.json()["engine"] == "redis", health.text
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--redis-cluster", "127.0.0.1"], "expected redis+cluster://host:port[,host:port...], got '127.0.0.1'"),
+    (["--redis-cluster", "127.0.0.1:7000", "--redis-url", "redis://127.0.0.1:6379/0"], "leave out --redis-url"),
+    (["--redis-cluster", "127.0.0.1:7000", "--engine", "memory"], "leave out --redis-url and --engine memory"),
+    (["--engine", "redis", "--redis-url", "redis+cluster://127.0.0.1:7000/3"], "Redis Cluster has database 0 only"),
+])
+def test_a_cluster_named_wrong_is_refused_with_the_form_expected(flags, said):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, free_port
+
+    out = subprocess.run([sys.executable, "-m", "kairos", "serve", "--port", str(free_port()), *flags],
+                         cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and said in out.stderr, out.stderr
