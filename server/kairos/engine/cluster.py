@@ -198,6 +198,13 @@ class ClusterPipe:
         async def refresh() -> None:
             with contextlib.suppress(RedisError, RedisClusterException, OSError):
                 await self.rc.nodes_manager.initialize()
+                # A master that is no longer one (failed over, removed) keeps no pipeline:
+                # its workers would wait on a dead address for good.
+                masters = {node.name for node in self.rc.get_primaries()}
+                for name in [n for n in self._pipes if n not in masters]:
+                    pipe = self._pipes.pop(name)
+                    await pipe.close()
+                    await pipe.r.aclose()
 
         self._refreshing = asyncio.create_task(refresh())
 
