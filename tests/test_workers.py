@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import AsyncIterator
 
 import httpx
 import pytest
@@ -59,33 +61,39 @@ def test_a_worker_count_that_is_not_one_is_refused(value, said):
     assert out.returncode == 2 and said in out.stderr
 
 
-# Figures per engine: sessions opened (all of them arm a timer due in the same second),
-# and the staff nudges sent by each worker to pages held by each worker. On the cluster,
-# the issue's acceptance (issue 18, point 2): 1,000 sessions over both, 1,000 timers.
-FIGURES = {"redis": (1000, 25), "cluster": (1000, 25)}
+# The issue's acceptance (issue 18, point 2), on one Redis as on the cluster: 1,000
+# sessions over both workers, each arming a timer (all due within the same second: the
+# arming burst takes ~50-250 ms here, printed, not asserted), and staff nudges sent by
+# each worker, NUDGES to pages it holds and NUDGES to pages the other holds.
+SESSIONS, NUDGES = 1000, 25
 # Websockets opened (and closed) at once, at most.
 OPENING = 100
 
 
-async def pinned(server) -> dict[str, httpx.AsyncClient]:
+@contextlib.asynccontextmanager
+async def pinned(server) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """A staff client for each worker: one kept-alive connection each, which the worker that
-    accepted it answers (/healthz says which) for as long as it stays open."""
+    accepted it answers (/healthz says which) for as long as it stays open (uvicorn closes
+    it after 5 s idle: pin just before the requests)."""
     clients: dict[str, httpx.AsyncClient] = {}
-    for _ in range(100):
-        c = httpx.AsyncClient(base_url=server.base, headers=server.auth, timeout=10,
-                              limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
-        r = await c.get("/healthz")
-        node = r.json()["node"]
-        if node in clients:
+    try:
+        for _ in range(100):
+            c = httpx.AsyncClient(base_url=server.base, headers=server.auth, timeout=10,
+                                  limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+            r = await c.get("/healthz")
+            node = r.json()["node"]
+            if node in clients:
+                await c.aclose()
+                continue
+            c.port = r.extensions["network_stream"].get_extra_info("client_addr")  # type: ignore[attr-defined]
+            clients[node] = c
+            if len(clients) == 2:
+                break
+        assert len(clients) == 2, f"100 connections reached {len(clients)} worker(s) only"
+        yield clients
+    finally:
+        for c in clients.values():
             await c.aclose()
-            continue
-        c.port = r.extensions["network_stream"].get_extra_info("client_addr")  # type: ignore[attr-defined]
-        clients[node] = c
-        if len(clients) == 2:
-            return clients
-    for c in clients.values():
-        await c.aclose()
-    pytest.fail(f"100 connections reached {len(clients)} worker(s) only")
 
 
 async def on(client: httpx.AsyncClient, method: str, path: str, **kw) -> httpx.Response:
@@ -126,7 +134,7 @@ async def test_two_workers_share_the_sessions_and_reach_each_others_pages(serve,
     """`--workers 2` on one Redis and on Redis Cluster: the sessions spread over both workers, a
     timer fires once whichever claims it and reaches the page whichever holds it, and a
     staff nudge sent by either worker reaches a page on either."""
-    sessions, nudges = FIGURES[engine]
+    sessions, nudges = SESSIONS, NUDGES
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     server = serve(engine, rules=rules, extra=["--workers", "2"])
@@ -144,13 +152,14 @@ async def test_two_workers_share_the_sessions_and_reach_each_others_pages(serve,
 
     # Arrivals at once, as a store's come: the kernel hands each to a worker that is free.
     everyone = await asyncio.gather(*(arrive() for _ in range(sessions)))
-    workers = await pinned(server)
     try:
+        async with pinned(server) as workers:
+            nodes = set(workers)
         sids = [v.sid for v in everyone]
         holder = {sid: s["node"] for sid, s in (await asyncio.to_thread(stored, url, sids)).items()}
         split = Counter(holder.values())
         print(f"\n{engine}: {sessions} sessions over the workers: {sorted(split.values())}")
-        assert set(split) == set(workers), f"the sessions' workers {split} are not the two answering {set(workers)}"
+        assert set(split) == nodes, f"the sessions' workers {split} are not the two answering {nodes}"
         assert min(split.values()) >= sessions // 10, f"one worker took almost all the sessions: {split}"
 
         # A timer on every page, all due within the same second: each fires once, on
@@ -179,34 +188,34 @@ async def test_two_workers_share_the_sessions_and_reach_each_others_pages(serve,
         assert fires == {1: sessions}, f"timers fired per session (times: sessions): {dict(fires)}"
         assert shows == {1: sessions}, f"timer shows per session (times: sessions): {dict(shows)}"
         outcomes = {}
-        for node, c in workers.items():
-            text = (await on(c, "GET", "/metrics")).text
-            outcomes[node] = {o: _sample(text, "kairos_timers_total", outcome=o) for o in ("shown", "forwarded")}
+        async with pinned(server) as workers:
+            for node, c in workers.items():
+                text = (await on(c, "GET", "/metrics")).text
+                outcomes[node] = {o: _sample(text, "kairos_timers_total", outcome=o) for o in ("shown", "forwarded")}
         print(f"{engine}: {sessions} timers due within {max(due) - min(due)} ms; fired by the workers: "
               + ", ".join(f"{o['shown']:.0f} shown here + {o['forwarded']:.0f} forwarded" for o in outcomes.values()))
         assert sum(o["shown"] + o["forwarded"] for o in outcomes.values()) == sessions, outcomes
 
         # Staff nudges: each worker sends some to pages on the other and some to its own.
-        (a, ca), (b, cb) = workers.items()
-        held = {n: [v for v in everyone if holder[v.sid] == n] for n in workers}
+        (a, b) = nodes
+        held = {n: [v for v in everyone if holder[v.sid] == n] for n in nodes}
         plan = {(a, a): held[a][:nudges], (a, b): held[b][:nudges],
                 (b, a): held[a][nudges:2 * nudges], (b, b): held[b][nudges:2 * nudges]}
+        async with pinned(server) as workers:
 
-        async def send(sender: str, pages: list[Visitor]) -> None:
-            for v in pages:
-                r = await on(workers[sender], "POST", f"/api/sessions/{v.sid}/nudge", json={"chat": "Need a hand?"})
-                assert r.status_code == 200 and r.json()["delivered"], r.text
+            async def send(sender: str, pages: list[Visitor]) -> None:
+                for v in pages:
+                    r = await on(workers[sender], "POST", f"/api/sessions/{v.sid}/nudge", json={"chat": "Need a hand?"})
+                    assert r.status_code == 200 and r.json()["delivered"], r.text
 
-        await asyncio.gather(*(send(a, plan[a, a] + plan[a, b]), send(b, plan[b, a] + plan[b, b])))
+            await asyncio.gather(*(send(a, plan[a, a] + plan[a, b]), send(b, plan[b, a] + plan[b, b])))
         for (sender, receiver), pages in plan.items():
             shown = await asyncio.gather(*(v.expect("show", timeout=10) for v in pages))
             assert [f["kind"] for f in shown] == ["chat"] * nudges, (sender, receiver, shown)
-        print(f"{engine}: {2 * nudges} nudges from each worker to pages on the other, {2 * nudges} to its own: all shown")
+        print(f"{engine}: {nudges} nudges from each worker to pages on the other and {nudges} to its own: all shown")
         errors = [line for line in server.output().splitlines() if " ERROR " in line or "Traceback" in line]
         assert not errors, "\n".join(errors)
     finally:
-        for c in workers.values():
-            await c.aclose()
         await asyncio.gather(*(leave(v) for v in everyone))
 
 

@@ -160,7 +160,7 @@ class TimerService(Bus):
             for t, result in zip(due, results):
                 if isinstance(result, Exception) and not self.rt.engine.fault(result):
                     log.error("timer %s failed: %r", t.key, result)
-            if len(due) >= CLAIM_BATCH:  # (on Redis Cluster, each shard of the queue gives as many)
+            if len(due) >= CLAIM_BATCH:  # (on Redis Cluster, each shard gives its share: a little more)
                 return  # more may be due already
         self._next_ms = await self.rt.engine.next_due_ms()
         delay_s = MAX_SLEEP_S if self._next_ms is None else (self._next_ms - now_ms()) / 1000

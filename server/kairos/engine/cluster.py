@@ -299,12 +299,15 @@ class RedisClusterEngine(RedisEngine):
         # The claim cannot read the live nodes (another slot): they go in as arguments.
         nodes = await self.pipe.execute("ZRANGE", keys.NODES, 0, -1, "WITHSCORES")
         alive = [v for n, ms in nodes for v in (n, int(float(ms)))]
+        # A share of `limit` from each shard: a burst due at once is spread over the
+        # processes (each claims a part, fires it, comes back for more) instead of going
+        # whole to the first to look. What is left stays due for the next claim.
+        share = max(1, -(-limit // keys.TIMER_SHARDS))
         flats = await asyncio.gather(*(
             self._eval("claim_timers", self._claim_timers, list(keys.timer_keys(shard)),
-                       [now_ms, limit, node, lease_ms, TIMERS_TTL_S, *alive])
+                       [now_ms, share, node, lease_ms, TIMERS_TTL_S, *alive])
             for shard in range(keys.TIMER_SHARDS)))
         due = [Timer.from_payload(k, p) for flat in flats for k, p in _pairs(flat).items()]
-        # Each shard gave up to `limit`; what is not taken now is claimed again when its lease ends.
         return sorted(due, key=lambda t: t.due_ms)
 
     async def finish_timer(self, t: Timer, lines: Sequence[str], now_ms: int,
