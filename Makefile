@@ -14,7 +14,7 @@ DEMO_RULES := .kairos/rules.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test build install system-deps bench bench-load bench-dashboard bench-timers bench-snippet bench-intent bench-old-session clean
+.PHONY: run test build install system-deps bench bench-cluster bench-load bench-dashboard bench-timers bench-snippet bench-intent bench-old-session clean
 
 run: $(PY_OK) $(SNIPPET) $(EDITOR) $(DEMO_RULES)
 	@echo "The demo's rules: $(DEMO_RULES), made from examples/demo.yaml on the first run (delete it to start again from the example)."
@@ -66,6 +66,10 @@ system-deps:
 # Kairos next to the bare server on its stack (benchmarks/floor.py), same load, interleaved runs.
 bench: $(PY_OK) $(SNIPPET) system-deps
 	$(BIN)/python benchmarks/compare.py
+
+# The same on a Redis Cluster of its own (3 masters, a replica each; tests/redis_cluster.py): Redis CPU per shard too.
+bench-cluster: $(PY_OK) $(SNIPPET) system-deps
+	$(BIN)/python benchmarks/compare.py --cluster
 
 bench-load: $(PY_OK) $(SNIPPET) system-deps
 	$(BIN)/python benchmarks/load.py --engine redis --sessions 1000

@@ -5,6 +5,7 @@
     python benchmarks/compare.py --idle             # RSS per idle session, 5,000 sessions
     python benchmarks/compare.py --shape store      # 10,000 shoppers coming and going as a store's do
     python benchmarks/compare.py --experiment       # Kairos, its rule plain and running an experiment (issue 17)
+    python benchmarks/compare.py --cluster          # both on a Redis Cluster: 3 masters, a replica each (issue 18)
 
 The floor is a bare server on Kairos's stack (uvicorn, uvloop, httptools,
 websockets sans-I/O, Starlette, redis-py, one EVALSHA a batch); Kairos is
@@ -49,6 +50,17 @@ client uses it or it holds keys neither server writes) — its Redis figures the
 include whatever else that Redis serves, and Kairos hears every other Kairos on
 that Redis: pub/sub channels are not per database (a dashboard open on any of
 them makes this one build and publish its feed, ~6 % of its CPU in a profile).
+
+With --cluster, a Redis Cluster of the benchmark's own instead (tests/redis_cluster.py's
+LocalCluster: --cluster-masters masters, default 3, one replica each, no
+persistence, in a temporary folder), both servers given its redis+cluster://
+URL, every master flushed before each run. The table is the same: Redis CPU is
+the sum over the masters (INFO cpu of each), Redis memory the sum of the
+masters' used_memory less their replication buffers (which grow with the
+writes, not the sessions; the connections' buffers are counted, as on one
+Redis, and a cluster has more connections: a pool per master). Below the Redis
+CPU line come each shard's master, then the replicas' CPU per 1,000 batches
+(replication costs CPU too; not in the masters' sum).
 """
 
 from __future__ import annotations
@@ -60,6 +72,7 @@ import random
 import resource
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -79,6 +92,9 @@ from visitors import Load, Shape, Stats, open_visitors, visitor
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# --cluster starts its cluster with the tests' launcher (tests/redis_cluster.py): the
+# benchmark runs from a checkout of the repository, where tests/ is beside benchmarks/.
+sys.path.insert(0, str(ROOT / "tests"))
 RULES = HERE / "bench-rules.yaml"
 TARGETS = ("floor", "kairos")
 # --experiment: Kairos against itself, its rule plain and running an experiment.
@@ -134,11 +150,128 @@ class BenchRedis:
     def memory_b(self) -> int:
         return int(self.r.info("memory")["used_memory"])
 
+    def cpu_read(self) -> tuple[float, dict[int, float]]:
+        """CPU seconds so far, and per node (none: one Redis)."""
+        return self.cpu_s(), {}
+
+    def shard_figures(self, nodes0: dict[int, float], nodes1: dict[int, float], per_k: float) -> dict[str, float]:
+        return {}
+
+    def shard_rows(self) -> list[tuple[str, str, str]]:
+        return []
+
     def close(self) -> None:
         self.r.close()
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(5)
+
+
+class BenchCluster:
+    """A Redis Cluster of the benchmark's own (LocalCluster), in the interface of BenchRedis.
+
+    Its Redis figures are the masters' summed (what serves the commands); each shard's
+    master, and the replicas, are also given apart (shard_figures, shard_rows).
+    """
+
+    def __init__(self, masters: int, workdir: Path | None) -> None:
+        from redis_cluster import LocalCluster, command, fields
+
+        self._command, self._fields = command, fields
+        self.folder = Path(tempfile.mkdtemp(prefix="kairos-bench-cluster-", dir=workdir))
+        # Redis's default node timeout (15 s), not the tests' 2 s: a node starved of the CPU
+        # for a moment by the load on a small machine must not be failed over mid-run.
+        self.cluster = LocalCluster(self.folder, masters=masters, replicas_per_master=1, node_timeout_ms=15_000)
+        self.keep = workdir is not None
+        try:
+            self.cluster.start()
+        except BaseException:
+            self._remove()
+            raise
+        self.url = self.cluster.url
+        self.shards = self._layout()
+        self.first = self.shards
+
+    def _layout(self) -> list[tuple[int, list[int]]]:
+        """(master port, its replicas' ports) for each shard, in the order of their first slot."""
+        view = self.cluster.view()
+        masters = sorted((e for e in view if e.is_master and e.slots and not e.failing), key=lambda e: e.slots[0])
+        return [(m.port, sorted(e.port for e in view if e.master_id == m.id and not e.failing)) for m in masters]
+
+    def flush(self) -> None:
+        self.cluster.flush()
+        shards = self._layout()
+        if shards != self.shards:
+            print(f"warning: the cluster's shards changed (a failover?): {self.shards} -> {shards} "
+                  f"(master port, replica ports); each shard's figures are its master's now", file=sys.stderr)
+        self.shards = shards
+
+    def _info(self, port: int, section: str) -> dict[str, str]:
+        return self._fields(self._command(port, "INFO", section))
+
+    def node_cpu(self) -> dict[int, float]:
+        """used_cpu_user + used_cpu_sys of each node that answers, by port."""
+        out = {}
+        for _, port in self.cluster.nodes:
+            try:
+                info = self._info(port, "cpu")
+            except redis.RedisError:
+                continue
+            out[port] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        return out
+
+    def cpu_read(self) -> tuple[float, dict[int, float]]:
+        nodes = self.node_cpu()
+        return sum(nodes.get(m, 0.0) for m, _ in self.shards), nodes
+
+    def cpu_s(self) -> float:
+        return self.cpu_read()[0]
+
+    def memory_b(self) -> int:
+        """The masters' used_memory, less their replication buffers: one Redis with no replica has
+        none, and the backlog grows with the writes (up to repl-backlog-size, 1 MB), not with the
+        sessions: counted, it made a floor session's ~1 KB some 5 KB."""
+        total = 0
+        for master, _ in self.shards:
+            info = self._info(master, "memory")
+            # Redis 7 shares one buffer between the backlog and the replicas' output; before, apart.
+            buffers = info.get("mem_total_replication_buffers")
+            replication = int(buffers) if buffers is not None else (
+                int(info.get("mem_replication_backlog", 0)) + int(info.get("mem_clients_slaves", 0)))
+            total += int(info["used_memory"]) - replication
+        return total
+
+    def shard_figures(self, nodes0: dict[int, float], nodes1: dict[int, float], per_k: float) -> dict[str, float]:
+        def spent(port: int) -> float:
+            return (nodes1[port] - nodes0[port]) * per_k if port in nodes0 and port in nodes1 else float("nan")
+
+        out = {}
+        for i, (master, replicas) in enumerate(self.shards, 1):
+            out[f"redis_shard{i}_cpu_s_per_1k"] = spent(master)
+            out[f"redis_shard{i}_replica_cpu_s_per_1k"] = sum(spent(p) for p in replicas)
+        out["redis_replicas_cpu_s_per_1k"] = sum(v for k, v in out.items() if k.endswith("_replica_cpu_s_per_1k"))
+        return out
+
+    def shard_rows(self) -> list[tuple[str, str, str]]:
+        """The table's lines for the shards, below Redis CPU (the masters' sum), labelled with the first ports."""
+        rows = [(f"redis_shard{i}_cpu_s_per_1k", f"  shard {i} master :{master}", "{:.3f}")
+                for i, (master, _) in enumerate(self.first, 1)]
+        rows.append(("redis_replicas_cpu_s_per_1k", "Redis replicas' CPU s / 1,000 batches", "{:.3f}"))
+        for i, (_, replicas) in enumerate(self.first, 1):
+            label = f"  shard {i} replica{'s' if len(replicas) != 1 else ''} :{','.join(map(str, replicas))}"
+            rows.append((f"redis_shard{i}_replica_cpu_s_per_1k", label, "{:.3f}"))
+        return rows
+
+    def _remove(self) -> None:
+        if not self.keep:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def close(self) -> None:
+        self.cluster.stop()
+        self._remove()
+
+
+Database = BenchRedis | BenchCluster
 
 
 # --- servers --------------------------------------------------------------------------
@@ -213,7 +346,7 @@ class Server:
 class Window:
     """The counters read at the start and at the end of a measured window."""
 
-    def __init__(self, server: Server, db: BenchRedis, stats: Stats) -> None:
+    def __init__(self, server: Server, db: Database, stats: Stats) -> None:
         self.server, self.db, self.stats = server, db, stats
         self.me = psutil.Process()
 
@@ -221,7 +354,7 @@ class Window:
         self.stats.latencies_ms.clear()
         self.batches0 = self.stats.batches
         self.t0, self.wall0 = time.perf_counter(), time.time()
-        self.cpu0, self.redis0, self.gen0 = self.server.cpu_s(), self.db.cpu_s(), self._gen_cpu()
+        self.cpu0, (self.redis0, self.nodes0), self.gen0 = self.server.cpu_s(), self.db.cpu_read(), self._gen_cpu()
         self.stats.measuring = True
         return self
 
@@ -229,7 +362,7 @@ class Window:
         self.stats.measuring = False
         self.elapsed = time.perf_counter() - self.t0
         self.wall1 = time.time()
-        self.cpu1, self.redis1, self.gen1 = self.server.cpu_s(), self.db.cpu_s(), self._gen_cpu()
+        self.cpu1, (self.redis1, self.nodes1), self.gen1 = self.server.cpu_s(), self.db.cpu_read(), self._gen_cpu()
         self.latencies = list(self.stats.latencies_ms)
 
     def _gen_cpu(self) -> float:
@@ -251,6 +384,7 @@ class Window:
             # busy machine moves far less than the measured maximum.
             "batches_per_core_s": batches / max(1e-9, self.cpu1 - self.cpu0),
             "redis_cpu_s_per_1k": (self.redis1 - self.redis0) * per_k,
+            **self.db.shard_figures(self.nodes0, self.nodes1, per_k),  # a cluster's: each shard's, the replicas'
             "server_cpu_share": (self.cpu1 - self.cpu0) / self.elapsed,
             "generator_cpu_share": (self.gen1 - self.gen0) / self.elapsed,
             "gen2_gcs": len(pauses),
@@ -265,7 +399,7 @@ class Window:
 # --- one run --------------------------------------------------------------------------
 
 
-async def steady_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir: Path) -> dict[str, Any]:
+async def steady_run(target: str, args: argparse.Namespace, db: Database, workdir: Path) -> dict[str, Any]:
     """One server under `args.sessions` visitors at `args.rate`: the window's figures."""
     db.flush()
     server = Server(target, db.url, args.rules, workdir)
@@ -317,7 +451,7 @@ async def handshake_cpu_ms(server: Server, sockets: int = 1000) -> float:
         await asyncio.sleep(1.0)  # the closes settle before the sessions' window opens
 
 
-async def max_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir: Path) -> dict[str, Any]:
+async def max_run(target: str, args: argparse.Namespace, db: Database, workdir: Path) -> dict[str, Any]:
     """Step the rate up under one server until p99 event->push passes 250 ms or the batches sent fall short."""
     db.flush()
     server = Server(target, db.url, args.rules, workdir)
@@ -359,7 +493,7 @@ async def max_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir
         server.stop()
 
 
-async def store_run(target: str, args: argparse.Namespace, db: BenchRedis, workdir: Path) -> dict[str, Any]:
+async def store_run(target: str, args: argparse.Namespace, db: Database, workdir: Path) -> dict[str, Any]:
     """One server under a store's shape: `args.sessions` open at once, shoppers arriving and leaving (Shape)."""
     db.flush()
     server = Server(target, db.url, args.rules, workdir)
@@ -459,15 +593,19 @@ IDLE_ROWS = {"open_cpu_ms", "open_redis_cpu_ms", "handshake_cpu_ms", "hello_cpu_
              "server_cpu_share", "generator_cpu_share", "failed_sessions"}
 
 
-def table(results: dict[str, list[dict[str, Any]]], idle: bool = False) -> str:
-    """Per-run columns, the medians, and Kairos/floor (or experiment/plain) of the medians, as aligned text."""
+def table(results: dict[str, list[dict[str, Any]]], idle: bool = False,
+          shard_rows: list[tuple[str, str, str]] = ()) -> str:
+    """Per-run columns, the medians, and Kairos/floor (or experiment/plain) of the medians, as aligned text.
+
+    `shard_rows` (a cluster's) go below the Redis CPU line."""
     n = max(len(v) for v in results.values())
     targets = tuple(results)
     a, b = ("floor", "Kairos") if targets == TARGETS else ("plain", "experiment")
     head = ["measure", *(f"{a} {i + 1}" for i in range(n)), *(f"{b} {i + 1}" for i in range(n)),
             f"{a} med", f"{b} med", f"{b}/{a}"]
     lines = [head]
-    for key, label, fmt in ROWS:
+    at = next(i for i, row in enumerate(ROWS) if row[0] == "redis_cpu_s_per_1k") + 1
+    for key, label, fmt in [*ROWS[:at], *shard_rows, *ROWS[at:]]:
         if idle and key not in IDLE_ROWS or not any(key in r for runs in results.values() for r in runs):
             continue
         cells = [label]
@@ -498,23 +636,48 @@ def raise_fd_limit(sessions: int) -> None:
         raise SystemExit(f"{sessions} sessions need ~{sessions + 256} file descriptors; the hard limit is {hard}")
 
 
-async def run(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    db = BenchRedis(args.redis_url)
+async def run(args: argparse.Namespace) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[str, str, str]]]:
+    """Each target's runs' figures, and the table's lines for a cluster's shards (none on one Redis)."""
+    # A TERM (a CI's timeout, kill) cancels the runs: their `finally` stop the server and the
+    # Redis (or the cluster's six) started for them, which would otherwise outlive the benchmark.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    if args.cluster:
+        print(f"starting a Redis Cluster: {args.cluster_masters} masters, a replica each", file=sys.stderr,
+              flush=True)
+        db: Database = BenchCluster(args.cluster_masters, args.workdir)
+        print(f"cluster {db.url}: shards (master, replicas) {db.shards}", file=sys.stderr, flush=True)
+    else:
+        db = BenchRedis(args.redis_url)
     targets = EXPERIMENT_TARGETS if args.experiment else TARGETS
     results: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
     one = max_run if args.max else store_run if args.shape == "store" else steady_run
     try:
         with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp:
+            workdir = args.workdir or Path(tmp)
             for i in range(args.runs):
                 # Interleaved, so a slow spell on the machine falls on both; the order turns at
                 # each run, as the second of a pair measured ~6% more CPU than the first with the
                 # same server twice (an A/A run, 2026-12-06).
                 for target in targets if i % 2 == 0 else reversed(targets):
                     print(f"run {i + 1}/{args.runs}: {target}", file=sys.stderr, flush=True)
-                    results[target].append(await one(target, args, db, Path(tmp)))
+                    results[target].append(await one(target, args, db, workdir))
+                    report_log_errors(workdir, target, kept=args.workdir is not None)
     finally:
         db.close()
-    return results
+    return results, db.shard_rows()
+
+
+def report_log_errors(workdir: Path, target: str, kept: bool) -> None:
+    """Say so when the server just run logged errors or Redis trouble (its log is kept with --workdir)."""
+    logs = sorted(workdir.glob(f"{target}-*.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return
+    lines = logs[-1].read_text(errors="replace").splitlines()
+    marks = ("Traceback", " ERROR ", " CRITICAL ", " WARNING kairos.redis")
+    bad = [line for line in lines if any(m in line for m in marks) or line.startswith(("ERROR", "CRITICAL"))]
+    if bad:
+        print(f"  {target} logged {len(bad)} error or Redis warning line(s) of {len(lines)}, first: {bad[0][:200]}"
+              + (f" ({logs[-1]})" if kept else " (--workdir DIR keeps the logs)"), file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -527,6 +690,13 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds between the last welcome and the window")
     p.add_argument("--runs", type=int, help="runs of each server, interleaved (default 2; 1 with --max)")
     p.add_argument("--redis-url", help="a database to use (flushed before each run) instead of our own redis-server")
+    p.add_argument("--cluster", action="store_true",
+                   help="a Redis Cluster of our own (tests/redis_cluster.py) instead of one redis-server: "
+                        "the masters' Redis figures summed, and each shard's")
+    p.add_argument("--cluster-masters", type=int, default=3, help="--cluster: masters (each with one replica)")
+    p.add_argument("--workdir", type=Path,
+                   help="keep the servers' logs (and with --cluster the nodes' data and logs) here, not in a "
+                        "temporary folder")
     p.add_argument("--rules", type=Path, default=RULES, help="Kairos's rules file")
     p.add_argument("--max", action="store_true",
                    help=f"step the rate up until p99 event->push passes {MAX_P99_MS:g} ms; print the most sustained")
@@ -542,6 +712,13 @@ def main() -> None:
                    help="Kairos against itself: the rule plain, and running an experiment (no floor)")
     p.add_argument("--json", type=Path, help="also write the per-run figures here")
     args = p.parse_args()
+    if args.cluster and args.redis_url:
+        p.error("--cluster starts a cluster of its own: it takes no --redis-url")
+    if args.cluster_masters < 3:
+        p.error("--cluster-masters: a Redis Cluster needs 3 masters at least")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        args.workdir = args.workdir.resolve()
     if args.idle:
         args.rate = 0.0
         args.runs = args.runs or 1
@@ -565,6 +742,8 @@ def main() -> None:
     mode = "idle" if args.idle else "max" if args.max else args.shape
     if args.experiment:
         mode += " (experiment)"
+    if args.cluster:
+        mode += f" (Redis Cluster, {args.cluster_masters} masters + {args.cluster_masters} replicas)"
     if mode.startswith("store"):
         shape = Shape()
         load_text = (f"{args.sessions:,} sessions open, {args.sessions / shape.visit_s:.1f} arrivals/s, "
@@ -574,8 +753,11 @@ def main() -> None:
         load_text = f"{args.sessions:,} sessions x {args.rate:g} batches/s"
     print(f"{mode}: {load_text}, {args.batch} events a batch, {args.trigger_share:.0%} triggering; "
           f"{args.duration:g} s measured; {args.runs} run(s) each, interleaved", flush=True)
-    results = uvloop.run(run(args))
-    print(table(results, idle=args.idle))
+    try:
+        results, shard_rows = uvloop.run(run(args))
+    except asyncio.CancelledError:
+        raise SystemExit("stopped (SIGTERM)") from None
+    print(table(results, idle=args.idle, shard_rows=shard_rows))
     if args.json:
         import json
 

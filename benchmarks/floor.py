@@ -1,6 +1,7 @@
 """The floor: a bare server on Kairos's stack, doing the least a personalization server must (issue 16).
 
     python benchmarks/floor.py --port 8081 --redis-url redis://127.0.0.1:6379/10
+    python benchmarks/floor.py --port 8081 --redis-url redis+cluster://127.0.0.1:7000,127.0.0.1:7001
 
 What it costs to serve the benchmark's visitors is the cost of the stack
 itself: Starlette on uvicorn with the settings `kairos serve` uses (uvloop,
@@ -17,17 +18,27 @@ It is meant to be honest, not a strawman: a hello is one round trip (a new
 session's hash), a batch one round trip, feedback one round trip, each with the
 same Redis connection pool Kairos uses (8 connections, blocking), and what was
 built at start-up is frozen out of the collector's full passes as Kairos does.
+
+On a Redis Cluster (a redis+cluster:// URL, as `kairos serve` takes) it does the
+same work: the same EVALSHA on the same one key, which names its session in a
+hash tag (floor:{sid}), so the script runs on the master serving that slot.
+redis-py's cluster client routes it (RedisCluster, with Kairos's pool size per
+node); as its pools do not wait for a free connection but fail, a semaphore per
+node makes them wait, as the blocking pool does on one Redis, and the script is
+loaded on every master at start-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import gc
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
@@ -77,11 +88,39 @@ def is_trigger(event: object) -> bool:
     return isinstance(event, dict) and event.get("e") == "click" and event.get("k") == "bench"
 
 
+def is_cluster_url(url: str) -> bool:
+    return url.startswith("redis+cluster://")
+
+
+def connect(redis_url: str) -> tuple[Any, Callable[..., Awaitable[Any]]]:
+    """The client, and the COUNT script to call as `count(keys=[key], args=[...])`: one EVALSHA."""
+    if not is_cluster_url(redis_url):
+        pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=POOL_SIZE, timeout=5)
+        r = aioredis.Redis(connection_pool=pool)
+        return r, r.register_script(COUNT)
+    from redis.asyncio.cluster import RedisCluster
+
+    from kairos.engine.cluster import startup_nodes
+
+    nodes, auth = startup_nodes(redis_url)
+    rc = RedisCluster(startup_nodes=nodes, decode_responses=False, max_connections=POOL_SIZE, **auth)
+    script = rc.register_script(COUNT)
+    # RedisCluster raises MaxConnectionsError when a node's pool is used up; one
+    # Redis's blocking pool waits instead. So does this, per node.
+    free: dict[str, asyncio.Semaphore] = {}
+
+    async def count(keys: list[str], args: list[Any]) -> Any:
+        node = rc.get_node_from_key(keys[0]).name
+        slots = free.get(node) or free.setdefault(node, asyncio.Semaphore(POOL_SIZE))
+        async with slots:
+            return await script(keys=keys, args=args)
+
+    return rc, count
+
+
 def create_app(redis_url: str) -> Starlette:
     """The floor's app: /ws for visitors, /healthz for the benchmark to wait on."""
-    pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=POOL_SIZE, timeout=5)
-    r = aioredis.Redis(connection_pool=pool)
-    count = r.register_script(COUNT)
+    r, count = connect(redis_url)
     css = (OVERLAYS / "_base.css").read_text(encoding="utf-8") + (OVERLAYS / "offer.css").read_text(encoding="utf-8")
 
     async def visitor(ws: WebSocket) -> None:
@@ -123,6 +162,10 @@ def create_app(redis_url: str) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await r.ping()
+        if is_cluster_url(redis_url):
+            # On every master now: loaded at a first NOSCRIPT instead, SCRIPT LOAD would want a
+            # connection of every master's pool at once, under the load (MaxConnectionsError).
+            await r.script_load(COUNT)
         # As kairos.app does: what start-up built stays out of the full collections.
         gc.freeze()
         yield

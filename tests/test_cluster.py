@@ -163,6 +163,26 @@ async def test_a_slot_moved_to_another_master_keeps_its_sessions_served(cluster,
         await e.close()
 
 
+async def test_three_hundred_pages_closing_at_once_are_all_archived(cluster):
+    # A campaign's visitors leaving together: each closed socket archives its session and
+    # appends to its log at once; then a dashboard reads all their timelines. redis-py's
+    # cluster pool refuses a command when it is full (it does not wait, as one Redis's
+    # does): none of this may pass for a Redis outage.
+    e = RedisClusterEngine(cluster, session_ttl_s=60)
+    await e.start()
+    try:
+        vids = [f"v_leave{i:05d}" for i in range(300)]
+        sids = await asyncio.gather(*(arrive(e, v) for v in vids))
+        await asyncio.gather(*(e.append_log(sid, [log_entry("event", now(), e="page_close")], now()) for sid in sids))
+        await asyncio.gather(*(e.archive(sid, f'{{"row": "{sid}"}}', now()) for sid in sids))
+        assert len(await e.archived(now() + 1)) == 300
+        logs = await asyncio.gather(*(e.log(sid) for sid in sids))
+        assert all(log and log[0].get("e") == "page_close" for log in logs), "the line appended is the newest"
+        assert not e.outage.down and e.outage.refused == 0
+    finally:
+        await e.close()
+
+
 def keys_bucket(t: int) -> int:
     from kairos.engine.base import stats_bucket
 

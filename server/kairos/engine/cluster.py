@@ -48,6 +48,9 @@ SCHEME = "redis+cluster"
 RESUBSCRIBE_S = 0.5
 # A map of the slots refreshed at most this often when commands keep failing over.
 REFRESH_EVERY_S = 0.5
+# Connections per master of the cluster client (beside the pipelines' own): redis-py's
+# cluster pool raises when they are all busy instead of waiting.
+CLIENT_CONNECTIONS = 32
 
 
 def is_cluster_url(url: str) -> bool:
@@ -229,12 +232,33 @@ class ClusterPipe:
             return await self.execute("EVALSHA", script.sha, len(script_keys), *script_keys, *args, **options)
 
 
+class _WaitingCluster(RedisCluster):
+    """redis-py's cluster client, whose commands wait their turn rather than fail when its pool is full.
+
+    Its pool raises MaxConnectionsError at once (one Redis's BlockingConnectionPool
+    waits): a dashboard reading 300 timelines at once would see a Redis "outage". At
+    most half the connections run single commands; the rest is left to pipelines.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._turns = asyncio.Semaphore(max(1, kwargs.get("max_connections", CLIENT_CONNECTIONS) // 2))
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._turns:
+            return await super().execute_command(*args, **kwargs)
+
+
 class RedisClusterEngine(RedisEngine):
     """The Redis engine on a Redis Cluster: --redis-url redis+cluster://host:port[,host:port...]."""
 
     def _connect(self, url: str, pool_size: int) -> tuple[Any, Any, int]:
         nodes, self._auth = startup_nodes(url)
-        rc = RedisCluster(startup_nodes=nodes, decode_responses=True, max_connections=pool_size, **self._auth)
+        # The batches go through ClusterPipe's own connections; this client serves the rest
+        # (the dashboard, forget, the counters). Its pool refuses a command when it is full
+        # (MaxConnectionsError), where one Redis's pool waits: room for a burst of those.
+        rc = _WaitingCluster(startup_nodes=nodes, decode_responses=True,
+                             max_connections=max(pool_size, CLIENT_CONNECTIONS), **self._auth)
         return rc, None, 0
 
     def _pipeline(self, workers: int) -> Any:

@@ -551,11 +551,9 @@ class RedisEngine(Engine):
 
     async def append_log(self, sid: str, lines: Sequence[str], now_ms: int) -> None:
         # LPUSHX: a session that expired meanwhile gets no orphan log without a TTL.
+        # Through the auto-pipeline, like a batch's own calls: queued together, so in order.
         key = keys.log(sid)
-        async with self.r.pipeline(transaction=False) as pipe:
-            pipe.lpushx(key, *lines)
-            pipe.ltrim(key, 0, LOG_MAX - 1)
-            await pipe.execute()
+        await asyncio.gather(self.pipe.execute("LPUSHX", key, *lines), self.pipe.execute("LTRIM", key, 0, LOG_MAX - 1))
 
     async def record_conversion(self, vid: str, now_ms: int, window_ms: int, value_cents: int = 0) -> list[str]:
         since = now_ms - min(window_ms, SHOWS_TTL_S * 1000)
@@ -830,10 +828,8 @@ class RedisEngine(Engine):
         if vid:
             # The row outlives the session: the visitor's index must point to it as long.
             index = keys.visitor_sessions(vid)
-            async with self.r.pipeline(transaction=True) as pipe:
-                pipe.zadd(index, {sid: now_ms})
-                pipe.expire(index, self.index_ttl_s)
-                await pipe.execute()
+            await asyncio.gather(self.pipe.execute("ZADD", index, now_ms, sid),
+                                 self.pipe.execute("EXPIRE", index, self.index_ttl_s))
 
     async def archived(self, last_before_ms: int, limit: int = ARCHIVE_KEEP) -> list[str]:
         cutoff = int(time.time() * 1000) - self.archive_ttl_s * 1000
