@@ -19,10 +19,17 @@ batch before it and the probe were both served; a `server_error` means one was n
 
 Asserted: the server process never dies and answers /healthz after; every visitor is
 served again within RECOVER_WITHIN_S; no frame ever names an empty or another session
-id, and every session is stored under its own visitor; every timer on a surviving
-shard of the queue fires. Printed, on one line starting with FAILOVER: (`pytest -s`),
-the figures above. State written to the killed master in its last milliseconds may be
-lost (no AOF, asynchronous replication): counted and printed, not asserted.
+id, every session is stored under its own visitor, and a hello naming a session of the
+killed master's slots is welcomed under that id or a new one of its visitor's (retried
+on `server_error` as the snippet does); every timer on a surviving shard of the queue
+fires. Printed, on one line starting with FAILOVER: (`pytest -s`), with details below
+it: the figures above, and the hellos refused. State written to the killed master in
+its last milliseconds may be lost (no AOF, asynchronous replication): counted and
+printed, not asserted; so is how late the timers came.
+
+No marker: there is no `slow` one (pyproject's markers), and the other cluster tests
+have none. It takes ~20 s, or ~50 s when timers wait out their 30 s lease
+(engine.base.TIMER_LEASE_MS) before firing, ~80 s when some wait two.
 """
 
 from __future__ import annotations
@@ -39,22 +46,17 @@ from pathlib import Path
 import httpx
 import msgpack
 from redis.crc import key_slot
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import Server
+from conftest import Server, raw_redis
 from kairos.engine import keys
 from redis_cluster import LocalCluster
-from wsclient import Visitor
+from test_workers import RULES as WORKERS_RULES
+from wsclient import Visitor, hello_frame
 
-RULES = """
-version: 1
-page_types: {product: /demo/products/*, cart: /demo/cart}
-rules:
-  - id: later
-    when: add_to_cart
-    after: 3s
-    then: {show: bar, template: bar.html, params: {message: Still deciding}}
-"""
+RULES = WORKERS_RULES.replace("after: 1s", "after: 3s")  # test_workers.py's delayed rule, due around the kill
+assert "after: 3s" in RULES
 VISITORS = 500
 ARMING = 250  # visitors who add to cart, arming `later`
 DELAY_S = 3.0  # the rule's `after`
@@ -69,9 +71,10 @@ RECOVER_WITHIN_S = 60.0
 PROMOTED_WITHIN_S = 30.0
 # A timer that fires more than this after its due time is late; one that has not fired
 # TIMERS_WITHIN_S after the kill is lost. A claimed timer's lease is 30 s
-# (engine.base.TIMER_LEASE_MS): a timer claimed and not finished waits that long.
+# (engine.base.TIMER_LEASE_MS): a timer claimed and not finished waits that long, and
+# it has been seen to wait twice (one run in 15 had 12 timers still unfired 60 s after the kill).
 LATE_S = 2.0
-TIMERS_WITHIN_S = 60.0
+TIMERS_WITHIN_S = 90.0
 PROBE = re.compile(r"probe(\d+)")
 
 
@@ -171,6 +174,43 @@ class Streamer:
         return next((answered for sent, answered in self.served if sent >= t), None)
 
 
+async def arrive(ws_url: str, vid: str, sid: str, refused: list[str], tries: int = 8) -> Visitor:
+    """A page load's hello naming `sid`, sent again on `server_error` after a backoff, as the snippet does."""
+    for attempt in range(tries):
+        ws = await connect(ws_url, compression=None)
+        await ws.send(msgpack.packb(hello_frame(vid, sid)))
+        first = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
+        if first["t"] == "welcome":
+            return Visitor(ws, first["sid"], vid)
+        await ws.close()
+        assert first["t"] == "error" and first["code"] == "server_error", first
+        refused.append(vid)
+        await asyncio.sleep(random.uniform(0.5, min(20.0, 0.5 * 2 ** (attempt + 1))))
+    raise AssertionError(f"the hello of {vid} naming {sid} was refused {tries} times")
+
+
+def where_queued(url: str, sids: list[str]) -> Counter:
+    """Where the timers of `sids` are in the sharded queue now: due, leased (lapsed or not, to a live
+    holder or not), or not there at all."""
+    r = raw_redis(url, decode_responses=True)
+    now = time.time() * 1000
+    alive = {n: float(ms) for n, ms in r.zrange(keys.NODES, 0, -1, withscores=True)}
+    found: Counter = Counter()
+    for sid in sids:
+        due, data, leased, holder = keys.timer_keys(keys.timer_shard(sid))
+        member = f"{sid}|later"
+        if r.zscore(due, member) is not None:
+            found["due"] += 1
+        elif (deadline := r.zscore(leased, member)) is not None:
+            who = r.hget(holder, member)
+            found[f"leased{' (lapsed)' if deadline <= now else ''} to a "
+                  f"{'live' if alive.get(who, 0) > now else 'dead'} holder"] += 1
+        else:
+            found["in data only" if r.hexists(data, member) else "gone"] += 1
+    r.close()
+    return found
+
+
 def owner(view, key: str) -> int:
     """The port of the master serving `key`'s slot in a CLUSTER NODES view."""
     slot = key_slot(key.encode())
@@ -206,7 +246,8 @@ async def _failover(cluster: LocalCluster, server: Server) -> None:
     arrived_in_s = time.monotonic() - t_start
     sids = [v.sid for v in visitors]
     assert all(sids) and len(set(sids)) == VISITORS, "every welcome names a session of its own"
-    assert all(keys.session_tag(v.sid) == keys.visitor_tag(v.vid) for v in visitors), "each sid carries its visitor's tag"
+    assert all(keys.session_tag(v.sid) == keys.visitor_tag(v.vid) for v in visitors), \
+        "each sid carries its visitor's tag"
 
     view = cluster.view()
     session_master = {v.sid: owner(view, keys.session(v.sid)) for v in visitors}
@@ -214,8 +255,8 @@ async def _failover(cluster: LocalCluster, server: Server) -> None:
     per_master = Counter(session_master.values())
     victim = per_master.most_common(1)[0][0]
     killed_shards = {k for k, port in shard_master.items() if port == victim}
-    holds = [what for what, key in (("{timers} nodes", keys.NODES), ("wake channel", keys.TIMERS_WAKE),
-                                    ("live list", keys.LIVE)) if owner(view, key) == victim]
+    holds = [what for what, key in (("{timers} nodes", keys.NODES), ("wake channel", keys.TIMERS_WAKE))
+             if owner(view, key) == victim]
 
     t0 = time.monotonic()
     streamers = [Streamer(v) for v in visitors]
@@ -227,7 +268,7 @@ async def _failover(cluster: LocalCluster, server: Server) -> None:
     watcher = asyncio.create_task(watch_process(done))
     try:
         await asyncio.sleep(KILL_AT_S - (time.monotonic() - t0))
-        errors_before = server.metric("kairos_refused_total", code="server_error") or 0
+        errors_before = await asyncio.to_thread(server.metric, "kairos_refused_total", code="server_error") or 0
         served_before = sum(len(s.served) for s in streamers)
         steady_errors = sum(len(s.server_errors) for s in streamers)
 
@@ -263,12 +304,9 @@ async def _failover(cluster: LocalCluster, server: Server) -> None:
 
     # --- what the visitors saw ----------------------------------------------------
     wrong = [(s.v.sid, f) for s in streamers for f in s.wrong_sid]
-    assert not wrong, f"frames naming another session: {wrong[:5]}"
     closed = [(s.v.sid, s.closed) for s in streamers if s.closed]
     not_back = [sid for sid, at in back.items() if at is None]
-    assert not not_back, (f"{len(not_back)} of {VISITORS} visitors not served again {RECOVER_WITHIN_S:.0f} s after "
-                          f"the kill (closed: {closed[:5]}); server log:\n{server.output()[-3000:]}")
-    back_s = sorted(at - t_kill for at in back.values())
+    back_s = sorted(at - t_kill for at in back.values() if at is not None) or [float("nan")]
     on_victim = [s for s in streamers if session_master[s.v.sid] == victim]
     frames_errors = [e for s in streamers for e in s.server_errors]
     batch_errors = sum(1 for _, seq in frames_errors if seq is not None)
@@ -279,7 +317,7 @@ async def _failover(cluster: LocalCluster, server: Server) -> None:
 
     # --- every session under its own visitor, and which ones lost state --------------
     async with httpx.AsyncClient(base_url=server.base, headers=server.auth, timeout=10) as c:
-        sem = asyncio.Semaphore(50)
+        sem = asyncio.Semaphore(8)  # a few at a time, as dashboards would read them
 
         async def state(sid: str) -> dict:
             async with sem:
@@ -287,17 +325,24 @@ async def _failover(cluster: LocalCluster, server: Server) -> None:
                 return r.json() if r.status_code == 200 else {"status": r.status_code}
 
         states = dict(zip(sids, await asyncio.gather(*(state(sid) for sid in sids))))
-    strangers = [(v.sid, v.vid, states[v.sid].get("vid", states[v.sid])) for v in visitors if states[v.sid].get("vid") != v.vid]
-    assert not strangers, f"sessions stored under another (or no) visitor: {strangers[:5]}"
+    strangers = [(v.sid, v.vid, states[v.sid].get("vid", states[v.sid])) for v in visitors
+                 if states[v.sid].get("vid") != v.vid]
     restored = [sid for sid, st in states.items() if st.get("restored")]
-    # The sessions of the killed master's slots, opened again by a new page load (a hello naming them).
-    resumed = renamed = 0
+    # The sessions of the killed master's slots, opened again by a new page load (a hello naming them),
+    # retried on `server_error` as the snippet does (backoff from 500 ms).
     for s in on_victim:
         await s.v.leave()
-    again = await asyncio.gather(*(Visitor.arrive(server.ws_url, vid=s.v.vid, sid=s.v.sid) for s in on_victim))
+    refused_hellos: list[str] = []
+    again = await asyncio.gather(*(arrive(server.ws_url, s.v.vid, s.v.sid, refused_hellos) for s in on_victim),
+                                 return_exceptions=True)
+    resumed = renamed = 0
+    never_welcomed = [repr(v) for v in again if isinstance(v, BaseException)]
+    bad_welcomes = []
     for s, v in zip(on_victim, again):
-        assert v.sid and keys.session_tag(v.sid) == keys.visitor_tag(v.vid), f"welcome with a bad sid {v.sid!r}"
-        assert v.sid not in set(sids) - {s.v.sid}, f"{s.v.vid} resumed under another visitor's session {v.sid}"
+        if isinstance(v, BaseException):
+            continue
+        if not v.sid or keys.session_tag(v.sid) != keys.visitor_tag(v.vid) or v.sid in set(sids) - {s.v.sid}:
+            bad_welcomes.append((s.v.vid, s.v.sid, v.sid))
         resumed += v.sid == s.v.sid
         renamed += v.sid != s.v.sid
 
@@ -308,6 +353,7 @@ async def _failover(cluster: LocalCluster, server: Server) -> None:
 
     outcomes: dict[str, Counter] = {"killed": Counter(), "surviving": Counter()}
     late_s: list[float] = []
+    spread: dict[str, list[float]] = {}
     lost_surviving: list[str] = []
     for s in armers:
         shard = keys.timer_shard(s.v.sid)
@@ -323,18 +369,24 @@ async def _failover(cluster: LocalCluster, server: Server) -> None:
         outcomes[where][outcome] += 1
         if s.armed_s + DELAY_S >= t_kill:
             outcomes[where]["due_after_kill"] += 1
-        if len([1 for _, f in s.shows if f.get("rule") == "later"]) > 1:
-            outcomes[where]["twice"] += 1
+        oids = [f.get("oid") for _, f in s.shows if f.get("rule") == "later"]
+        if len(oids) > 1:
+            outcomes[where]["twice" if len(set(oids)) == 1 else "twice_other_oid"] += 1
+        if late is not None:
+            session_where = "killed" if session_master[s.v.sid] == victim else "surviving"
+            spread.setdefault(f"shard {where}, session {session_where}", []).append(late)
     lost_why = Counter()
-    for s in armers:
-        if lateness(s) is None:
-            lines = [e for e in states[s.v.sid].get("log", []) if e.get("kind") == "timer"]
-            lost_why[lines[0].get("outcome") if lines else "no outcome recorded"] += 1
+    lost = [s for s in armers if lateness(s) is None]
+    for s in lost:
+        lines = [e for e in states[s.v.sid].get("log", []) if e.get("kind") == "timer"]
+        lost_why[lines[0].get("outcome") if lines else "no outcome recorded"] += 1
+    queued = await asyncio.to_thread(where_queued, cluster.url, [s.v.sid for s in lost]) if lost else Counter()
     tracebacks = server.output().count("Traceback")
 
     def summary(c: Counter) -> str:
         return (f"on_time={c['on_time']} late={c['late']} lost={c['lost']} (due after kill {c['due_after_kill']})"
-                + (f" twice={c['twice']}" if c["twice"] else ""))
+                + (f" twice={c['twice']}" if c["twice"] else "")
+                + (f" twice_other_oid={c['twice_other_oid']}" if c["twice_other_oid"] else ""))
 
     print()
     print(f"FAILOVER: sessions={VISITORS} on_killed_master={len(on_victim)} (per master {dict(per_master)}) "
@@ -347,17 +399,41 @@ async def _failover(cluster: LocalCluster, server: Server) -> None:
           f"visitors hit={hit}, cycles failed={failed_cycles}, unanswered={unanswered} | "
           f"timers armed before kill={len(armers)}: killed shards {summary(outcomes['killed'])}, "
           f"surviving shards {summary(outcomes['surviving'])}; "
-          f"max late={max(late_s, default=0):.2f}s, lost outcomes={dict(lost_why)} | "
-          f"state lost (restored)={len(restored)}, killed-master sessions resumed same sid={resumed}, new sid={renamed} | "
-          f"server alive, tracebacks in log={tracebacks}, other frames={dict(others)}, closed={len(closed)}")
+          f"max late={max(late_s, default=0):.2f}s, lost: last timeline line {dict(lost_why)}, in the queue "
+          f"{dict(queued)} | "
+          f"state lost (restored)={len(restored)}, killed-master sessions resumed same sid={resumed}, "
+          f"new sid={renamed}, "
+          f"hellos refused server_error={len(refused_hellos)} (of {len(set(refused_hellos))} visitors) | "
+          f"server alive, tracebacks in log={tracebacks}, other frames={dict(others)}, closed={len(closed)}, "
+          f"not served again={len(not_back)}, frames naming another sid={len(wrong)}")
     print(f"   arrivals {arrived_in_s:.1f}s, cycles served before kill={served_before}, "
           f"all served check at {all_back_s:.1f}s, timers settled at {timers_waited_s:.1f}s after kill, "
-          f"late probe answers={sum(s.late_probes for s in streamers)}")
+          f"late probe answers={sum(s.late_probes for s in streamers)}, server log {server.log_path}")
+    hit_victim = sum(1 for s in on_victim if any(t >= t_kill for t, _ in s.server_errors))
+    back_victim = max((back[s.v.sid] - t_kill for s in on_victim if back[s.v.sid]), default=float("nan"))
+    back_others = max((back[s.v.sid] - t_kill for s in streamers if s not in on_victim and back[s.v.sid]),
+                      default=float("nan"))
+    print(f"   hit: {hit_victim} of {len(on_victim)} on the killed master, {hit - hit_victim} of "
+          f"{VISITORS - len(on_victim)} elsewhere; served again: killed master's max {back_victim:.2f}s, "
+          f"others' max {back_others:.2f}s")
+    for group, values in sorted(spread.items()):
+        values.sort()
+        print(f"   timer lateness, {group}: n={len(values)} min={values[0]:.2f}s "
+              f"median={statistics.median(values):.2f}s "
+              f"max={values[-1]:.2f}s over 10 s={sum(1 for x in values if x > 10)} "
+              f"over 40 s={sum(1 for x in values if x > 40)}")
 
+    assert not wrong, f"frames naming another session: {wrong[:5]}"
+    assert not not_back, (f"{len(not_back)} of {VISITORS} visitors not served again {RECOVER_WITHIN_S:.0f} s after "
+                          f"the kill (closed: {closed[:5]}); server log:\n{server.output()[-3000:]}")
+    assert not strangers, f"sessions stored under another (or no) visitor: {strangers[:5]}"
+    assert not bad_welcomes, \
+        f"a hello naming its session was welcomed under an empty or another's id: {bad_welcomes[:5]}"
+    assert not never_welcomed, f"{len(never_welcomed)} hellos after the failover never welcomed: {never_welcomed[:3]}"
     assert not lost_surviving, (f"{len(lost_surviving)} timers on surviving shards never fired within "
                                 f"{TIMERS_WITHIN_S:.0f} s of the kill: {lost_surviving[:5]}")
     for v in again:
-        await v.leave()
+        await v.leave()  # type: ignore[union-attr]
     for s in streamers:
         if s not in on_victim:
             await s.v.leave()

@@ -203,6 +203,16 @@ async def test_a_deferred_timer_comes_back_later_with_its_wait_counted(engine):
     assert [t.due_ms for t in await engine.claim_due(9000, node="n_b")] == [9000]
 
 
+async def test_a_timer_handed_back_after_an_outage_comes_back_soon_without_a_wait_counted(engine):
+    # Its firing met Redis away (timers.Timers.tick): due again shortly, not after its
+    # lease, and not counted as a wait for the page (the offline rule's grace is its own).
+    await engine.arm_timers([timer(1, 1000)])
+    [t] = await engine.claim_due(1000, node="n_a", lease_ms=30_000)
+    assert await engine.defer_timer(t, 2000, waited=False)
+    [back] = await engine.claim_due(2000, node="n_a")
+    assert (back.due_ms, back.waits) == (1000, 0)
+
+
 async def test_showing_a_timer_nudge_again_under_its_oid_counts_it_once(engine):
     from kairos.caps import Caps
     from test_engine_contract import open_session

@@ -26,6 +26,7 @@ those of a killed process stop counting once its heartbeat lapses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -40,6 +41,9 @@ log = logging.getLogger("kairos.timers")
 
 MAX_SLEEP_S = 1.0
 CLAIM_BATCH = 200
+# A timer whose firing met Redis away is tried again this much later (a failover on
+# Redis Cluster promotes a replica in ~4 s: docs/scaling.md).
+OUTAGE_RETRY_MS = 1000
 # A due timer waiting for its page to reconnect is looked at again this often:
 # the snippet's quickest reconnect is 500 ms (client-js/src/connection.js).
 RECONNECT_POLL_MS = 250
@@ -158,7 +162,14 @@ class TimerService(Bus):
         if due:
             results = await asyncio.gather(*(self.fire(t) for t in due), return_exceptions=True)
             for t, result in zip(due, results):
-                if isinstance(result, Exception) and not self.rt.engine.fault(result):
+                if not isinstance(result, Exception):
+                    continue
+                if self.rt.engine.fault(result):
+                    # Redis away mid-fire (on a cluster, the session's master failing over):
+                    # handed back, due again shortly, rather than left to its lease (30 s).
+                    with contextlib.suppress(Exception):
+                        await self.rt.engine.defer_timer(t, now_ms() + OUTAGE_RETRY_MS, waited=False)
+                else:
                     log.error("timer %s failed: %r", t.key, result)
             if len(due) >= CLAIM_BATCH:  # (on Redis Cluster, each shard gives its share: a little more)
                 return  # more may be due already

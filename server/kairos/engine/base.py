@@ -403,9 +403,10 @@ class Engine(ABC):
         """
 
     @abstractmethod
-    async def defer_timer(self, t: Timer, due_ms: int) -> bool:
+    async def defer_timer(self, t: Timer, due_ms: int, waited: bool = True) -> bool:
         """Put a claimed timer back in the queue, due at `due_ms`, with one more wait counted
-        (its `waits`; its due time stays); False when it was re-armed or finished meanwhile."""
+        (its `waits`, unless not `waited`; its due time stays); False when it was re-armed
+        or finished meanwhile."""
 
     @abstractmethod
     async def next_due_ms(self) -> int | None:

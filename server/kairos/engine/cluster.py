@@ -37,7 +37,7 @@ from . import keys
 from .autopipe import AutoPipeline
 from .base import FORGET_BATCH, LOG_MAX, TIMER_LEASE_MS, Bus
 from .outage import Outage
-from .redis import TIMERS_TTL_S, RedisEngine, _pairs, _script, _stored
+from .redis import TIMERS_TTL_S, RedisEngine, _pairs, _scored, _script, _stored
 
 log = logging.getLogger("kairos.redis")
 
@@ -111,6 +111,12 @@ class ClusterPipe:
         # Commands sent again because their slot had moved (or was moving): a count that
         # grows only while the cluster's map changes (a failover, a reshard).
         self.redirects = 0
+        # Masters whose connection failed and that have not answered since. The outage
+        # (logged once, engine.fault) ends when none is left: a healthy master answering
+        # meanwhile does not end it (which logged ~1,500 unreachable/back pairs a failover).
+        self._failing: set[str] = set()
+        # One SCRIPT LOAD at a time for each script, however many calls met NOSCRIPT.
+        self._loads: dict[str, asyncio.Task[str]] = {}
 
     @property
     def batches(self) -> int:
@@ -132,28 +138,30 @@ class ClusterPipe:
             await pipe.r.aclose()
         self._pipes.clear()
 
-    def _pipe_for(self, key: Any) -> AutoPipeline:
+    def _pipe_for(self, key: Any) -> tuple[str, AutoPipeline]:
         node = self.rc.nodes_manager.get_node_from_slot(key_slot(self.rc.encoder.encode(key)))
         pipe = self._pipes.get(node.name)
         if pipe is None:
+            # An outage of its own, not the engine's: whether the cluster is back is decided here (_failing).
             pipe = AutoPipeline(aioredis.Redis(host=node.host, port=node.port, decode_responses=True, **self.auth),
-                                workers=self.workers, outage=self.outage)
+                                workers=self.workers, outage=Outage())
             pipe.start()
             self._pipes[node.name] = pipe
-        return pipe
+        return node.name, pipe
 
     def execute(self, *args: Any, **options: Any) -> asyncio.Future[Any]:
         """Queue one command on its slot's master: a future of its reply (AutoPipeline.execute)."""
         fut = asyncio.get_running_loop().create_future()
         try:
-            first = self._pipe_for(_key_of(args)).execute(*args, **options)
+            name, pipe = self._pipe_for(_key_of(args))
+            first = pipe.execute(*args, **options)
         except (RedisClusterException, RedisError):  # no master known for the slot now: ask the cluster client
             self._retry(fut, args, options)
             return fut
-        first.add_done_callback(lambda done: self._settle(done, fut, args, options))
+        first.add_done_callback(lambda done: self._settle(done, fut, name, args, options))
         return fut
 
-    def _settle(self, first: asyncio.Future[Any], fut: asyncio.Future[Any], args: tuple[Any, ...],
+    def _settle(self, first: asyncio.Future[Any], fut: asyncio.Future[Any], name: str, args: tuple[Any, ...],
                 options: dict[str, Any]) -> None:
         if fut.done():
             return
@@ -162,6 +170,10 @@ class ClusterPipe:
             return
         exc = first.exception()
         if exc is None:
+            if self._failing:
+                self._failing.discard(name)
+                self._refresh()  # is the master that failed replaced by now? (then the outage ends)
+            self._maybe_back()  # (also ends one that a call outside the pipelines met)
             fut.set_result(first.result())
         elif isinstance(exc, _REDIRECTS):
             self.redirects += 1
@@ -171,6 +183,7 @@ class ClusterPipe:
             if isinstance(exc, (ConnectionError, OSError, RedisError)) and not isinstance(exc, aioredis.ResponseError):
                 # The master is gone (a failover is under way): not sent again, as on one
                 # Redis (it may have run), but the next commands learn the new map.
+                self._failing.add(name)
                 self._refresh()
             fut.set_exception(exc)
 
@@ -208,8 +221,14 @@ class ClusterPipe:
                     pipe = self._pipes.pop(name)
                     await pipe.close()
                     await pipe.r.aclose()
+                self._failing &= masters  # a master replaced is no longer waited for
+                self._maybe_back()
 
         self._refreshing = asyncio.create_task(refresh())
+
+    def _maybe_back(self) -> None:
+        if not self._failing and self.outage.down and (line := self.outage.answered(time.monotonic())):
+            log.warning(line)
 
     def post(self, *args: Any) -> None:
         """Queue a command nobody waits for; an error it meets is dropped (AutoPipeline.post)."""
@@ -226,9 +245,13 @@ class ClusterPipe:
         try:
             return await first
         except NoScriptError:
-            # A replica promoted since the scripts were loaded may not have them (or the
-            # script is loaded on first use): loaded on every master.
-            script.sha = await self.rc.script_load(script.script)
+            # A replica promoted since the scripts were loaded has none (Redis does not
+            # replicate SCRIPT LOAD), and some scripts load on first use: loaded on every
+            # master, once for all the calls that met NOSCRIPT together.
+            load = self._loads.get(script.sha)
+            if load is None or load.done():  # none in flight: this call loads it (a later failover loads it again)
+                load = self._loads[script.sha] = asyncio.ensure_future(self.rc.script_load(script.script))
+            script.sha = await asyncio.shield(load)
             return await self.execute("EVALSHA", script.sha, len(script_keys), *script_keys, *args, **options)
 
 
@@ -263,6 +286,8 @@ class RedisClusterEngine(RedisEngine):
 
     def _pipeline(self, workers: int) -> Any:
         return ClusterPipe(self.r, workers=workers, outage=self.outage, auth=self._auth)
+
+    _nodes_seen: list[Any] | None = None
 
     async def _register(self) -> None:
         await self.r.initialize()
@@ -318,20 +343,41 @@ class RedisClusterEngine(RedisEngine):
             await self._publish(self.wake_channel, min(firsts))
         return min(firsts)  # no later than the earliest timer: what wakes this process's loop
 
+    async def _each_shard(self, calls: Sequence[Awaitable[Any]]) -> list[Any]:
+        """The replies of one call per shard; None for a shard whose master is away (a failover).
+
+        One master away must not hold back the others' timers: a claim on the shards that
+        answered has leased their timers already, and dropping them with the error left
+        them to wait out their lease (30 s late, measured). Raises only if none answered.
+        """
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        failed = [r for r in replies if isinstance(r, BaseException)]
+        for exc in failed:
+            if isinstance(exc, asyncio.CancelledError) or not self.fault(exc, refused=False):
+                raise exc
+        if failed and len(failed) == len(replies):
+            raise failed[0]
+        return [None if isinstance(r, BaseException) else r for r in replies]
+
     async def claim_due(self, now_ms: int, limit: int = 200, node: str = "",
                         lease_ms: int = TIMER_LEASE_MS) -> list[Timer]:
-        # The claim cannot read the live nodes (another slot): they go in as arguments.
-        nodes = await self.pipe.execute("ZRANGE", keys.NODES, 0, -1, "WITHSCORES")
-        alive = [v for n, ms in nodes for v in (n, int(float(ms)))]
+        # The claim cannot read the live nodes (another slot): they go in as arguments,
+        # as last read if their master is away.
+        try:
+            nodes = await self.pipe.execute("ZRANGE", keys.NODES, 0, -1, "WITHSCORES")
+            self._nodes_seen = [v for n, ms in nodes for v in (n, int(float(ms)))]
+        except Exception as exc:
+            if not self.fault(exc, refused=False) or self._nodes_seen is None:
+                raise
         # A share of `limit` from each shard: a burst due at once is spread over the
         # processes (each claims a part, fires it, comes back for more) instead of going
         # whole to the first to look. What is left stays due for the next claim.
         share = max(1, -(-limit // keys.TIMER_SHARDS))
-        flats = await asyncio.gather(*(
+        flats = await self._each_shard([
             self._eval("claim_timers", self._claim_timers, list(keys.timer_keys(shard)),
-                       [now_ms, share, node, lease_ms, TIMERS_TTL_S, *alive])
-            for shard in range(keys.TIMER_SHARDS)))
-        due = [Timer.from_payload(k, p) for flat in flats for k, p in _pairs(flat).items()]
+                       [now_ms, share, node, lease_ms, TIMERS_TTL_S, *self._nodes_seen])
+            for shard in range(keys.TIMER_SHARDS)])
+        due = [Timer.from_payload(k, p) for flat in flats if flat for k, p in _pairs(flat).items()]
         return sorted(due, key=lambda t: t.due_ms)
 
     async def finish_timer(self, t: Timer, lines: Sequence[str], now_ms: int,
@@ -346,21 +392,21 @@ class RedisClusterEngine(RedisEngine):
         h = _stored(raw)
         return True, SessionState.from_hash(t.sid, h) if h else None
 
-    async def defer_timer(self, t: Timer, due_ms: int) -> bool:
-        waited = dataclasses.replace(t, waits=t.waits + 1).payload()
+    async def defer_timer(self, t: Timer, due_ms: int, waited: bool = True) -> bool:
+        kept = dataclasses.replace(t, waits=t.waits + int(waited)).payload()
         return bool(int(await self._eval("defer_timer", self._defer_timer, list(keys.timer_keys(keys.timer_shard(t.sid))),
-                                         [t.key, t.payload(), waited, due_ms])))
+                                         [t.key, t.payload(), kept, due_ms])))
 
     async def next_due_ms(self) -> int | None:
-        firsts = await asyncio.gather(*(self.pipe.execute("ZRANGE", keys.timer_keys(shard)[0], 0, 0, "WITHSCORES")
-                                        for shard in range(keys.TIMER_SHARDS)))
-        scores = [int(float(f[0][1] if isinstance(f[0], (list, tuple)) else f[1])) for f in firsts if f]
+        firsts = await self._each_shard([self.pipe.execute("ZRANGE", keys.timer_keys(shard)[0], 0, 0, "WITHSCORES")
+                                         for shard in range(keys.TIMER_SHARDS)])
+        scores = [int(float(score)) for f in firsts if f for _, score in _scored(f)]
         return min(scores, default=None)
 
     async def pending_timers(self) -> int:
-        counts = await asyncio.gather(*(self.pipe.execute("ZCARD", keys.timer_keys(shard)[0])
-                                        for shard in range(keys.TIMER_SHARDS)))
-        return sum(int(c) for c in counts)
+        counts = await self._each_shard([self.pipe.execute("ZCARD", keys.timer_keys(shard)[0])
+                                         for shard in range(keys.TIMER_SHARDS)])
+        return sum(int(c) for c in counts if c is not None)
 
     async def _forget_timers(self, sids: set[str]) -> None:
         by_shard: dict[int, set[str]] = {}
@@ -395,7 +441,7 @@ class RedisClusterEngine(RedisEngine):
                 node = self.r.nodes_manager.get_node_from_slot(key_slot(channel.encode()))
                 client = aioredis.Redis(host=node.host, port=node.port, decode_responses=True, **self._auth)
             except (RedisClusterException, RedisError) as exc:
-                self.fault(exc, refused=False)
+                log.debug("no master for %s now: %s", channel, exc)
                 await self._resubscribe_later()
                 continue
             pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -407,8 +453,9 @@ class RedisClusterEngine(RedisEngine):
                         await self.heard(msg["channel"], msg["data"], bus)
             except (RedisError, OSError) as exc:
                 # The master went away, or its slot moved (MOVED on the subscription): the
-                # map is read again and the channel subscribed at its master now.
-                self.fault(exc, refused=False)
+                # map is read again and the channel subscribed at its master now. Not an
+                # outage of its own: the commands' failures say it (and end it), once.
+                log.debug("subscription to %s lost (%s); subscribing again at its master", channel, exc)
                 await self._resubscribe_later()
             finally:
                 with contextlib.suppress(RedisError, OSError):

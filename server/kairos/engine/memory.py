@@ -427,10 +427,10 @@ class MemoryEngine(Engine):
         self._touch(e)
         return True, SessionState.from_hash(t.sid, e.h)
 
-    async def defer_timer(self, t: Timer, due_ms: int) -> bool:
+    async def defer_timer(self, t: Timer, due_ms: int, waited: bool = True) -> bool:
         if self._timers.get(t.key) != t:
             return False
-        self._timers[t.key] = dataclasses.replace(t, waits=t.waits + 1)
+        self._timers[t.key] = dataclasses.replace(t, waits=t.waits + int(waited))
         self._due[t.key] = due_ms
         heapq.heappush(self._heap, (due_ms, t.key))
         self._leased.pop(t.key, None)

@@ -878,10 +878,10 @@ class RedisEngine(Engine):
         h = _stored(raw)
         return bool(int(recorded)), SessionState.from_hash(t.sid, h) if h else None
 
-    async def defer_timer(self, t: Timer, due_ms: int) -> bool:
-        waited = dataclasses.replace(t, waits=t.waits + 1).payload()
+    async def defer_timer(self, t: Timer, due_ms: int, waited: bool = True) -> bool:
+        kept = dataclasses.replace(t, waits=t.waits + int(waited)).payload()
         return bool(int(await self._eval("defer_timer", self._defer_timer, list(_TIMER_KEYS),
-                                         [t.key, t.payload(), waited, due_ms])))
+                                         [t.key, t.payload(), kept, due_ms])))
 
     async def heartbeat(self, node: str, now_ms: int, ttl_ms: int = HEARTBEAT_TTL_MS) -> None:
         async with self.r.pipeline(transaction=True) as pipe:
