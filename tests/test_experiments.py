@@ -15,7 +15,7 @@ from kairos.engine.base import arm_field
 from kairos.experiments import assign
 from kairos.experiments.stats import chi2_sf, srm_p
 from kairos.rules import parse_rules
-from test_engine_contract import engine, make_engine, open_session  # noqa: F401  (the two-engine fixture)
+from test_engine_contract import engine, make_engine, open_session, session_id  # noqa: F401  (the engines fixture)
 from wsclient import Visitor
 
 SECRET = "experiments-test-secret"
@@ -147,7 +147,7 @@ async def test_an_exposure_is_recorded_once_and_read_back_with_the_visitor(engin
     assert await engine.expose("v_visitor01", "cart-offer", "b", now) == ("b", True)
     assert await engine.expose("v_visitor01", "cart-offer", "a", now + 1) == ("b", False), "the first arm stays"
     assert await engine.arms("v_visitor01") == {"cart-offer": "b"}
-    seen = await engine.visit("v_visitor01", "s_contract1", "/demo/cart", "cart", True, now + 2)
+    seen = await engine.visit("v_visitor01", session_id("contract1"), "/demo/cart", "cart", True, now + 2)
     assert seen.arms == {"cart-offer": "b"}
     # A purchase within the window: one conversion however many purchases, revenue for each.
     await engine.record_conversion("v_visitor01", now + 10, 3_600_000, 4_990)

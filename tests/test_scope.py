@@ -135,17 +135,17 @@ def test_where_an_overlay_was_placed_is_kept_whole_through_the_session_hash():
 
 from kairos.caps import Caps  # noqa: E402
 
-from test_engine_contract import engine, now, open_session  # noqa: E402,F401
+from test_engine_contract import engine, now, open_session, session_id  # noqa: E402,F401
 
 
 async def test_the_engine_keeps_where_the_overlay_on_screen_lives_until_it_is_taken_down(engine):  # noqa: F811
     await open_session(engine)
     at = Placed("page", "/demo/products/linen-shirt", "product", 0).pack()
-    assert await engine.claim_show("s_contract1", "v_visitor01", "r", "r.1", Caps(0, 1), "{}", now(), at) == "ok"
-    state = await engine.session("s_contract1")
+    assert await engine.claim_show(session_id("contract1"), "v_visitor01", "r", "r.1", Caps(0, 1), "{}", now(), at) == "ok"
+    state = await engine.session(session_id("contract1"))
     assert (state.onscreen, state.onscreen_at) == ("r.1", at)
-    assert await engine.record_feedback("s_contract1", "r.1", "hidden", "{}", now())
-    state = await engine.session("s_contract1")
+    assert await engine.record_feedback(session_id("contract1"), "r.1", "hidden", "{}", now())
+    state = await engine.session(session_id("contract1"))
     assert (state.onscreen, state.onscreen_at) == (None, "")
     assert state.overlays["r.1"].status == "hidden"
     assert "r" not in state.dismissed, "taken down is not dismissed: the rule may show again"
@@ -154,9 +154,9 @@ async def test_the_engine_keeps_where_the_overlay_on_screen_lives_until_it_is_ta
 async def test_a_newer_overlay_replaces_where_the_old_one_lived(engine):  # noqa: F811
     await open_session(engine)
     old, new = Placed("page", "/a", "cart", 0).pack(), Placed("session", "/a", "cart", 0).pack()
-    assert await engine.claim_show("s_contract1", "v_visitor01", "low", "low.1", Caps(0, 1), "{}", now(), old) == "ok"
-    assert await engine.claim_show("s_contract1", "v_visitor01", "high", "high.1", Caps(0, 5), "{}", now(), new) == "ok"
-    state = await engine.session("s_contract1")
+    assert await engine.claim_show(session_id("contract1"), "v_visitor01", "low", "low.1", Caps(0, 1), "{}", now(), old) == "ok"
+    assert await engine.claim_show(session_id("contract1"), "v_visitor01", "high", "high.1", Caps(0, 5), "{}", now(), new) == "ok"
+    state = await engine.session(session_id("contract1"))
     assert (state.onscreen, state.onscreen_at) == ("high.1", new)
     assert state.overlays["low.1"].status == "replaced"
 

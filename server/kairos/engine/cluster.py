@@ -275,6 +275,10 @@ class _WaitingCluster(RedisCluster):
 class RedisClusterEngine(RedisEngine):
     """The Redis engine on a Redis Cluster: --redis-url redis+cluster://host:port[,host:port...]."""
 
+    # The live processes as last read (node, alive until ms, ...): what a claim of
+    # timers passes in when their master is away.
+    _nodes_seen: list[Any] | None = None
+
     def _connect(self, url: str, pool_size: int) -> tuple[Any, Any, int]:
         nodes, self._auth = startup_nodes(url)
         # The batches go through ClusterPipe's own connections; this client serves the rest
@@ -286,8 +290,6 @@ class RedisClusterEngine(RedisEngine):
 
     def _pipeline(self, workers: int) -> Any:
         return ClusterPipe(self.r, workers=workers, outage=self.outage, auth=self._auth)
-
-    _nodes_seen: list[Any] | None = None
 
     async def _register(self) -> None:
         await self.r.initialize()
