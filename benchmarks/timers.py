@@ -119,16 +119,16 @@ async def redis_prepare(url: str) -> None:
 
 async def redis_queue(url: str, action: str, timers: list | None = None) -> int:
     """'arm' the given timers, 'count' the pending ones, or 'drop' the queue; returns the pending count."""
-    from kairos.engine import keys
-    from kairos.engine.redis import RedisEngine
+    from kairos.engine import create_engine, keys
+    from kairos.engine.cluster import is_cluster_url
 
-    engine = RedisEngine(url)
+    engine = create_engine("redis", redis_url=url, session_ttl_s=1800)
     await engine.start()
     try:
         if action == "arm":
             for i in range(0, len(timers or []), 1000):
                 await engine.arm_timers(timers[i:i + 1000])
-        elif action == "drop":
+        elif action == "drop" and not is_cluster_url(url):  # (a cluster of the run's own goes with it)
             await engine.r.delete(keys.TIMERS_DUE, keys.TIMERS_DATA)
         return await engine.pending_timers()
     finally:
@@ -167,6 +167,20 @@ async def inject_by_visitors(ws_url: str, n: int, concurrency: int = 50) -> int:
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return done[0]
+
+
+def node_cpu_s(cluster) -> dict[tuple[str, int], float]:
+    """Each cluster node's CPU seconds so far (used_cpu_user + used_cpu_sys), by (master/replica, port)."""
+    if cluster is None:
+        return {}
+    from redis_cluster import command, fields
+
+    masters = {port for _, port in cluster.masters()}
+    out = {}
+    for _, port in cluster.nodes:
+        cpu = fields(command(port, "INFO", "cpu"))
+        out["master" if port in masters else "replica", port] = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    return out
 
 
 # --- visitors ------------------------------------------------------------------------------
@@ -287,7 +301,18 @@ async def run(args: argparse.Namespace) -> dict:
         raise SystemExit("--split needs --engine redis: two processes share timers through Redis")
     if args.inject == "engine" and not redis:
         raise SystemExit("--inject engine needs --engine redis: the memory engine's queue is inside the server")
-    if redis:
+    cluster = None
+    if args.cluster:
+        # A 3-master, 3-replica cluster of the run's own (the tests' launcher: run from a checkout).
+        import tempfile
+
+        sys.path.insert(0, str(ROOT / "tests"))
+        from redis_cluster import LocalCluster
+
+        cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="kairos-bench-timers-")), masters=3,
+                               replicas_per_master=1, node_timeout_ms=15_000).start()
+        args.redis_url = cluster.url
+    elif redis:
         await redis_prepare(args.redis_url)
     servers: list[subprocess.Popen] = []
     notes: list[str] = []
@@ -338,6 +363,7 @@ async def run(args: argparse.Namespace) -> dict:
         # 3. The measured window: timers armed in it are the ones measured.
         outcomes_before = timer_outcomes(timer_base)
         cpu_before, me_before, all_before = [p.cpu_times() for p in procs], psutil.Process().cpu_times(), psutil.cpu_times()
+        shards_before = node_cpu_s(cluster)
         wall_from, t0 = int(time.time() * 1000), time.perf_counter()
         stats.measuring = True
         await asyncio.sleep(args.duration)
@@ -345,6 +371,7 @@ async def run(args: argparse.Namespace) -> dict:
         elapsed = time.perf_counter() - t0
         wall_to = int(time.time() * 1000)
         cpu_after, me_after, all_after = [p.cpu_times() for p in procs], psutil.Process().cpu_times(), psutil.cpu_times()
+        shards_after = node_cpu_s(cluster)
         pending_window_end = await redis_queue(args.redis_url, "count") if redis else None
         # No new arms from here; the visitors wait for the pushes still due, then leave.
         stop.set()
@@ -360,6 +387,8 @@ async def run(args: argparse.Namespace) -> dict:
             server.wait(10)
         if redis:
             await redis_queue(args.redis_url, "drop")
+        if cluster is not None:
+            cluster.stop()
     lat = stats.lateness_ms
     cpu_s = [(a.user + a.system) - (b.user + b.system) for a, b in zip(cpu_after, cpu_before)]
     gen_cpu_s = (me_after.user + me_after.system) - (me_before.user + me_before.system)
@@ -399,6 +428,10 @@ async def run(args: argparse.Namespace) -> dict:
         # Time the hypervisor gave this machine's CPUs to others: a virtual machine's own disturbance.
         "cpu_steal_share": round((getattr(all_after, "steal", 0) - getattr(all_before, "steal", 0)) / elapsed, 2),
         "cpus": psutil.cpu_count(),
+        # On a cluster: each master's own CPU share (INFO cpu), replicas apart.
+        **({"redis_cpu_share_by_node": {f"{role} :{port}": round((shards_after[role, port] - shards_before[role, port])
+                                                                 / elapsed, 3) for role, port in sorted(shards_after)}}
+           if cluster is not None else {}),
         "pending_timers_window_end": pending_window_end,
         "pending_timers_end": pending_end,
         "errors": stats.errors,
@@ -423,8 +456,13 @@ def main() -> None:
     p.add_argument("--split", action="store_true",
                    help="two server processes: the visitors' with --no-timers, and one running the timer loop "
                         "(arming wakes the loop across processes; pushes are forwarded over Redis)")
+    p.add_argument("--cluster", action="store_true",
+                   help="a 3-master, 3-replica Redis Cluster started for the run instead of --redis-url; "
+                        "prints each node's CPU share")
     p.add_argument("--json", type=Path, help="also write the result here")
     args = p.parse_args()
+    if args.cluster and args.engine != "redis":
+        raise SystemExit("--cluster needs --engine redis")
     if args.inject is None:
         args.inject = "engine" if args.engine == "redis" else "visitors"
     import uvloop
