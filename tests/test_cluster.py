@@ -183,6 +183,26 @@ async def test_three_hundred_pages_closing_at_once_are_all_archived(cluster):
         await e.close()
 
 
+async def test_rows_kept_for_training_spread_over_the_masters_and_come_back_oldest_first(cluster, redis_cluster):
+    # Every ended page load writes its row: 16 archives ({archive:k}), read together.
+    from redis_cluster import command
+
+    e = RedisClusterEngine(cluster, session_ttl_s=60)
+    await e.start()
+    try:
+        t = now()
+        sids = [new_sid(f"v_row{i:05d}") for i in range(40)]
+        for i, sid in enumerate(sids):
+            await e.archive(sid, f"row{i:02d}", t - 40_000 + i * 1000)
+        assert await e.archived(t) == [f"row{i:02d}" for i in range(40)]
+        assert await e.archived(t, limit=10) == [f"row{i:02d}" for i in range(10)], "the oldest, in order"
+        assert await e.archived(t - 30_500) == [f"row{i:02d}" for i in range(10)], "only those quiet since then"
+        holding = [port for _, port in redis_cluster.masters() if command(port, "KEYS", "kairos:{archive:*")]
+        assert len(holding) >= 2, "the archives are spread over the masters"
+    finally:
+        await e.close()
+
+
 def keys_bucket(t: int) -> int:
     from kairos.engine.base import stats_bucket
 

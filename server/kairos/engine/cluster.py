@@ -314,6 +314,15 @@ class RedisClusterEngine(RedisEngine):
     def _live_keys(self) -> list[str]:
         return [keys.live(shard) for shard in range(keys.TIMER_SHARDS)]
 
+    # --- the rows kept for training: TIMER_SHARDS archives -----------------------
+    # Written when each page load ends: one archive would put all of them on one master.
+
+    def _archive_keys(self, sid: str) -> tuple[str, str]:
+        return keys.archive(keys.timer_shard(sid))
+
+    def _archives(self) -> list[tuple[str, str]]:
+        return [keys.archive(shard) for shard in range(keys.TIMER_SHARDS)]
+
     # --- timers: TIMER_SHARDS queues ---------------------------------------------
 
     async def arm_timers(self, timers) -> int | None:

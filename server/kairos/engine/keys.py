@@ -93,6 +93,12 @@ def live(shard: int) -> str:
     return f"{PREFIX}:{{live:{shard}}}"
 
 
+def archive(shard: int) -> tuple[str, str]:
+    """One shard of the rows kept for training, on Redis Cluster: its index and rows (the shard: timer_shard)."""
+    tag = f"{PREFIX}:{{archive:{shard}}}"
+    return f"{tag}:idx", f"{tag}:rows"
+
+
 def timer_keys(shard: int) -> tuple[str, str, str, str]:
     """One shard's due times, payloads, leases and holders, in the order the timer scripts take them."""
     tag = f"{PREFIX}:{{timers:{shard}}}"

@@ -754,8 +754,10 @@ class RedisEngine(Engine):
             async with self.r.pipeline(transaction=False) as pipe:
                 for sid in gone:
                     pipe.zrem(self._live_key(sid), sid)
-                pipe.zrem(keys.ARCHIVE_INDEX, *gone)
-                pipe.hdel(keys.ARCHIVE_ROWS, *gone)
+                for sid in gone:
+                    idx, rows = self._archive_keys(sid)
+                    pipe.zrem(idx, sid)
+                    pipe.hdel(rows, sid)
                 await pipe.execute()
         return erased, gone
 
@@ -819,11 +821,20 @@ class RedisEngine(Engine):
         await self.only_live(states, now_ms)
         return states
 
+    def _archive_keys(self, sid: str) -> tuple[str, str]:
+        """The index and rows that keep `sid`'s row for training (one pair; sharded on a cluster)."""
+        return keys.ARCHIVE_INDEX, keys.ARCHIVE_ROWS
+
+    def _archives(self) -> list[tuple[str, str]]:
+        return [(keys.ARCHIVE_INDEX, keys.ARCHIVE_ROWS)]
+
     async def archive(self, sid: str, row: str, now_ms: int) -> None:
+        # Each of the archives keeps its share of the rows (ARCHIVE_KEEP in all).
+        keep = -(-ARCHIVE_KEEP // len(self._archives()))
         vid, _ = await asyncio.gather(
             self.visitor_of(sid),
-            self._eval("archive", self._archive, [keys.ARCHIVE_INDEX, keys.ARCHIVE_ROWS],
-                       [sid, row, now_ms, self.archive_ttl_s, ARCHIVE_KEEP]),
+            self._eval("archive", self._archive, list(self._archive_keys(sid)),
+                       [sid, row, now_ms, self.archive_ttl_s, keep]),
         )
         if vid:
             # The row outlives the session: the visitor's index must point to it as long.
@@ -833,11 +844,20 @@ class RedisEngine(Engine):
 
     async def archived(self, last_before_ms: int, limit: int = ARCHIVE_KEEP) -> list[str]:
         cutoff = int(time.time() * 1000) - self.archive_ttl_s * 1000
-        sids = await self.r.zrangebyscore(keys.ARCHIVE_INDEX, f"({cutoff}", f"({last_before_ms}", start=0, num=limit)
-        rows: list[str] = []
-        for i in range(0, len(sids), 1000):  # in slices: one reply stays small
-            rows += [r for r in await self.r.hmget(keys.ARCHIVE_ROWS, sids[i:i + 1000]) if r is not None]
-        return rows
+        # The oldest `limit` of each archive, then the oldest of those.
+        found = await asyncio.gather(*(self.r.zrangebyscore(idx, f"({cutoff}", f"({last_before_ms}", start=0,
+                                                            num=limit, withscores=True)
+                                       for idx, _ in self._archives()))
+        oldest = sorted((ms, sid, rows) for (_, rows), got in zip(self._archives(), found) for sid, ms in got)[:limit]
+        by_rows: dict[str, list[str]] = {}
+        for _, sid, rows in oldest:
+            by_rows.setdefault(rows, []).append(sid)
+        kept: dict[str, str] = {}
+        for rows, sids in by_rows.items():
+            for i in range(0, len(sids), 1000):  # in slices: one reply stays small
+                part = sids[i:i + 1000]
+                kept.update((sid, r) for sid, r in zip(part, await self.r.hmget(rows, part)) if r is not None)
+        return [kept[sid] for _, sid, _ in oldest if sid in kept]
 
     async def ttl_s(self, sid: str) -> dict[str, float]:
         async with self.r.pipeline(transaction=False) as pipe:
