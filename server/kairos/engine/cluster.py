@@ -10,9 +10,12 @@ the slot. What differs is here:
   redirects and refreshes its map of the slots;
 - the timer queue is sharded over TIMER_SHARDS hash tags ({timers:k}), and the
   steps that wrote the queue and a session's timeline in one script are two
-  calls: queue first, then timeline (see each method);
+  calls: queue first, then timeline (see each method); so are the dashboard's
+  list of live sessions ({live:k}) and the rows kept for training ({archive:k});
 - pub/sub is sharded (SPUBLISH/SSUBSCRIBE): a message goes to the master of its
-  channel's slot only, not to every node of the cluster.
+  channel's slot only, not to every node of the cluster;
+- a master away (a failover) fails its own visitors' calls and nobody else's, and
+  is logged as one outage (docs/scaling.md, "What a failover costs").
 """
 
 from __future__ import annotations
