@@ -31,7 +31,43 @@ log = logging.getLogger("kairos.redis")
 MAX_BATCH = 256
 
 
-class AutoPipeline:
+class PipelineCalls:
+    """What the engine calls on a pipeline beside `execute`: `post` and `evalsha`.
+
+    Shared by AutoPipeline (one Redis) and engine.cluster.ClusterPipe (a master
+    each); they differ in `execute` and in how a script Redis forgot is loaded (`_load`).
+    """
+
+    def execute(self, *args: Any, **options: Any) -> asyncio.Future[Any]:
+        raise NotImplementedError
+
+    async def _load(self, script: Any) -> str:
+        """Load a script where it is not known; its sha."""
+        raise NotImplementedError
+
+    def post(self, *args: Any) -> None:
+        """Queue a command nobody waits for (a statistic): it joins the next pipeline, and an
+        error it meets is dropped (a Redis outage is logged by the calls that wait)."""
+        self.execute(*args).add_done_callback(_dropped)
+
+    def evalsha(self, script: Any, keys: list[str], args: list[Any], options: dict[str, Any] | None = None) -> Awaitable[Any]:
+        """EVALSHA a registered script, loading it again if Redis forgot it (restart, SCRIPT FLUSH, a promoted replica).
+
+        Queued now, like `execute`: what the caller queues next joins the same pipeline.
+        """
+        first = self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **(options or {}))
+        return self._reloading(first, script, keys, args, options or {})
+
+    async def _reloading(self, first: asyncio.Future[Any], script: Any, keys: list[str], args: list[Any],
+                         options: dict[str, Any]) -> Any:
+        try:
+            return await first
+        except NoScriptError:
+            script.sha = await self._load(script)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **options)
+
+
+class AutoPipeline(PipelineCalls):
     def __init__(self, r: aioredis.Redis, workers: int = 4, outage: Outage | None = None) -> None:
         self.r = r
         self.outage = outage or Outage()
@@ -72,26 +108,8 @@ class AutoPipeline:
         self._wake.set()
         return fut
 
-    def post(self, *args: Any) -> None:
-        """Queue a command nobody waits for (a statistic): it joins the next pipeline, and an
-        error it meets is dropped (a Redis outage is logged by the calls that wait)."""
-        self.execute(*args).add_done_callback(_dropped)
-
-    def evalsha(self, script: Any, keys: list[str], args: list[Any], options: dict[str, Any] | None = None) -> Awaitable[Any]:
-        """EVALSHA a registered script, loading it again if Redis forgot it (restart, SCRIPT FLUSH).
-
-        Queued now, like `execute`: what the caller queues next joins the same pipeline.
-        """
-        first = self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **(options or {}))
-        return self._reloading(first, script, keys, args, options or {})
-
-    async def _reloading(self, first: asyncio.Future[Any], script: Any, keys: list[str], args: list[Any],
-                         options: dict[str, Any]) -> Any:
-        try:
-            return await first
-        except NoScriptError:
-            script.sha = await self.r.script_load(script.script)
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args, **options)
+    async def _load(self, script: Any) -> str:
+        return await self.r.script_load(script.script)
 
     def _connection(self) -> Any:
         # A connection of the worker's own, beside the pool: held for the worker's life,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from typing import Any, Awaitable, Sequence
@@ -31,14 +30,13 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError, RedisClusterException, RedisError,
-                              TryAgainError)
+from redis.exceptions import AskError, ClusterDownError, MovedError, RedisClusterException, RedisError, TryAgainError
 
 from ..rules.delayed import Timer, armed_line
 from ..session import SessionState, log_entry
 from . import keys
-from .autopipe import AutoPipeline
-from .base import FORGET_BATCH, LOG_MAX, TIMER_LEASE_MS, Bus
+from .autopipe import AutoPipeline, PipelineCalls
+from .base import LOG_MAX, TIMER_LEASE_MS, Bus
 from .outage import Outage
 from .redis import TIMERS_TTL_S, RedisEngine, _pairs, _scored, _script, _stored
 
@@ -94,7 +92,7 @@ def _key_of(args: Sequence[Any]) -> Any:
 _REDIRECTS = (MovedError, AskError, TryAgainError, ClusterDownError)
 
 
-class ClusterPipe:
+class ClusterPipe(PipelineCalls):
     """Auto-pipelining over a cluster: one AutoPipeline per master, each command to its slot's master.
 
     The interface of AutoPipeline (execute, post, evalsha), so the engine's calls are
@@ -233,29 +231,14 @@ class ClusterPipe:
         if not self._failing and self.outage.down and (line := self.outage.answered(time.monotonic())):
             log.warning(line)
 
-    def post(self, *args: Any) -> None:
-        """Queue a command nobody waits for; an error it meets is dropped (AutoPipeline.post)."""
-        self.execute(*args).add_done_callback(lambda f: f.cancelled() or f.exception())
-
-    def evalsha(self, script: Any, script_keys: list[str], args: list[Any],
-                options: dict[str, Any] | None = None) -> Awaitable[Any]:
-        """EVALSHA a registered script on its keys' master; loaded there if that master does not know it."""
-        first = self.execute("EVALSHA", script.sha, len(script_keys), *script_keys, *args, **(options or {}))
-        return self._loading(first, script, script_keys, args, options or {})
-
-    async def _loading(self, first: asyncio.Future[Any], script: Any, script_keys: list[str], args: list[Any],
-                       options: dict[str, Any]) -> Any:
-        try:
-            return await first
-        except NoScriptError:
-            # A replica promoted since the scripts were loaded has none (Redis does not
-            # replicate SCRIPT LOAD), and some scripts load on first use: loaded on every
-            # master, once for all the calls that met NOSCRIPT together.
-            load = self._loads.get(script.sha)
-            if load is None or load.done():  # none in flight: this call loads it (a later failover loads it again)
-                load = self._loads[script.sha] = asyncio.ensure_future(self.rc.script_load(script.script))
-            script.sha = await asyncio.shield(load)
-            return await self.execute("EVALSHA", script.sha, len(script_keys), *script_keys, *args, **options)
+    async def _load(self, script: Any) -> str:
+        # A replica promoted since the scripts were loaded has none (Redis does not
+        # replicate SCRIPT LOAD), and some scripts load on first use: loaded on every
+        # master, once for all the calls that met NOSCRIPT together.
+        load = self._loads.get(script.sha)
+        if load is None or load.done():  # none in flight: this call loads it (a later failover loads it again)
+            load = self._loads[script.sha] = asyncio.ensure_future(self.rc.script_load(script.script))
+        return await asyncio.shield(load)
 
 
 class _WaitingCluster(RedisCluster):
@@ -328,20 +311,23 @@ class RedisClusterEngine(RedisEngine):
 
     # --- timers: TIMER_SHARDS queues ---------------------------------------------
 
+    def _timer_queue(self, sid: str) -> tuple[str, ...]:
+        return keys.timer_keys(keys.timer_shard(sid))
+
     async def arm_timers(self, timers) -> int | None:
         if not timers:
             return await self.next_due_ms()
-        by_shard: dict[int, list[Timer]] = {}
+        by_queue: dict[tuple[str, ...], list[Timer]] = {}
         for t in timers:
-            by_shard.setdefault(keys.timer_shard(t.sid), []).append(t)
+            by_queue.setdefault(self._timer_queue(t.sid), []).append(t)
         replies = await asyncio.gather(*(
-            self._eval("arm_timers", self._arm_queue, list(keys.timer_keys(shard)),
+            self._eval("arm_timers", self._arm_queue, list(queue),
                        [TIMERS_TTL_S, *(v for t in ts for v in (t.key, t.due_ms, t.payload()))])
-            for shard, ts in by_shard.items()))
+            for queue, ts in by_queue.items()))
         # Then each session's timeline: the timer it supersedes, then the one armed.
         lines: dict[str, list[str]] = {}
         firsts = []
-        for (shard, ts), (first, *olds) in zip(by_shard.items(), replies):
+        for ts, (first, *olds) in zip(by_queue.values(), replies):
             firsts.append(int(float(first)))
             for t, old in zip(ts, olds):
                 own = lines.setdefault(t.sid, [])
@@ -397,7 +383,7 @@ class RedisClusterEngine(RedisEngine):
     async def finish_timer(self, t: Timer, lines: Sequence[str], now_ms: int,
                            count: str = "") -> tuple[bool, SessionState | None]:
         # Off the queue first, then recorded on the session (drop_timer.lua says why).
-        dropped = int(await self._eval("finish_timer", self._drop_timer, list(keys.timer_keys(keys.timer_shard(t.sid))),
+        dropped = int(await self._eval("finish_timer", self._drop_timer, list(self._timer_queue(t.sid)),
                                        [t.key, t.payload()]))
         if dropped == 0:
             return False, None
@@ -405,11 +391,6 @@ class RedisClusterEngine(RedisEngine):
                                   [t.key, t.payload(), self.session_ttl_s, LOG_MAX, count, *lines], raw=True)
         h = _stored(raw)
         return True, SessionState.from_hash(t.sid, h) if h else None
-
-    async def defer_timer(self, t: Timer, due_ms: int, waited: bool = True) -> bool:
-        kept = dataclasses.replace(t, waits=t.waits + int(waited)).payload()
-        return bool(int(await self._eval("defer_timer", self._defer_timer, list(keys.timer_keys(keys.timer_shard(t.sid))),
-                                         [t.key, t.payload(), kept, due_ms])))
 
     async def next_due_ms(self) -> int | None:
         firsts = await self._each_shard([self.pipe.execute("ZRANGE", keys.timer_keys(shard)[0], 0, 0, "WITHSCORES")
@@ -421,22 +402,6 @@ class RedisClusterEngine(RedisEngine):
         counts = await self._each_shard([self.pipe.execute("ZCARD", keys.timer_keys(shard)[0])
                                          for shard in range(keys.TIMER_SHARDS)])
         return sum(int(c) for c in counts if c is not None)
-
-    async def _forget_timers(self, sids: set[str]) -> None:
-        by_shard: dict[int, set[str]] = {}
-        for sid in sids:
-            by_shard.setdefault(keys.timer_shard(sid), set()).add(sid)
-        for shard, own in by_shard.items():
-            due, data, leased, holder = keys.timer_keys(shard)
-            doomed = [m async for m, _ in self.r.hscan_iter(data, count=1000) if m.partition("|")[0] in own]
-            for i in range(0, len(doomed), FORGET_BATCH):
-                part = doomed[i:i + FORGET_BATCH]
-                async with self.r.pipeline(transaction=True) as pipe:
-                    pipe.zrem(due, *part)
-                    pipe.hdel(data, *part)
-                    pipe.zrem(leased, *part)
-                    pipe.hdel(holder, *part)
-                    await pipe.execute()
 
     # --- sharded pub/sub -------------------------------------------------------------
 

@@ -761,18 +761,25 @@ class RedisEngine(Engine):
                 await pipe.execute()
         return erased, gone
 
+    def _timer_queue(self, sid: str) -> tuple[str, ...]:
+        """The queue that holds a session's timers: due times, payloads, leases, holders (one; sharded on a cluster)."""
+        return _TIMER_KEYS
+
     async def _forget_timers(self, sids: set[str]) -> None:
-        """Drop the timers of these sessions: one incremental pass over the queue, whatever their number."""
-        if not sids:
-            return
-        doomed = [m async for m, _ in self.r.hscan_iter(keys.TIMERS_DATA, count=1000) if m.partition("|")[0] in sids]
-        for i in range(0, len(doomed), FORGET_BATCH):
-            async with self.r.pipeline(transaction=True) as pipe:
-                pipe.zrem(keys.TIMERS_DUE, *doomed[i:i + FORGET_BATCH])
-                pipe.hdel(keys.TIMERS_DATA, *doomed[i:i + FORGET_BATCH])
-                pipe.zrem(keys.TIMERS_LEASED, *doomed[i:i + FORGET_BATCH])
-                pipe.hdel(keys.TIMERS_HOLDER, *doomed[i:i + FORGET_BATCH])
-                await pipe.execute()
+        """Drop the timers of these sessions: one incremental pass over each queue they are in, whatever their number."""
+        queues: dict[tuple[str, ...], set[str]] = {}
+        for sid in sids:
+            queues.setdefault(self._timer_queue(sid), set()).add(sid)
+        for (due, data, leased, holder), own in queues.items():
+            doomed = [m async for m, _ in self.r.hscan_iter(data, count=1000) if m.partition("|")[0] in own]
+            for i in range(0, len(doomed), FORGET_BATCH):
+                part = doomed[i:i + FORGET_BATCH]
+                async with self.r.pipeline(transaction=True) as pipe:
+                    pipe.zrem(due, *part)
+                    pipe.hdel(data, *part)
+                    pipe.zrem(leased, *part)
+                    pipe.hdel(holder, *part)
+                    await pipe.execute()
 
     async def record_feedback(self, sid: str, oid: str, act: str, log: str, now_ms: int) -> bool:
         kept = self._kept(sid)
@@ -900,7 +907,7 @@ class RedisEngine(Engine):
 
     async def defer_timer(self, t: Timer, due_ms: int, waited: bool = True) -> bool:
         kept = dataclasses.replace(t, waits=t.waits + int(waited)).payload()
-        return bool(int(await self._eval("defer_timer", self._defer_timer, list(_TIMER_KEYS),
+        return bool(int(await self._eval("defer_timer", self._defer_timer, list(self._timer_queue(t.sid)),
                                          [t.key, t.payload(), kept, due_ms])))
 
     async def heartbeat(self, node: str, now_ms: int, ttl_ms: int = HEARTBEAT_TTL_MS) -> None:
