@@ -209,19 +209,8 @@ class BenchCluster:
     def _info(self, port: int, section: str) -> dict[str, str]:
         return self._fields(self._command(port, "INFO", section))
 
-    def node_cpu(self) -> dict[int, float]:
-        """used_cpu_user + used_cpu_sys of each node that answers, by port."""
-        out = {}
-        for _, port in self.cluster.nodes:
-            try:
-                info = self._info(port, "cpu")
-            except redis.RedisError:
-                continue
-            out[port] = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-        return out
-
     def cpu_read(self) -> tuple[float, dict[int, float]]:
-        nodes = self.node_cpu()
+        nodes = self.cluster.node_cpu_s()
         return sum(nodes.get(m, 0.0) for m, _ in self.shards), nodes
 
     def cpu_s(self) -> float:

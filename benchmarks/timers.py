@@ -173,14 +173,8 @@ def node_cpu_s(cluster) -> dict[tuple[str, int], float]:
     """Each cluster node's CPU seconds so far (used_cpu_user + used_cpu_sys), by (master/replica, port)."""
     if cluster is None:
         return {}
-    from redis_cluster import command, fields
-
     masters = {port for _, port in cluster.masters()}
-    out = {}
-    for _, port in cluster.nodes:
-        cpu = fields(command(port, "INFO", "cpu"))
-        out["master" if port in masters else "replica", port] = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
-    return out
+    return {("master" if port in masters else "replica", port): cpu_s for port, cpu_s in cluster.node_cpu_s().items()}
 
 
 # --- visitors ------------------------------------------------------------------------------

@@ -316,6 +316,17 @@ class LocalCluster:
                 return HOST, e.port
         raise LookupError(f"no master serves slot {slot} (key {key!r})")
 
+    def node_cpu_s(self) -> dict[int, float]:
+        """CPU seconds each live node has used (INFO cpu: used_cpu_user + used_cpu_sys), by port; the benchmarks' figure."""
+        out = {}
+        for port in self._live_ports():
+            try:
+                cpu = fields(command(port, "INFO", "cpu"))
+            except redis.RedisError:
+                continue
+            out[port] = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+        return out
+
     def flush(self) -> None:
         """FLUSHALL on every live master of this cluster, and on its replicas before returning."""
         for _, port in self.masters():
